@@ -1,0 +1,3 @@
+from rdft.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""The `rdft` command: parse, call one function, print. The work lives elsewhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rdft import __version__
+from rdft.errors import EnvBuildError, RdftError
+from rdft.settings import Settings, get_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.find_root().obj
+
+
+def _manager(ctx: click.Context):
+    from rdft.envs import EnvManager
+
+    return EnvManager(_settings(ctx), log=lambda message: click.echo(f"rdft: {message}", err=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rdft")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """rdft: an agentic LLM fine-tuning workbench for GPU hosts without Docker.
+
+    Settings come from the environment and a .env file in the working directory
+    (RD-Agent's fine-tuning template loads unchanged).
+    """
+    settings = get_settings()
+    ctx.obj = settings
+    ignored = settings.ignored_in_use()
+    if ignored:
+        click.echo(
+            f"rdft: note: ignoring RD-Agent-only settings {', '.join(ignored)} (`rdft doctor` says why)",
+            err=True,
+        )
+    for key in settings.unknown_keys():
+        click.echo(f"rdft: warning: unknown setting {key} in .env is not used", err=True)
+
+
+@cli.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Report Python, conda engines, GPUs, which keys are set (never their values), free disk."""
+    from rdft.doctor import report
+
+    rows = report(_settings(ctx))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {value}")
+
+
+@cli.group()
+def env() -> None:
+    """Isolated environments (train, eval, data, or your own) built from lock files."""
+
+
+@env.command("list")
+@click.pass_context
+def env_list(ctx: click.Context) -> None:
+    """List env specs and the locks that exist for them."""
+    manager = _manager(ctx)
+    click.echo(f"specs: {manager.specs_dir}")
+    for spec in manager.specs():
+        locks = []
+        if spec.conda_lock_path.is_file():
+            locks.append(spec.conda_lock_path.name)
+        locks += [spec.pip_lock_path(v).name for v in ("cpu", "cuda") if spec.pip_lock_path(v).is_file()]
+        click.echo(f"{spec.name:<12} {manager.backend(spec):<6} locks: {', '.join(locks) or 'none'}")
+
+
+@env.command("status")
+@click.pass_context
+def env_status(ctx: click.Context) -> None:
+    """Show each env's backend, path, lock match, size and creation time."""
+    for row in _manager(ctx).status():
+        size = f"{row.size_bytes / 2**20:.0f} MiB" if row.size_bytes is not None else "-"
+        created = row.created.strftime("%Y-%m-%d %H:%M UTC") if row.created else "-"
+        click.echo(f"{row.name:<12} {row.backend:<6} {row.variant:<5} {size:>10}  {created:<20} {row.state}  {row.path}")
+
+
+@env.command("create")
+@click.argument("name")
+@click.pass_context
+def env_create(ctx: click.Context, name: str) -> None:
+    """Create env NAME from its locks (does nothing when it exists and its lock is unchanged)."""
+    handle = _manager(ctx).ensure(name)
+    click.echo(str(handle.link))
+
+
+@env.command("rebuild")
+@click.argument("name", required=False)
+@click.option("--all", "all_envs", is_flag=True, help="Rebuild every env that exists.")
+@click.pass_context
+def env_rebuild(ctx: click.Context, name: str | None, all_envs: bool) -> None:
+    """Build env NAME (or all existing envs) again from its locks."""
+    manager = _manager(ctx)
+    if bool(name) == all_envs:
+        raise RdftError("give an env NAME or --all (not both); see `rdft env list`")
+    names = [name] if name else [s.name for s in manager.specs() if manager.current(s.name)]
+    if not names:
+        click.echo("rdft: no envs exist yet; nothing to rebuild", err=True)
+    for each in names:
+        click.echo(str(manager.rebuild(each).link))
+
+
+@env.command("lock")
+@click.argument("name")
+@click.option("--conda-only", is_flag=True, help="Solve only the conda lock.")
+@click.option("--pip-only", is_flag=True, help="Resolve only the pip locks (cpu and cuda).")
+@click.pass_context
+def env_lock(ctx: click.Context, name: str, conda_only: bool, pip_only: bool) -> None:
+    """Solve env NAME's conda lock (py-rattler) and pip locks (uv) and write them next to its spec."""
+    if conda_only and pip_only:
+        raise RdftError("--conda-only and --pip-only exclude each other; give at most one")
+    for path in _manager(ctx).lock(name, conda_part=not pip_only, pip_part=not conda_only):
+        click.echo(f"wrote {path}")
+
+
+@env.command("remove")
+@click.argument("name")
+@click.pass_context
+def env_remove(ctx: click.Context, name: str) -> None:
+    """Delete env NAME."""
+    manager = _manager(ctx)
+    manager.spec(name)  # a typo gets the "did you mean" error, not a silent no-op
+    if manager.remove(name):
+        click.echo(f"removed env {name}")
+    else:
+        click.echo(f"rdft: env {name} does not exist; nothing removed", err=True)
+
+
+@env.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill after this many seconds (exit 124).")
+@click.option("--cwd", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Working directory.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the output here.")
+@click.option("--with-secrets", is_flag=True, help="Pass OPENAI_API_KEY and HF_TOKEN to the command.")
+@click.pass_context
+def env_run(ctx, name, command, timeout, cwd, log_path, with_secrets) -> None:
+    """Run COMMAND inside env NAME (what `conda run` does): rdft env run train -- python -V"""
+    from rdft.runner import run_in_env
+
+    handle = _manager(ctx).ensure(name)
+    extra = _settings(ctx).secrets() if with_secrets else {}
+    result = run_in_env(handle, list(command), extra_env=extra, timeout=timeout, cwd=cwd, log_path=log_path)
+    if result.timed_out:
+        click.echo(f"rdft: timed out after {timeout:g} s; killed the command and its children", err=True)
+    if result.oom:
+        click.echo("rdft: the command ran out of GPU memory (CUDA OOM)", err=True)
+    sys.exit(result.returncode)
+
+
+def main() -> None:
+    try:
+        returned = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rdft: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except EnvBuildError as error:
+        if error.tail:
+            click.echo(error.tail.rstrip(), err=True)
+        click.echo(f"rdft: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except RdftError as error:
+        click.echo(f"rdft: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("rdft: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(returned if isinstance(returned, int) else 0)

@@ -1,0 +1,390 @@
+"""The environment manager: `ensure(name)` gives a ready env built from its locks.
+
+Layout under the envs folder (RDFT_ENVS_DIR, default FT_FILE_PATH/envs):
+
+    train -> train-3f2a9c01d4e5/     a symlink, swapped atomically when a build completes
+    train-3f2a9c01d4e5/              the prefix, named after its lock hash
+        .rdft-env.json               written last: a prefix without it is an unfinished build
+    .locks/train.lock                filelock: several rdft processes build an env once
+    .logs/train-3f2a9c01d4e5.log     the build's output
+
+Builds do not happen in a temporary folder renamed into place: conda packages and venvs embed
+their absolute prefix in scripts and binaries, so a renamed prefix breaks. The prefix is built
+where it will live, under a name nothing points to yet, and published by the symlink swap; a
+failed build is deleted, so it leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock, Timeout
+from pydantic import BaseModel
+
+from rdft import __version__
+from rdft.envs import conda, pip_lock
+from rdft.envs.spec import EnvSpec, find_spec, list_specs, packaged_specs_dir, pip_lock_hash
+from rdft.errors import EnvBuildError, RdftError
+from rdft.runner import base_environment, run
+from rdft.settings import Settings
+
+MARKER = ".rdft-env.json"
+Backend = Literal["conda", "venv"]
+
+
+class EnvRecord(BaseModel):
+    """What a finished env remembers about how it was built (its `.rdft-env.json`)."""
+
+    name: str
+    backend: Backend
+    variant: str
+    lock_hash: str
+    created: datetime.datetime
+    rdft_version: str
+
+
+class Env(BaseModel):
+    """A ready env: where it is and how to run a command inside it."""
+
+    name: str
+    prefix: Path  # the real folder
+    link: Path  # the stable path users see (envs/<name>)
+    record: EnvRecord
+
+    @property
+    def python(self) -> Path:
+        return self.prefix / "bin" / "python"
+
+    def command(self, command: list[str], environ: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment that run `command` inside this env."""
+        environ = dict(environ)
+        if self.record.backend == "venv":
+            environ["VIRTUAL_ENV"] = str(self.prefix)
+            environ["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
+            environ.pop("PYTHONHOME", None)
+            return command, environ
+        binary = conda.find_conda_binary()
+        if binary:
+            return [binary, "run", "-p", str(self.prefix), "--no-capture-output", *command], environ
+        path_entries = [p for p in environ.get("PATH", "").split(os.pathsep) if p]
+        script = conda.activation_script(self.prefix, path_entries)
+        # `exec "$@"` replaces the shell, so signals and exit codes are the command's own.
+        return ["bash", "-c", f'{script}\nexec "$@"', "rdft-env-run", *command], environ
+
+
+class EnvStatus(BaseModel):
+    name: str
+    backend: str
+    variant: str
+    path: Path
+    state: str  # "ready", "missing", "stale: <why>", "outdated (lock changed)"
+    size_bytes: int | None = None
+    created: datetime.datetime | None = None
+
+
+class EnvManager:
+    def __init__(self, settings: Settings, log: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.specs_dir = (settings.rdft_env_specs_dir or packaged_specs_dir()).expanduser().resolve()
+        self.envs_dir = settings.envs_dir
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self._variant: str | None = None
+
+    # --- specs and locks -------------------------------------------------------------------
+    def specs(self) -> list[EnvSpec]:
+        if not self.specs_dir.is_dir():
+            raise RdftError(f"env specs folder {self.specs_dir} does not exist; fix RDFT_ENV_SPECS_DIR")
+        return list_specs(self.specs_dir)
+
+    def spec(self, name: str) -> EnvSpec:
+        return find_spec(self.specs_dir, name)
+
+    def variant(self) -> str:
+        """`cpu` or `cuda`: the setting, or `cuda` when nvidia-smi lists a GPU."""
+        if self._variant is None:
+            chosen = self.settings.rdft_torch_variant
+            self._variant = chosen if chosen != "auto" else ("cuda" if _nvidia_gpus() else "cpu")
+        return self._variant
+
+    def backend(self, spec: EnvSpec) -> Backend:
+        chosen = self.settings.ft_coder_costeer_env_type
+        if chosen in ("conda", "venv"):
+            return chosen
+        # py-rattler is always there as a conda engine, so conda only needs a lock for here.
+        if spec.conda_lock_path.is_file():
+            _, platforms = conda.lock_info(spec)
+            if conda.current_platform() in platforms:
+                return "conda"
+        return "venv"
+
+    def lock(self, name: str, *, conda_part: bool = True, pip_part: bool = True) -> list[Path]:
+        """Solve and write the locks of env `name`: conda (this platform) and pip (both variants)."""
+        spec = self.spec(name)
+        written = []
+        if conda_part:
+            if not spec.channels or not spec.conda:
+                raise RdftError(f"{spec.path} has no conda part (channels + dependencies) to lock")
+            conda.solve_lock(spec, [conda.current_platform()], self._cache_dir())
+            written.append(spec.conda_lock_path)
+        if pip_part and spec.pip:
+            for variant in ("cpu", "cuda"):
+                written.append(pip_lock.compile_lock(spec, variant))
+        return written
+
+    def _check_locks(self, spec: EnvSpec, backend: Backend, variant: str, *, solve_missing: bool) -> str:
+        """Verify the locks this env needs are present and fresh; return their combined hash."""
+        digest = hashlib.sha256(f"{backend}\n{variant}\n".encode())
+        if backend == "conda":
+            if not spec.conda_lock_path.is_file():
+                if not solve_missing:
+                    raise RdftError(f"env {spec.name!r} has no conda lock; run `rdft env lock {spec.name}`")
+                self.log(f"env {spec.name}: no conda lock yet, solving {spec.conda_lock_path.name}")
+                conda.solve_lock(spec, [conda.current_platform()], self._cache_dir())
+            hashes, platforms = conda.lock_info(spec)
+            here = conda.current_platform()
+            if here not in platforms:
+                raise RdftError(f"{spec.conda_lock_path} has no {here} packages; run `rdft env lock {spec.name}`")
+            if hashes.get(here) != spec.conda_hash():
+                raise RdftError(
+                    f"{spec.conda_lock_path.name} is stale: {spec.path.name} changed since it was "
+                    f"locked; run `rdft env lock {spec.name}`"
+                )
+            digest.update(spec.conda_lock_path.read_bytes())
+        else:
+            digest.update(f"python {spec.python_version}\n".encode())
+        if spec.pip:
+            path = spec.pip_lock_path(variant)
+            if not path.is_file():
+                if not solve_missing:
+                    raise RdftError(f"env {spec.name!r} has no {path.name}; run `rdft env lock {spec.name}`")
+                self.log(f"env {spec.name}: no pip lock yet, resolving {path.name}")
+                pip_lock.compile_lock(spec, variant)
+            if pip_lock_hash(path) != spec.pip_hash(variant):
+                raise RdftError(
+                    f"{path.name} is stale: {spec.path.name} changed since it was locked; "
+                    f"run `rdft env lock {spec.name}`"
+                )
+            target = pip_lock.lock_target(path)
+            if target and target != pip_lock.target_platform():
+                raise RdftError(f"{path.name} was locked for {target}; run `rdft env lock {spec.name}` here")
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    # --- envs ----------------------------------------------------------------------------
+    def current(self, name: str) -> Env | None:
+        """The published env `name`, or None when there is none (or it is damaged)."""
+        link = self.envs_dir / name
+        marker = link / MARKER
+        if not marker.is_file():
+            return None
+        try:
+            record = EnvRecord.model_validate_json(marker.read_text())
+        except ValueError:
+            return None
+        return Env(name=name, prefix=link.resolve(), link=link, record=record)
+
+    def ensure(self, name: str) -> Env:
+        """The env `name`, created when missing and rebuilt when its lock changed."""
+        return self._ensure(name, force=False)
+
+    def rebuild(self, name: str) -> Env:
+        return self._ensure(name, force=True)
+
+    def _ensure(self, name: str, *, force: bool) -> Env:
+        spec = self.spec(name)
+        backend, variant = self.backend(spec), self.variant()
+        existing = self.current(name)
+        if not force and existing and _matches(existing, backend, variant, self._lock_hash_if_fresh(spec, backend, variant)):
+            return existing
+        self.envs_dir.mkdir(parents=True, exist_ok=True)
+        (self.envs_dir / ".locks").mkdir(exist_ok=True)
+        lock = FileLock(str(self.envs_dir / ".locks" / f"{name}.lock"))
+        try:
+            lock.acquire(timeout=1)
+        except Timeout:
+            self.log(f"env {name}: another rdft process is building it; waiting")
+            lock.acquire()
+        try:
+            lock_hash = self._check_locks(spec, backend, variant, solve_missing=True)
+            existing = self.current(name)
+            if existing and _matches(existing, backend, variant, lock_hash) and not force:
+                return existing  # another process built it while we waited
+            if existing and not force:
+                self.log(f"env {name}: its lock changed since it was built; rebuilding")
+            return self._build(spec, backend, variant, lock_hash, existing)
+        finally:
+            lock.release()
+
+    def _lock_hash_if_fresh(self, spec: EnvSpec, backend: Backend, variant: str) -> str | None:
+        try:
+            return self._check_locks(spec, backend, variant, solve_missing=False)
+        except RdftError:
+            return None  # missing or stale: the locked path reports it properly
+
+    def _build(self, spec: EnvSpec, backend: Backend, variant: str, lock_hash: str, old: Env | None) -> Env:
+        name = spec.name
+        prefix = self.envs_dir / f"{name}-{lock_hash[:12]}"
+        link = self.envs_dir / name
+        if link.exists() and not link.is_symlink():
+            raise RdftError(f"{link} exists and was not made by rdft; move it away and retry")
+        if prefix.exists():  # an unfinished build of a crashed process, or a forced rebuild
+            shutil.rmtree(prefix)
+        build_log = self.envs_dir / ".logs" / f"{prefix.name}.log"
+        build_log.parent.mkdir(exist_ok=True)
+        build_log.unlink(missing_ok=True)
+        self.log(f"env {name}: building with {backend} ({variant}) in {prefix}")
+        try:
+            if backend == "conda":
+                conda.install_lock(spec, prefix, self._cache_dir(), self.log)
+                python = prefix / "bin" / "python"
+                if spec.pip and not python.exists():
+                    raise EnvBuildError(f"env {name!r} has pip dependencies but its conda part has no python")
+            else:
+                python = self._make_venv(spec, prefix, build_log)
+            if spec.pip:
+                self._pip_install(spec, python, variant, build_log)
+            record = EnvRecord(
+                name=name,
+                backend=backend,
+                variant=variant,
+                lock_hash=lock_hash,
+                created=datetime.datetime.now(datetime.timezone.utc),
+                rdft_version=__version__,
+            )
+            tmp = prefix / f"{MARKER}.tmp"
+            tmp.write_text(record.model_dump_json(indent=2))
+            os.replace(tmp, prefix / MARKER)
+        except BaseException:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise
+        # Publish: point the stable link at the new prefix in one atomic rename.
+        tmp_link = self.envs_dir / f".{name}.link.tmp"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(prefix.name)
+        os.replace(tmp_link, link)
+        if old and old.prefix != prefix:
+            shutil.rmtree(old.prefix, ignore_errors=True)
+        self.log(f"env {name}: ready at {link}")
+        return Env(name=name, prefix=prefix, link=link, record=record)
+
+    def _make_venv(self, spec: EnvSpec, prefix: Path, build_log: Path) -> Path:
+        interpreter = _python_for(spec)
+        result = run([interpreter, "-m", "venv", str(prefix)], log_path=build_log, echo=False)
+        if not result.ok:
+            raise EnvBuildError(f"`python -m venv` failed for env {spec.name!r}", result.tail)
+        return prefix / "bin" / "python"
+
+    def _pip_install(self, spec: EnvSpec, python: Path, variant: str, build_log: Path) -> None:
+        lock_path = spec.pip_lock_path(variant)
+        command = [
+            str(python), "-m", "pip", "install", "--require-hashes", "--no-deps",
+            "--disable-pip-version-check", "--no-input", "-r", str(lock_path),
+        ]
+        for index in pip_lock.extra_indexes(variant):
+            command += ["--extra-index-url", index]
+        self.log(f"env {spec.name}: pip install -r {lock_path.name} (log: {build_log})")
+        # DeepSpeed ships as an sdist: build it without compiling CUDA ops (they JIT at run time).
+        environ = base_environment({"DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1"})
+        result = run(command, env=environ, log_path=build_log, echo=False)
+        if not result.ok:
+            raise EnvBuildError(f"pip could not install {lock_path.name} into env {spec.name!r}", result.tail)
+
+    def remove(self, name: str) -> bool:
+        """Delete env `name`; False when there was none."""
+        link = self.envs_dir / name
+        (self.envs_dir / ".locks").mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.envs_dir / ".locks" / f"{name}.lock")):
+            if not link.is_symlink():
+                return False
+            target = link.resolve()
+            link.unlink()
+            shutil.rmtree(target, ignore_errors=True)
+            return True
+
+    def status(self) -> list[EnvStatus]:
+        out = []
+        for spec in self.specs():
+            backend, variant = self.backend(spec), self.variant()
+            existing = self.current(spec.name)
+            try:
+                fresh = self._check_locks(spec, backend, variant, solve_missing=False)
+                problem = None
+            except RdftError as error:
+                fresh, problem = None, str(error).split(";")[0]
+            if existing is None:
+                state = "missing" + (f" ({problem})" if problem else "")
+            elif problem:
+                state = f"stale: {problem}"
+            elif _matches(existing, backend, variant, fresh):
+                state = "ready"
+            else:
+                state = "outdated: lock changed since build (run `rdft env create`)"
+            out.append(
+                EnvStatus(
+                    name=spec.name,
+                    backend=existing.record.backend if existing else backend,
+                    variant=existing.record.variant if existing else variant,
+                    path=self.envs_dir / spec.name,
+                    state=state,
+                    size_bytes=_tree_size(existing.prefix) if existing else None,
+                    created=existing.record.created if existing else None,
+                )
+            )
+        return out
+
+    def _cache_dir(self) -> Path:
+        return self.envs_dir / ".cache"
+
+
+def _matches(env: Env, backend: str, variant: str, lock_hash: str | None) -> bool:
+    record = env.record
+    return lock_hash is not None and (record.backend, record.variant, record.lock_hash) == (backend, variant, lock_hash)
+
+
+def _python_for(spec: EnvSpec) -> str:
+    """An interpreter of the spec's Python version for the venv backend."""
+    wanted = spec.python_version
+    if wanted is None or f"{sys.version_info.major}.{sys.version_info.minor}" == wanted:
+        return sys.executable
+    found = shutil.which(f"python{wanted}")
+    if found:
+        return found
+    raise RdftError(
+        f"env {spec.name!r} needs Python {wanted} for the venv backend and python{wanted} is not "
+        "on PATH; install it, or use the conda backend (FT_Coder_CoSTEER_env_type=conda)"
+    )
+
+
+def _nvidia_gpus() -> list[str]:
+    """GPU lines of `nvidia-smi -L`, or [] when there is no driver."""
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return []
+    try:
+        proc = subprocess.run([binary, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line for line in proc.stdout.splitlines() if line.startswith("GPU ")]
+
+
+def _tree_size(root: Path) -> int:
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total

@@ -1,0 +1,138 @@
+"""Environment specs (`envs/<name>.yml`, conda's environment.yml format) and their lock files.
+
+Next to each spec lie its locks:
+- `<name>.conda-lock.yml`: conda-lock's format, the conda part solved for one or more platforms;
+- `<name>.<variant>.txt`: pip locks with hashes, variant `cpu` or `cuda`.
+Each lock records a hash of the part of the spec it was solved from, so an edited spec makes
+the lock stale instead of silently diverging from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.resources
+import json
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rdft.errors import RdftError
+
+VARIANTS = ("cpu", "cuda")
+PIP_HASH_LINE = re.compile(r"^# rdft-spec-sha256: ([0-9a-f]{64})\s*$", re.M)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class EnvSpec(BaseModel):
+    """One environment: its conda part and its pip part."""
+
+    name: str
+    path: Path
+    channels: list[str]
+    conda: list[str]  # conda match specs, e.g. "python=3.11"
+    pip: list[str]  # pip requirements, locked per variant by uv
+    variables: dict[str, str] = {}
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def conda_lock_path(self) -> Path:
+        return self.folder / f"{self.name}.conda-lock.yml"
+
+    def pip_lock_path(self, variant: str) -> Path:
+        return self.folder / f"{self.name}.{variant}.txt"
+
+    @property
+    def python_version(self) -> str | None:
+        """The `python=X.Y` pin of the conda part; the venv backend needs the same."""
+        for dep in self.conda:
+            match = re.fullmatch(r"python\s*[=<>]*=?\s*(\d+\.\d+)(\.\*)?", dep.strip())
+            if match:
+                return match.group(1)
+        return None
+
+    def conda_hash(self) -> str:
+        return _sha256({"channels": self.channels, "dependencies": self.conda})
+
+    def pip_hash(self, variant: str) -> str:
+        return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant})
+
+
+def _sha256(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def packaged_specs_dir() -> Path:
+    """The specs and locks shipped with rdft: `envs/` of the source tree, installed as the
+    package `rdft.env_specs` (an editable install does not map it, so fall back to the tree)."""
+    try:
+        return Path(str(importlib.resources.files("rdft.env_specs")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "envs"
+
+
+def load_spec(path: Path) -> EnvSpec:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RdftError(f"{path} is not valid YAML{where}; fix the file") from None
+    if not isinstance(raw, dict):
+        raise RdftError(f"{path} must be a mapping with name, channels and dependencies")
+    unknown = set(raw) - {"name", "channels", "dependencies", "variables"}
+    if unknown:
+        raise RdftError(
+            f"{path}: unknown key {sorted(unknown)[0]!r}; an env spec has name, channels, "
+            "dependencies and variables"
+        )
+    conda: list[str] = []
+    pip: list[str] = []
+    for dep in raw.get("dependencies") or []:
+        if isinstance(dep, str):
+            conda.append(dep)
+        elif isinstance(dep, dict) and set(dep) == {"pip"}:
+            pip.extend(str(req) for req in dep["pip"] or [])
+        else:
+            raise RdftError(f"{path}: dependency {dep!r} is neither a conda spec nor a `pip:` list")
+    name = raw.get("name") or path.stem
+    if name != path.stem:
+        raise RdftError(f"{path}: name {name!r} must match the file name {path.stem!r}")
+    if not NAME_RE.match(name):
+        raise RdftError(f"{path}: env name {name!r} must be lower-case letters, digits, - or _")
+    try:
+        return EnvSpec(
+            name=name,
+            path=path,
+            channels=[str(c) for c in raw.get("channels") or []],
+            conda=conda,
+            pip=pip,
+            variables={str(k): str(v) for k, v in (raw.get("variables") or {}).items()},
+        )
+    except ValidationError as error:
+        raise RdftError(f"{path}: {error.errors()[0]['msg']}") from None
+
+
+def list_specs(folder: Path) -> list[EnvSpec]:
+    return [load_spec(p) for p in sorted(folder.glob("*.yml")) if not p.name.endswith(".conda-lock.yml")]
+
+
+def find_spec(folder: Path, name: str) -> EnvSpec:
+    path = folder / f"{name}.yml"
+    if not path.is_file():
+        names = [p.name for p in list_specs(folder)]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known envs: {', '.join(names) or 'none'}"
+        raise RdftError(f"no env spec {name!r} in {folder}; {hint} (see `rdft env list`)")
+    return load_spec(path)
+
+
+def pip_lock_hash(path: Path) -> str | None:
+    """The spec hash a pip lock was generated from, or None for a file without one."""
+    match = PIP_HASH_LINE.search(path.read_text()[:2000])
+    return match.group(1) if match else None

@@ -1,0 +1,183 @@
+"""Every setting rdft reads, from the environment and a `.env` file in the working directory.
+
+The `.env` template of RD-Agent's fine-tuning guide loads unchanged. Settings that only mean
+something to RD-Agent are accepted and reported as ignored (see IGNORED), never silently dead.
+Nobody else in rdft reads os.environ for configuration.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from rdft.errors import RdftError
+
+# Settings of RD-Agent's template that rdft accepts but has no use for, and why.
+IGNORED: dict[str, str] = {
+    "BACKEND": "rdft always calls models through litellm",
+    "EMBEDDING_MODEL": "rdft uses no embeddings",
+    "EMBEDDING_USE_AZURE": "rdft uses no embeddings",
+    "DUMP_EMBEDDING_CACHE": "rdft uses no embeddings",
+    "USE_EMBEDDING_CACHE": "rdft uses no embeddings",
+    "MULTI_PROC_N": "rdft runs one experiment at a time per run; use `rdft batch` for parallel runs",
+    "STEP_SEMAPHORE": "rdft runs one experiment at a time per run; use `rdft batch` for parallel runs",
+    "FT_DOCKER_ENABLE_CACHE": "Docker only; rdft runs without Docker",
+    "FT_UPDATE_LLAMA_FACTORY": "rdft does not use LLaMA-Factory",
+    "LOG_FORMAT_CONSOLE": "a loguru format; rdft's console output is drawn by rich",
+}
+
+# Environment variables whose values are secrets: kept out of child processes unless asked
+# for, and redacted from every log the runner writes.
+SECRET_NAMES = ("OPENAI_API_KEY", "HF_TOKEN")
+
+EnvBackend = Literal["auto", "conda", "venv"]
+TorchVariant = Literal["auto", "cpu", "cuda"]
+
+
+def _default_file_path() -> Path:
+    return Path.home() / ".cache" / "rdft"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="allow",  # unknown keys in .env are reported, not fatal
+        validate_default=True,
+        env_ignore_empty=True,  # KEY= in .env means "unset", as in shells
+    )
+
+    # --- LLM (the agent's own calls) ---
+    chat_model: str = "gpt-4o"
+    chat_temperature: float | None = None
+    chat_stream: bool = True
+    chat_frequency_penalty: float | None = None
+    chat_presence_penalty: float | None = None
+    openai_api_key: SecretStr | None = None
+    openai_api_base: str | None = None
+    max_retry: int = Field(10, ge=0)
+    retry_wait_seconds: float = Field(5.0, ge=0)
+    dump_chat_cache: bool = False
+    use_chat_cache: bool = False
+    log_llm_chat_content: bool = True
+    reasoning_think_rm: bool = True
+
+    # --- fine-tuning scenario ---
+    ft_file_path: Path = Field(default_factory=_default_file_path)
+    ft_coder_costeer_env_type: EnvBackend | Literal["docker"] = Field(
+        "auto", validation_alias="FT_Coder_CoSTEER_env_type"
+    )
+    ft_api_max_workers: int = Field(8, ge=1)
+    ft_strong_models: Annotated[list[str], NoDecode] = ["gpt-5", "gpt-5.1"]
+    ft_weak_models: Annotated[list[str], NoDecode] = ["gpt-4o-mini"]
+    ft_target_benchmark: str | None = None
+    ft_user_target_scenario: str | None = None
+    ft_data_processing_timeout: int = Field(3600, ge=1)
+    ft_judge_model: str | None = None
+    ft_judge_retry: int = Field(10, ge=0)
+
+    # --- Hugging Face ---
+    hf_token: SecretStr | None = None
+
+    # --- rdft's own ---
+    rdft_env_specs_dir: Path | None = None  # a folder of the user's own env specs
+    rdft_envs_dir: Path | None = None  # where envs are created; default FT_FILE_PATH/envs
+    rdft_torch_variant: TorchVariant = "auto"  # which pip lock: cpu, cuda, or by nvidia-smi
+
+    # The template's ignored keys are declared so they validate and never count as unknown.
+    backend: str | None = None
+    embedding_model: str | None = None
+    embedding_use_azure: bool | None = None
+    dump_embedding_cache: bool | None = None
+    use_embedding_cache: bool | None = None
+    multi_proc_n: int | None = None
+    step_semaphore: int | None = None
+    ft_docker_enable_cache: bool | None = None
+    ft_update_llama_factory: bool | None = None
+    log_format_console: str | None = None
+
+    @field_validator("ft_strong_models", "ft_weak_models", mode="before")
+    @classmethod
+    def _model_list(cls, value: object) -> object:
+        """A JSON list, as in RD-Agent's template, or a plain comma-separated list."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError('must be a JSON list like ["gpt-5", "gpt-5.1"] or comma-separated') from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("ft_coder_costeer_env_type", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ft_coder_costeer_env_type")
+    @classmethod
+    def _no_docker(cls, value: str) -> str:
+        if value == "docker":
+            raise ValueError(
+                "rdft is Docker-less; set FT_Coder_CoSTEER_env_type to conda or venv "
+                "(or remove it to let rdft choose)"
+            )
+        return value
+
+    @property
+    def envs_dir(self) -> Path:
+        return (self.rdft_envs_dir or self.ft_file_path / "envs").expanduser().resolve()
+
+    def ignored_in_use(self) -> list[str]:
+        """Names of RD-Agent-only settings that are set, so they can be reported."""
+        values = self.model_dump(include={name.lower() for name in IGNORED})
+        return [name for name in IGNORED if values[name.lower()] is not None]
+
+    def unknown_keys(self) -> list[str]:
+        """Keys of the .env file that no setting reads, each with the closest known name."""
+        known = [name.upper() for name in type(self).model_fields] + ["FT_CODER_COSTEER_ENV_TYPE"]
+        out = []
+        for key in self.model_extra or {}:
+            close = difflib.get_close_matches(key.upper(), known, n=1)
+            out.append(f"{key.upper()} (did you mean {close[0]}?)" if close else key.upper())
+        return out
+
+    def secrets(self) -> dict[str, str]:
+        """Secret values that are set, by environment-variable name."""
+        values = {"OPENAI_API_KEY": self.openai_api_key, "HF_TOKEN": self.hf_token}
+        return {k: v.get_secret_value() for k, v in values.items() if v and v.get_secret_value()}
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else "?"
+    key = "FT_Coder_CoSTEER_env_type" if key.lower() == "ft_coder_costeer_env_type" else key.upper()
+    value = first.get("input")
+    shown = "" if key in SECRET_NAMES else f"={json.dumps(value) if not isinstance(value, str) else value!r}"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"setting {key}{shown} is invalid: {message}; fix it in .env or the environment{more}"
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Settings from the environment and `env_file`; bad values raise a one-line RdftError."""
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as error:
+        raise RdftError(_one_line(error)) from None
+    except SettingsError as error:  # a value pydantic-settings could not even decode
+        raise RdftError(f"{error}; fix it in .env or the environment") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conda_channel import build_channel
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def clean_environ(**overrides: str) -> dict[str, str]:
+    """The test process's environment without rdft/RD-Agent settings, so a developer's own
+    .env or exports never leak into a test."""
+    prefixes = ("FT_", "RDFT_", "OPENAI_", "HF_", "CHAT_")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(prefixes)}
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def rdft(tmp_path):
+    """Run the real `rdft` CLI in a fresh working directory with isolated folders."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    base = {
+        "FT_FILE_PATH": str(tmp_path / "ft"),
+        "RDFT_ENVS_DIR": str(tmp_path / "envs"),
+    }
+
+    def call(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, prefix=(), timeout=600) -> CliResult:
+        environ = clean_environ(**base, **(env or {}))
+        rdft_bin = shutil.which("rdft", path=str(Path(sys.executable).parent)) or "rdft"
+        proc = subprocess.run(
+            [*prefix, rdft_bin, *args],
+            cwd=cwd or workdir,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    call.workdir = workdir
+    call.envs_dir = tmp_path / "envs"
+    return call
+
+
+@pytest.fixture(scope="session")
+def local_channel(tmp_path_factory) -> Path:
+    return build_channel(tmp_path_factory.mktemp("channel"))
+
+
+def offline_prefix() -> tuple[str, ...]:
+    """`unshare -n` (a network namespace with no interfaces) where this host allows it."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return (unshare, "-n")
+    return ()
+
+
+def one_line_error(result: CliResult) -> str:
+    """The single error line of a failed command (asserting there is exactly one)."""
+    assert result.returncode != 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("rdft: error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output, result.output
+    return lines[0]
