@@ -135,9 +135,9 @@ def env_remove(ctx: click.Context, name: str) -> None:
         click.echo(f"rdft: env {name} does not exist; nothing removed", err=True)
 
 
-@env.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@env.command("run")
 @click.argument("name")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Kill after this many seconds (exit 124).")
 @click.option("--cwd", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Working directory.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the output here.")

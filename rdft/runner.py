@@ -148,9 +148,13 @@ def run(
             start_new_session=True,  # own process group, so a timeout kills grandchildren too
         )
     except FileNotFoundError:
+        message = f"command not found: {argv[0]}\n"
+        if echo:
+            console.write(message)
         if log_file:
+            log_file.write(message)
             log_file.close()
-        return RunResult(127, 0.0, f"command not found: {argv[0]}", log_path)
+        return RunResult(127, 0.0, message, log_path)
 
     def on_timeout() -> None:
         timed_out.set()

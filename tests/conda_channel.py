@@ -72,7 +72,5 @@ def build_channel(channel: Path) -> Path:
     )
     make_package(channel, "hellolib", "1.2", [], {"share/hellolib/VERSION": "1.2\n"})
     make_package(channel, "hellolib", "0.5", [], {"share/hellolib/VERSION": "0.5\n"})
-    (channel / "linux-64").mkdir(exist_ok=True)
     asyncio.run(index_fs(channel))
-    asyncio.run(index_fs(channel, target_platform="linux-64"))
     return channel

@@ -1,0 +1,121 @@
+"""The venv backend end to end with a small real pip lock (six, a pure-Python package from PyPI)."""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import one_line_error
+
+from rdft.envs import EnvManager
+from rdft.settings import Settings
+
+SECRET = "sk-venv-test-secret-9876543210"
+
+
+@pytest.fixture(scope="module")
+def tiny_specs(tmp_path_factory):
+    """A spec with its pip locks, made once by the real `rdft env lock` (uv against PyPI)."""
+    specs = tmp_path_factory.mktemp("specs")
+    (specs / "tiny.yml").write_text(
+        "name: tiny\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n      - six==1.16.0\n"
+    )
+    return specs
+
+
+@pytest.fixture
+def venv_env(rdft, tiny_specs):
+    env = {"RDFT_ENV_SPECS_DIR": str(tiny_specs), "FT_Coder_CoSTEER_env_type": "venv", "RDFT_TORCH_VARIANT": "cpu"}
+    if not (tiny_specs / "tiny.cpu.txt").exists():
+        locked = rdft("env", "lock", "tiny", "--pip-only", env=env)
+        assert locked.returncode == 0, locked.output
+    return env
+
+
+def test_pip_lock_has_hashes_and_spec_hash(venv_env, tiny_specs):
+    for variant in ("cpu", "cuda"):
+        text = (tiny_specs / f"tiny.{variant}.txt").read_text()
+        assert re.search(r"^six==1\.16\.0 \\\n    --hash=sha256:[0-9a-f]{64}", text, re.M)
+        assert re.search(r"^# rdft-spec-sha256: [0-9a-f]{64}$", text, re.M)
+
+
+def test_create_run_ensure_remove(rdft, venv_env, tmp_path):
+    created = rdft("env", "create", "tiny", env=venv_env)
+    assert created.returncode == 0, created.output
+    link = rdft.envs_dir / "tiny"
+    assert created.stdout.strip() == str(link)
+
+    ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)", env=venv_env)
+    assert ran.returncode == 0, ran.output
+    version, prefix = ran.stdout.split()
+    assert version == "1.16.0" and prefix == str(link.resolve())
+
+    # A second ensure finds the env ready and returns at once.
+    settings = Settings(
+        _env_file=None, rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"], rdft_envs_dir=rdft.envs_dir,
+        ft_coder_costeer_env_type="venv", rdft_torch_variant="cpu",
+    )
+    manager = EnvManager(settings)
+    started = time.monotonic()
+    again = manager.ensure("tiny")
+    assert time.monotonic() - started <= 1.0
+    assert again.prefix == link.resolve() and again.record.backend == "venv"
+
+    status = rdft("env", "status", env=venv_env)
+    assert re.search(r"^tiny\s+venv\s+cpu\s+\d+ MiB\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+ready", status.stdout, re.M), status.stdout
+
+    removed = rdft("env", "remove", "tiny", env=venv_env)
+    assert removed.returncode == 0 and not link.exists()
+    assert [p for p in rdft.envs_dir.iterdir() if p.name.startswith("tiny")] == []
+
+
+def test_secrets_reach_a_command_only_when_asked_and_never_its_log(rdft, venv_env):
+    (rdft.workdir / ".env").write_text(f"OPENAI_API_KEY={SECRET}\nHF_TOKEN=hf_venv_test_token_1234\n")
+    show = ["python", "-c", "import os; print('key=' + os.environ.get('OPENAI_API_KEY', 'unset'))"]
+    log = rdft.workdir / "run.log"
+    plain = rdft("env", "run", "tiny", "--log", str(log), "--", *show, env=venv_env)
+    assert plain.returncode == 0, plain.output
+    assert "key=unset" in plain.stdout
+    asked = rdft("env", "run", "tiny", "--with-secrets", "--log", str(log), "--", *show, env=venv_env)
+    assert asked.returncode == 0, asked.output
+    assert "key=***" in asked.stdout and SECRET not in asked.output
+    assert SECRET not in log.read_text() and "key=***" in log.read_text()
+
+    doctor = rdft("doctor", env=venv_env)
+    assert doctor.returncode == 0, doctor.output
+    assert re.search(r"^key OPENAI_API_KEY\s+set$", doctor.stdout, re.M)
+    assert re.search(r"^key HF_TOKEN\s+set$", doctor.stdout, re.M)
+    assert SECRET not in doctor.output and "hf_venv_test_token_1234" not in doctor.output
+
+
+def test_timeout_through_the_cli(rdft, venv_env):
+    result = rdft("env", "run", "tiny", "--timeout", "1", "--", "python", "-c", "import time; time.sleep(300)", env=venv_env)
+    assert result.returncode == 124
+    assert "timed out after 1 s" in result.stderr
+
+
+def test_half_way_failure_leaves_no_env(rdft, venv_env, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    source = venv_env["RDFT_ENV_SPECS_DIR"]
+    (specs / "tiny.yml").write_text((Path(source) / "tiny.yml").read_text())
+    lock = (Path(source) / "tiny.cpu.txt").read_text()
+    # The venv is made, then pip refuses a package whose hash does not match.
+    tampered = re.sub(r"--hash=sha256:[0-9a-f]{64}", "--hash=sha256:" + "0" * 64, lock)
+    assert tampered != lock
+    (specs / "tiny.cpu.txt").write_text(tampered)
+    result = rdft("env", "create", "tiny", env={**venv_env, "RDFT_ENV_SPECS_DIR": str(specs)})
+    line = one_line_error(result)
+    assert "pip could not install tiny.cpu.txt into env 'tiny'" in line
+    assert "HASH" in result.stderr.upper()  # pip's own complaint, from the tail
+    assert [p for p in rdft.envs_dir.iterdir() if p.name.startswith("tiny")] == []
+
+
+def test_stale_pip_lock_is_an_error(rdft, venv_env, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    source = Path(venv_env["RDFT_ENV_SPECS_DIR"])
+    (specs / "tiny.yml").write_text((source / "tiny.yml").read_text().replace("six==1.16.0", "six==1.17.0"))
+    (specs / "tiny.cpu.txt").write_text((source / "tiny.cpu.txt").read_text())
+    line = one_line_error(rdft("env", "create", "tiny", env={**venv_env, "RDFT_ENV_SPECS_DIR": str(specs)}))
+    assert "tiny.cpu.txt is stale" in line and "run `rdft env lock tiny`" in line
