@@ -81,7 +81,9 @@ def env_status(ctx: click.Context) -> None:
     for row in _manager(ctx).status():
         size = f"{row.size_bytes / 2**20:.0f} MiB" if row.size_bytes is not None else "-"
         created = row.created.strftime("%Y-%m-%d %H:%M UTC") if row.created else "-"
-        click.echo(f"{row.name:<12} {row.backend:<6} {row.variant:<5} {size:>10}  {created:<20} {row.state}  {row.path}")
+        click.echo(
+            f"{row.name:<12} {row.backend:<6} {row.variant:<5} {size:>10}  {created:<20} {row.state}  {row.path}"
+        )
 
 
 @env.command("create")

@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 
 TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
 KILL_GRACE_S = 5.0
-OOM_PATTERN = re.compile(
-    r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|CUDA error: out of memory"
-)
+OOM_PATTERN = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|CUDA error: out of memory")
 # Variables never inherited by a child unless the caller passes them explicitly.
 SECRET_VAR_PATTERN = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$|^OPENAI_|^AZURE_.*KEY", re.I)
 REDACTED = "***"

@@ -128,8 +128,7 @@ class Settings(BaseSettings):
     def _no_docker(cls, value: str) -> str:
         if value == "docker":
             raise ValueError(
-                "rdft is Docker-less; set FT_Coder_CoSTEER_env_type to conda or venv "
-                "(or remove it to let rdft choose)"
+                "rdft is Docker-less; set FT_Coder_CoSTEER_env_type to conda or venv (or remove it to let rdft choose)"
             )
         return value
 

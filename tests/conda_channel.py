@@ -53,7 +53,9 @@ def make_package(channel: Path, name: str, version: str, depends=(), files: dict
         out = channel / "noarch"
         out.mkdir(parents=True, exist_ok=True)
         filename = f"{name}-{version}-0.conda"
-        api.create(str(root), [*files, "info/index.json", "info/paths.json", "info/files"], filename, out_folder=str(out))
+        api.create(
+            str(root), [*files, "info/index.json", "info/paths.json", "info/files"], filename, out_folder=str(out)
+        )
         return out / filename
 
 

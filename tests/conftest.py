@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conda_channel import build_channel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +44,9 @@ def rdft(tmp_path):
         "RDFT_ENVS_DIR": str(tmp_path / "envs"),
     }
 
-    def call(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, prefix=(), timeout=600) -> CliResult:
+    def call(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, prefix=(), timeout=600
+    ) -> CliResult:
         environ = clean_environ(**base, **(env or {}))
         rdft_bin = shutil.which("rdft", path=str(Path(sys.executable).parent)) or "rdft"
         proc = subprocess.run(

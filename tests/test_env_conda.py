@@ -13,9 +13,11 @@ from conftest import offline_prefix, one_line_error
 from filelock import FileLock
 
 
-def write_spec(folder, channel, name="greetenv", deps=("greet",)):
+def write_spec(folder, channel, name="greetenv", deps=("greet",), variables=None):
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"name": name, "channels": [channel.as_uri()], "dependencies": list(deps)}
+    if variables:
+        spec["variables"] = variables
     (folder / f"{name}.yml").write_text(yaml.safe_dump(spec))
     return folder / f"{name}.yml"
 
@@ -96,7 +98,10 @@ def test_four_processes_build_once(rdft, conda_env):
     rdft.envs_dir.joinpath(".locks").mkdir(parents=True)
     results = []
     with lock:  # hold the build lock so all four start while none can build yet
-        threads = [threading.Thread(target=lambda: results.append(rdft("env", "create", "greetenv", env=env))) for _ in range(4)]
+        threads = [
+            threading.Thread(target=lambda: results.append(rdft("env", "create", "greetenv", env=env)))
+            for _ in range(4)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(4)
@@ -148,10 +153,36 @@ def test_conda_lock_file_is_readable_by_conda_lock(rdft, conda_env, tmp_path):
     assert rdft("env", "lock", "greetenv", env=env).returncode == 0
     # conda-lock's own renderer reads it (what `conda-lock install` parses first).
     proc = subprocess.run(
-        [shutil.which("conda-lock"), "render", "--kind", "explicit", "--platform", "linux-64",
-         str(specs / "greetenv.conda-lock.yml")],
-        cwd=tmp_path, capture_output=True, text=True,
+        [
+            shutil.which("conda-lock"),
+            "render",
+            "--kind",
+            "explicit",
+            "--platform",
+            "linux-64",
+            str(specs / "greetenv.conda-lock.yml"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     rendered = (tmp_path / "conda-linux-64.lock").read_text()
     assert "greet-1.0-0.conda#" in rendered and "hellolib-1.2-0.conda#" in rendered
+
+
+def test_rebuild_replaces_the_env_and_clears_killed_builds(rdft, conda_env, local_channel):
+    env, specs = conda_env
+    write_spec(specs, local_channel, variables={"RDFT_SPEC_VAR": "from-spec"})
+    assert rdft("env", "create", "greetenv", env=env).returncode == 0
+    first = (rdft.envs_dir / "greetenv").resolve()
+    killed = rdft.envs_dir / "greetenv-0123456789ab"  # what a build killed with -9 leaves
+    (killed / "conda-meta").mkdir(parents=True)
+    rebuilt = rdft("env", "rebuild", "greetenv", env=env)
+    assert rebuilt.returncode == 0, rebuilt.output
+    second = (rdft.envs_dir / "greetenv").resolve()
+    assert second != first and not first.exists() and not killed.exists()
+    ran = rdft("env", "run", "greetenv", "--", "sh", "-c", "echo var=$RDFT_SPEC_VAR", env=env)
+    assert ran.stdout.strip() == "var=from-spec"  # the spec's `variables:` reach commands
+    assert rdft("env", "rebuild", "--all", env=env).returncode == 0
+    assert (rdft.envs_dir / "greetenv").resolve() != second

@@ -45,15 +45,20 @@ def test_create_run_ensure_remove(rdft, venv_env, tmp_path):
     link = rdft.envs_dir / "tiny"
     assert created.stdout.strip() == str(link)
 
-    ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)", env=venv_env)
+    ran = rdft(
+        "env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)", env=venv_env
+    )
     assert ran.returncode == 0, ran.output
     version, prefix = ran.stdout.split()
     assert version == "1.16.0" and prefix == str(link.resolve())
 
     # A second ensure finds the env ready and returns at once.
     settings = Settings(
-        _env_file=None, rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"], rdft_envs_dir=rdft.envs_dir,
-        ft_coder_costeer_env_type="venv", rdft_torch_variant="cpu",
+        _env_file=None,
+        rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"],
+        rdft_envs_dir=rdft.envs_dir,
+        ft_coder_costeer_env_type="venv",
+        rdft_torch_variant="cpu",
     )
     manager = EnvManager(settings)
     started = time.monotonic()
@@ -62,7 +67,9 @@ def test_create_run_ensure_remove(rdft, venv_env, tmp_path):
     assert again.prefix == link.resolve() and again.record.backend == "venv"
 
     status = rdft("env", "status", env=venv_env)
-    assert re.search(r"^tiny\s+venv\s+cpu\s+\d+ MiB\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+ready", status.stdout, re.M), status.stdout
+    assert re.search(r"^tiny\s+venv\s+cpu\s+\d+ MiB\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+ready", status.stdout, re.M), (
+        status.stdout
+    )
 
     removed = rdft("env", "remove", "tiny", env=venv_env)
     assert removed.returncode == 0 and not link.exists()
@@ -89,7 +96,9 @@ def test_secrets_reach_a_command_only_when_asked_and_never_its_log(rdft, venv_en
 
 
 def test_timeout_through_the_cli(rdft, venv_env):
-    result = rdft("env", "run", "tiny", "--timeout", "1", "--", "python", "-c", "import time; time.sleep(300)", env=venv_env)
+    result = rdft(
+        "env", "run", "tiny", "--timeout", "1", "--", "python", "-c", "import time; time.sleep(300)", env=venv_env
+    )
     assert result.returncode == 124
     assert "timed out after 1 s" in result.stderr
 

@@ -82,7 +82,10 @@ def test_secrets_stay_out_of_children_and_logs(tmp_path, monkeypatch):
 
 
 def test_cuda_oom_is_flagged():
-    result = run(["bash", "-c", "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB'; exit 1"], echo=False)
+    result = run(
+        ["bash", "-c", "echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB'; exit 1"],
+        echo=False,
+    )
     assert result.oom
     assert not run(["true"], echo=False).oom
 

@@ -53,9 +53,16 @@ def test_guides_env_template_loads_unchanged(no_settings_env):
     assert "sk-xxx" not in repr(settings) and "hf_xxx" not in repr(settings)
     assert settings.unknown_keys() == []
     assert set(settings.ignored_in_use()) == {
-        "BACKEND", "EMBEDDING_MODEL", "EMBEDDING_USE_AZURE", "DUMP_EMBEDDING_CACHE",
-        "USE_EMBEDDING_CACHE", "MULTI_PROC_N", "STEP_SEMAPHORE", "FT_DOCKER_ENABLE_CACHE",
-        "FT_UPDATE_LLAMA_FACTORY", "LOG_FORMAT_CONSOLE",
+        "BACKEND",
+        "EMBEDDING_MODEL",
+        "EMBEDDING_USE_AZURE",
+        "DUMP_EMBEDDING_CACHE",
+        "USE_EMBEDDING_CACHE",
+        "MULTI_PROC_N",
+        "STEP_SEMAPHORE",
+        "FT_DOCKER_ENABLE_CACHE",
+        "FT_UPDATE_LLAMA_FACTORY",
+        "LOG_FORMAT_CONSOLE",
     }
 
 

@@ -114,8 +114,7 @@ def _solve_error(spec: EnvSpec, platform: str, error: Exception) -> RdftError:
         )
     first = " ".join(line.strip() for line in text.splitlines()[:3])
     return RdftError(
-        f"env {spec.name!r} cannot be solved for {platform}: {first}; fix the conda "
-        f"dependencies in {spec.path}"
+        f"env {spec.name!r} cannot be solved for {platform}: {first}; fix the conda dependencies in {spec.path}"
     )
 
 
@@ -154,15 +153,11 @@ def install_lock(spec: EnvSpec, prefix: Path, cache_dir: Path, log) -> None:
     # Take the platform object from the lock: constructing one ourselves crashed py-rattler.
     matches = [p for p in environment.platforms() if p.name == here]
     if not matches:
-        raise RdftError(
-            f"{spec.conda_lock_path} has no packages for {here}; run `rdft env lock {spec.name}` here"
-        )
+        raise RdftError(f"{spec.conda_lock_path} has no packages for {here}; run `rdft env lock {spec.name}` here")
     records = environment.conda_repodata_records_for_platform(matches[0])
     log(f"installing {len(records)} conda packages with py-rattler into {prefix}")
     try:
-        asyncio.run(
-            rattler.install(records, prefix, cache_dir=cache_dir / "pkgs", show_progress=False)
-        )
+        asyncio.run(rattler.install(records, prefix, cache_dir=cache_dir / "pkgs", show_progress=False))
     except Exception as error:  # download, checksum or link failures
         raise EnvBuildError(f"py-rattler could not install env {spec.name!r}", str(error)) from None
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -49,6 +51,7 @@ class EnvRecord(BaseModel):
     lock_hash: str
     created: datetime.datetime
     rdft_version: str
+    variables: dict[str, str] = {}  # the spec's `variables:`, set for every command
 
 
 class Env(BaseModel):
@@ -65,7 +68,7 @@ class Env(BaseModel):
 
     def command(self, command: list[str], environ: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """The argv and environment that run `command` inside this env."""
-        environ = dict(environ)
+        environ = {**environ, **self.record.variables}
         if self.record.backend == "venv":
             environ["VIRTUAL_ENV"] = str(self.prefix)
             environ["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
@@ -202,7 +205,11 @@ class EnvManager:
         spec = self.spec(name)
         backend, variant = self.backend(spec), self.variant()
         existing = self.current(name)
-        if not force and existing and _matches(existing, backend, variant, self._lock_hash_if_fresh(spec, backend, variant)):
+        if (
+            not force
+            and existing
+            and _matches(existing, backend, variant, self._lock_hash_if_fresh(spec, backend, variant))
+        ):
             return existing
         self.envs_dir.mkdir(parents=True, exist_ok=True)
         (self.envs_dir / ".locks").mkdir(exist_ok=True)
@@ -231,11 +238,19 @@ class EnvManager:
 
     def _build(self, spec: EnvSpec, backend: Backend, variant: str, lock_hash: str, old: Env | None) -> Env:
         name = spec.name
-        prefix = self.envs_dir / f"{name}-{lock_hash[:12]}"
         link = self.envs_dir / name
         if link.exists() and not link.is_symlink():
             raise RdftError(f"{link} exists and was not made by rdft; move it away and retry")
-        if prefix.exists():  # an unfinished build of a crashed process, or a forced rebuild
+        current = old.prefix if old else None
+        # Prefixes without a marker are builds of a process that was killed: never published.
+        own = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{12}}(-\d+)?$")
+        for leftover in self.envs_dir.iterdir():
+            if own.match(leftover.name) and leftover != current and not (leftover / MARKER).is_file():
+                shutil.rmtree(leftover, ignore_errors=True)
+        prefix = self.envs_dir / f"{name}-{lock_hash[:12]}"
+        if prefix == current:  # a forced rebuild: keep the working env until the new one is ready
+            prefix = self.envs_dir / f"{name}-{lock_hash[:12]}-{time.time_ns()}"
+        if prefix.exists():  # published once, then unlinked by hand: not in use
             shutil.rmtree(prefix)
         build_log = self.envs_dir / ".logs" / f"{prefix.name}.log"
         build_log.parent.mkdir(exist_ok=True)
@@ -256,8 +271,9 @@ class EnvManager:
                 backend=backend,
                 variant=variant,
                 lock_hash=lock_hash,
-                created=datetime.datetime.now(datetime.timezone.utc),
+                created=datetime.datetime.now(datetime.UTC),
                 rdft_version=__version__,
+                variables=spec.variables,
             )
             tmp = prefix / f"{MARKER}.tmp"
             tmp.write_text(record.model_dump_json(indent=2))
@@ -285,8 +301,16 @@ class EnvManager:
     def _pip_install(self, spec: EnvSpec, python: Path, variant: str, build_log: Path) -> None:
         lock_path = spec.pip_lock_path(variant)
         command = [
-            str(python), "-m", "pip", "install", "--require-hashes", "--no-deps",
-            "--disable-pip-version-check", "--no-input", "-r", str(lock_path),
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--require-hashes",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+            str(lock_path),
         ]
         for index in pip_lock.extra_indexes(variant):
             command += ["--extra-index-url", index]

@@ -69,9 +69,21 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
     requirements = out.with_suffix(".in.tmp")
     requirements.write_text("\n".join(spec.pip) + "\n")
     command = [
-        uv.find_uv_bin(), "pip", "compile", str(requirements), "--generate-hashes", "--no-header",
-        "--python-version", python, "--python-platform", target, "--output-file", str(tmp),
-        "--quiet", "--index-strategy", "unsafe-best-match",
+        uv.find_uv_bin(),
+        "pip",
+        "compile",
+        str(requirements),
+        "--generate-hashes",
+        "--no-header",
+        "--python-version",
+        python,
+        "--python-platform",
+        target,
+        "--output-file",
+        str(tmp),
+        "--quiet",
+        "--index-strategy",
+        "unsafe-best-match",
     ]
     for index in extra_indexes(variant):
         command += ["--extra-index-url", index]
@@ -83,7 +95,7 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
         requirements.unlink(missing_ok=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
-        reason = next((l.strip() for l in proc.stderr.splitlines() if l.strip()), "uv failed")
+        reason = next((line.strip() for line in proc.stderr.splitlines() if line.strip()), "uv failed")
         raise RdftError(f"cannot lock the pip part of env {spec.name!r} ({variant}): {reason}")
     body = tmp.read_text().replace(str(requirements), f"{spec.path.name}")
     header = (

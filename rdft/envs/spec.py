@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.resources
+import importlib
 import json
 import re
 from pathlib import Path
@@ -71,9 +71,10 @@ def packaged_specs_dir() -> Path:
     """The specs and locks shipped with rdft: `envs/` of the source tree, installed as the
     package `rdft.env_specs` (an editable install does not map it, so fall back to the tree)."""
     try:
-        return Path(str(importlib.resources.files("rdft.env_specs")))
+        package = importlib.import_module("rdft.env_specs")  # a namespace package: data only
     except ModuleNotFoundError:
         return Path(__file__).resolve().parents[2] / "envs"
+    return Path(next(iter(package.__path__)))
 
 
 def load_spec(path: Path) -> EnvSpec:
@@ -88,8 +89,7 @@ def load_spec(path: Path) -> EnvSpec:
     unknown = set(raw) - {"name", "channels", "dependencies", "variables"}
     if unknown:
         raise RdftError(
-            f"{path}: unknown key {sorted(unknown)[0]!r}; an env spec has name, channels, "
-            "dependencies and variables"
+            f"{path}: unknown key {sorted(unknown)[0]!r}; an env spec has name, channels, dependencies and variables"
         )
     conda: list[str] = []
     pip: list[str] = []
