@@ -1,0 +1,442 @@
+"""Supervised fine-tuning of a causal LM: full, LoRA or QLoRA, on chat or alpaca JSONL.
+
+Self-contained: runs inside the `train` env through `accelerate launch` (one or more processes,
+DeepSpeed ZeRO-2/3 through the accelerate config) and imports nothing from rdft.
+
+    accelerate launch --config_file accelerate.yaml recipes/sft.py --config train.yaml
+
+The config is the fully resolved YAML that `rdft train` writes (every key present). What it does:
+- loss only on assistant tokens, found with the model's own chat template; each assistant
+  turn's end-of-turn token is a target, so the model learns to stop;
+- padding-free packing: samples are concatenated into one row with position ids restarting
+  at 0, and the attention mask is block-diagonal (no attention across samples);
+- samples longer than `data.max_length` are dropped and counted, never truncated;
+- a metrics JSONL (step, loss, lr, tokens/s, MFU, peak memory), checkpoints with resume from
+  the latest one, and a final `result.json`;
+- the adapter (safetensors), or the full model, and on request merged weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+IGNORE = -100
+# Dense bf16 peak TFLOP/s by GPU name, for MFU (spec sheets; SXM parts).
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
+
+
+# --- data -------------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise SystemExit(f"sft: {path}:{number} is not valid JSON ({error.msg}); fix the data file")
+    if not rows:
+        raise SystemExit(f"sft: {path} holds no samples")
+    return rows
+
+
+def to_messages(row: dict, data_format: str) -> list[dict]:
+    """A chat (`messages`) or alpaca (`instruction`, `input`, `output`) row as chat messages."""
+    if data_format == "chat" or (data_format == "auto" and "messages" in row):
+        return row["messages"]
+    prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+    messages = [{"role": "system", "content": row["system"]}] if row.get("system") else []
+    return [*messages, {"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
+
+
+def tokenize_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids and labels: labels are the ids on assistant turns (their end-of-turn token
+    included) and IGNORE elsewhere. Each assistant turn is located by rendering the template
+    up to it, so any chat template works without {% generation %} markers."""
+
+    def render(upto: int, generation_prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(messages[:upto], tokenize=False, add_generation_prompt=generation_prompt)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    ids = render(len(messages), False)
+    labels = [IGNORE] * len(ids)
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(render(index, True))
+        end = len(render(index + 1, False))
+        if ids[:end] != render(index + 1, False)[:end] or start > end:
+            raise SystemExit("sft: the chat template does not render conversations incrementally; use alpaca data")
+        labels[start:end] = ids[start:end]
+    return ids, labels
+
+
+def load_samples(config: dict, tokenizer) -> tuple[list[dict], dict]:
+    data = config["data"]
+    rows = read_jsonl(Path(data["path"]))
+    samples, dropped_long, dropped_empty = [], 0, 0
+    for row in rows:
+        ids, labels = tokenize_chat(tokenizer, to_messages(row, data["format"]))
+        if len(ids) > data["max_length"]:
+            dropped_long += 1
+        elif all(label == IGNORE for label in labels[1:]):
+            dropped_empty += 1
+        else:
+            samples.append({"input_ids": ids, "labels": labels})
+    stats = {
+        "rows": len(rows),
+        "samples": len(samples),
+        "dropped_too_long": dropped_long,
+        "dropped_no_target": dropped_empty,
+    }
+    if not samples:
+        raise SystemExit(f"sft: no usable samples in {data['path']} ({stats}); raise data.max_length or fix the data")
+    return samples, stats
+
+
+def pack(samples: list[dict], token_budget: int) -> list[dict]:
+    """Greedy in-order packing into rows of at most `token_budget` tokens, padding-free."""
+    rows, current = [], []
+    for sample in samples:
+        if current and sum(len(s["input_ids"]) for s in current) + len(sample["input_ids"]) > token_budget:
+            rows.append(collate_packed(current))
+            current = []
+        current.append(sample)
+    if current:
+        rows.append(collate_packed(current))
+    return rows
+
+
+def collate_packed(samples: list[dict]) -> dict:
+    input_ids, labels, positions = [], [], []
+    for sample in samples:
+        input_ids += sample["input_ids"]
+        # The first token of a sample is never a target: without this, the last token of the
+        # previous sample would be trained to predict it.
+        labels += [IGNORE, *sample["labels"][1:]]
+        positions += range(len(sample["input_ids"]))
+    return {
+        "input_ids": torch.tensor([input_ids]),
+        "labels": torch.tensor([labels]),
+        "position_ids": torch.tensor([positions]),
+    }
+
+
+def collate_padded(samples: list[dict], pad_id: int) -> dict:
+    width = max(len(s["input_ids"]) for s in samples)
+    ids = torch.full((len(samples), width), pad_id)
+    labels = torch.full((len(samples), width), IGNORE)
+    mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, sample in enumerate(samples):
+        n = len(sample["input_ids"])
+        ids[row, :n] = torch.tensor(sample["input_ids"])
+        labels[row, :n] = torch.tensor(sample["labels"])
+        mask[row, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def epoch_batches(samples: list[dict], config: dict, epoch: int, pad_id: int) -> list[dict]:
+    """The micro-batches of one epoch, identical on every process and every (re)start."""
+    order = list(range(len(samples)))
+    random.Random(config["train"]["seed"] + epoch).shuffle(order)
+    shuffled = [samples[i] for i in order]
+    size = config["train"]["micro_batch_size"]
+    if config["data"]["packing"]:
+        return pack(shuffled, size * config["data"]["max_length"])
+    return [collate_padded(shuffled[i : i + size], pad_id) for i in range(0, len(shuffled), size)]
+
+
+# --- model ------------------------------------------------------------------------------------
+def load_model(config: dict, accelerator):
+    from transformers import AutoModelForCausalLM
+
+    model_cfg, method = config["model"], config["method"]
+    dtype = getattr(torch, model_cfg["dtype"])
+    kwargs = {"dtype": dtype, "attn_implementation": model_cfg["attn_implementation"]}
+    if method["type"] == "qlora":
+        if not torch.cuda.is_available():
+            raise SystemExit("sft: QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use method.type: lora on CPU")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+        kwargs["device_map"] = {"": accelerator.local_process_index}
+    model = AutoModelForCausalLM.from_pretrained(model_cfg["path"], **kwargs)
+    model.config.use_cache = False
+    if config["train"]["liger"] != "off" and torch.cuda.is_available():
+        try:
+            from liger_kernel.transformers import _apply_liger_kernel_to_instance
+        except ImportError:
+            if config["train"]["liger"] == "on":
+                raise SystemExit("sft: train.liger is on but liger-kernel is not installed in the train env")
+        else:
+            _apply_liger_kernel_to_instance(model=model)
+    if config["train"]["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if method["type"] in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if method["type"] == "qlora":
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=config["train"]["gradient_checkpointing"]
+            )
+        lora = LoraConfig(
+            r=method["lora_r"],
+            lora_alpha=method["lora_alpha"],
+            lora_dropout=method["lora_dropout"],
+            target_modules=method["target_modules"],
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    return model
+
+
+def matmul_params(model) -> int:
+    """Parameters that take part in matmuls (embedding lookup excluded), for FLOP counts."""
+    total = 0
+    for name, param in model.named_parameters():
+        if param.dim() >= 2 and "embed_tokens" not in name:
+            total += param.numel() * (2 if getattr(param, "quant_state", None) is not None else 1)
+    return total
+
+
+def peak_memory_gib() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def gpu_peak_flops() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, tflops in PEAK_TFLOPS.items():
+        if key in name:
+            return tflops * 1e12
+    return None
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def latest_checkpoint(output: Path) -> Path | None:
+    folder = output / "checkpoints"
+    done = [p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator, output: Path, state: dict, keep: int) -> None:
+    folder = output / "checkpoints" / f"step-{state['step']}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        # Written last: a checkpoint without it is incomplete and never resumed from.
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+        done = sorted(
+            (p for p in folder.parent.glob("step-*") if (p / "trainer_state.json").is_file()),
+            key=lambda p: int(p.name.split("-")[1]),
+        )
+        for old in done[:-keep] if keep > 0 else []:
+            subprocess.run(["rm", "-rf", str(old)], check=False)
+    accelerator.wait_for_everyone()
+
+
+# --- saving -----------------------------------------------------------------------------------
+def save_final(accelerator, model, tokenizer, config: dict, output: Path) -> dict:
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards as 16-bit weights
+    lora = config["method"]["type"] in ("lora", "qlora")
+    target = output / ("adapter" if lora else "model")
+    unwrapped.save_pretrained(
+        target,
+        state_dict=state_dict,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        safe_serialization=True,
+    )
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(target)
+        weights = list(target.glob("*.safetensors"))
+        if not weights or all(w.stat().st_size < 64 for w in weights):
+            raise SystemExit(f"sft: saved weights in {target} are empty; refusing to report success")
+    accelerator.wait_for_everyone()
+    return {"adapter_dir" if lora else "model_dir": str(target)}
+
+
+def merge(config_path: Path) -> None:
+    """Merge the adapter into the base model, in its own process (DeepSpeed state is not welcome)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = yaml.safe_load(config_path.read_text())
+    output = Path(config["output"]["dir"])
+    dtype = getattr(torch, config["model"]["dtype"])
+    base = AutoModelForCausalLM.from_pretrained(config["model"]["path"], dtype=dtype)
+    merged = PeftModel.from_pretrained(base, output / "adapter").merge_and_unload()
+    merged.save_pretrained(output / "merged", safe_serialization=True)
+    AutoTokenizer.from_pretrained(output / "adapter").save_pretrained(output / "merged")
+
+
+# --- training ---------------------------------------------------------------------------------
+def train(config: dict, config_path: Path) -> None:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import AutoTokenizer, get_scheduler
+
+    tcfg = config["train"]
+    output = Path(config["output"]["dir"])
+    accelerator = Accelerator(gradient_accumulation_steps=tcfg["gradient_accumulation_steps"])
+    set_seed(tcfg["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(config["model"]["path"])
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    samples, data_stats = load_samples(config, tokenizer)
+    model = load_model(config, accelerator)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_epoch = len(epoch_batches(samples, config, 0, tokenizer.pad_token_id)) // world
+    if per_epoch == 0:
+        raise SystemExit(f"sft: {len(samples)} samples make fewer micro-batches than processes ({world})")
+    accum = tcfg["gradient_accumulation_steps"]
+    steps_per_epoch = max(per_epoch // accum, 1)
+    total_steps = tcfg["max_steps"] if tcfg["max_steps"] > 0 else steps_per_epoch * tcfg["epochs"]
+
+    optimizer = torch.optim.AdamW(
+        trainable, lr=tcfg["learning_rate"], weight_decay=tcfg["weight_decay"], fused=torch.cuda.is_available()
+    )
+    scheduler = get_scheduler(
+        tcfg["lr_scheduler"],
+        optimizer,
+        num_warmup_steps=math.ceil(tcfg["warmup_ratio"] * total_steps),
+        num_training_steps=total_steps,
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    state = {"step": 0, "first_loss": None}
+    resume = latest_checkpoint(output) if config["train"]["resume"] else None
+    if resume:
+        accelerator.load_state(str(resume))
+        state = json.loads((resume / "trainer_state.json").read_text())
+        accelerator.print(f"sft: resumed from {resume} at step {state['step']}")
+
+    flops_per_token = (4 if config["method"]["type"] != "full" else 6) * matmul_params(model)
+    peak_flops = gpu_peak_flops()
+    metrics_path = output / "metrics.jsonl"
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            metrics_path.unlink(missing_ok=True)
+        accelerator.print(
+            f"sft: {data_stats['samples']} samples ({data_stats}), {total_steps} optimizer steps, {world} process(es)"
+        )
+    metrics = open(metrics_path, "a", buffering=1) if accelerator.is_main_process else None
+
+    model.train()
+    device = accelerator.device
+    window_loss, window_tokens, window_micro = 0.0, 0, 0
+    total_tokens, run_start, last = 0, time.perf_counter(), time.perf_counter()
+    micro_done = state["step"] * accum
+    final_loss = None
+    while state["step"] < total_steps:
+        epoch, offset = divmod(micro_done, per_epoch)
+        batches = epoch_batches(samples, config, epoch, tokenizer.pad_token_id)[rank::world][:per_epoch]
+        for batch in batches[offset:]:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch, use_cache=False).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and tcfg["max_grad_norm"] > 0:
+                    accelerator.clip_grad_norm_(trainable, tcfg["max_grad_norm"])
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            micro_done += 1
+            window_loss += loss.detach().float().item()
+            window_micro += 1
+            # Real (non-pad) tokens: what a user means by throughput.
+            mask = batch.get("attention_mask")
+            window_tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            if micro_done % accum:
+                continue
+            state["step"] += 1
+            step_loss = accelerator.reduce(torch.tensor(window_loss / window_micro, device=device), "mean").item()
+            step_tokens = int(accelerator.reduce(torch.tensor(window_tokens, device=device), "sum").item())
+            now = time.perf_counter()
+            total_tokens += step_tokens
+            tokens_per_s = step_tokens / max(now - last, 1e-9)
+            last = now
+            state["first_loss"] = state["first_loss"] if state["first_loss"] is not None else step_loss
+            final_loss = step_loss
+            if metrics and (state["step"] % tcfg["logging_steps"] == 0 or state["step"] == total_steps):
+                record = {
+                    "step": state["step"],
+                    "epoch": epoch,
+                    "loss": round(step_loss, 6),
+                    "lr": scheduler.get_last_lr()[0],
+                    "tokens": step_tokens,
+                    "tokens_per_s": round(tokens_per_s, 2),
+                    "mfu": round(flops_per_token * tokens_per_s / (peak_flops * world), 4) if peak_flops else None,
+                    "peak_memory_gib": round(peak_memory_gib(), 3),
+                    "total_steps": total_steps,
+                }
+                metrics.write(json.dumps(record) + "\n")
+            window_loss, window_tokens, window_micro = 0.0, 0, 0
+            save_every = tcfg["save_steps"]
+            if save_every > 0 and state["step"] % save_every == 0 and state["step"] < total_steps:
+                save_checkpoint(accelerator, output, state, tcfg["save_total_limit"])
+            if state["step"] >= total_steps:
+                break
+
+    runtime = time.perf_counter() - run_start
+    result = {"steps": state["step"], "first_loss": state["first_loss"], "final_loss": final_loss}
+    result.update(save_final(accelerator, model, tokenizer, config, output))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if config["output"]["merge"] and "adapter_dir" in result:
+            subprocess.run([sys.executable, __file__, "--config", str(config_path), "--merge-only"], check=True)
+            result["merged_dir"] = str(output / "merged")
+        result.update(
+            {
+                "tokens_per_s": round(total_tokens / max(runtime, 1e-9), 2),
+                "peak_memory_gib": round(peak_memory_gib(), 3),
+                "runtime_s": round(runtime, 2),
+                "processes": world,
+                "data": data_stats,
+            }
+        )
+        tmp = output / "result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, output / "result.json")
+        accelerator.print(f"sft: done: {json.dumps(result)}")
+    if metrics:
+        metrics.close()
+    accelerator.end_training()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Supervised fine-tuning (full, LoRA, QLoRA).")
+    parser.add_argument("--config", type=Path, required=True, help="The resolved train.yaml.")
+    parser.add_argument("--merge-only", action="store_true", help="Only merge output/adapter into output/merged.")
+    args = parser.parse_args()
+    if args.merge_only:
+        merge(args.config)
+        return
+    train(yaml.safe_load(args.config.read_text()), args.config)
+
+
+if __name__ == "__main__":
+    main()
