@@ -55,6 +55,23 @@ def doctor(ctx: click.Context) -> None:
         click.echo(f"{label:<{width}}  {value}")
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--gpus", help="Comma-separated GPU indices, e.g. 0,1 (default: all; empty: CPU).")
+@click.option(
+    "--workspace", type=click.Path(file_okay=False, path_type=Path), help="Folder for launch files and output."
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan and the launch script; run nothing.")
+@click.option("--verbose", "-v", is_flag=True, help="Stream the training output instead of a progress bar.")
+@click.pass_context
+def train(ctx: click.Context, config: Path, gpus: str | None, workspace: Path | None, dry_run: bool, verbose: bool):
+    """Fine-tune with a recipe config (see recipes/configs/): LoRA, QLoRA or full, on CPU or GPUs."""
+    from rdft.training.run import parse_gpus
+    from rdft.training.run import train as run_training
+
+    run_training(_settings(ctx), config, gpus=parse_gpus(gpus), workspace=workspace, dry_run=dry_run, verbose=verbose)
+
+
 @cli.group()
 def env() -> None:
     """Isolated environments (train, eval, data, or your own) built from lock files."""

@@ -46,7 +46,9 @@ def read_jsonl(path: Path) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
-                    raise SystemExit(f"sft: {path}:{number} is not valid JSON ({error.msg}); fix the data file")
+                    raise SystemExit(
+                        f"sft: {path}:{number} is not valid JSON ({error.msg}); fix the data file"
+                    ) from None
     if not rows:
         raise SystemExit(f"sft: {path} holds no samples")
     return rows
@@ -184,7 +186,7 @@ def load_model(config: dict, accelerator):
             from liger_kernel.transformers import _apply_liger_kernel_to_instance
         except ImportError:
             if config["train"]["liger"] == "on":
-                raise SystemExit("sft: train.liger is on but liger-kernel is not installed in the train env")
+                raise SystemExit("sft: train.liger is on but liger-kernel is not installed in the train env") from None
         else:
             _apply_liger_kernel_to_instance(model=model)
     if config["train"]["gradient_checkpointing"]:

@@ -48,15 +48,16 @@ def test_env_list_shows_shipped_specs_and_locks(rdft):
 
 def test_specs_ship_inside_the_installed_package():
     """tox installs rdft from a wheel: the specs and locks must be inside it, not only in the tree."""
-    from rdft.envs.spec import packaged_specs_dir
+    from rdft.resources import env_specs_dir, recipes_dir
 
-    folder = packaged_specs_dir()
+    folder = env_specs_dir()
     for name in ("train", "eval", "data"):
         assert (folder / f"{name}.yml").is_file()
         assert (folder / f"{name}.cpu.txt").is_file() and (folder / f"{name}.cuda.txt").is_file()
     package = Path(rdft_package.__file__).resolve().parent
+    assert (recipes_dir() / "sft.py").is_file() and (recipes_dir() / "configs" / "tiny_cpu_lora.yaml").is_file()
     if package.parent != REPO:  # installed from a wheel, as tox does
-        assert folder == package / "env_specs"
+        assert folder == package / "env_specs" and recipes_dir() == package / "recipes"
 
 
 def test_bad_inputs_are_one_line(rdft, tmp_path):

@@ -33,8 +33,9 @@ from pydantic import BaseModel
 
 from rdft import __version__
 from rdft.envs import conda, pip_lock
-from rdft.envs.spec import EnvSpec, find_spec, list_specs, packaged_specs_dir, pip_lock_hash
+from rdft.envs.spec import EnvSpec, find_spec, list_specs, pip_lock_hash
 from rdft.errors import EnvBuildError, RdftError
+from rdft.resources import env_specs_dir
 from rdft.runner import base_environment, run
 from rdft.settings import Settings
 
@@ -96,7 +97,7 @@ class EnvStatus(BaseModel):
 class EnvManager:
     def __init__(self, settings: Settings, log: Callable[[str], None] | None = None):
         self.settings = settings
-        self.specs_dir = (settings.rdft_env_specs_dir or packaged_specs_dir()).expanduser().resolve()
+        self.specs_dir = (settings.rdft_env_specs_dir or env_specs_dir()).expanduser().resolve()
         self.envs_dir = settings.envs_dir
         self.log = log or (lambda message: print(message, file=sys.stderr))
         self._variant: str | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import json
 import re
 from pathlib import Path
@@ -65,16 +64,6 @@ class EnvSpec(BaseModel):
 
 def _sha256(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def packaged_specs_dir() -> Path:
-    """The specs and locks shipped with rdft: `envs/` of the source tree, installed as the
-    package `rdft.env_specs` (an editable install does not map it, so fall back to the tree)."""
-    try:
-        package = importlib.import_module("rdft.env_specs")  # a namespace package: data only
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "envs"
-    return Path(next(iter(package.__path__)))
 
 
 def load_spec(path: Path) -> EnvSpec:

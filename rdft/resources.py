@@ -1,0 +1,23 @@
+"""Folders of the source tree that ship inside the package: `envs/` as `rdft.env_specs` and
+`recipes/` as `rdft.recipes` (data-only namespace packages, mapped in setup.cfg)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+
+def _shipped(package: str, tree_folder: str) -> Path:
+    try:
+        module = importlib.import_module(package)
+    except ModuleNotFoundError:  # an editable install does not map them: use the source tree
+        return Path(__file__).resolve().parents[1] / tree_folder
+    return Path(next(iter(module.__path__)))
+
+
+def env_specs_dir() -> Path:
+    return _shipped("rdft.env_specs", "envs")
+
+
+def recipes_dir() -> Path:
+    return _shipped("rdft.recipes", "recipes")

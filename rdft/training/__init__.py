@@ -1,0 +1,1 @@
+"""Training: config schema, hardware probe, memory planner, launch-file writer, `rdft train`."""

@@ -1,0 +1,150 @@
+"""Launch files: from a validated config and the hardware, the readable files a person could run
+by hand — `train.yaml` (complete), `accelerate.yaml`, `ds_config.json` (DeepSpeed only), the
+recipe `sft.py` copied in, and `launch.sh`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from rdft.errors import RdftError
+from rdft.training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Layout:
+    strategy: str  # single | ddp | zero2 | zero3
+    processes: int  # on this machine
+    gpus: list[int]  # selected GPU indices ([] on CPU)
+
+    @property
+    def cpu(self) -> bool:
+        return not self.gpus
+
+
+def choose_layout(config: TrainConfig, hardware: dict, gpus: list[int] | None) -> Layout:
+    """Which GPUs, how many processes, and the distribution strategy."""
+    available = [g["index"] for g in hardware.get("gpus", [])]
+    if gpus is None:
+        gpus = available
+    missing = sorted(set(gpus) - set(available))
+    if missing:
+        raise RdftError(f"GPU(s) {missing} not found (this host has {available or 'none'}); fix --gpus")
+    dist = config.distributed
+    processes = dist.num_processes or max(len(gpus), 1)
+    if gpus and processes != len(gpus):
+        raise RdftError(f"distributed.num_processes={processes} but {len(gpus)} GPU(s) selected; one process per GPU")
+    strategy = dist.strategy
+    if strategy == "auto":
+        if processes == 1:
+            strategy = "single"
+        else:
+            strategy = "zero3" if config.method.type == "full" else "ddp"
+    total = processes * dist.num_machines
+    if strategy == "single" and total > 1:
+        raise RdftError("strategy single runs one process; use ddp, zero2 or zero3 for several")
+    if strategy in ("ddp", "zero2") and total == 1:
+        raise RdftError(f"strategy {strategy} needs several processes; use single (or zero3 with offload)")
+    if strategy == "zero3" and total == 1 and not dist.offload:
+        raise RdftError("zero3 with one process shards nothing; set distributed.offload: true or use single")
+    if config.method.type == "qlora" and not gpus:
+        raise RdftError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use method.type: lora on CPU")
+    if config.model.dtype != "float32" and not gpus:
+        raise RdftError(f"model.dtype {config.model.dtype} on CPU is slow and unsupported here; use float32")
+    return Layout(strategy=strategy, processes=processes, gpus=gpus)
+
+
+def accelerate_config(config: TrainConfig, layout: Layout, ds_path: Path | None) -> dict:
+    dist = config.distributed
+    out: dict = {
+        "compute_environment": "LOCAL_MACHINE",
+        "num_machines": dist.num_machines,
+        "machine_rank": dist.machine_rank,
+        "num_processes": layout.processes * dist.num_machines,
+        "mixed_precision": "no",  # the recipe loads weights in model.dtype itself
+        "use_cpu": False,  # CPU runs set ACCELERATE_USE_CPU in launch.sh: `use_cpu` would force one process
+        "main_training_function": "main",
+    }
+    if dist.num_machines > 1:
+        out.update(main_process_ip=dist.main_process_ip, main_process_port=dist.main_process_port)
+    if layout.strategy in ("zero2", "zero3"):
+        out["distributed_type"] = "DEEPSPEED"
+        out["deepspeed_config"] = {
+            "deepspeed_config_file": ds_path.name,
+            "zero3_init_flag": layout.strategy == "zero3",
+        }
+    elif layout.processes * dist.num_machines > 1:
+        out["distributed_type"] = "MULTI_GPU"
+    else:
+        out["distributed_type"] = "NO"
+    return out
+
+
+def deepspeed_config(config: TrainConfig, layout: Layout) -> dict:
+    zero: dict = {"stage": 2 if layout.strategy == "zero2" else 3, "overlap_comm": True}
+    if layout.strategy == "zero3":
+        # Gathered 16-bit weights on save: without it ZeRO-3 writes empty adapters.
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+        if config.distributed.offload:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": not layout.cpu}
+            zero["offload_optimizer"] = {"device": "cpu", "pin_memory": not layout.cpu}
+    return {
+        "train_micro_batch_size_per_gpu": 1 if config.data.packing else config.train.micro_batch_size,
+        "gradient_accumulation_steps": config.train.gradient_accumulation_steps,
+        "gradient_clipping": config.train.max_grad_norm,
+        "zero_optimization": zero,
+        "bf16": {"enabled": config.model.dtype == "bfloat16"},
+        "fp16": {"enabled": config.model.dtype == "float16"},
+        "zero_allow_untested_optimizer": True,
+    }
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    if mode is not None:
+        tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, recipes: Path) -> Path:
+    """Write the launch files into `workspace`; returns the path of launch.sh."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    resolved = config.model_dump(mode="json")
+    write_atomic(
+        workspace / "train.yaml",
+        "# Written by `rdft train`: the complete config the recipe reads (every default filled in).\n"
+        + yaml.safe_dump(resolved, sort_keys=False),
+    )
+    ds_path = None
+    if layout.strategy in ("zero2", "zero3"):
+        ds_path = workspace / "ds_config.json"
+        write_atomic(ds_path, json.dumps(deepspeed_config(config, layout), indent=2) + "\n")
+    write_atomic(
+        workspace / "accelerate.yaml",
+        "# Written by `rdft train` for `accelerate launch --config_file accelerate.yaml`.\n"
+        + yaml.safe_dump(accelerate_config(config, layout, ds_path), sort_keys=False),
+    )
+    shutil.copy2(recipes / "sft.py", workspace / "sft.py")
+    lines = [
+        "#!/usr/bin/env bash",
+        "# Written by `rdft train`; run it by hand inside the train env with: bash launch.sh",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+        f"export CUDA_VISIBLE_DEVICES={','.join(map(str, layout.gpus))}",
+        # DeepSpeed JIT-compiles ops on first use; keep them with the workspace's other caches.
+        'export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$PWD/.torch_extensions}"',
+        "export TOKENIZERS_PARALLELISM=false",
+    ]
+    if layout.cpu:
+        # Several CPU processes need accelerate's MULTI_CPU (gloo) mode; `--cpu` would run one.
+        lines.append("export ACCELERATE_USE_CPU=true")
+    lines.append("exec accelerate launch --config_file accelerate.yaml sft.py --config train.yaml " + '"$@"')
+    launch = workspace / "launch.sh"
+    write_atomic(launch, "\n".join(lines) + "\n", mode=0o755)
+    return launch

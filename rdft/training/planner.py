@@ -1,0 +1,180 @@
+"""Memory planner: peak memory per GPU from the model's architecture, and the micro-batch and
+gradient checkpointing that fit with the best throughput.
+
+Parameters are counted from `config.json` (Llama/Qwen2/Mistral-style decoders), never guessed
+from a model's name. With b the bytes per weight (2 for bf16/fp16, 4 for fp32, ~0.55 for
+4-bit QLoRA linears), P the parameters, L the LoRA parameters, W the processes, T the tokens
+in one micro-batch:
+
+    weights      = P·b                 (ZeRO-3: /W; with offload: 0)
+    LoRA states  = 16·L                (fp32 weight + grad + two Adam moments)
+    full states  = 3·P·b               (grad + two Adam moments in the weight dtype; ZeRO-2/3: /W)
+    activations  = T·layers·A          without checkpointing, A = b·(10·hidden + 4·intermediate)
+                 = T·(layers·hidden·b + A) with checkpointing (saved layer inputs + one layer)
+    logits       = T·vocab·4·2         (fp32 logits and their gradient for the loss)
+    peak         = (weights + states + activations + logits)·1.1 + 0.75 GiB (context, allocator)
+
+The planner tries micro-batches 1…64 with and without checkpointing and keeps the choice with
+the most tokens per second (checkpointing costs ~1/3 more compute) that fits in 90% of memory.
+Its error against measured peaks is recorded in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdft.errors import RdftError
+
+GIB = 2**30
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+CONTEXT_GIB = 0.75
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+
+    @property
+    def linear_params(self) -> int:
+        """Parameters of the decoder layers' linear maps (what LoRA targets as all-linear)."""
+        attention = self.hidden * self.head_dim * (2 * self.heads + 2 * self.kv_heads)
+        mlp = 3 * self.hidden * self.intermediate
+        return self.layers * (attention + mlp)
+
+    @property
+    def params(self) -> int:
+        norms = self.layers * 2 * self.hidden + self.hidden
+        embeddings = self.vocab * self.hidden * (1 if self.tied else 2)
+        return self.linear_params + norms + embeddings
+
+    def lora_params(self, rank: int) -> int:
+        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        per_layer = (
+            (self.hidden + q_out)  # q
+            + 2 * (self.hidden + kv_out)  # k, v
+            + (q_out + self.hidden)  # o
+            + 2 * (self.hidden + self.intermediate)  # gate, up
+            + (self.intermediate + self.hidden)  # down
+        )
+        return self.layers * rank * per_layer
+
+
+def shape_from_config(config_path: Path) -> ModelShape:
+    try:
+        raw = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise RdftError(f"cannot read the model's config {config_path}: {error}; check model.path") from None
+    raw = raw.get("text_config", raw)
+    try:
+        heads = raw["num_attention_heads"]
+        return ModelShape(
+            vocab=raw["vocab_size"],
+            hidden=raw["hidden_size"],
+            intermediate=raw["intermediate_size"],
+            layers=raw["num_hidden_layers"],
+            heads=heads,
+            kv_heads=raw.get("num_key_value_heads") or heads,
+            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
+            tied=bool(raw.get("tie_word_embeddings", False)),
+        )
+    except KeyError as missing:
+        raise RdftError(
+            f"{config_path} has no {missing}; the planner knows Llama/Qwen2/Mistral-style decoders — "
+            "set train.micro_batch_size and train.gradient_checkpointing by hand"
+        ) from None
+
+
+def estimate_gib(
+    shape: ModelShape,
+    *,
+    method: str,
+    dtype: str,
+    lora_r: int,
+    tokens: int,
+    checkpointing: bool,
+    processes: int = 1,
+    strategy: str = "single",
+    offload: bool = False,
+) -> float:
+    """Estimated peak memory of one GPU, in GiB (formula in the module docstring)."""
+    b = DTYPE_BYTES[dtype]
+    if method == "qlora":
+        weights = shape.linear_params * 0.55 + (shape.params - shape.linear_params) * b
+    else:
+        weights = shape.params * b
+    if strategy == "zero3":
+        weights = 0 if offload else weights / processes
+    if method == "full":
+        states = 3 * shape.params * b
+        if strategy in ("zero2", "zero3"):
+            states = 0 if offload else states / processes
+    else:
+        states = 16 * shape.lora_params(lora_r)
+    per_layer = b * (10 * shape.hidden + 4 * shape.intermediate)
+    if checkpointing:
+        activations = tokens * (shape.layers * shape.hidden * b + per_layer)
+    else:
+        activations = tokens * shape.layers * per_layer
+    logits = tokens * shape.vocab * 4 * 2
+    return ((weights + states + activations + logits) * 1.1) / GIB + CONTEXT_GIB
+
+
+@dataclass(frozen=True)
+class Plan:
+    micro_batch_size: int
+    gradient_checkpointing: bool
+    estimate_gib: float
+    memory_gib: float
+
+
+def plan(
+    shape: ModelShape,
+    *,
+    method: str,
+    dtype: str,
+    lora_r: int,
+    max_length: int,
+    memory_gib: float,
+    processes: int = 1,
+    strategy: str = "single",
+    offload: bool = False,
+    micro_batch_size: int | None = None,
+    checkpointing: bool | None = None,
+) -> Plan:
+    """The fastest micro-batch/checkpointing pair that fits; fixed values are respected."""
+    best: tuple[float, Plan] | None = None
+    sizes = [micro_batch_size] if micro_batch_size else [1, 2, 4, 8, 16, 32, 64]
+    modes = [checkpointing] if checkpointing is not None else [False, True]
+    for size in sizes:
+        for mode in modes:
+            need = estimate_gib(
+                shape, method=method, dtype=dtype, lora_r=lora_r, tokens=size * max_length,
+                checkpointing=mode, processes=processes, strategy=strategy, offload=offload,
+            )  # fmt: skip
+            if need > 0.9 * memory_gib:
+                continue
+            # Throughput grows with tokens per micro-batch until the GPU is saturated (~16k tokens);
+            # recomputation costs about a third more compute.
+            score = min(size * max_length, 16384) / (1.33 if mode else 1.0)
+            candidate = Plan(size, mode, round(need, 2), memory_gib)
+            if best is None or score > best[0] + 1e-9:
+                best = (score, candidate)
+    if best is None:
+        smallest = estimate_gib(
+            shape, method=method, dtype=dtype, lora_r=lora_r, tokens=max_length, checkpointing=True,
+            processes=processes, strategy=strategy, offload=offload,
+        )  # fmt: skip
+        raise RdftError(
+            f"the model does not fit: even micro-batch 1 with checkpointing needs ~{smallest:.1f} GiB of "
+            f"{memory_gib:.1f} GiB per GPU; use lora/qlora, lower data.max_length, or zero3 with more GPUs"
+        )
+    return best[1]
