@@ -47,7 +47,7 @@ def rdft(tmp_path):
     def call(
         *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, prefix=(), timeout=600
     ) -> CliResult:
-        environ = clean_environ(**base, **(env or {}))
+        environ = clean_environ(**{**base, **(env or {})})
         rdft_bin = shutil.which("rdft", path=str(Path(sys.executable).parent)) or "rdft"
         proc = subprocess.run(
             [*prefix, rdft_bin, *args],
@@ -84,3 +84,32 @@ def one_line_error(result: CliResult) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output, result.output
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def shared_dirs(tmp_path_factory) -> dict[str, str]:
+    """Envs and tiny models shared by the whole session (tox keeps them in .tox/ between runs)."""
+    root = os.environ.get("RDFT_TEST_ENVS_DIR")
+    envs = Path(root) if root else tmp_path_factory.mktemp("shared-envs")
+    return {
+        "RDFT_ENVS_DIR": str(envs),
+        "FT_FILE_PATH": str(envs.parent / f"{envs.name}-ft"),
+        "TORCH_EXTENSIONS_DIR": str(envs.parent / f"{envs.name}-torch-extensions"),
+        "FT_Coder_CoSTEER_env_type": "venv",
+        "RDFT_TORCH_VARIANT": "cpu",
+    }
+
+
+@pytest.fixture(scope="session")
+def train_env(shared_dirs):
+    from rdft.envs import EnvManager
+    from rdft.settings import Settings
+
+    settings = Settings(
+        _env_file=None,
+        rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"],
+        ft_file_path=shared_dirs["FT_FILE_PATH"],
+        ft_coder_costeer_env_type="venv",
+        rdft_torch_variant="cpu",
+    )
+    return EnvManager(settings).ensure("train")

@@ -151,7 +151,7 @@ def train(
     verbose: bool = False,
     console: Console | None = None,
 ) -> dict | None:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
     config = load_config(config_path)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     workspace = (workspace or settings.ft_file_path / "workspaces" / f"train-{stamp}").expanduser().resolve()

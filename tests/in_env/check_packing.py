@@ -1,0 +1,70 @@
+"""Run inside the train env: the recipe's packing and label mask, checked on the tiny model.
+
+python check_packing.py RECIPES_DIR MODEL_DIR DATA_JSONL  ->  one JSON line
+"""
+
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, sys.argv[1])
+import sft
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
+model = AutoModelForCausalLM.from_pretrained(sys.argv[2], dtype=torch.float32).eval()
+rows = sft.read_jsonl(sys.argv[3])[:6]
+# A two-turn conversation too: both assistant turns must be targets, the user turn not.
+rows.append(
+    {
+        "messages": [
+            {"role": "user", "content": "What is 1 + 1?"},
+            {"role": "assistant", "content": "2"},
+            {"role": "user", "content": "And 2 + 2?"},
+            {"role": "assistant", "content": "4"},
+        ]
+    }
+)
+samples = [dict(zip(("input_ids", "labels"), sft.tokenize_chat(tokenizer, sft.to_messages(r, "auto")))) for r in rows]
+
+
+def token_losses_of(logits, labels):
+    """Next-token loss of every position of one (packed or single) row; 0 where not a target."""
+    shift_logits, shift_labels = logits[0, :-1], labels[0, 1:]
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="none")
+
+
+with torch.no_grad():
+    alone = []
+    for s in samples:
+        batch = sft.collate_packed([s])
+        losses = token_losses_of(model(batch["input_ids"], use_cache=False).logits, batch["labels"])
+        alone.append(float(losses.sum() / (batch["labels"][0, 1:] != -100).sum()))
+    packed = sft.collate_packed(samples)
+    token_losses = token_losses_of(
+        model(packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits, packed["labels"]
+    )
+    means, start = [], 0
+    for s in samples:
+        n = len(s["input_ids"])
+        # token t's loss sits at t-1 after the shift; a sample's first token is never a target
+        targets = sum(1 for label in s["labels"][1:] if label != -100)
+        means.append(float(token_losses[start : start + n - 1].sum()) / targets)
+        start += n
+    model_loss_packed = float(model(**packed, use_cache=False).loss)
+
+two_turn = samples[-1]
+targets = [token for token, label in zip(two_turn["input_ids"], two_turn["labels"]) if label != -100]
+print(
+    json.dumps(
+        {
+            "max_abs_diff": max(abs(a - b) for a, b in zip(alone, means)),
+            "n": len(samples),
+            "model_loss_packed": model_loss_packed,
+            "per_sample": means,
+            "two_turn_target_text": tokenizer.decode(targets),
+        }
+    )
+)

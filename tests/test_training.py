@@ -1,0 +1,173 @@
+"""`rdft train` on CPU with the tiny model: the real CLI, the real train env, real weights."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, one_line_error
+
+from rdft.resources import recipes_dir
+from rdft.runner import run_in_env
+
+IN_ENV = Path(__file__).parent / "in_env"
+TINY_CONFIG = recipes_dir() / "configs" / "tiny_cpu_lora.yaml"
+
+
+def in_env_json(env, *args) -> dict:
+    result = run_in_env(env, ["python", *map(str, args)], echo=False)
+    assert result.ok, result.tail
+    return json.loads(result.tail.strip().splitlines()[-1])
+
+
+def variant(tmp_path: Path, name: str, **sections) -> Path:
+    """The shipped tiny config with some sections changed, written next to a copy of its data."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["data"]["path"] = str(recipes_dir() / "configs" / "data" / "tiny_chat.jsonl")
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def train_cli(rdft, shared_dirs, train_env):
+    def call(*args, **kwargs):
+        return rdft("train", *map(str, args), env=shared_dirs, **kwargs)
+
+    return call
+
+
+def tiny_model(shared_dirs) -> Path:
+    return Path(shared_dirs["FT_FILE_PATH"]).resolve() / "models" / "tiny-llama"
+
+
+def test_tiny_cpu_lora_end_to_end(train_cli, shared_dirs, train_env, tmp_path):
+    workspace = tmp_path / "run"
+    result = train_cli(TINY_CONFIG, "--workspace", workspace)
+    assert result.returncode == 0, result.output
+    final = json.loads((workspace / "result.json").read_text())
+    for key in ("adapter_dir", "merged_dir", "first_loss", "final_loss", "steps", "tokens_per_s", "peak_memory_gib"):
+        assert final[key] is not None, key
+    assert final["steps"] == 24  # 256 samples packed 4×256 tokens per row → 12 rows per epoch, 2 epochs
+    assert final["final_loss"] < 0.5 * final["first_loss"], final
+    assert f"weights in {final['adapter_dir']}" in result.stderr
+    # What a user runs by hand is there and readable.
+    for name in ("launch.sh", "accelerate.yaml", "train.yaml", "sft.py", "train.log"):
+        assert (workspace / name).is_file(), name
+    metrics = [json.loads(line) for line in (workspace / "output" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 25))
+    assert {"loss", "lr", "tokens_per_s", "mfu", "peak_memory_gib"} <= set(metrics[0])
+
+    report = in_env_json(train_env, IN_ENV / "check_weights.py", tiny_model(shared_dirs), workspace / "output")
+    assert report["lora_tensors"] == 28  # 7 linear maps × 2 layers × (A, B)
+    assert report["adapter_changes_logits"] > 1e-2
+    assert report["merged_vs_adapter"] < 1e-4
+
+
+def test_dry_run_writes_plan_and_runs_nothing(rdft, tmp_path):
+    workspace = tmp_path / "dry"
+    result = rdft("train", str(TINY_CONFIG), "--workspace", str(workspace), "--dry-run")
+    assert result.returncode == 0, result.output
+    assert "exec accelerate launch --config_file accelerate.yaml sft.py --config train.yaml" in result.stdout
+    assert '"strategy": "single"' in result.stderr
+    assert not (workspace / "output").exists() and not (workspace / "result.json").exists()
+    assert not (rdft.envs_dir / "train").exists()  # not even the env was built
+
+
+def test_packing_equals_unpacked_and_only_assistant_tokens_train(train_cli, shared_dirs, train_env, tmp_path):
+    if not (tiny_model(shared_dirs) / "config.json").is_file():
+        assert train_cli(TINY_CONFIG, "--workspace", tmp_path / "build", "--dry-run").returncode == 0
+        run_in_env(train_env, ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(tiny_model(shared_dirs))])
+    data = recipes_dir() / "configs" / "data" / "tiny_chat.jsonl"
+    report = in_env_json(train_env, IN_ENV / "check_packing.py", recipes_dir(), tiny_model(shared_dirs), data)
+    assert report["n"] == 7
+    assert report["max_abs_diff"] < 1e-5
+    # The model's own loss over the packed row is the token-weighted mean of the per-sample losses.
+    assert report["two_turn_target_text"] == "2<|im_end|>\n4<|im_end|>\n"
+
+
+def _losses(metrics: Path) -> dict[int, float]:
+    """Loss per step; a resumed run rewrites the steps after its checkpoint, the last write wins."""
+    out = {}
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        out[row["step"]] = row["loss"]
+    return out
+
+
+def test_killed_run_resumes_to_the_same_losses(train_cli, train_env, tmp_path):
+    slow = {"micro_batch_size": 1, "gradient_accumulation_steps": 4, "epochs": 1, "max_steps": 20, "save_steps": 4}
+    config = variant(tmp_path, "resume", data={"packing": False}, train=slow, output={"merge": False})
+    straight = tmp_path / "straight"
+    assert train_cli(config, "--workspace", straight).returncode == 0
+
+    # Write the launch files, then run launch.sh by hand and kill -9 it after a checkpoint.
+    killed = tmp_path / "killed"
+    assert train_cli(config, "--workspace", killed, "--dry-run").returncode == 0
+    argv, environ = train_env.command(["bash", str(killed / "launch.sh")], dict(os.environ))
+    proc = subprocess.Popen(argv, env=environ, cwd=killed, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint = killed / "output" / "checkpoints" / "step-8" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.is_file() and not (killed / "output" / "result.json").exists(), "the run ended before the kill"
+
+    resumed = train_cli(config, "--workspace", killed)
+    assert resumed.returncode == 0, resumed.output
+    assert "resumed from" in (killed / "train.log").read_text()
+    expected, got = _losses(straight / "output" / "metrics.jsonl"), _losses(killed / "output" / "metrics.jsonl")
+    assert sorted(got) == list(range(1, 21))
+    assert max(abs(expected[s] - got[s]) for s in expected) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("strategy", "processes", "offload"),
+    [("ddp", 2, False), ("zero2", 2, False), ("zero3", 2, True)],
+)
+def test_distributed_cpu_runs_save_loadable_weights(
+    train_cli, shared_dirs, train_env, tmp_path, strategy, processes, offload
+):
+    distributed = {"strategy": strategy, "num_processes": processes, "offload": offload}
+    config = variant(tmp_path, strategy, distributed=distributed, train={"epochs": 1}, output={"merge": True})
+    workspace = tmp_path / strategy
+    result = train_cli(config, "--workspace", workspace, timeout=900)
+    assert result.returncode == 0, result.output + (workspace / "train.log").read_text()[-3000:]
+    final = json.loads((workspace / "result.json").read_text())
+    assert final["processes"] == processes and final["layout"]["strategy"] == strategy
+    assert final["final_loss"] < final["first_loss"]
+    adapter = Path(final["adapter_dir"]) / "adapter_model.safetensors"
+    assert adapter.stat().st_size > 100_000  # never an empty adapter (ZeRO-3 gathers 16-bit weights)
+    report = in_env_json(train_env, IN_ENV / "check_weights.py", tiny_model(shared_dirs), workspace / "output")
+    assert report["adapter_changes_logits"] > 1e-2 and report["merged_vs_adapter"] < 1e-4
+    if strategy != "ddp":
+        assert (workspace / "ds_config.json").is_file()
+
+
+def test_bad_configs_are_one_line(rdft, tmp_path):
+    typo = variant(tmp_path, "typo", train={"learning_rat": 1e-4})
+    assert "unknown key 'train.learning_rat'; did you mean 'learning_rate'?" in one_line_error(rdft("train", str(typo)))
+    qlora = variant(tmp_path, "qlora", method={"type": "qlora"})
+    assert "QLoRA needs a CUDA GPU" in one_line_error(rdft("train", str(qlora), "--dry-run"))
+    zero3 = variant(tmp_path, "zero3", distributed={"strategy": "zero3"})
+    assert "zero3 with one process shards nothing" in one_line_error(rdft("train", str(zero3), "--dry-run"))
+    gpus = one_line_error(rdft("train", str(TINY_CONFIG), "--gpus", "3", "--dry-run"))
+    assert "GPU(s) [3] not found" in gpus
+    assert "does not exist" in one_line_error(rdft("train", str(tmp_path / "nope.yaml")))
+    bf16 = variant(tmp_path, "bf16", model={"dtype": "bfloat16"})
+    assert "use float32" in one_line_error(rdft("train", str(bf16), "--dry-run"))
+
+
+def test_shipped_configs_validate():
+    from rdft.training.config import load_config
+
+    for path in sorted((REPO / "recipes" / "configs").glob("*.yaml")):
+        load_config(path)
