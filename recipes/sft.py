@@ -300,7 +300,11 @@ def train(config: dict, config_path: Path) -> None:
 
     tcfg = config["train"]
     output = Path(config["output"]["dir"])
-    accelerator = Accelerator(gradient_accumulation_steps=tcfg["gradient_accumulation_steps"])
+    # Under DeepSpeed the accumulation steps come from ds_config.json; accelerate refuses both.
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    accelerator = Accelerator(
+        **({} if deepspeed else {"gradient_accumulation_steps": tcfg["gradient_accumulation_steps"]})
+    )
     set_seed(tcfg["seed"])
     tokenizer = AutoTokenizer.from_pretrained(config["model"]["path"])
     if tokenizer.pad_token_id is None:

@@ -81,5 +81,5 @@ def test_plan_says_when_nothing_fits(tmp_path):
 
 def test_unknown_architecture_names_the_fix(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mystery", "d_model": 8}))
-    with pytest.raises(RdftError, match="set train.micro_batch_size and train.gradient_checkpointing by hand"):
+    with pytest.raises(RdftError, match=r"set train\.micro_batch_size and train\.gradient_checkpointing by hand"):
         shape_from_config(tmp_path / "config.json")

@@ -66,10 +66,11 @@ def accelerate_config(config: TrainConfig, layout: Layout, ds_path: Path | None)
         "num_machines": dist.num_machines,
         "machine_rank": dist.machine_rank,
         "num_processes": layout.processes * dist.num_machines,
-        "mixed_precision": "no",  # the recipe loads weights in model.dtype itself
         "use_cpu": False,  # CPU runs set ACCELERATE_USE_CPU in launch.sh: `use_cpu` would force one process
         "main_training_function": "main",
     }
+    if layout.strategy not in ("zero2", "zero3"):
+        out["mixed_precision"] = "no"  # the recipe loads weights in model.dtype; DeepSpeed's JSON says it there
     if dist.num_machines > 1:
         out.update(main_process_ip=dist.main_process_ip, main_process_port=dist.main_process_port)
     if layout.strategy in ("zero2", "zero3"):

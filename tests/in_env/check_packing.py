@@ -27,7 +27,10 @@ rows.append(
         ]
     }
 )
-samples = [dict(zip(("input_ids", "labels"), sft.tokenize_chat(tokenizer, sft.to_messages(r, "auto")))) for r in rows]
+samples = [
+    dict(zip(("input_ids", "labels"), sft.tokenize_chat(tokenizer, sft.to_messages(r, "auto")), strict=True))
+    for r in rows
+]
 
 
 def token_losses_of(logits, labels):
@@ -56,11 +59,11 @@ with torch.no_grad():
     model_loss_packed = float(model(**packed, use_cache=False).loss)
 
 two_turn = samples[-1]
-targets = [token for token, label in zip(two_turn["input_ids"], two_turn["labels"]) if label != -100]
+targets = [token for token, label in zip(two_turn["input_ids"], two_turn["labels"], strict=True) if label != -100]
 print(
     json.dumps(
         {
-            "max_abs_diff": max(abs(a - b) for a, b in zip(alone, means)),
+            "max_abs_diff": max(abs(a - b) for a, b in zip(alone, means, strict=True)),
             "n": len(samples),
             "model_loss_packed": model_loss_packed,
             "per_sample": means,
