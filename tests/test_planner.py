@@ -83,3 +83,24 @@ def test_unknown_architecture_names_the_fix(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mystery", "d_model": 8}))
     with pytest.raises(RdftError, match=r"set train\.micro_batch_size and train\.gradient_checkpointing by hand"):
         shape_from_config(tmp_path / "config.json")
+
+
+def test_estimate_within_25_percent_of_measured_peak_on_the_tiny_model(shared_dirs, train_env):
+    """Peak tensor memory of real LoRA steps of the tiny model on CPU, measured in the train env."""
+    from rdft.resources import recipes_dir
+    from rdft.runner import run_in_env
+
+    model = Path(shared_dirs["FT_FILE_PATH"]).resolve() / "models" / "tiny-llama"
+    if not (model / "config.json").is_file():
+        assert run_in_env(train_env, ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model)]).ok
+    data = recipes_dir() / "configs" / "data" / "tiny_chat.jsonl"
+    script = Path(__file__).parent / "in_env" / "measure_peak.py"
+    result = run_in_env(train_env, ["python", str(script), str(recipes_dir()), str(model), str(data), "1024", "4096"])
+    assert result.ok, result.tail
+    shape = shape_from_config(model / "config.json")
+    for row in json.loads(result.tail.strip().splitlines()[-1]):
+        estimate = estimate_gib(
+            shape, method="lora", dtype="float32", lora_r=16, tokens=row["tokens"], checkpointing=False, device="cpu"
+        )
+        measured = row["peak_bytes"] / 2**30
+        assert abs(estimate / measured - 1) <= 0.25, (row, estimate, measured)

@@ -12,14 +12,18 @@ in one micro-batch:
     activations  = T·layers·A          without checkpointing, A = b·(10·hidden + 4·intermediate)
                  = T·(layers·hidden·b + A) with checkpointing (saved layer inputs + one layer)
     logits       = T·vocab·4·2         (fp32 logits and their gradient for the loss)
-    peak         = (weights + states + activations + logits)·1.1 + 0.75 GiB (context, allocator)
+    mask         = T·R·8               (R tokens per row: the 4-D attention mask transformers builds
+                                        for sdpa/eager, e.g. block-diagonal for packed rows; 0 for
+                                        flash_attention_2; 8 bytes per element measured on CPU)
+    peak         = (weights + states + activations + logits + mask)·1.1 + context
+                   (context: 0.75 GiB on a GPU for the CUDA context and allocator; 0 on CPU)
 
 The planner tries micro-batches 1…64 with and without checkpointing and keeps the choice with
 the most tokens per second (checkpointing costs ~1.39× the time) that fits in 90% of memory.
 
 Error against measured peaks (Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048, micro-batch 4,
-bf16, SDPA, H200, stock HF stack; bench/RESULTS.md): with checkpointing 30.3 GiB measured, 30.8
-estimated (+2%); without, 80.0 measured, 79.7 estimated (−0.4%). Liger's fused loss never
+bf16, SDPA, H200, stock HF stack; bench/RESULTS.md): with checkpointing 30.3 GiB measured, 30.9
+estimated (+2%); without, 80.0 measured, 79.8 estimated (−0.2%). Liger's fused loss never
 materialises the logits, so with Liger the estimate is high (safe).
 """
 
@@ -123,6 +127,9 @@ def estimate_gib(
     processes: int = 1,
     strategy: str = "single",
     offload: bool = False,
+    row_length: int | None = None,
+    attention: str = "sdpa",
+    device: str = "cuda",
 ) -> float:
     """Estimated peak memory of one GPU, in GiB (formula in the module docstring)."""
     b = DTYPE_BYTES[dtype]
@@ -144,7 +151,9 @@ def estimate_gib(
     else:
         activations = tokens * shape.layers * per_layer
     logits = tokens * shape.vocab * 4 * 2
-    return ((weights + states + activations + logits) * 1.1) / GIB + CONTEXT_GIB
+    mask = 0 if attention == "flash_attention_2" else tokens * (row_length or tokens) * 8
+    context = CONTEXT_GIB if device == "cuda" else 0.0
+    return ((weights + states + activations + logits + mask) * 1.1) / GIB + context
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,9 @@ def plan(
     offload: bool = False,
     micro_batch_size: int | None = None,
     checkpointing: bool | None = None,
+    packing: bool = True,
+    attention: str = "sdpa",
+    device: str = "cuda",
 ) -> Plan:
     """The fastest micro-batch/checkpointing pair that fits; fixed values are respected."""
     best: tuple[float, Plan] | None = None
@@ -178,6 +190,7 @@ def plan(
             need = estimate_gib(
                 shape, method=method, dtype=dtype, lora_r=lora_r, tokens=size * max_length,
                 checkpointing=mode, processes=processes, strategy=strategy, offload=offload,
+                row_length=size * max_length if packing else max_length, attention=attention, device=device,
             )  # fmt: skip
             if need > 0.9 * memory_gib:
                 continue
@@ -190,7 +203,7 @@ def plan(
     if best is None:
         smallest = estimate_gib(
             shape, method=method, dtype=dtype, lora_r=lora_r, tokens=max_length, checkpointing=True,
-            processes=processes, strategy=strategy, offload=offload,
+            processes=processes, strategy=strategy, offload=offload, attention=attention, device=device,
         )  # fmt: skip
         raise RdftError(
             f"the model does not fit: even micro-batch 1 with checkpointing needs ~{smallest:.1f} GiB of "

@@ -113,6 +113,9 @@ def make_plan(config: TrainConfig, layout: Layout, hardware: dict, config_json: 
             offload=config.distributed.offload,
             micro_batch_size=fixed_size,
             checkpointing=fixed_ckpt,
+            packing=config.data.packing,
+            attention=config.model.attn_implementation,
+            device="cuda" if layout.gpus else "cpu",
         )
     train.micro_batch_size = chosen.micro_batch_size
     train.gradient_checkpointing = chosen.gradient_checkpointing
