@@ -64,6 +64,10 @@ def test_tiny_cpu_lora_end_to_end(train_cli, shared_dirs, train_env, tmp_path):
     assert [m["step"] for m in metrics] == list(range(1, 25))
     assert {"loss", "lr", "tokens_per_s", "mfu", "peak_memory_gib"} <= set(metrics[0])
 
+    hardware = json.loads((workspace / "plan.json").read_text())["hardware"]
+    assert hardware["gpu_count"] == len(hardware["gpus"]) == 0 and hardware["cpu_cores"] >= 1
+    assert hardware["torch"] == "2.13.0+cpu"
+
     report = in_env_json(train_env, IN_ENV / "check_weights.py", tiny_model(shared_dirs), workspace / "output")
     assert report["lora_tensors"] == 28  # 7 linear maps × 2 layers × (A, B)
     assert report["adapter_changes_logits"] > 1e-2
@@ -137,7 +141,8 @@ def test_distributed_cpu_runs_save_loadable_weights(
     train_cli, shared_dirs, train_env, tmp_path, strategy, processes, offload
 ):
     distributed = {"strategy": strategy, "num_processes": processes, "offload": offload}
-    config = variant(tmp_path, strategy, distributed=distributed, train={"epochs": 1}, output={"merge": True})
+    train = {"epochs": 1, "gradient_checkpointing": strategy == "zero2"}
+    config = variant(tmp_path, strategy, distributed=distributed, train=train, output={"merge": True})
     workspace = tmp_path / strategy
     result = train_cli(config, "--workspace", workspace, timeout=900)
     assert result.returncode == 0, result.output + (workspace / "train.log").read_text()[-3000:]
@@ -150,6 +155,45 @@ def test_distributed_cpu_runs_save_loadable_weights(
     assert report["adapter_changes_logits"] > 1e-2 and report["merged_vs_adapter"] < 1e-4
     if strategy != "ddp":
         assert (workspace / "ds_config.json").is_file()
+
+
+def test_full_fine_tune_saves_a_loadable_model(train_cli, shared_dirs, train_env, tmp_path):
+    config = variant(tmp_path, "full", method={"type": "full"}, train={"learning_rate": 1e-3}, output={"merge": False})
+    workspace = tmp_path / "full"
+    result = train_cli(config, "--workspace", workspace)
+    assert result.returncode == 0, result.output
+    final = json.loads((workspace / "result.json").read_text())
+    assert final["model_dir"] == str(workspace / "output" / "model") and "adapter_dir" not in final
+    assert final["final_loss"] < 0.5 * final["first_loss"]
+    report = in_env_json(train_env, IN_ENV / "check_weights.py", tiny_model(shared_dirs), workspace / "output")
+    assert report["model_changes_logits"] > 1e-2
+
+
+def test_multi_node_fields_reach_accelerate_config(tmp_path):
+    from rdft.training.config import TrainConfig
+    from rdft.training.launch import choose_layout, write_launch_files
+
+    config = TrainConfig.model_validate(
+        {
+            "model": {"path": "/models/base", "dtype": "bfloat16"},
+            "data": {"path": "/data/train.jsonl"},
+            "train": {"micro_batch_size": 2, "gradient_checkpointing": True},
+            "distributed": {"strategy": "zero3", "num_machines": 2, "machine_rank": 1, "main_process_ip": "10.1.2.3"},
+        }
+    )
+    hardware = {"gpus": [{"index": i, "name": "H100", "memory_gib": 80} for i in range(8)]}
+    layout = choose_layout(config, hardware, [0, 1, 2, 3])
+    write_launch_files(config, layout, tmp_path, recipes_dir())
+    accelerate = yaml.safe_load((tmp_path / "accelerate.yaml").read_text())
+    assert accelerate["distributed_type"] == "DEEPSPEED" and accelerate["num_processes"] == 8
+    assert (accelerate["num_machines"], accelerate["machine_rank"]) == (2, 1)
+    assert (accelerate["main_process_ip"], accelerate["main_process_port"]) == ("10.1.2.3", 29500)
+    ds = json.loads((tmp_path / "ds_config.json").read_text())
+    assert (
+        ds["zero_optimization"]["stage"] == 3 and ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]
+    )
+    assert ds["bf16"]["enabled"] and ds["train_micro_batch_size_per_gpu"] == 1  # packed rows
+    assert "export CUDA_VISIBLE_DEVICES=0,1,2,3" in (tmp_path / "launch.sh").read_text()
 
 
 def test_bad_configs_are_one_line(rdft, tmp_path):
