@@ -24,6 +24,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -78,8 +79,9 @@ def tokenize_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]
         if message["role"] != "assistant":
             continue
         start = len(render(index, True))
-        end = len(render(index + 1, False))
-        if ids[:end] != render(index + 1, False)[:end] or start > end:
+        upto = render(index + 1, False)
+        end = len(upto)
+        if ids[:end] != upto or start > end:
             raise SystemExit("sft: the chat template does not render conversations incrementally; use alpaca data")
         labels[start:end] = ids[start:end]
     return ids, labels
@@ -251,8 +253,8 @@ def save_checkpoint(accelerator, output: Path, state: dict, keep: int) -> None:
             (p for p in folder.parent.glob("step-*") if (p / "trainer_state.json").is_file()),
             key=lambda p: int(p.name.split("-")[1]),
         )
-        for old in done[:-keep] if keep > 0 else []:
-            subprocess.run(["rm", "-rf", str(old)], check=False)
+        for old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
