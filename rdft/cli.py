@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -70,6 +71,41 @@ def train(ctx: click.Context, config: Path, gpus: str | None, workspace: Path | 
     from rdft.training.run import train as run_training
 
     run_training(_settings(ctx), config, gpus=parse_gpus(gpus), workspace=workspace, dry_run=dry_run, verbose=verbose)
+
+
+@cli.group()
+def benchmarks() -> None:
+    """The benchmarks rdft scores."""
+
+
+@benchmarks.command("list")
+def benchmarks_list() -> None:
+    """Name, dataset repo, split sizes, primary metric and its direction."""
+    from rdft.evaluation.benchmarks import benchmarks as table
+
+    click.echo(f"{'benchmark':<24} {'val/test':>8}  {'primary metric':<20} {'better':<7} dataset")
+    for entry in table().values():
+        size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
+        click.echo(f"{entry.name:<24} {size:>8}  {entry.primary.metric:<20} {entry.primary.direction:<7} {entry.repo}")
+
+
+@cli.command()
+@click.option("--benchmark", required=True, help="See `rdft benchmarks list`.")
+@click.option(
+    "--docs", type=click.Path(path_type=Path), help="Docs in the benchmark's schema: JSONL, JSON, or a folder."
+)
+@click.option("--predictions", type=click.Path(path_type=Path), help='JSONL rows {"doc_id" or "id", "response"}.')
+@click.option(
+    "--log", type=click.Path(path_type=Path), help="A ChemCoTBench authors' log (inputs, gold, json_results)."
+)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the summary JSON here.")
+@click.pass_context
+def score(ctx, benchmark, docs, predictions, log, output) -> None:
+    """Score saved responses with the benchmark's scorer; prints the summary JSON."""
+    from rdft.evaluation.score import score as run_score
+
+    summary = run_score(_settings(ctx), benchmark, docs=docs, predictions=predictions, log=log, output=output)
+    click.echo(json.dumps(summary, indent=2))
 
 
 @cli.group()

@@ -1,5 +1,6 @@
-"""Folders of the source tree that ship inside the package: `envs/` as `rdft.env_specs` and
-`recipes/` as `rdft.recipes` (data-only namespace packages, mapped in setup.cfg)."""
+"""Folders of the source tree that ship inside the package: `envs/` as `rdft.env_specs`,
+`recipes/` as `rdft.recipes`, `evaluation/` as `rdft.evaluation_files` (data-only namespace
+packages, mapped in setup.cfg)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,7 @@ def env_specs_dir() -> Path:
 
 def recipes_dir() -> Path:
     return _shipped("rdft.recipes", "recipes")
+
+
+def evaluation_dir() -> Path:
+    return _shipped("rdft.evaluation_files", "evaluation")

@@ -1,0 +1,166 @@
+"""Score saved responses with the benchmark scorers and print a summary JSON.
+
+    python evaluation/score.py --benchmark NAME --docs DOCS --predictions PRED.jsonl
+    python evaluation/score.py --benchmark chemcotbench_<family> --log AUTHORS_LOG.json
+
+DOCS: JSONL, a JSON list, or a folder of JSON files, each doc in the benchmark's own schema.
+PRED.jsonl rows: {"doc_id": <index into DOCS> or "id": <doc's id>, "response": "..."}; several
+rows for one doc are its k samples. A doc without a prediction is scored as unreadable.
+The primary metric's 95% interval is a percentile bootstrap over items (1000 resamples, seed 0).
+Runs in the eval env (RDKit); imports nothing from rdft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_table() -> dict:
+    import yaml
+
+    return yaml.safe_load((HERE / "benchmarks.yaml").read_text())
+
+
+def load_family(family: str):
+    path = HERE / "tasks" / family / "utils.py"
+    spec = importlib.util.spec_from_file_location(f"rdft_eval_{family}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_docs(path: Path) -> list[dict]:
+    if path.is_dir():
+        return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    value = json.loads(text)
+    return value if isinstance(value, list) else [value]
+
+
+def group_predictions(docs: list[dict], rows: list[dict]) -> list[list[str]]:
+    by_id = {str(doc.get("id")): index for index, doc in enumerate(docs) if doc.get("id") is not None}
+    grouped: list[list[str]] = [[] for _ in docs]
+    for number, row in enumerate(rows, 1):
+        if "doc_id" in row:
+            index = int(row["doc_id"])
+        elif str(row.get("id")) in by_id:
+            index = by_id[str(row["id"])]
+        else:
+            raise SystemExit(
+                f"score: prediction row {number} names no known doc (doc_id or id); fix the predictions file"
+            )
+        if not 0 <= index < len(docs):
+            raise SystemExit(f"score: prediction row {number} has doc_id {index} outside 0..{len(docs) - 1}")
+        grouped[index].append(row["response"])
+    return [responses or [""] for responses in grouped]
+
+
+class Family:
+    """One family's scorers behind a common face: score items, summarise, primary value."""
+
+    def __init__(self, name: str, benchmark: str):
+        self.name, self.benchmark = name, benchmark
+        self.module = load_family(name)
+
+    def score(self, doc: dict, responses: list[str]) -> dict:
+        if self.name == "aime":
+            return self.module.score_item(doc, responses)
+        if self.name == "panorama":
+            item_fn = self.module.SCORERS[self.benchmark][0]
+            return item_fn(doc, responses[0])
+        return self.module.score_item(doc, responses[0])
+
+    def metrics(self, items: list[dict]) -> dict:
+        if self.name == "panorama":
+            return self.module.SCORERS[self.benchmark][1](items)
+        return self.module.summarize(items)
+
+    def primary(self, items: list[dict], metric: str) -> float | None:
+        if self.name == "chemcotbench":
+            return self.module.primary_value(items)
+        return self.metrics(items)[metric]
+
+
+def bootstrap_ci(family: Family, items: list[dict], metric: str, resamples: int = 1000) -> list[float] | None:
+    rng = random.Random(0)
+    values = []
+    for _ in range(resamples):
+        sample = [items[rng.randrange(len(items))] for _ in items]
+        value = family.primary(sample, metric)
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    values.sort()
+    return [values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]]
+
+
+def summarize(benchmark: str, docs: list[dict], responses: list[list[str]]) -> dict:
+    table = load_table()
+    entry = table[benchmark]
+    family = Family(entry["family"], benchmark)
+    items = [family.score(doc, r) for doc, r in zip(docs, responses, strict=True)]
+    expected = benchmark.removeprefix("chemcotbench_")
+    if family.name == "chemcotbench":
+        wrong = sorted({i["family"] for i in items} - {expected})
+        if wrong:
+            raise SystemExit(
+                f"score: docs hold {', '.join(wrong)} rows, not {expected}; use --benchmark chemcotbench_{wrong[0]}"
+            )
+    metric = entry["primary"]["metric"]
+    metrics = family.metrics(items)
+    value = family.primary(items, metric)
+    summary = {
+        "benchmark": benchmark,
+        "n": len(items),
+        "primary": {
+            "name": metric,
+            "value": value,
+            "direction": entry["primary"]["direction"],
+            "ci95": bootstrap_ci(family, items, metric) if value is not None else None,
+        },
+        "metrics": metrics.get("subtasks", metrics),
+        "unavailable": metrics.get("unavailable", []),
+    }
+    if summary["unavailable"]:
+        covered = sorted(set(summary["metrics"]) - set(summary["unavailable"]))
+        summary["primary"]["covers"] = covered
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", required=True)
+    parser.add_argument("--docs", type=Path)
+    parser.add_argument("--predictions", type=Path)
+    parser.add_argument("--log", type=Path, help="ChemCoTBench authors' log: inputs, gold and json_results per row")
+    parser.add_argument("--output", type=Path, help="Also write the summary here.")
+    args = parser.parse_args()
+    if args.log:
+        rows = read_docs(args.log)
+        summary = summarize(args.benchmark, rows, [[row.get("json_results", "")] for row in rows])
+    else:
+        docs = read_docs(args.docs)
+        predictions = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
+        summary = summarize(args.benchmark, docs, group_predictions(docs, predictions))
+    text = json.dumps(summary, indent=2)
+    if args.output:
+        args.output.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, KeyError, json.JSONDecodeError) as error:
+        print(f"score: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,151 @@
+"""PANORAMA scorers (PAR4PC, PI4PC, NOC4PC): strict JSON answers, unreadable answers count as wrong.
+
+PAR4PC: `{"answer": "A"}` or `{"answer": ["A", "C"]}` with letters among the options; per item
+exact match, the authors' custom score and F1 (primary: F1 averaged over items).
+PI4PC: `{"answer": 17}` with one of the option keys; gold hit (primary), custom score, accuracy.
+NOC4PC: `{"code": "ALLOW" | "102" | "103"}`; accuracy and macro-F1 over all items (primary).
+Runs in the eval env; imports nothing from rdft.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from answers import last_json_value
+
+NOC_LABELS = ("102", "103", "ALLOW")
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value] if value is not None else []
+
+
+def _options(doc: dict) -> list[str]:
+    return [str(key) for key in (doc.get("options") or {})]
+
+
+# --- PAR4PC -----------------------------------------------------------------------------------
+def par4pc_answer(doc: dict, response: str) -> set[str] | None:
+    value = last_json_value(response, "answer")
+    letters = _as_list(value)
+    if not letters or not all(isinstance(x, str) for x in letters):
+        return None
+    letters = {x.strip().upper() for x in letters}
+    return letters if letters <= set(_options(doc) or "ABCDEFGH") else None
+
+
+def par4pc_item(doc: dict, response: str) -> dict:
+    gold = {str(x) for x in _as_list(doc["gold_answers"])}
+    silver = {str(x) for x in _as_list(doc.get("silver_answers"))}
+    pred = par4pc_answer(doc, response)
+    if pred is None:
+        return {"exact_match": 0, "custom_score": 0.0, "f1": 0.0, "unreadable": 1}
+    hits = len(pred & gold)
+    wrong = len(pred - gold - silver)
+    missed = len(gold - pred)
+    custom = max(0, 2 * hits - wrong - missed) / (2 * len(gold))
+    precision = hits / len(pred) if pred else 0.0
+    recall = hits / len(gold)
+    f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
+    return {"exact_match": int(pred == gold), "custom_score": custom, "f1": f1, "unreadable": 0}
+
+
+def par4pc_summary(items: list[dict]) -> dict:
+    n = len(items)
+    return {
+        "f1": sum(i["f1"] for i in items) / n,
+        "exact_match": sum(i["exact_match"] for i in items) / n,
+        "custom_score": sum(i["custom_score"] for i in items) / n,
+        "n_unreadable": sum(i["unreadable"] for i in items),
+    }
+
+
+# --- PI4PC ------------------------------------------------------------------------------------
+def pi4pc_answer(doc: dict, response: str) -> int | None:
+    value = last_json_value(response, "answer")
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int):
+        return None
+    return value if str(value) in _options(doc) else None
+
+
+def pi4pc_item(doc: dict, response: str) -> dict:
+    pred = pi4pc_answer(doc, response)
+    gold = {int(x) for x in _as_list(doc["gold_answers"])}
+    silver = {int(x) for x in _as_list(doc.get("silver_answers"))}
+    points = 2 if pred in gold else 1 if pred in silver else 0
+    return {
+        "gold_hit": int(points == 2),
+        "score": points / 2,
+        "accuracy": int(points > 0),
+        "unreadable": int(pred is None),
+    }
+
+
+def pi4pc_summary(items: list[dict]) -> dict:
+    n = len(items)
+    return {
+        "gold_hit_rate": sum(i["gold_hit"] for i in items) / n,
+        "custom_score": sum(i["score"] for i in items) / n,
+        "accuracy": sum(i["accuracy"] for i in items) / n,
+        "n_unreadable": sum(i["unreadable"] for i in items),
+    }
+
+
+# --- NOC4PC -----------------------------------------------------------------------------------
+def noc4pc_gold(doc: dict) -> str:
+    answer = doc["answer"]
+    if isinstance(answer, str):
+        answer = json.loads(answer) if answer.strip().startswith("{") else {"code": answer}
+    return str(answer["code"]).strip().upper()
+
+
+def noc4pc_answer(response: str) -> str | None:
+    value = last_json_value(response, "code")
+    if isinstance(value, bool) or value is None:
+        return None
+    code = str(value).strip().upper()
+    return code if code in NOC_LABELS else None
+
+
+def noc4pc_item(doc: dict, response: str) -> dict:
+    pred = noc4pc_answer(response)
+    gold = noc4pc_gold(doc)
+    return {"gold": gold, "pred": pred, "correct": int(pred == gold), "unreadable": int(pred is None)}
+
+
+def macro_f1(pairs: list[tuple[str, str | None]]) -> float:
+    """Macro-F1 over the labels that occur (as gold or as a readable prediction), every item
+    counted: an unreadable prediction is a miss for its gold class and a false positive for none."""
+    labels = sorted({g for g, _ in pairs} | {p for _, p in pairs if p is not None})
+    scores = []
+    for label in labels:
+        tp = sum(1 for g, p in pairs if g == label and p == label)
+        fp = sum(1 for g, p in pairs if g != label and p == label)
+        fn = sum(1 for g, p in pairs if g == label and p != label)
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def noc4pc_summary(items: list[dict]) -> dict:
+    n = len(items)
+    return {
+        "macro_f1": macro_f1([(i["gold"], i["pred"]) for i in items]),
+        "accuracy": sum(i["correct"] for i in items) / n,
+        "n_unreadable": sum(i["unreadable"] for i in items),
+    }
+
+
+SCORERS = {
+    "panorama_par4pc": (par4pc_item, par4pc_summary),
+    "panorama_pi4pc": (pi4pc_item, pi4pc_summary),
+    "panorama_noc4pc": (noc4pc_item, noc4pc_summary),
+}

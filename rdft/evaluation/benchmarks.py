@@ -1,0 +1,46 @@
+"""The benchmark table (`evaluation/benchmarks.yaml`): one place for names, data, primary metrics."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+import yaml
+from pydantic import BaseModel
+
+from rdft.errors import RdftError
+from rdft.resources import evaluation_dir
+
+
+class Primary(BaseModel):
+    metric: str
+    direction: str
+    description: str
+
+
+class Benchmark(BaseModel):
+    name: str
+    family: str
+    repo: str
+    n: int | None
+    primary: Primary
+
+    @property
+    def split_size(self) -> int | None:
+        """Items in each of the validation and hidden test splits: min(100, n // 2)."""
+        return min(100, self.n // 2) if self.n else None
+
+
+@functools.cache
+def benchmarks() -> dict[str, Benchmark]:
+    raw = yaml.safe_load((evaluation_dir() / "benchmarks.yaml").read_text())
+    return {name: Benchmark(name=name, **entry) for name, entry in raw.items()}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    table = benchmarks()
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RdftError(f"unknown benchmark {name!r}; {hint}valid: {', '.join(table)}")
+    return table[name]

@@ -1,0 +1,57 @@
+"""`rdft score`: score saved responses with the benchmark scorers, inside the eval env."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rdft.envs import EnvManager
+from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import get_benchmark
+from rdft.resources import evaluation_dir
+from rdft.runner import run_in_env
+from rdft.settings import Settings
+
+
+def _readable(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise RdftError(f"{what} {path} does not exist; give the path of the file")
+    if path.is_file():
+        try:
+            path.open().read(1)
+        except OSError as error:
+            raise RdftError(f"cannot read {what} {path} ({error.strerror}); fix its permissions") from None
+    return path.resolve()
+
+
+def score(
+    settings: Settings,
+    benchmark: str,
+    *,
+    docs: Path | None = None,
+    predictions: Path | None = None,
+    log: Path | None = None,
+    output: Path | None = None,
+) -> dict:
+    entry = get_benchmark(benchmark)
+    if log is not None:
+        if entry.family != "chemcotbench":
+            raise RdftError("--log reads ChemCoTBench authors' logs; use --docs and --predictions for other benchmarks")
+        if docs or predictions:
+            raise RdftError("give either --log or --docs with --predictions, not both")
+        args = ["--log", str(_readable(log, "log"))]
+    else:
+        if docs is None or predictions is None:
+            raise RdftError("give --docs and --predictions (or --log for ChemCoTBench authors' logs)")
+        args = ["--docs", str(_readable(docs, "docs")), "--predictions", str(_readable(predictions, "predictions"))]
+    env = EnvManager(settings).ensure("eval")
+    command = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *args]
+    result = run_in_env(env, command, echo=False)
+    if not result.ok:
+        last = [line for line in result.tail.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        raise RdftError(f"scoring failed: {last[0]}")
+    summary = json.loads(result.tail[result.tail.index("{") :])
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,276 @@
+"""`rdft score` with hand-computed expectations: gold answers, the same answer in another valid
+form, wrong answers, and unreadable ones (which stay in the denominator)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import SHARED, one_line_error
+
+
+@pytest.fixture(scope="module")
+def eval_env(shared_dirs):
+    from rdft.envs import EnvManager
+    from rdft.settings import Settings
+
+    settings = Settings(
+        _env_file=None,
+        rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"],
+        ft_coder_costeer_env_type="venv",
+        rdft_torch_variant="cpu",
+    )
+    return EnvManager(settings).ensure("eval")
+
+
+@pytest.fixture
+def score(rdft, shared_dirs, eval_env, tmp_path):
+    def call(benchmark: str, docs: list[dict] | Path, predictions: list[dict]) -> dict:
+        if isinstance(docs, list):
+            docs_path = tmp_path / f"{benchmark}.docs.jsonl"
+            docs_path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        else:
+            docs_path = docs
+        predictions_path = tmp_path / f"{benchmark}.predictions.jsonl"
+        predictions_path.write_text("".join(json.dumps(p) + "\n" for p in predictions))
+        result = rdft("score", "--benchmark", benchmark, "--docs", str(docs_path), "--predictions", str(predictions_path),
+                      env=shared_dirs)  # fmt: skip
+        assert result.returncode == 0, result.output
+        return json.loads(result.stdout)
+
+    return call
+
+
+def rows(*responses_per_doc):
+    return [{"doc_id": i, "response": r} for i, responses in enumerate(responses_per_doc) for r in responses]
+
+
+def test_aime_avg_at_k_integer_answers(score):
+    docs = [{"id": f"d{i}", "problem": "p", "answer": a} for i, a in enumerate(["25", "204", "7", "999"])]
+    summary = score(
+        "aime25",
+        docs,
+        rows(
+            ["\\boxed{025}", "\\boxed{26}"],  # 025 = 25; then wrong
+            ["so $\\boxed{204}$", "The answer is \\boxed{ 204 }"],  # other valid forms
+            ['{"answer": 7}', "7"],  # no \boxed: unreadable, still counted
+            ["<think>\\boxed{999}</think> final \\boxed{998}", "\\boxed{999}"],  # thinking is dropped
+        ),
+    )
+    assert summary["n"] == 4
+    assert summary["primary"]["name"] == "accuracy" and summary["primary"]["direction"] == "higher"
+    assert summary["primary"]["value"] == pytest.approx((0.5 + 1 + 0 + 0.5) / 4)
+    assert summary["metrics"]["pass_at_k"] == pytest.approx(3 / 4)
+    assert summary["metrics"]["n_unreadable"] == 2
+    low, high = summary["primary"]["ci95"]
+    assert 0 <= low <= 0.5 <= high <= 1
+
+
+def test_par4pc(score):
+    options = {letter: {"title": letter} for letter in "ABCDEFGH"}
+    docs = [
+        {"options": options, "gold_answers": ["A", "G"], "silver_answers": [], "negative_answers": []},
+        {"options": options, "gold_answers": ["B"], "silver_answers": [], "negative_answers": []},
+        {"options": options, "gold_answers": ["A", "C"], "silver_answers": ["D"], "negative_answers": []},
+        {"options": options, "gold_answers": ["A"], "silver_answers": [], "negative_answers": []},
+        {"options": options, "gold_answers": ["A"], "silver_answers": [], "negative_answers": []},
+    ]
+    summary = score(
+        "panorama_par4pc",
+        docs,
+        rows(
+            ['{"answer": ["G", "A"]}'],  # gold, other order
+            ['Reasoning first.\n```json\n{"reason": "x", "answer": "B"}\n```'],  # fenced, prose around
+            ['{"answer": ["A", "D", "E"]}'],  # 1 hit, D silver (free), E wrong, C missed
+            ["The answer is A"],  # not JSON: unreadable, wrong
+            ['{"answer": "Z"}'],  # not an option: unreadable, wrong
+        ),
+    )
+    # F1 per item: 1, 1, 2·(1/3)(1/2)/(1/3+1/2) = 0.4, 0, 0
+    assert summary["primary"]["value"] == pytest.approx((1 + 1 + 0.4) / 5)
+    assert summary["metrics"]["exact_match"] == pytest.approx(2 / 5)
+    # custom: max(0, 2·hits − wrong − missed) / (2·|gold|): 1, 1, (2−1−1)/4 = 0, 0, 0
+    assert summary["metrics"]["custom_score"] == pytest.approx(2 / 5)
+    assert summary["metrics"]["n_unreadable"] == 2
+
+
+def test_pi4pc(score):
+    options = {"54": "p54", "66": "p66", "3": "p3", "39": "p39", "9": "p9"}
+    doc = {"options": options, "gold_answers": [9], "silver_answers": [66], "negative_answers": [54, 3, 39]}
+    summary = score(
+        "panorama_pi4pc",
+        [doc] * 4,
+        rows(['{"answer": 9}'], ['{"answer": "66"}'], ["Paragraph 9 is the one."], ['{"answer": 12}']),
+    )
+    assert summary["primary"]["name"] == "gold_hit_rate" and summary["primary"]["value"] == pytest.approx(1 / 4)
+    assert summary["metrics"]["custom_score"] == pytest.approx((1 + 0.5) / 4)
+    assert summary["metrics"]["accuracy"] == pytest.approx(2 / 4)
+    assert summary["metrics"]["n_unreadable"] == 2
+
+
+def test_noc4pc_counts_unreadable_answers(score):
+    docs = [
+        {"answer": {"code": "102", "reason": "r"}},
+        {"answer": json.dumps({"code": "103", "reason": "r"})},  # parquet rows hold a JSON string
+        {"answer": {"code": "ALLOW", "reason": "r"}},
+        {"answer": {"code": "102", "reason": "r"}},
+    ]
+    summary = score(
+        "panorama_noc4pc",
+        docs,
+        rows(
+            ['{"code": "102"}'],
+            ['{"code": 103}'],
+            ["Rejected under 35 U.S.C. 102."],
+            ['{"reason": "..", "code": "allow"}'],
+        ),
+    )
+    # 102: tp 1, fp 0, fn 1 → 2/3; 103: 1; ALLOW: tp 0 → 0; macro = (2/3 + 1 + 0) / 3
+    assert summary["primary"]["value"] == pytest.approx(5 / 9)
+    assert summary["metrics"]["accuracy"] == pytest.approx(2 / 4)
+    assert summary["metrics"]["n_unreadable"] == 1
+
+
+def chem(subtask: str, gt=None, **meta) -> dict:
+    task = {"add": "mol_edit", "delete": "mol_edit", "sub": "mol_edit", "fs": "reaction", "retro": "reaction"}
+    task.update(dict.fromkeys(["logp", "qed", "solubility", "drd"], "mol_opt"))
+    task.update(dict.fromkeys(["fg_count", "ring_count", "Murcko_scaffold", "permutated"], "mol_und"))
+    return {"id": f"{subtask}-{len(meta)}", "query": "…", "task": task[subtask], "subtask": subtask, "gt": gt,
+            "meta": json.dumps(meta)}  # fmt: skip
+
+
+def test_mol_edit_counts_groups_not_the_reference(score):
+    docs = [
+        chem("add", molecule="c1ccccc1", added_group="hydroxyl", reference="Oc1ccccc1"),
+        chem("add", molecule="c1ccccc1", added_group="hydroxyl", reference="Oc1ccccc1"),
+        chem("delete", molecule="O=Cc1ccccc1", removed_group="aldehyde", reference="c1ccccc1"),
+        chem("sub", molecule="O=Cc1ccccc1", removed_group="aldehyde", added_group="carboxyl", reference="x"),
+        chem("add", molecule="CCO", added_group="halo", reference="ClCCO"),
+        chem("add", molecule="CCO", added_group="halo", reference="ClCCO"),
+    ]
+    summary = score(
+        "chemcotbench_mol_edit",
+        docs,
+        rows(
+            ['{"output": "Oc1ccccc1"}'],
+            ['```json\n{"output": "c1ccc(O)cc1"}\n```'],  # another spelling of phenol
+            ['{"output": "c1ccccc1"}'],
+            ['{"output": "OC(=O)c1ccccc1"}'],  # aldehyde −1 and carboxyl +1
+            ['{"output": "C1CC"}'],  # invalid SMILES
+            ['{"output": "CCO"}'],  # unchanged
+        ),
+    )
+    assert summary["primary"]["value"] == pytest.approx(4 / 6)
+    assert summary["metrics"]["add"]["correct_rate"] == pytest.approx(2 / 4)
+    assert summary["metrics"]["add"]["n_unreadable"] == 1
+
+
+def test_mol_opt_oracles_and_unavailable(score):
+    docs = [
+        chem("solubility", molecule="c1ccccc1"),
+        chem("qed", molecule="CCO"),
+        chem("drd", molecule="CCO"),
+    ]
+    summary = score(
+        "chemcotbench_mol_opt",
+        docs,
+        rows(
+            ['{"Final Target Molecule": "Oc1ccccc1"}'],
+            ['{"Final Target Molecule": "CCO"}'],
+            ['{"Final Target Molecule": "CCN"}'],
+        ),
+    )
+    # ESOL(benzene) = 0.26121 − 0.74167·1.6866 − 0.0066139·78.114 − 0.42625·1 = −1.93258
+    # ESOL(phenol)  = 0.26121 − 0.74167·1.3922 − 0.0066139·94.113 − 0.42625·6/7 = −1.75915
+    assert summary["metrics"]["solubility"]["mean_improvement"] == pytest.approx(0.17343, abs=2e-3)
+    assert summary["metrics"]["solubility"]["success_rate"] == 1 and summary["metrics"]["solubility"]["best_rate"] == 0
+    assert summary["metrics"]["qed"]["mean_improvement"] == 0 and summary["metrics"]["qed"]["success_rate"] == 0
+    assert summary["unavailable"] == ["drd"] and summary["metrics"]["drd"]["unavailable"] is True
+    assert summary["primary"]["value"] == pytest.approx(1 / 2) and summary["primary"]["covers"] == ["qed", "solubility"]
+
+
+def test_mol_und_mean_of_subtask_scores(score):
+    docs = [
+        chem("fg_count", gt="2", smiles="OCCO"),
+        chem("ring_count", gt="3", smiles="c1ccc2ccccc2c1"),
+        chem("Murcko_scaffold", gt="c1ccc(-c2ccccc2)cc1", smiles="Cc1ccc(-c2ccccc2)cc1"),
+        chem("permutated", gt="Yes", smiles="CCO"),
+    ]
+    summary = score(
+        "chemcotbench_mol_und",
+        docs,
+        rows(['{"count": "2"}'], ['{"count": 2}'], ['{"Output Scaffold": "c1ccccc1-c1ccccc1"}'], ['{"output": "yes"}']),
+    )
+    assert summary["metrics"]["ring_count"]["mae"] == 1 and summary["metrics"]["ring_count"]["exact_accuracy"] == 0
+    assert summary["metrics"]["murcko_scaffold"]["scaffold_score"] == 1.0  # same scaffold, other SMILES
+    assert summary["primary"]["value"] == pytest.approx((1 + 0 + 1 + 1) / 4)
+
+
+def test_reaction_compares_molecules_by_inchi(score):
+    docs = [
+        chem("fs", gt=json.dumps({"Major Product": "CC(=O)O", "Byproduct(s)": "CO"})),
+        chem("fs", gt=json.dumps({"Major Product": "CC(=O)O", "Byproduct(s)": "CO"})),
+        chem("retro", gt="CCO"),
+    ]
+    summary = score(
+        "chemcotbench_reaction", docs, rows(['{"output": "OC(C)=O"}'], ['{"output": "CCO"}'], ['{"output": "OCC"}'])
+    )
+    assert summary["metrics"]["fs"]["exact_match"] == pytest.approx(1 / 2)
+    assert summary["primary"]["value"] == pytest.approx((0.5 + 1) / 2)
+
+
+def test_real_aime_and_panorama_records(score):
+    aime = SHARED / "data" / "aime" / "test2024.jsonl"
+    panorama = SHARED / "data" / "panorama-samples"
+    if not aime.is_file() or not panorama.is_dir():
+        pytest.skip(f"{SHARED / 'data'} is absent (CI and the team's machines have it)")
+    docs = [json.loads(line) for line in aime.read_text().splitlines() if line.strip()]
+    padded = rows(*[[f"Done. \\boxed{{{int(d['answer']):03d}}}"] for d in docs])
+    assert score("aime24", aime, padded)["primary"]["value"] == 1.0
+    for task, name, key in (("par4pc", "panorama_par4pc", "gold_answers"), ("pi4pc", "panorama_pi4pc", "gold_answers")):
+        folder = panorama / task
+        files = sorted(folder.glob("*.json"))
+        gold = [json.loads(f.read_text())[key] for f in files]
+        answers = rows(*[[json.dumps({"answer": g if task == "par4pc" else g[0]})] for g in gold])
+        summary = score(name, folder, answers)
+        assert summary["n"] == len(files) == 10 and summary["primary"]["value"] == 1.0
+    noc = sorted((panorama / "noc4pc").glob("*.json"))
+    codes = rows(*[[json.dumps({"code": json.loads(f.read_text())["answer"]["code"]})] for f in noc])
+    assert score("panorama_noc4pc", panorama / "noc4pc", codes)["primary"]["value"] == 1.0
+
+
+def test_chemcotbench_author_logs(rdft, shared_dirs, eval_env):
+    logs = SHARED / "data" / "chemcotbench-logs"
+    if not logs.is_dir():
+        pytest.skip(f"{logs} is absent (CI and the team's machines have it)")
+    families = {"add": "mol_edit", "sub": "mol_edit", "fg_samples": "mol_und", "murcko_scaffold": "mol_und",
+                "logp": "mol_opt", "jnk": "mol_opt"}  # fmt: skip
+    for name, family in families.items():
+        path = logs / f"{name}.claude3.7.json"
+        result = rdft("score", "--benchmark", f"chemcotbench_{family}", "--log", str(path), env=shared_dirs)
+        assert result.returncode == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["n"] == len(json.loads(path.read_text()))
+        if name == "jnk":
+            assert summary["unavailable"] == ["jnk"] and summary["primary"]["value"] is None
+        else:
+            assert 0 < summary["primary"]["value"] <= 1
+            assert summary["primary"]["ci95"][0] <= summary["primary"]["value"] <= summary["primary"]["ci95"][1]
+
+
+def test_bad_score_inputs_are_one_line(rdft, shared_dirs, eval_env, tmp_path):
+    assert "valid: aime24, aime25" in one_line_error(
+        rdft("score", "--benchmark", "aime2025", "--docs", "x", "--predictions", "y")
+    )
+    missing = one_line_error(
+        rdft("score", "--benchmark", "aime25", "--docs", str(tmp_path / "no.jsonl"), "--predictions", "y")
+    )
+    assert "does not exist" in missing
+    assert "--log reads ChemCoTBench" in one_line_error(rdft("score", "--benchmark", "aime25", "--log", str(tmp_path)))
+    docs = tmp_path / "d.jsonl"
+    docs.write_text(json.dumps({"problem": "p", "answer": "1"}) + "\n")
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(json.dumps({"response": "\\boxed{1}"}) + "\n")
+    result = rdft(
+        "score", "--benchmark", "aime25", "--docs", str(docs), "--predictions", str(predictions), env=shared_dirs
+    )
+    assert "names no known doc" in one_line_error(result)
