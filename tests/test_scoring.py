@@ -32,8 +32,8 @@ def score(rdft, shared_dirs, eval_env, tmp_path):
             docs_path = docs
         predictions_path = tmp_path / f"{benchmark}.predictions.jsonl"
         predictions_path.write_text("".join(json.dumps(p) + "\n" for p in predictions))
-        result = rdft("score", "--benchmark", benchmark, "--docs", str(docs_path), "--predictions", str(predictions_path),
-                      env=shared_dirs)  # fmt: skip
+        args = ["--docs", str(docs_path), "--predictions", str(predictions_path)]
+        result = rdft("score", "--benchmark", benchmark, *args, env=shared_dirs)
         assert result.returncode == 0, result.output
         return json.loads(result.stdout)
 
