@@ -18,10 +18,17 @@ class Primary(BaseModel):
     description: str
 
 
+class Hub(BaseModel):
+    path: str
+    split: str
+    data_dir: str | None = None
+
+
 class Benchmark(BaseModel):
     name: str
     family: str
     repo: str
+    hub: Hub
     n: int | None
     primary: Primary
 

@@ -66,3 +66,7 @@ def process_results(doc: dict, results: list) -> dict:
     responses = results[0] if isinstance(results[0], list) else results
     item = score_item(doc, responses)
     return {"accuracy": item["accuracy"], "pass_at_k": item["pass_at_k"]}
+
+
+def doc_to_target(doc: dict) -> str:
+    return str(gold(doc))

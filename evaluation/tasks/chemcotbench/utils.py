@@ -305,3 +305,36 @@ def primary_value(items: list[dict]) -> float | None:
     for item in scored:
         groups.setdefault(item["subtask"], []).append(item)
     return _mean([subtask_metrics(group)["subtask_score"] for group in groups.values()])
+
+
+# --- lm-eval hooks ----------------------------------------------------------------------------
+def _family_docs(dataset, family: str):
+    return dataset.filter(lambda row: FAMILY_OF.get(ALIASES.get(row["subtask"], row["subtask"])) == family)
+
+
+def mol_und_docs(dataset):
+    return _family_docs(dataset, "mol_und")
+
+
+def mol_edit_docs(dataset):
+    return _family_docs(dataset, "mol_edit")
+
+
+def mol_opt_docs(dataset):
+    return _family_docs(dataset, "mol_opt")
+
+
+def reaction_docs(dataset):
+    return _family_docs(dataset, "reaction")
+
+
+def process_results(doc: dict, results: list) -> dict:
+    """One number per item for lm-eval's own table (rdft's summary uses `summarize`); NaN marks
+    an item whose oracle is unavailable, so it can never pass for a 0."""
+    item = score_item(doc, results[0])
+    if item.get("unavailable"):
+        return {"score": float("nan")}
+    for key in ("correct", "score", "success"):
+        if key in item:
+            return {"score": float(item[key])}
+    return {"score": 0.0}

@@ -149,3 +149,71 @@ SCORERS = {
     "panorama_pi4pc": (pi4pc_item, pi4pc_summary),
     "panorama_noc4pc": (noc4pc_item, noc4pc_summary),
 }
+
+
+# --- prompts (zero-shot, JSON answers) ----------------------------------------------------------
+def _context(doc: dict) -> str:
+    context = doc.get("context") or {}
+    claims = context.get("claims") or []
+    return (
+        f"Application number: {doc.get('application_number', '')}\n"
+        f"Title: {context.get('title', '')}\n"
+        f"Abstract: {context.get('abstract', '')}\n"
+        f"Claims: {json.dumps(list(claims), ensure_ascii=False)}\n"
+        f"Target claim for analysis: claim {doc.get('claim_number', '')}\n"
+    )
+
+
+def par4pc_prompt(doc: dict) -> str:
+    options = "\n".join(
+        f"[{key}] {opt.get('patent_id', '')}: {opt.get('title', '')}\nAbstract: {opt.get('abstract', '')}\n"
+        f"Claims: {json.dumps(list(opt.get('claims') or []), ensure_ascii=False)}"
+        for key, opt in (doc.get("options") or {}).items()
+    )
+    return (
+        "You are a patent expert. Identify which of the candidate patents an examiner would cite as prior art "
+        "against the target claim of this application.\n\n"
+        f"{_context(doc)}\nCandidate patents:\n{options}\n\n"
+        'Answer with JSON only: {"answer": "A"} or {"answer": ["A", "C"]}.'
+    )
+
+
+def pi4pc_prompt(doc: dict) -> str:
+    art = doc.get("prior_art_specification") or {}
+    options = "\n".join(f"[{key}] {text}" for key, text in (doc.get("options") or {}).items())
+    return (
+        "You are a patent expert. Given the target claim and a prior-art patent, pick the one paragraph of the "
+        "prior art an examiner would cite against the claim.\n\n"
+        f"{_context(doc)}\nPrior art {art.get('patent_id', '')}: {art.get('title', '')}\n"
+        f"Abstract: {art.get('abstract', '')}\nSpecification:\n{art.get('specification', '')}\n\n"
+        f"Candidate paragraphs:\n{options}\n\n"
+        'Answer with JSON only, the paragraph number as an integer: {"answer": 17}.'
+    )
+
+
+def noc4pc_prompt(doc: dict) -> str:
+    arts = []
+    for art in doc.get("prior_art_specifications") or []:
+        paragraphs = "\n".join(f"[{p.get('key')}] {p.get('content', '')}" for p in art.get("paragraphs") or [])
+        arts.append(
+            f"Prior art {art.get('patent_id', '')}: {art.get('title', '')}\nAbstract: {art.get('abstract', '')}\n"
+            f"Claims: {json.dumps(list(art.get('claims') or []), ensure_ascii=False)}\nCited paragraphs:\n{paragraphs}"
+        )
+    return (
+        "You are an expert AI acting as a U.S. patent examiner. Decide whether the target claim is allowable, "
+        "anticipated by a single reference (35 U.S.C. 102), or obvious (35 U.S.C. 103) over the prior art.\n\n"
+        f"{_context(doc)}\n" + "\n\n".join(arts) + "\n\n"
+        'Answer with JSON only: {"code": "ALLOW"}, {"code": "102"} or {"code": "103"}.'
+    )
+
+
+def par4pc_process_results(doc: dict, results: list) -> dict:
+    return {"f1": par4pc_item(doc, results[0])["f1"]}
+
+
+def pi4pc_process_results(doc: dict, results: list) -> dict:
+    return {"gold_hit": pi4pc_item(doc, results[0])["gold_hit"]}
+
+
+def noc4pc_process_results(doc: dict, results: list) -> dict:
+    return {"correct": noc4pc_item(doc, results[0])["correct"]}

@@ -1,0 +1,91 @@
+"""Write the docs of one benchmark split as JSONL: from the Hugging Face repo, or a local file.
+
+    python evaluation/prepare.py --benchmark NAME --split validation|test|all --out DOCS.jsonl
+                                 [--data PATH] [--limit N] [--seed 0]
+
+Splits: the benchmark's evaluation items are shuffled with a fixed seed; the validation split
+is the first min(100, n // 2) of them, the hidden test split the next as many (disjoint).
+`all` keeps every item in its original order. ChemCoTBench rows are first narrowed to the
+benchmark's task family. Runs in the eval env; imports nothing from rdft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_local(path: Path) -> list[dict]:
+    if path.is_dir():
+        return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
+    if path.suffix == ".parquet":
+        import pandas
+
+        return json.loads(pandas.read_parquet(path).to_json(orient="records"))
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    value = json.loads(text)
+    return value if isinstance(value, list) else [value]
+
+
+def read_hub(hub: dict) -> list[dict]:
+    from datasets import load_dataset
+
+    kwargs = {"data_dir": hub["data_dir"]} if hub.get("data_dir") else {}
+    token = os.environ.get("HF_TOKEN") or None
+    dataset = load_dataset(hub["path"], split=hub["split"], token=token, **kwargs)
+    return json.loads(dataset.to_pandas().to_json(orient="records"))
+
+
+def in_family(rows: list[dict], benchmark: str) -> list[dict]:
+    if not benchmark.startswith("chemcotbench_"):
+        return rows
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chem_utils", HERE / "tasks" / "chemcotbench" / "utils.py")
+    chem = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chem)
+    family = benchmark.removeprefix("chemcotbench_")
+    return [row for row in rows if chem.FAMILY_OF.get(chem.subtask_of(row)) == family]
+
+
+def split(rows: list[dict], which: str, seed: int) -> list[dict]:
+    if which == "all":
+        return rows
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    size = min(100, len(rows) // 2)
+    chosen = order[:size] if which == "validation" else order[size : 2 * size]
+    return [rows[i] for i in sorted(chosen)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", required=True)
+    parser.add_argument("--split", choices=["validation", "test", "all"], default="validation")
+    parser.add_argument("--data", type=Path, help="A local file or folder instead of the Hub repo.")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    entry = yaml.safe_load((HERE / "benchmarks.yaml").read_text())[args.benchmark]
+    rows = read_local(args.data) if args.data else read_hub(entry["hub"])
+    rows = split(in_family(rows, args.benchmark), args.split, args.seed)[: args.limit]
+    if not rows:
+        raise SystemExit(f"prepare: no {args.split} items for {args.benchmark}; the data holds too few rows")
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    os.replace(tmp, args.out)
+    print(json.dumps({"docs": str(args.out), "n": len(rows)}))
+
+
+if __name__ == "__main__":
+    main()

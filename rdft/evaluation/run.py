@@ -1,0 +1,235 @@
+"""`rdft eval`: score a checkpoint (base, adapter or merged) on one benchmark split with
+lm-evaluation-harness inside the eval env, then summarise with the same scorers as `rdft score`.
+
+Everything lands in the output folder: `docs.<split>.jsonl` (the split's items), `tasks/` (the
+generated task YAML, pointing at those docs with an absolute path), `lm_eval/` (lm-eval's own
+results and samples), `predictions.jsonl`, `lm_eval.log` and `summary.json`, which records the
+exact command so a baseline is scored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from rdft.envs import Env, EnvManager
+from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import Benchmark, get_benchmark
+from rdft.resources import evaluation_dir
+from rdft.runner import run_in_env
+from rdft.settings import Settings
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class Function(str):
+    """A `!function module.attr` reference of an lm-eval task YAML."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Loader.add_constructor("!function", lambda loader, node: Function(loader.construct_scalar(node)))
+_Dumper.add_representer(Function, lambda dumper, value: dumper.represent_scalar("!function", str(value)))
+
+
+def check_model(model: str, adapter: Path | None) -> tuple[str, Path | None]:
+    """A local model folder or a Hub id, and an adapter folder; one-line errors otherwise."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            raise RdftError(f"{path} is a LoRA adapter; give its base with --model and the adapter with --adapter")
+        if not (path / "config.json").is_file():
+            raise RdftError(f"{path} holds no config.json; give a model folder (base or merged) or a Hub id")
+        model = str(path.resolve())
+    elif not HUB_ID.match(model) or model.startswith((".", "/", "~")):
+        raise RdftError(f"model path {model} does not exist; give a model folder or a Hub id like Qwen/Qwen2.5-7B")
+    if adapter is not None:
+        adapter = adapter.expanduser()
+        if not (adapter / "adapter_config.json").is_file():
+            raise RdftError(f"{adapter} is not a PEFT adapter (no adapter_config.json); fix --adapter")
+        adapter = adapter.resolve()
+    return model, adapter
+
+
+def task_yaml(entry: Benchmark, task: str, docs: Path, samples: int, max_gen_toks: int | None) -> str:
+    """The benchmark's task YAML, re-pointed at the split's local docs."""
+    folder = evaluation_dir() / "tasks" / entry.family
+    config = yaml.load((folder / f"{entry.name}.yaml").read_text(), Loader=_Loader)
+    config.update(task=task, dataset_path="json", test_split="test")
+    config["dataset_kwargs"] = {"data_files": {"test": str(docs)}}
+    config.pop("process_docs", None)  # prepare.py already narrowed the rows
+    for key, value in list(config.items()):
+        if isinstance(value, Function):  # resolve utils.fn against the shipped family folder
+            config[key] = Function(str(folder / value))
+    generation = dict(config.get("generation_kwargs") or {})
+    if max_gen_toks:
+        generation["max_gen_toks"] = max_gen_toks
+    if samples > 1:
+        generation.update(do_sample=True, temperature=0.6, top_p=0.95)
+        config["repeats"] = samples
+        config["filter_list"] = [{"name": f"all_{samples}", "filter": [{"function": "take_first_k", "k": samples}]}]
+    config["generation_kwargs"] = generation
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=False)
+
+
+def _gpus() -> int:
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return 0
+    proc = subprocess.run([binary, "-L"], capture_output=True, text=True)
+    return sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
+
+
+def _has_vllm(env: Env) -> bool:
+    return run_in_env(env, ["python", "-c", "import vllm"], echo=False).ok
+
+
+def _context_length(model: str) -> int | None:
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    raw = json.loads(config.read_text())
+    return raw.get("max_position_embeddings") or raw.get("text_config", {}).get("max_position_embeddings")
+
+
+def model_args(backend: str, model: str, adapter: Path | None, gpus: int, max_gen_toks: int) -> str:
+    context = _context_length(model)
+    if backend == "vllm":
+        args = [
+            f"pretrained={model}",
+            "dtype=auto",
+            "gpu_memory_utilization=0.85",
+            f"tensor_parallel_size={max(gpus, 1)}",
+        ]
+        args.append(f"max_model_len={max(context or 0, max_gen_toks + 8192)}")
+        if adapter is not None:
+            rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 16)
+            args += [f"lora_local_path={adapter}", f"max_lora_rank={max(16, 1 << (int(rank) - 1).bit_length())}"]
+        return ",".join(args)
+    args = [f"pretrained={model}", f"dtype={'bfloat16' if gpus else 'float32'}"]
+    if adapter is not None:
+        args.append(f"peft={adapter}")
+    if context and max_gen_toks >= context:  # hf asserts max_length > max_gen_toks
+        args.append(f"max_length={max_gen_toks + 4096}")
+    return ",".join(args)
+
+
+def evaluate(
+    settings: Settings,
+    *,
+    model: str,
+    benchmark: str,
+    output: Path,
+    adapter: Path | None = None,
+    split: str = "validation",
+    limit: int | None = None,
+    samples: int = 1,
+    backend: str = "auto",
+    data: Path | None = None,
+    max_gen_toks: int | None = None,
+    batch_size: str | None = None,
+    verbose: bool = False,
+) -> dict:
+    entry = get_benchmark(benchmark)
+    model, adapter = check_model(model, adapter)
+    if data is not None and not data.exists():
+        raise RdftError(f"data {data} does not exist; give a local file or folder of the benchmark's docs")
+    if samples < 1:
+        raise RdftError("--samples must be at least 1")
+    output = output.expanduser().resolve()
+    (output / "tasks").mkdir(parents=True, exist_ok=True)
+    env = EnvManager(settings).ensure("eval")
+    extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
+    extra["HF_DATASETS_CACHE"] = str(output / ".hf_datasets")  # the json builder's cache stays here
+
+    docs = output / f"docs.{split}.jsonl"
+    prepare = ["python", str(evaluation_dir() / "prepare.py"), "--benchmark", benchmark, "--split", split,
+               "--out", str(docs)]  # fmt: skip
+    if data is not None:
+        prepare += ["--data", str(data.resolve())]
+    if limit:
+        prepare += ["--limit", str(limit)]
+    prepared = run_in_env(env, prepare, extra_env=extra, echo=False)
+    if not prepared.ok:
+        last = [line for line in prepared.tail.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        raise RdftError(f"cannot read the {benchmark} data: {last[0]}")
+
+    gpus = _gpus()
+    if backend == "auto":
+        backend = "vllm" if gpus and _has_vllm(env) else "hf"
+    generation = max_gen_toks or entry_max_gen_toks(entry)
+    task = f"rdft_{benchmark}_{split}"
+    (output / "tasks" / f"{task}.yaml").write_text(task_yaml(entry, task, docs, samples, max_gen_toks))
+    command = [
+        "lm_eval", "run", "--model", backend,
+        "--model_args", model_args(backend, model, adapter, gpus, generation),
+        "--tasks", task, "--include_path", str(output / "tasks"),
+        "--apply_chat_template", "--log_samples", "--output_path", str(output / "lm_eval"),
+        "--batch_size", batch_size or ("auto" if gpus else "4"), "--seed", "0",
+    ]  # fmt: skip
+    if data is not None and Path(model).exists():
+        extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    result = run_in_env(env, command, extra_env=extra, cwd=output, log_path=output / "lm_eval.log", echo=verbose)
+    if not result.ok:
+        why = "out of GPU memory" if result.oom else f"exit {result.returncode}"
+        raise RdftError(f"lm-eval failed ({why}); see {output / 'lm_eval.log'}")
+
+    predictions = output / "predictions.jsonl"
+    write_predictions(output / "lm_eval", task, predictions)
+    scored = run_in_env(
+        env,
+        ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, "--docs", str(docs),
+         "--predictions", str(predictions)],
+        echo=False,
+    )  # fmt: skip
+    if not scored.ok:
+        raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
+    summary = json.loads(scored.tail[scored.tail.index("{") :])
+    version = run_in_env(
+        env, ["python", "-c", "import importlib.metadata as m; print(m.version('lm_eval'))"], echo=False
+    )
+    summary.update(
+        split=split,
+        model=model,
+        adapter=str(adapter) if adapter else None,
+        backend=backend,
+        samples=samples,
+        lm_eval_version=version.tail.strip().splitlines()[-1] if version.ok else None,
+        command=command,
+        predictions=str(predictions),
+    )
+    tmp = output / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(output / "summary.json")
+    return summary
+
+
+def entry_max_gen_toks(entry: Benchmark) -> int:
+    text = (evaluation_dir() / "tasks" / entry.family / f"{entry.name}.yaml").read_text()
+    config = yaml.load(text, Loader=_Loader)
+    return int(config["generation_kwargs"]["max_gen_toks"])
+
+
+def write_predictions(results: Path, task: str, out: Path) -> None:
+    """lm-eval's samples file as `{"doc_id", "response"}` rows (k rows for k samples)."""
+    files = sorted(results.rglob(f"samples_{task}_*.jsonl"))
+    if not files:
+        raise RdftError(f"lm-eval wrote no samples for {task} under {results}")
+    rows = []
+    for line in files[-1].read_text().splitlines():
+        sample = json.loads(line)
+        responses = sample["filtered_resps"][0] if sample.get("filtered_resps") else sample["resps"][0]
+        for response in responses if isinstance(responses, list) else [responses]:
+            rows.append({"doc_id": sample["doc_id"], "response": response})
+    out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -1,0 +1,196 @@
+"""`rdft eval` end to end on CPU: tiny models trained by `rdft train`, scored by lm-eval in the
+eval env, summarised by the benchmark scorers."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SHARED, one_line_error
+
+from rdft.resources import evaluation_dir
+
+SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+AIME_DOCS = [
+    {"id": "x1", "problem": "Find the number of ordered pairs that satisfy the first condition.", "answer": "25"},
+    {"id": "x2", "problem": "Compute the remainder when the second sum is divided by 1000.", "answer": "204"},
+    {"id": "x3", "problem": "How many ways can the third arrangement be made?", "answer": "7"},
+]
+SUMMARY_KEYS = {"benchmark", "split", "n", "primary", "metrics", "unavailable", "model", "adapter",
+                "lm_eval_version", "command"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cli_env(shared_dirs):
+    return dict(shared_dirs)
+
+
+@pytest.fixture(scope="module")
+def aime_models(tmp_path_factory, cli_env, train_env):
+    """A full fine-tune and a LoRA adapter of the tiny model that memorised the three answers
+    (zero-padded, so the integer comparison matters)."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("aime-models")
+    (root / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in AIME_DOCS))
+    chats = [
+        {"messages": [{"role": "user", "content": d["problem"] + SUFFIX},
+                      {"role": "assistant", "content": f"The answer is \\boxed{{{int(d['answer']):03d}}}."}]}
+        for d in AIME_DOCS
+    ]  # fmt: skip
+    (root / "train.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
+    out = {"docs": root / "docs.jsonl"}
+    for method, lr, epochs in (("full", 3e-3, 80), ("lora", 1e-2, 120)):
+        config = {
+            "model": {"path": "tiny:llama", "dtype": "float32"},
+            "data": {"path": str(root / "train.jsonl"), "max_length": 512},
+            "method": {"type": method, "lora_r": 16, "lora_alpha": 32},
+            "train": {"epochs": epochs, "micro_batch_size": 1, "learning_rate": lr, "warmup_ratio": 0.0,
+                      "gradient_checkpointing": False, "seed": 0, "logging_steps": 20},
+            "output": {"merge": False},
+        }  # fmt: skip
+        (root / f"{method}.yaml").write_text(yaml.safe_dump(config))
+        rdft_bin = str(Path(sys.executable).parent / "rdft")
+        proc = subprocess.run(
+            [rdft_bin, "train", str(root / f"{method}.yaml"), "--workspace", str(root / method)],
+            env={**__import__("os").environ, **cli_env}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out[method] = root / method / "output" / ("model" if method == "full" else "adapter")
+    out["base"] = Path(cli_env["FT_FILE_PATH"]).resolve() / "models" / "tiny-llama"
+    return out
+
+
+def run_eval(rdft, env, *args):
+    result = rdft("eval", *map(str, args), env=env, timeout=900)
+    assert result.returncode == 0, result.output
+    return result
+
+
+def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_path):
+    output = tmp_path / "full"
+    result = run_eval(rdft, cli_env, "--model", aime_models["full"], "--benchmark", "aime25", "--split", "all",
+                      "--data", aime_models["docs"], "--max-gen-toks", 24, "--output", output)  # fmt: skip
+    assert "aime25 all: accuracy = 1.0000" in result.stdout
+    summary = json.loads((output / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["n"] == 3 and summary["primary"]["value"] == 1.0 and summary["adapter"] is None
+    assert summary["command"][:2] == ["lm_eval", "run"] and "--apply_chat_template" in summary["command"]
+    predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
+    assert [p["response"] for p in predictions] == [
+        "The answer is \\boxed{025}.", "The answer is \\boxed{204}.", "The answer is \\boxed{007}."
+    ]  # fmt: skip
+    task = yaml.safe_load((output / "tasks" / "rdft_aime25_all.yaml").read_text().replace("!function ", ""))
+    assert task["dataset_kwargs"]["data_files"]["test"] == str(output / "docs.all.jsonl")  # absolute
+
+
+def test_adapter_against_its_base(rdft, cli_env, aime_models, tmp_path):
+    common = ["--benchmark", "aime25", "--split", "all", "--data", aime_models["docs"], "--max-gen-toks", 24]
+    run_eval(rdft, cli_env, "--model", aime_models["base"], *common, "--output", tmp_path / "base")
+    run_eval(rdft, cli_env, "--model", aime_models["base"], "--adapter", aime_models["lora"], *common,
+             "--output", tmp_path / "lora")  # fmt: skip
+    base = json.loads((tmp_path / "base" / "summary.json").read_text())
+    tuned = json.loads((tmp_path / "lora" / "summary.json").read_text())
+    assert tuned["adapter"] == str(aime_models["lora"])
+    assert base["primary"]["value"] == 0.0 and tuned["primary"]["value"] > base["primary"]["value"]
+
+
+def test_samples_give_avg_at_k(rdft, cli_env, aime_models, tmp_path):
+    output = tmp_path / "k2"
+    run_eval(rdft, cli_env, "--model", aime_models["full"], "--benchmark", "aime25", "--split", "all", "--limit", 2,
+             "--data", aime_models["docs"], "--max-gen-toks", 24, "--samples", 2, "--output", output)  # fmt: skip
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["n"] == 2 and summary["samples"] == 2 and summary["metrics"]["samples_per_item"] == 2
+    assert len((output / "predictions.jsonl").read_text().splitlines()) == 4
+
+
+def _panorama_fixture(tmp_path: Path) -> Path:
+    """Two PAR4PC items in the benchmark's schema, short enough for the tiny model."""
+    option = {"patent_id": "US1", "title": "t", "abstract": "a", "claims": ["c"]}
+    docs = [
+        {"application_number": "1", "claim_number": 1, "context": {"title": "t", "abstract": "a", "claims": ["c"]},
+         "options": {letter: option for letter in "ABCDEFGH"}, "gold_answers": ["A"], "silver_answers": [],
+         "negative_answers": list("BCDEFGH")}
+        for _ in range(2)
+    ]  # fmt: skip
+    path = tmp_path / "par4pc.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+def _chem_fixture(tmp_path: Path) -> Path:
+    meta = {"molecule": "c1ccccc1", "added_group": "hydroxyl", "reference": "Oc1ccccc1"}
+    rows = [{"id": f"e{i}", "query": "Add a hydroxyl to c1ccccc1. Answer as JSON {\"output\": SMILES}.",
+             "task": "mol_edit", "subtask": "add", "gt": None, "meta": json.dumps(meta)} for i in range(2)]  # fmt: skip
+    path = tmp_path / "mol_edit.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("family", ["panorama_par4pc", "chemcotbench_mol_edit"])
+def test_patent_and_chemistry_tasks_run(rdft, cli_env, aime_models, tmp_path, family):
+    data = _panorama_fixture(tmp_path) if family.startswith("panorama") else _chem_fixture(tmp_path)
+    output = tmp_path / family
+    run_eval(rdft, cli_env, "--model", aime_models["base"], "--benchmark", family, "--split", "all", "--data", data,
+             "--max-gen-toks", 8, "--output", output)  # fmt: skip
+    summary = json.loads((output / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["n"] == 2
+    # A random tiny model writes no valid JSON: every item is unreadable, and counted.
+    assert summary["primary"]["value"] == 0.0
+
+
+def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_path):
+    folder = SHARED / "data" / "panorama-samples" / "pi4pc"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (CI and the team's machines have it)")
+    output = tmp_path / "pi4pc"
+    run_eval(rdft, cli_env, "--model", aime_models["base"], "--benchmark", "panorama_pi4pc", "--split", "all",
+             "--limit", 2, "--data", folder, "--max-gen-toks", 8, "--output", output)  # fmt: skip
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["n"] == 2 and summary["metrics"]["n_unreadable"] == 2
+
+
+def test_splits_are_disjoint_and_deterministic(eval_env_for_prepare, tmp_path):
+    from rdft.runner import run_in_env
+
+    data = tmp_path / "thirty.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "problem": "p", "answer": str(i)}) + "\n" for i in range(30)))
+    ids = {}
+    for split in ("validation", "test", "validation"):
+        out = tmp_path / f"{split}.jsonl"
+        command = ["python", str(evaluation_dir() / "prepare.py"), "--benchmark", "aime24", "--split", split,
+                   "--data", str(data), "--out", str(out)]  # fmt: skip
+        assert run_in_env(eval_env_for_prepare, command, echo=False).ok
+        rows = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+        assert ids.setdefault(split, rows) == rows  # the same items every time
+    assert len(ids["validation"]) == len(ids["test"]) == 15
+    assert not set(ids["validation"]) & set(ids["test"])
+
+
+@pytest.fixture(scope="module")
+def eval_env_for_prepare(shared_dirs):
+    from rdft.envs import EnvManager
+    from rdft.settings import Settings
+
+    settings = Settings(_env_file=None, rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"], ft_coder_costeer_env_type="venv",
+                        rdft_torch_variant="cpu")  # fmt: skip
+    return EnvManager(settings).ensure("eval")
+
+
+def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
+    common = ["--output", str(tmp_path / "o")]
+    unknown = one_line_error(rdft("eval", "--model", str(aime_models["base"]), "--benchmark", "aime", *common))
+    assert "unknown benchmark 'aime'" in unknown and "aime24" in unknown
+    missing = one_line_error(rdft("eval", "--model", str(tmp_path / "nope"), "--benchmark", "aime25", *common))
+    assert "does not exist" in missing
+    adapter_only = one_line_error(rdft("eval", "--model", str(aime_models["lora"]), "--benchmark", "aime25", *common))
+    assert "is a LoRA adapter; give its base with --model" in adapter_only
+    not_adapter = one_line_error(
+        rdft("eval", "--model", str(aime_models["base"]), "--adapter", str(tmp_path), "--benchmark", "aime25", *common)
+    )
+    assert "is not a PEFT adapter" in not_adapter
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"problem": "p", "answer": \n')
+    args = ["--model", str(aime_models["base"]), "--benchmark", "aime25", "--data", str(broken), *common]
+    assert "cannot read the aime25 data" in one_line_error(rdft("eval", *args, env=cli_env))
