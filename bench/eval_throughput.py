@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from rdft.envs import EnvManager  # noqa: E402
 from rdft.evaluation.benchmarks import get_benchmark  # noqa: E402
-from rdft.evaluation.run import _gpus, model_args, task_yaml, write_predictions  # noqa: E402
+from rdft.evaluation.run import _gpus, model_args, task_yaml, write_predictions, write_task  # noqa: E402
 from rdft.runner import run_in_env  # noqa: E402
 from rdft.settings import get_settings  # noqa: E402
 
@@ -41,7 +41,8 @@ def run(env, label: str, work: Path, docs: Path, model: str, args: str, batch: s
     folder = work / label
     (folder / "tasks").mkdir(parents=True, exist_ok=True)
     task = f"bench_{label}"
-    (folder / "tasks" / f"{task}.yaml").write_text(task_yaml(get_benchmark("aime25"), task, docs, 1, max_gen_toks))
+    entry = get_benchmark("aime25")
+    write_task(folder / "tasks", entry, task, task_yaml(entry, task, docs, 1, max_gen_toks))
     command = ["lm_eval", "run", "--model", "hf", "--model_args", args, "--tasks", task,
                "--include_path", str(folder / "tasks"), "--log_samples", "--output_path", str(folder / "out"),
                "--batch_size", batch, "--apply_chat_template"]  # fmt: skip

@@ -67,13 +67,15 @@ def group_predictions(docs: list[dict], rows: list[dict]) -> list[list[str]]:
 class Family:
     """One family's scorers behind a common face: score items, summarise, primary value."""
 
-    def __init__(self, name: str, benchmark: str):
+    def __init__(self, name: str, benchmark: str, judge_model: str | None = None, judge_retry: int = 3):
         self.name, self.benchmark = name, benchmark
         self.module = load_family(name)
+        # The LLM-judge cascade is for aime25 only, and only where a judge model is configured.
+        self.judge = self.module.Judge(judge_model, judge_retry) if judge_model and benchmark == "aime25" else None
 
     def score(self, doc: dict, responses: list[str]) -> dict:
         if self.name == "aime":
-            return self.module.score_item(doc, responses)
+            return self.module.score_item(doc, responses, self.judge)
         if self.name == "panorama":
             item_fn = self.module.SCORERS[self.benchmark][0]
             return item_fn(doc, responses[0])
@@ -104,10 +106,12 @@ def bootstrap_ci(family: Family, items: list[dict], metric: str, resamples: int 
     return [values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]]
 
 
-def summarize(benchmark: str, docs: list[dict], responses: list[list[str]]) -> dict:
+def summarize(
+    benchmark: str, docs: list[dict], responses: list[list[str]], judge_model: str | None = None, judge_retry: int = 3
+) -> dict:
     table = load_table()
     entry = table[benchmark]
-    family = Family(entry["family"], benchmark)
+    family = Family(entry["family"], benchmark, judge_model, judge_retry)
     items = [family.score(doc, r) for doc, r in zip(docs, responses, strict=True)]
     expected = benchmark.removeprefix("chemcotbench_")
     if family.name == "chemcotbench":
@@ -131,6 +135,11 @@ def summarize(benchmark: str, docs: list[dict], responses: list[list[str]]) -> d
         "metrics": metrics.get("subtasks", metrics),
         "unavailable": metrics.get("unavailable", []),
     }
+    if family.judge is not None:
+        judge = family.judge
+        summary["metrics"]["judge"] = {
+            "model": judge.model, "calls": judge.calls, "flipped_to_correct": judge.flips, "failures": judge.failures,
+        }  # fmt: skip
     if summary["unavailable"]:
         covered = sorted(set(summary["metrics"]) - set(summary["unavailable"]))
         summary["primary"]["covers"] = covered
@@ -144,6 +153,8 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path)
     parser.add_argument("--log", type=Path, help="ChemCoTBench authors' log: inputs, gold and json_results per row")
     parser.add_argument("--output", type=Path, help="Also write the summary here.")
+    parser.add_argument("--judge-model", help="aime25: an LLM (litellm model name) decides what the rule rejects.")
+    parser.add_argument("--judge-retry", type=int, default=3)
     args = parser.parse_args()
     if args.log:
         rows = read_docs(args.log)
@@ -151,7 +162,8 @@ def main() -> None:
     else:
         docs = read_docs(args.docs)
         predictions = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
-        summary = summarize(args.benchmark, docs, group_predictions(docs, predictions))
+        responses = group_predictions(docs, predictions)
+        summary = summarize(args.benchmark, docs, responses, args.judge_model, args.judge_retry)
     text = json.dumps(summary, indent=2)
     if args.output:
         args.output.write_text(text + "\n")

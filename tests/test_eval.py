@@ -81,7 +81,7 @@ def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_p
     assert [p["response"] for p in predictions] == [
         "The answer is \\boxed{025}.", "The answer is \\boxed{204}.", "The answer is \\boxed{007}."
     ]  # fmt: skip
-    task = yaml.safe_load((output / "tasks" / "rdft_aime25_all.yaml").read_text().replace("!function ", ""))
+    task = yaml.safe_load((output / "tasks" / "aime" / "rdft_aime25_all.yaml").read_text().replace("!function ", ""))
     assert task["dataset_kwargs"]["data_files"]["test"] == str(output / "docs.all.jsonl")  # absolute
 
 

@@ -274,3 +274,34 @@ def test_bad_score_inputs_are_one_line(rdft, shared_dirs, eval_env, tmp_path):
         "score", "--benchmark", "aime25", "--docs", str(docs), "--predictions", str(predictions), env=shared_dirs
     )
     assert "names no known doc" in one_line_error(result)
+
+
+def test_aime25_judge_cascade_through_a_local_llm_server(rdft, shared_dirs, eval_env, tmp_path):
+    """Rule first; the judge (litellm → an OpenAI-compatible server on 127.0.0.1) decides only
+    what the rule rejected. The key reaches the server, never the output."""
+    from llm_server import LLMServer
+
+    secret = "sk-judge-test-secret-4242"
+
+    def verdict(messages):
+        text = messages[-1]["content"]
+        return "A" if "twenty-five" in text else "B"
+
+    docs = [{"id": "a", "problem": "p", "answer": "25"}, {"id": "b", "problem": "p", "answer": "7"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    predictions = rows(["So the result is twenty-five."], ["\\boxed{7}"])
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in predictions))
+    with LLMServer(verdict) as server:
+        env = {**shared_dirs, "FT_JUDGE_MODEL": "openai/judge", "OPENAI_API_KEY": secret,
+               "OPENAI_API_BASE": server.base_url}  # fmt: skip
+        args = ["--docs", str(tmp_path / "d.jsonl"), "--predictions", str(tmp_path / "p.jsonl")]
+        judged = rdft("score", "--benchmark", "aime25", *args, env=env)
+        plain = rdft("score", "--benchmark", "aime24", *args, env=env)  # aime24 has no cascade
+    assert judged.returncode == 0, judged.output
+    summary = json.loads(judged.stdout)
+    assert summary["primary"]["value"] == 1.0  # 25 by the judge, 7 by the rule
+    assert summary["metrics"]["judge"] == {"model": "openai/judge", "calls": 1, "flipped_to_correct": 1, "failures": 0}
+    assert len(server.requests) == 1 and server.requests[0]["auth"] == f"Bearer {secret}"
+    assert "reference answer is 25" in server.requests[0]["body"]["messages"][-1]["content"]
+    assert json.loads(plain.stdout)["primary"]["value"] == 0.5
+    assert secret not in judged.output + plain.output

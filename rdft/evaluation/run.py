@@ -20,6 +20,7 @@ import yaml
 from rdft.envs import Env, EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import Benchmark, get_benchmark
+from rdft.evaluation.score import judge_options
 from rdft.resources import evaluation_dir
 from rdft.runner import run_in_env
 from rdft.settings import Settings
@@ -65,13 +66,10 @@ def check_model(model: str, adapter: Path | None) -> tuple[str, Path | None]:
 def task_yaml(entry: Benchmark, task: str, docs: Path, samples: int, max_gen_toks: int | None) -> str:
     """The benchmark's task YAML, re-pointed at the split's local docs."""
     folder = evaluation_dir() / "tasks" / entry.family
-    config = yaml.load((folder / f"{entry.name}.yaml").read_text(), Loader=_Loader)
+    config = yaml.load((folder / f"{entry.name}.yaml").read_text(), Loader=_Loader)  # keeps !function tags
     config.update(task=task, dataset_path="json", test_split="test")
     config["dataset_kwargs"] = {"data_files": {"test": str(docs)}}
     config.pop("process_docs", None)  # prepare.py already narrowed the rows
-    for key, value in list(config.items()):
-        if isinstance(value, Function):  # resolve utils.fn against the shipped family folder
-            config[key] = Function(str(folder / value))
     generation = dict(config.get("generation_kwargs") or {})
     if max_gen_toks:
         generation["max_gen_toks"] = max_gen_toks
@@ -81,6 +79,19 @@ def task_yaml(entry: Benchmark, task: str, docs: Path, samples: int, max_gen_tok
         config["filter_list"] = [{"name": f"all_{samples}", "filter": [{"function": "take_first_k", "k": samples}]}]
     config["generation_kwargs"] = generation
     return yaml.dump(config, Dumper=_Dumper, sort_keys=False)
+
+
+def write_task(tasks: Path, entry: Benchmark, task: str, text: str) -> None:
+    """The task YAML beside a copy of its scorer code: lm-eval resolves `!function utils.fn`
+    next to the YAML (absolute module paths break on folders with dots, like `.tox`), and the
+    output folder keeps the exact scorer it was scored with."""
+    shipped = evaluation_dir() / "tasks"
+    family = tasks / entry.family
+    family.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(shipped / "answers.py", tasks / "answers.py")
+    for module in (shipped / entry.family).glob("*.py"):
+        shutil.copy2(module, family / module.name)
+    (family / f"{task}.yaml").write_text(text)
 
 
 def _gpus() -> int:
@@ -170,7 +181,7 @@ def evaluate(
         backend = "vllm" if gpus and _has_vllm(env) else "hf"
     generation = max_gen_toks or entry_max_gen_toks(entry)
     task = f"rdft_{benchmark}_{split}"
-    (output / "tasks" / f"{task}.yaml").write_text(task_yaml(entry, task, docs, samples, max_gen_toks))
+    write_task(output / "tasks", entry, task, task_yaml(entry, task, docs, samples, max_gen_toks))
     command = [
         "lm_eval", "run", "--model", backend,
         "--model_args", model_args(backend, model, adapter, gpus, generation),
@@ -187,10 +198,12 @@ def evaluate(
 
     predictions = output / "predictions.jsonl"
     write_predictions(output / "lm_eval", task, predictions)
+    judge_args, judge_env = judge_options(settings, benchmark)
     scored = run_in_env(
         env,
         ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, "--docs", str(docs),
-         "--predictions", str(predictions)],
+         "--predictions", str(predictions), *judge_args],
+        extra_env=judge_env,
         echo=False,
     )  # fmt: skip
     if not scored.ok:

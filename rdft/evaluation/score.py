@@ -13,6 +13,19 @@ from rdft.runner import run_in_env
 from rdft.settings import Settings
 
 
+def judge_options(settings: Settings, benchmark: str) -> tuple[list[str], dict[str, str]]:
+    """Arguments and environment for aime25's LLM-judge cascade, when FT_JUDGE_MODEL is set.
+    The API key reaches only the scoring process; the runner redacts it from every log."""
+    if benchmark != "aime25" or not settings.ft_judge_model:
+        return [], {}
+    environ = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    if settings.openai_api_key:
+        environ["OPENAI_API_KEY"] = settings.openai_api_key.get_secret_value()
+    if settings.openai_api_base:
+        environ["OPENAI_API_BASE"] = settings.openai_api_base
+    return ["--judge-model", settings.ft_judge_model, "--judge-retry", str(settings.ft_judge_retry)], environ
+
+
 def _readable(path: Path, what: str) -> Path:
     if not path.exists():
         raise RdftError(f"{what} {path} does not exist; give the path of the file")
@@ -45,8 +58,9 @@ def score(
             raise RdftError("give --docs and --predictions (or --log for ChemCoTBench authors' logs)")
         args = ["--docs", str(_readable(docs, "docs")), "--predictions", str(_readable(predictions, "predictions"))]
     env = EnvManager(settings).ensure("eval")
-    command = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *args]
-    result = run_in_env(env, command, echo=False)
+    judge_args, judge_env = judge_options(settings, benchmark)
+    command = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *args, *judge_args]
+    result = run_in_env(env, command, extra_env=judge_env, echo=False)
     if not result.ok:
         last = [line for line in result.tail.strip().splitlines() if line.strip()][-1:] or ["no output"]
         raise RdftError(f"scoring failed: {last[0]}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from answers import last_boxed
+from answers import last_boxed, strip_think
 
 INTEGER = re.compile(r"^[+]?0*(\d+)$")
 PROMPT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -37,13 +38,56 @@ def parse_answer(boxed: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def score_one(doc: dict, response: str) -> dict:
+JUDGE_PROMPT = (
+    "You are grading an answer to a math competition problem. The reference answer is {gold}.\n"
+    "Here is the end of a model's response:\n---\n{response}\n---\n"
+    "Is the response's final answer equal to the reference answer? Reply with one letter: "
+    "A (CORRECT) or B (INCORRECT)."
+)
+
+
+class Judge:
+    """The cascade's second stage: an LLM (through litellm) decides responses the rule rejected."""
+
+    def __init__(self, model: str, retries: int):
+        self.model, self.retries = model, retries
+        self.calls = self.flips = self.failures = 0
+
+    def correct(self, doc: dict, response: str) -> bool:
+        import litellm
+
+        self.calls += 1
+        prompt = JUDGE_PROMPT.format(gold=gold(doc), response=strip_think(response)[-2000:])
+        for attempt in range(self.retries + 1):
+            try:
+                reply = litellm.completion(
+                    model=self.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    temperature=0,
+                    max_tokens=4,
+                    api_base=os.environ.get("OPENAI_API_BASE") or None,
+                    drop_params=True,
+                )
+                verdict = (reply.choices[0].message.content or "").strip().upper()[:1]
+                if verdict in ("A", "B"):
+                    self.flips += verdict == "A"
+                    return verdict == "A"
+            except Exception:  # rate limits, timeouts, server errors: retry with backoff
+                time.sleep(min(2**attempt, 30))
+        self.failures += 1  # an undecided response stays wrong, and is counted
+        return False
+
+
+def score_one(doc: dict, response: str, judge: Judge | None = None) -> dict:
     answer = parse_answer(last_boxed(response))
-    return {"correct": int(answer is not None and answer == gold(doc)), "readable": int(answer is not None)}
+    correct = answer is not None and answer == gold(doc)
+    if not correct and judge is not None and strip_think(response).strip():
+        correct = judge.correct(doc, response)
+    return {"correct": int(correct), "readable": int(answer is not None)}
 
 
-def score_item(doc: dict, responses: list[str]) -> dict:
-    scores = [score_one(doc, r) for r in responses]
+def score_item(doc: dict, responses: list[str], judge: Judge | None = None) -> dict:
+    scores = [score_one(doc, r, judge) for r in responses]
     return {
         "accuracy": sum(s["correct"] for s in scores) / len(scores),
         "pass_at_k": int(any(s["correct"] for s in scores)),
