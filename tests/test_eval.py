@@ -194,3 +194,22 @@ def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
     broken.write_text('{"problem": "p", "answer": \n')
     args = ["--model", str(aime_models["base"]), "--benchmark", "aime25", "--data", str(broken), *common]
     assert "cannot read the aime25 data" in one_line_error(rdft("eval", *args, env=cli_env))
+
+
+def test_backend_model_args(tmp_path):
+    """What rdft passes lm-eval per backend: vLLM sees every GPU and an adapter's real rank."""
+    from rdft.evaluation.run import model_args
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 32768}))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 100}))
+    vllm = dict(part.split("=", 1) for part in model_args("vllm", str(model), adapter, 4, 32768).split(","))
+    assert vllm["tensor_parallel_size"] == "4" and vllm["max_lora_rank"] == "128"
+    assert vllm["lora_local_path"] == str(adapter) and int(vllm["max_model_len"]) >= 32768 + 8192
+    hf = dict(part.split("=", 1) for part in model_args("hf", str(model), adapter, 1, 32768).split(","))
+    assert hf["peft"] == str(adapter) and hf["dtype"] == "bfloat16" and int(hf["max_length"]) > 32768
+    cpu = dict(part.split("=", 1) for part in model_args("hf", str(model), None, 0, 256).split(","))
+    assert cpu == {"pretrained": str(model), "dtype": "float32"}
