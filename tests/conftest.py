@@ -101,15 +101,27 @@ def shared_dirs(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def train_env(shared_dirs):
-    from rdft.envs import EnvManager
+def shared_settings(shared_dirs):
     from rdft.settings import Settings
 
-    settings = Settings(
+    return Settings(
         _env_file=None,
         rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"],
         ft_file_path=shared_dirs["FT_FILE_PATH"],
         ft_coder_costeer_env_type="venv",
         rdft_torch_variant="cpu",
     )
-    return EnvManager(settings).ensure("train")
+
+
+@pytest.fixture(scope="session")
+def train_env(shared_settings):
+    from rdft.envs import EnvManager
+
+    return EnvManager(shared_settings).ensure("train")
+
+
+@pytest.fixture(scope="session")
+def eval_env(shared_settings):
+    from rdft.envs import EnvManager
+
+    return EnvManager(shared_settings).ensure("eval")

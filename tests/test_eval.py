@@ -151,7 +151,7 @@ def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_p
     assert summary["n"] == 2 and summary["metrics"]["n_unreadable"] == 2
 
 
-def test_splits_are_disjoint_and_deterministic(eval_env_for_prepare, tmp_path):
+def test_splits_are_disjoint_and_deterministic(eval_env, tmp_path):
     from rdft.runner import run_in_env
 
     data = tmp_path / "thirty.jsonl"
@@ -161,21 +161,11 @@ def test_splits_are_disjoint_and_deterministic(eval_env_for_prepare, tmp_path):
         out = tmp_path / f"{split}.jsonl"
         command = ["python", str(evaluation_dir() / "prepare.py"), "--benchmark", "aime24", "--split", split,
                    "--data", str(data), "--out", str(out)]  # fmt: skip
-        assert run_in_env(eval_env_for_prepare, command, echo=False).ok
+        assert run_in_env(eval_env, command, echo=False).ok
         rows = [json.loads(line)["id"] for line in out.read_text().splitlines()]
         assert ids.setdefault(split, rows) == rows  # the same items every time
     assert len(ids["validation"]) == len(ids["test"]) == 15
     assert not set(ids["validation"]) & set(ids["test"])
-
-
-@pytest.fixture(scope="module")
-def eval_env_for_prepare(shared_dirs):
-    from rdft.envs import EnvManager
-    from rdft.settings import Settings
-
-    settings = Settings(_env_file=None, rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"], ft_coder_costeer_env_type="venv",
-                        rdft_torch_variant="cpu")  # fmt: skip
-    return EnvManager(settings).ensure("eval")
 
 
 def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):

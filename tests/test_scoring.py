@@ -8,20 +8,6 @@ import pytest
 from conftest import SHARED, one_line_error
 
 
-@pytest.fixture(scope="module")
-def eval_env(shared_dirs):
-    from rdft.envs import EnvManager
-    from rdft.settings import Settings
-
-    settings = Settings(
-        _env_file=None,
-        rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"],
-        ft_coder_costeer_env_type="venv",
-        rdft_torch_variant="cpu",
-    )
-    return EnvManager(settings).ensure("eval")
-
-
 @pytest.fixture
 def score(rdft, shared_dirs, eval_env, tmp_path):
     def call(benchmark: str, docs: list[dict] | Path, predictions: list[dict]) -> dict:

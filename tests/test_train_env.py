@@ -4,10 +4,9 @@ import time
 
 from rdft.envs import EnvManager
 from rdft.runner import run_in_env
-from rdft.settings import Settings
 
 
-def test_train_env_imports_the_training_stack(train_env, shared_dirs, tmp_path):
+def test_train_env_imports_the_training_stack(train_env, shared_settings, tmp_path):
     assert train_env.record.backend == "venv" and train_env.record.variant == "cpu"
     check = (
         "import torch, transformers, peft, accelerate, deepspeed; "
@@ -20,13 +19,7 @@ def test_train_env_imports_the_training_stack(train_env, shared_dirs, tmp_path):
     assert torch_version == "2.13.0+cpu" and cuda == "False"
     assert (transformers, peft, accelerate, deepspeed) == ("5.24.0", "0.21.2", "1.15.0", "0.19.8")
 
-    settings = Settings(
-        _env_file=None,
-        rdft_envs_dir=shared_dirs["RDFT_ENVS_DIR"],
-        ft_coder_costeer_env_type="venv",
-        rdft_torch_variant="cpu",
-    )
     started = time.monotonic()
-    again = EnvManager(settings).ensure("train")
+    again = EnvManager(shared_settings).ensure("train")
     assert time.monotonic() - started <= 1.0
     assert again.prefix == train_env.prefix
