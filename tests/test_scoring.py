@@ -118,7 +118,7 @@ def test_noc4pc_counts_unreadable_answers(score):
 
 def chem(subtask: str, gt=None, **meta) -> dict:
     task = {"add": "mol_edit", "delete": "mol_edit", "sub": "mol_edit", "fs": "reaction", "retro": "reaction"}
-    task.update(dict.fromkeys(["logp", "qed", "solubility", "drd"], "mol_opt"))
+    task.update(dict.fromkeys(["logp", "qed", "solubility", "drd", "gsk", "jnk"], "mol_opt"))
     task.update(dict.fromkeys(["fg_count", "ring_count", "Murcko_scaffold", "permutated"], "mol_und"))
     return {"id": f"{subtask}-{len(meta)}", "query": "…", "task": task[subtask], "subtask": subtask, "gt": gt,
             "meta": json.dumps(meta)}  # fmt: skip
@@ -291,3 +291,51 @@ def test_aime25_judge_cascade_through_a_local_llm_server(rdft, shared_dirs, eval
     assert "reference answer is 25" in server.requests[0]["body"]["messages"][-1]["content"]
     assert json.loads(plain.stdout)["primary"]["value"] == 0.5
     assert secret not in judged.output + plain.output
+
+
+TRAIN_ORACLES = """
+import pickle, sys
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+sys.path.insert(0, sys.argv[1])
+import utils
+from rdkit import Chem
+smiles = ["CCO", "c1ccccc1", "CCN", "Oc1ccccc1", "CC(=O)O", "c1ccncc1", "CCCCCC", "OCCO"]
+labels = [0, 1, 0, 1, 0, 1, 0, 0]  # aromatic rings count as "active" for these stand-ins
+for stem, featurize in (("drd2", utils._drd2_features), ("gsk3b", utils._ecfp4_bits), ("jnk3", utils._ecfp4_bits)):
+    x = np.vstack([featurize(Chem.MolFromSmiles(s)) for s in smiles])
+    model = LogisticRegression(max_iter=1000).fit(x, labels)
+    pickle.dump(model, open(f"{sys.argv[2]}/{stem}_current.pkl", "wb"))
+    p = lambda s: float(model.predict_proba(featurize(Chem.MolFromSmiles(s)))[0, 1])
+    print(stem, p("Oc1ccccc1") - p("CCO"))
+"""
+
+
+def test_activity_oracles_load_from_the_configured_folder(rdft, shared_dirs, eval_env, tmp_path):
+    """Real scikit-learn classifiers pickled in TDC's file names stand in for TDC's models."""
+    from rdft.resources import evaluation_dir
+    from rdft.runner import run_in_env
+
+    oracles = tmp_path / "oracles"
+    oracles.mkdir()
+    chem_dir = evaluation_dir() / "tasks" / "chemcotbench"
+    trained = run_in_env(eval_env, ["python", "-c", TRAIN_ORACLES, str(chem_dir), str(oracles)], echo=False)
+    assert trained.ok, trained.tail
+    expected = {line.split()[0]: float(line.split()[1]) for line in trained.tail.strip().splitlines()[-3:]}
+    docs = [chem(name, molecule="CCO") for name in ("drd", "gsk", "jnk")]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "p.jsonl").write_text(
+        "".join(
+            json.dumps({"doc_id": i, "response": '{"Final Target Molecule": "Oc1ccccc1"}'}) + "\n" for i in range(3)
+        )
+    )
+    args = ["--docs", str(tmp_path / "d.jsonl"), "--predictions", str(tmp_path / "p.jsonl")]
+    result = rdft("score", "--benchmark", "chemcotbench_mol_opt", *args,
+                  env={**shared_dirs, "RDFT_CHEM_ORACLE_DIR": str(oracles)})  # fmt: skip
+    assert result.returncode == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["unavailable"] == []
+    for subtask, stem in (("drd", "drd2"), ("gsk", "gsk3b"), ("jnk", "jnk3")):
+        assert summary["metrics"][subtask]["mean_improvement"] == pytest.approx(expected[stem], abs=1e-9)
+    without = rdft("score", "--benchmark", "chemcotbench_mol_opt", *args, env=shared_dirs)
+    assert json.loads(without.stdout)["unavailable"] == ["drd", "gsk", "jnk"]

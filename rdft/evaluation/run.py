@@ -20,7 +20,7 @@ import yaml
 from rdft.envs import Env, EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import Benchmark, get_benchmark
-from rdft.evaluation.score import judge_options
+from rdft.evaluation.score import scorer_options
 from rdft.resources import evaluation_dir
 from rdft.runner import run_in_env
 from rdft.settings import Settings
@@ -198,7 +198,7 @@ def evaluate(
 
     predictions = output / "predictions.jsonl"
     write_predictions(output / "lm_eval", task, predictions)
-    judge_args, judge_env = judge_options(settings, benchmark)
+    judge_args, judge_env = scorer_options(settings, benchmark)
     scored = run_in_env(
         env,
         ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, "--docs", str(docs),

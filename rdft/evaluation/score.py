@@ -13,9 +13,15 @@ from rdft.runner import run_in_env
 from rdft.settings import Settings
 
 
-def judge_options(settings: Settings, benchmark: str) -> tuple[list[str], dict[str, str]]:
-    """Arguments and environment for aime25's LLM-judge cascade, when FT_JUDGE_MODEL is set.
-    The API key reaches only the scoring process; the runner redacts it from every log."""
+def scorer_options(settings: Settings, benchmark: str) -> tuple[list[str], dict[str, str]]:
+    """Arguments and environment for the scorers: the ChemCoTBench activity oracles' folder, and
+    aime25's LLM-judge cascade when FT_JUDGE_MODEL is set. The API key reaches only the scoring
+    process; the runner redacts it from every log."""
+    if settings.rdft_chem_oracle_dir and benchmark == "chemcotbench_mol_opt":
+        folder = settings.rdft_chem_oracle_dir.expanduser()
+        if not folder.is_dir():
+            raise RdftError(f"RDFT_CHEM_ORACLE_DIR {folder} is not a folder; point it at the oracle pickles")
+        return [], {"RDFT_CHEM_ORACLE_DIR": str(folder.resolve())}
     if benchmark != "aime25" or not settings.ft_judge_model:
         return [], {}
     environ = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -58,7 +64,7 @@ def score(
             raise RdftError("give --docs and --predictions (or --log for ChemCoTBench authors' logs)")
         args = ["--docs", str(_readable(docs, "docs")), "--predictions", str(_readable(predictions, "predictions"))]
     env = EnvManager(settings).ensure("eval")
-    judge_args, judge_env = judge_options(settings, benchmark)
+    judge_args, judge_env = scorer_options(settings, benchmark)
     command = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *args, *judge_args]
     result = run_in_env(env, command, extra_env=judge_env, echo=False)
     if not result.ok:

@@ -12,8 +12,10 @@ fields, the model's answer in `json_results`, the subtask in `task` or `prop`).
 - mol_opt (`{"Final Target Molecule": smiles}`): improvement = oracle(pred) − oracle(source),
   0 when unreadable or invalid; success = improvement > 0; best = improvement ≥ 0.5 (logp,
   solubility) or ≥ 0.3 (others). logp is TDC's penalised logP, qed RDKit's QED, solubility the
-  authors' refit ESOL. DRD2/GSK3β/JNK3 need model files that are not available offline: those
-  subtasks are reported `unavailable`, never scored 0.
+  authors' refit ESOL. DRD2/GSK3β/JNK3 are TDC's scikit-learn classifiers: their pickles
+  (`drd2_current.pkl`, `gsk3b_current.pkl`, `jnk3_current.pkl`) are loaded from the folder in
+  RDFT_CHEM_ORACLE_DIR when present; without them those subtasks are reported `unavailable`,
+  never scored 0.
 - reaction: fs/retro/nepp exact match by InChI; rcr case-insensitive text match; mechsel letter.
 Runs in the eval env; imports nothing from rdft.
 """
@@ -22,12 +24,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import networkx
+import numpy
 from answers import last_json_value
 from rdkit import Chem, DataStructs, RDConfig, RDLogger
-from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator
+from rdkit.Chem import QED, AllChem, Crippen, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 RDLogger.DisableLog("rdApp.*")  # invalid SMILES from models are expected, not noise
@@ -74,7 +79,7 @@ ANSWER_KEY = {
     "drd": "Final Target Molecule", "gsk": "Final Target Molecule", "jnk": "Final Target Molecule",
 }  # fmt: skip
 BEST_THRESHOLD = {"logp": 0.5, "solubility": 0.5}  # others: 0.3
-UNAVAILABLE_ORACLES = {"drd", "gsk", "jnk"}
+ORACLE_FILES = {"drd": "drd2", "gsk": "gsk3b", "jnk": "jnk3"}
 MORGAN = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=1024)
 
 
@@ -106,11 +111,12 @@ def scaffold_score(predicted, gold) -> float:
 
 
 def penalized_logp(molecule: Chem.Mol) -> float:
-    """TDC's penalised logP: normalised Crippen logP − SA score − large-ring penalty."""
+    """TDC's penalised logP: normalised Crippen logP − SA score − large-ring penalty (the
+    largest cycle of networkx's cycle basis, as TDC computes it)."""
     log_p = Crippen.MolLogP(molecule)
     sa = -sascorer.calculateScore(molecule)
-    rings = [len(ring) for ring in molecule.GetRingInfo().AtomRings()]
-    cycle = -max(0, max(rings, default=0) - 6)
+    cycles = networkx.cycle_basis(networkx.Graph(Chem.rdmolops.GetAdjacencyMatrix(molecule)))
+    cycle = -max(0, max((len(c) for c in cycles), default=0) - 6)
     return (
         (log_p - 2.4570953396190123) / 1.434324401111988
         + (sa - -3.0525811293166134) / 0.8335207024513095
@@ -131,7 +137,40 @@ def esol(molecule: Chem.Mol) -> float:
     )
 
 
+def _drd2_features(molecule: Chem.Mol):
+    """TDC's DRD2 features: Morgan radius-3 feature counts folded into 2048 slots."""
+    counts = AllChem.GetMorganFingerprint(molecule, 3, useCounts=True, useFeatures=True)
+    features = numpy.zeros((1, 2048), numpy.int32)
+    for index, value in counts.GetNonzeroElements().items():
+        features[0, index % 2048] += int(value)
+    return features
+
+
+def _ecfp4_bits(molecule: Chem.Mol):
+    """TDC's GSK3β/JNK3 features: Morgan radius-2 2048-bit vector."""
+    bits = AllChem.GetMorganFingerprintAsBitVect(molecule, 2, nBits=2048)
+    features = numpy.zeros((2048,))
+    DataStructs.ConvertToNumpyArray(bits, features)
+    return features.reshape(1, -1)
+
+
+def load_activity_oracles(folder: str | None) -> dict:
+    """The DRD2/GSK3β/JNK3 classifiers found in `folder`, as molecule → probability functions."""
+    oracles = {}
+    for subtask, stem in ORACLE_FILES.items():
+        path = next((os.path.join(folder, f"{stem}{suffix}.pkl") for suffix in ("_current", "")
+                     if folder and os.path.isfile(os.path.join(folder, f"{stem}{suffix}.pkl"))), None)  # fmt: skip
+        if path is None:
+            continue
+        with open(path, "rb") as handle:
+            model = pickle.load(handle)
+        featurize = _drd2_features if subtask == "drd" else _ecfp4_bits
+        oracles[subtask] = lambda m, model=model, featurize=featurize: float(model.predict_proba(featurize(m))[0, 1])
+    return oracles
+
+
 ORACLES = {"logp": penalized_logp, "qed": QED.qed, "solubility": esol}
+ORACLES.update(load_activity_oracles(os.environ.get("RDFT_CHEM_ORACLE_DIR")))
 
 
 def same_molecule(predicted, gold) -> bool:
@@ -219,7 +258,7 @@ def score_item(row: dict, response) -> dict:
                 correct = removed if subtask == "delete" else correct and removed
         out.update(readable=int(predicted is not None), correct=int(correct))
     elif FAMILY_OF[subtask] == "mol_opt":
-        if subtask in UNAVAILABLE_ORACLES:
+        if subtask not in ORACLES:
             out.update(unavailable=True)
             return out
         value = last_json_value(text, "Final Target Molecule")
