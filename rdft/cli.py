@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -244,24 +245,34 @@ def env_run(ctx, name, command, timeout, cwd, log_path, with_secrets) -> None:
     sys.exit(result.returncode)
 
 
+def _exit(code: int) -> None:
+    """Flush and leave without interpreter finalisation: py-rattler's background (tokio) threads
+    can abort a finalising interpreter (seen as SIGABRT after a successful `env lock` under load)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
     try:
         returned = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("rdft: aborted", err=True)
-        sys.exit(130)
+        _exit(130)
     except click.ClickException as error:
         error.show()
-        sys.exit(error.exit_code)
+        _exit(error.exit_code)
     except EnvBuildError as error:
         if error.tail:
             click.echo(error.tail.rstrip(), err=True)
         click.echo(f"rdft: error: {error}", err=True)
-        sys.exit(error.exit_code)
+        _exit(error.exit_code)
     except RdftError as error:
         click.echo(f"rdft: error: {error}", err=True)
-        sys.exit(error.exit_code)
+        _exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("rdft: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(returned if isinstance(returned, int) else 0)
+        _exit(130)
+    except SystemExit as done:  # `rdft env run` passes its command's exit code this way
+        _exit(done.code if isinstance(done.code, int) else 0 if done.code is None else 1)
+    _exit(returned if isinstance(returned, int) else 0)

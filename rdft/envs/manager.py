@@ -280,7 +280,7 @@ class EnvManager:
             tmp.write_text(record.model_dump_json(indent=2))
             os.replace(tmp, prefix / MARKER)
         except BaseException:
-            shutil.rmtree(prefix, ignore_errors=True)
+            _remove_tree(prefix)
             raise
         # Publish: point the stable link at the new prefix in one atomic rename.
         tmp_link = self.envs_dir / f".{name}.link.tmp"
@@ -367,6 +367,16 @@ class EnvManager:
 
     def _cache_dir(self) -> Path:
         return self.envs_dir / ".cache"
+
+
+def _remove_tree(path: Path, attempts: int = 50) -> None:
+    """Delete a failed build. An installer's worker threads may still be writing into it for a
+    moment after the error surfaced, so retry until the folder is really gone."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.1)
 
 
 def _matches(env: Env, backend: str, variant: str, lock_hash: str | None) -> bool:
