@@ -119,7 +119,7 @@ def test_noc4pc_counts_unreadable_answers(score):
 def chem(subtask: str, gt=None, **meta) -> dict:
     task = {"add": "mol_edit", "delete": "mol_edit", "sub": "mol_edit", "fs": "reaction", "retro": "reaction"}
     task.update(dict.fromkeys(["logp", "qed", "solubility", "drd", "gsk", "jnk"], "mol_opt"))
-    task.update(dict.fromkeys(["fg_count", "ring_count", "Murcko_scaffold", "permutated"], "mol_und"))
+    task.update(dict.fromkeys(["fg_count", "ring_count", "Murcko_scaffold", "permutated", "equivalence"], "mol_und"))
     return {"id": f"{subtask}-{len(meta)}", "query": "…", "task": task[subtask], "subtask": subtask, "gt": gt,
             "meta": json.dumps(meta)}  # fmt: skip
 
@@ -180,15 +180,23 @@ def test_mol_und_mean_of_subtask_scores(score):
         chem("ring_count", gt="3", smiles="c1ccc2ccccc2c1"),
         chem("Murcko_scaffold", gt="c1ccc(-c2ccccc2)cc1", smiles="Cc1ccc(-c2ccccc2)cc1"),
         chem("permutated", gt="Yes", smiles="CCO"),
+        chem("equivalence", gt="No", smiles="CCO"),
     ]
     summary = score(
         "chemcotbench_mol_und",
         docs,
-        rows(['{"count": "2"}'], ['{"count": 2}'], ['{"Output Scaffold": "c1ccccc1-c1ccccc1"}'], ['{"output": "yes"}']),
+        rows(
+            ['{"count": "2"}'],
+            ['{"count": 2}'],
+            ['{"Output Scaffold": "c1ccccc1-c1ccccc1"}'],
+            ['{"output": "yes"}'],
+            ['{"output": "Yes"}'],  # the molecules differ: wrong
+        ),
     )
     assert summary["metrics"]["ring_count"]["mae"] == 1 and summary["metrics"]["ring_count"]["exact_accuracy"] == 0
     assert summary["metrics"]["murcko_scaffold"]["scaffold_score"] == 1.0  # same scaffold, other SMILES
-    assert summary["primary"]["value"] == pytest.approx((1 + 0 + 1 + 1) / 4)
+    assert summary["metrics"]["equivalence"]["accuracy"] == 0
+    assert summary["primary"]["value"] == pytest.approx((1 + 0 + 1 + 1 + 0) / 5)
 
 
 def test_reaction_compares_molecules_by_inchi(score):

@@ -63,7 +63,7 @@ GROUP_SMARTS = {
 }
 FAMILY_OF = {
     "fg_count": "mol_und", "ring_count": "mol_und", "murcko_scaffold": "mol_und",
-    "ring_system_scaffold": "mol_und", "mutated": "mol_und", "permutated": "mol_und",
+    "ring_system_scaffold": "mol_und", "mutated": "mol_und", "permutated": "mol_und", "equivalence": "mol_und",
     "add": "mol_edit", "delete": "mol_edit", "sub": "mol_edit",
     "logp": "mol_opt", "qed": "mol_opt", "solubility": "mol_opt", "drd": "mol_opt", "gsk": "mol_opt", "jnk": "mol_opt",
     "fs": "reaction", "retro": "reaction", "nepp": "reaction", "rcr": "reaction", "mechsel": "reaction",
@@ -237,7 +237,7 @@ def score_item(row: dict, response) -> dict:
         gold = int(item["gold"])
         out.update(readable=int(count is not None), correct=int(count == gold))
         out["abs_error"] = abs(count - gold) if count is not None else None
-    elif subtask in ("ring_system_scaffold", "mutated", "permutated"):
+    elif subtask in ("ring_system_scaffold", "mutated", "permutated", "equivalence"):
         value = last_json_value(text, "output")
         answer = value.strip().lower() if isinstance(value, str) and value.strip().lower() in ("yes", "no") else None
         out.update(readable=int(answer is not None), correct=int(answer == str(item["gold"]).strip().lower()))
