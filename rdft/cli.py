@@ -75,6 +75,48 @@ def train(ctx: click.Context, config: Path, gpus: str | None, workspace: Path | 
 
 
 @cli.group()
+def datasets() -> None:
+    """Training datasets the agent can draw on."""
+
+
+@datasets.command("list")
+def datasets_list() -> None:
+    """Name, Hugging Face repo (and folder), license, and the benchmarks each serves."""
+    from rdft.datasets.registry import registry
+
+    click.echo(f"{'dataset':<18} {'license':<13} {'source':<50} benchmarks")
+    for entry in registry().values():
+        click.echo(f"{entry.name:<18} {entry.license:<13} {entry.source:<50} {', '.join(entry.benchmarks)}")
+
+
+@datasets.command("info")
+@click.argument("name")
+@click.pass_context
+def datasets_info(ctx: click.Context, name: str) -> None:
+    """What dataset NAME holds, where it comes from, and how leakage is guarded."""
+    from rdft.datasets.registry import get_dataset
+
+    entry = get_dataset(name)
+    local = entry.local_path(_settings(ctx).ft_file_path.expanduser() / "datasets")
+    rows = [
+        ("dataset", entry.name),
+        (
+            "source",
+            f"https://huggingface.co/datasets/{entry.repo}" + (f" (folder {entry.folder})" if entry.folder else ""),
+        ),
+        ("license", entry.license),
+        ("serves", ", ".join(entry.benchmarks)),
+        ("about", entry.description),
+        ("after download", entry.post_download or "nothing"),
+        ("removed files", ", ".join(entry.remove) or "none"),
+        ("leakage guard", f"drops training items whose {', '.join(entry.match_fields)} match an evaluation item"),
+        ("local copy", str(local) if local.exists() else f"not downloaded ({local})"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<15} {value}")
+
+
+@cli.group()
 def benchmarks() -> None:
     """The benchmarks rdft scores."""
 

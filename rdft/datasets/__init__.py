@@ -1,0 +1,1 @@
+"""Training datasets: the registry (`rdft datasets list|info`) and the leakage guard."""

@@ -1,0 +1,64 @@
+"""The dataset registry (`registry.yaml` beside this module), validated with pydantic."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import benchmarks
+
+REGISTRY = Path(__file__).with_name("registry.yaml")
+
+
+class DatasetEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    repo: str
+    folder: str | None = None
+    license: str
+    benchmarks: list[str]
+    description: str
+    remove: list[str] = []
+    post_download: str | None = None
+    match_fields: list[str]
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(benchmarks()))
+        if unknown:
+            raise ValueError(f"unknown benchmark(s) {unknown}")
+        return value
+
+    @property
+    def source(self) -> str:
+        return f"{self.repo}/{self.folder}" if self.folder else self.repo
+
+    def local_path(self, datasets_dir: Path) -> Path:
+        """Where `prepare` puts this dataset: FT_FILE_PATH/datasets/<name>."""
+        return datasets_dir / self.name
+
+
+@functools.cache
+def registry() -> dict[str, DatasetEntry]:
+    raw = yaml.safe_load(REGISTRY.read_text())
+    return {name: DatasetEntry(name=name, **entry) for name, entry in raw.items()}
+
+
+def get_dataset(name: str) -> DatasetEntry:
+    table = registry()
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RdftError(f"unknown dataset {name!r}; {hint}see `rdft datasets list`")
+    return table[name]
+
+
+def for_benchmark(benchmark: str) -> list[DatasetEntry]:
+    return [entry for entry in registry().values() if benchmark in entry.benchmarks]
