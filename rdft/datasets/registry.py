@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from rdft.errors import RdftError
+from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import benchmarks
 
 REGISTRY = Path(__file__).with_name("registry.yaml")
@@ -54,9 +53,7 @@ def registry() -> dict[str, DatasetEntry]:
 def get_dataset(name: str) -> DatasetEntry:
     table = registry()
     if name not in table:
-        close = difflib.get_close_matches(name, list(table), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise RdftError(f"unknown dataset {name!r}; {hint}see `rdft datasets list`")
+        raise RdftError(f"unknown dataset {name!r}; {did_you_mean(name, list(table))}see `rdft datasets list`")
     return table[name]
 
 

@@ -9,7 +9,6 @@ the lock stale instead of silently diverging from it.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rdft.errors import RdftError
+from rdft.errors import RdftError, did_you_mean
 
 VARIANTS = ("cpu", "cuda")
 PIP_HASH_LINE = re.compile(r"^# rdft-spec-sha256: ([0-9a-f]{64})\s*$", re.M)
@@ -115,9 +114,8 @@ def find_spec(folder: Path, name: str) -> EnvSpec:
     path = folder / f"{name}.yml"
     if not path.is_file():
         names = [p.name for p in list_specs(folder)]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known envs: {', '.join(names) or 'none'}"
-        raise RdftError(f"no env spec {name!r} in {folder}; {hint} (see `rdft env list`)")
+        hint = did_you_mean(name, names) or f"known envs: {', '.join(names) or 'none'} "
+        raise RdftError(f"no env spec {name!r} in {folder}; {hint}(see `rdft env list`)")
     return load_spec(path)
 
 

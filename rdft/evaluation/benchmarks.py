@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 
 import yaml
 from pydantic import BaseModel
 
-from rdft.errors import RdftError
+from rdft.errors import RdftError, did_you_mean
 from rdft.resources import evaluation_dir
 
 
@@ -47,7 +46,5 @@ def benchmarks() -> dict[str, Benchmark]:
 def get_benchmark(name: str) -> Benchmark:
     table = benchmarks()
     if name not in table:
-        close = difflib.get_close_matches(name, list(table), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise RdftError(f"unknown benchmark {name!r}; {hint}valid: {', '.join(table)}")
+        raise RdftError(f"unknown benchmark {name!r}; {did_you_mean(name, list(table))}valid: {', '.join(table)}")
     return table[name]
