@@ -55,7 +55,3 @@ def get_dataset(name: str) -> DatasetEntry:
     if name not in table:
         raise RdftError(f"unknown dataset {name!r}; {did_you_mean(name, list(table))}see `rdft datasets list`")
     return table[name]
-
-
-def for_benchmark(benchmark: str) -> list[DatasetEntry]:
-    return [entry for entry in registry().values() if benchmark in entry.benchmarks]

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 
 from rdft.errors import RdftError, did_you_mean
 
-VARIANTS = ("cpu", "cuda")
 PIP_HASH_LINE = re.compile(r"^# rdft-spec-sha256: ([0-9a-f]{64})\s*$", re.M)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 

@@ -182,29 +182,30 @@ def plan(
     device: str = "cuda",
 ) -> Plan:
     """The fastest micro-batch/checkpointing pair that fits; fixed values are respected."""
+
+    def need(size: int, mode: bool) -> float:
+        return estimate_gib(
+            shape, method=method, dtype=dtype, lora_r=lora_r, tokens=size * max_length,
+            checkpointing=mode, processes=processes, strategy=strategy, offload=offload,
+            row_length=size * max_length if packing else max_length, attention=attention, device=device,
+        )  # fmt: skip
+
     best: tuple[float, Plan] | None = None
     sizes = [micro_batch_size] if micro_batch_size else [1, 2, 4, 8, 16, 32, 64]
     modes = [checkpointing] if checkpointing is not None else [False, True]
     for size in sizes:
         for mode in modes:
-            need = estimate_gib(
-                shape, method=method, dtype=dtype, lora_r=lora_r, tokens=size * max_length,
-                checkpointing=mode, processes=processes, strategy=strategy, offload=offload,
-                row_length=size * max_length if packing else max_length, attention=attention, device=device,
-            )  # fmt: skip
-            if need > 0.9 * memory_gib:
+            needed = need(size, mode)
+            if needed > 0.9 * memory_gib:
                 continue
             # Throughput grows with tokens per micro-batch until the GPU is saturated (~4k tokens
             # for a 7B model); recomputation cost 1.39× on an H200 (bench/RESULTS.md).
             score = min(size * max_length, SATURATION_TOKENS) / (RECOMPUTE_COST if mode else 1.0)
-            candidate = Plan(size, mode, round(need, 2), memory_gib)
+            candidate = Plan(size, mode, round(needed, 2), memory_gib)
             if best is None or score > best[0] + 1e-9:
                 best = (score, candidate)
     if best is None:
-        smallest = estimate_gib(
-            shape, method=method, dtype=dtype, lora_r=lora_r, tokens=max_length, checkpointing=True,
-            processes=processes, strategy=strategy, offload=offload, attention=attention, device=device,
-        )  # fmt: skip
+        smallest = need(1, True)
         raise RdftError(
             f"the model does not fit: even micro-batch 1 with checkpointing needs ~{smallest:.1f} GiB of "
             f"{memory_gib:.1f} GiB per GPU; use lora/qlora, lower data.max_length, or zero3 with more GPUs"
