@@ -94,10 +94,12 @@ def datasets_list() -> None:
 @click.pass_context
 def datasets_info(ctx: click.Context, name: str) -> None:
     """What dataset NAME holds, where it comes from, and how leakage is guarded."""
+    from rdft.datasets.prepare import POST_DOWNLOAD, datasets_dir, read_manifest
     from rdft.datasets.registry import get_dataset
 
     entry = get_dataset(name)
-    local = entry.local_path(_settings(ctx).ft_file_path.expanduser() / "datasets")
+    local = entry.local_path(datasets_dir(_settings(ctx)))
+    manifest = read_manifest(local)
     rows = [
         ("dataset", entry.name),
         (
@@ -107,13 +109,52 @@ def datasets_info(ctx: click.Context, name: str) -> None:
         ("license", entry.license),
         ("serves", ", ".join(entry.benchmarks)),
         ("about", entry.description),
-        ("after download", entry.post_download or "nothing"),
+        ("after download", _first_line(POST_DOWNLOAD[entry.post_download].__doc__) if entry.post_download else "-"),
         ("removed files", ", ".join(entry.remove) or "none"),
         ("leakage guard", f"drops training items whose {', '.join(entry.match_fields)} match an evaluation item"),
-        ("local copy", str(local) if local.exists() else f"not downloaded ({local})"),
+        (
+            "local copy",
+            f"{local} ({len(manifest.files)} files, {manifest.prepared:%Y-%m-%d})"
+            if manifest
+            else f"not downloaded ({local})",
+        ),
     ]
     for label, value in rows:
         click.echo(f"{label:<15} {value}")
+
+
+@datasets.command("prepare")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--source", type=click.Path(path_type=Path), help="A local copy of the repo, its folder, or a file.")
+@click.option("--force", is_flag=True, help="Prepare again even when a prepared copy exists.")
+@click.pass_context
+def datasets_prepare(ctx: click.Context, names: tuple[str, ...], source: Path | None, force: bool) -> None:
+    """Download NAMES (only what they need) into FT_FILE_PATH/datasets, minus evaluation files."""
+    from rdft.datasets.prepare import prepare
+    from rdft.datasets.registry import get_dataset
+
+    entries = [get_dataset(name) for name in names]  # every name checked before any download
+    if source is not None and len(entries) > 1:
+        raise RdftError("--source stands for one dataset; prepare one name at a time with it")
+    for entry in entries:
+        path, done = prepare(entry, _settings(ctx), source=source, force=force)
+        click.echo(f"{entry.name}: {'prepared' if done else 'already prepared'} at {path}")
+
+
+@datasets.command("profile")
+@click.argument("name")
+@click.option("--tokenizer", help="Count tokens with this model's tokenizer (a folder or Hub id); default: words.")
+@click.option("--refresh", is_flag=True, help="Compute again even when a cached profile exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+@click.pass_context
+def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refresh: bool, as_json: bool) -> None:
+    """Item counts, per-field token lengths and samples of a prepared dataset, per task folder."""
+
+    from rdft.datasets.profiles import profile
+    from rdft.datasets.registry import get_dataset
+
+    value = profile(get_dataset(name), _settings(ctx), tokenizer, refresh=refresh)
+    click.echo(json.dumps({k: v for k, v in value.items() if k != "text"}, indent=1) if as_json else value["text"])
 
 
 @cli.group()
@@ -278,13 +319,22 @@ def env_run(ctx, name, command, timeout, cwd, log_path, with_secrets) -> None:
     from rdft.runner import run_in_env
 
     handle = _manager(ctx).ensure(name)
-    extra = _settings(ctx).secrets() if with_secrets else {}
+    settings = _settings(ctx)
+    extra = settings.secrets() if with_secrets else {}
+    if name == "data":  # data scripts get the toolkit (import rdft_data) and the model pools
+        from rdft.datasets.toolkit import data_script_environment
+
+        extra.update(data_script_environment(settings, with_secrets=with_secrets))
     result = run_in_env(handle, list(command), extra_env=extra, timeout=timeout, cwd=cwd, log_path=log_path)
     if result.timed_out:
         click.echo(f"rdft: timed out after {timeout:g} s; killed the command and its children", err=True)
     if result.oom:
         click.echo("rdft: the command ran out of GPU memory (CUDA OOM)", err=True)
     sys.exit(result.returncode)
+
+
+def _first_line(text: str | None) -> str:
+    return " ".join((text or "").split("\n\n")[0].split())
 
 
 def _exit(code: int) -> None:

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
 
     # --- Hugging Face ---
     hf_token: SecretStr | None = None
+    hf_endpoint: str | None = None  # a mirror or a local stand-in for https://huggingface.co
 
     # --- rdft's own ---
     rdft_env_specs_dir: Path | None = None  # a folder of the user's own env specs

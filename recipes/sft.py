@@ -40,6 +40,15 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 
 # --- data -------------------------------------------------------------------------------------
 def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file, or of a JSON list (alpaca's `data.json`)."""
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"sft: {path} is not valid JSON ({error.msg}); fix the data file") from None
+        if not isinstance(rows, list) or not rows:
+            raise SystemExit(f"sft: {path} must hold a non-empty JSON list of samples")
+        return rows
     rows = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):

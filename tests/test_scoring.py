@@ -277,8 +277,8 @@ def test_aime25_judge_cascade_through_a_local_llm_server(rdft, shared_dirs, eval
 
     secret = "sk-judge-test-secret-4242"
 
-    def verdict(messages):
-        text = messages[-1]["content"]
+    def verdict(body):
+        text = body["messages"][-1]["content"]
         return "A" if "twenty-five" in text else "B"
 
     docs = [{"id": "a", "problem": "p", "answer": "25"}, {"id": "b", "problem": "p", "answer": "7"}]

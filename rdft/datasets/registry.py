@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -24,7 +25,7 @@ class DatasetEntry(BaseModel):
     benchmarks: list[str]
     description: str
     remove: list[str] = []
-    post_download: str | None = None
+    post_download: Literal["normalise_rcr"] | None = None  # a step of rdft/datasets/prepare.py
     match_fields: list[str]
 
     @field_validator("benchmarks")

@@ -1,0 +1,256 @@
+"""`rdft datasets prepare NAME…`: fetch only the named datasets, make them safe to train on.
+
+    FT_FILE_PATH/datasets/
+        .hub/<org>--<repo>/        huggingface_hub's local_dir for the repo (shared by the names
+                                   of one repo; finished files are kept, so a rerun resumes)
+        <name>/                    the prepared copy: the entry's folder without the removed
+                                   files, normalised, with .rdft-dataset.json written last
+        .locks/<name>.lock         one process prepares a name at a time
+
+The prepared copy is staged beside its final place and published by a rename, so an
+interrupted prepare never leaves a half dataset under <name>/.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import fnmatch
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+from pydantic import BaseModel
+
+from rdft.datasets.registry import DatasetEntry
+from rdft.errors import RdftError
+from rdft.settings import Settings
+
+MANIFEST = ".rdft-dataset.json"
+GIB = 1024**3
+
+
+class PreparedDataset(BaseModel):
+    """What `.rdft-dataset.json` records about a prepared copy."""
+
+    name: str
+    repo: str
+    folder: str | None
+    source: str  # "hub" or the local path it was copied from
+    revision: str | None  # the Hub commit, when from the Hub
+    files: list[str]
+    removed: list[str]
+    normalised: list[str]
+    prepared: datetime.datetime
+
+
+def datasets_dir(settings: Settings) -> Path:
+    return settings.ft_file_path.expanduser().resolve() / "datasets"
+
+
+def read_manifest(path: Path) -> PreparedDataset | None:
+    try:
+        return PreparedDataset.model_validate_json((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --- post-download steps (named in registry.yaml) ------------------------------------------------
+FENCE = re.compile(r"^\s*```[\w-]*\s*\n?|\n?\s*```\s*$")
+
+
+def _write_json_atomically(value, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)  # a new file: a hard link back into the Hub folder stays untouched
+
+
+def normalise_rcr(root: Path) -> list[str]:
+    """In chemcotbench-cot/rxn/rcr.json, move `gt` into `meta` and rename `cot_result` to
+    `struct_cot` with its markdown fence stripped, so rcr rows have the other subtasks' fields."""
+    path = root / "chemcotbench-cot" / "rxn" / "rcr.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    for row in rows:
+        if "gt" in row:
+            meta = row.get("meta") or {}
+            if isinstance(meta, str):
+                meta = json.loads(meta) if meta.strip() else {}
+            meta["gt"] = row.pop("gt")
+            row["meta"] = meta
+        if "cot_result" in row:
+            value = row.pop("cot_result")
+            row["struct_cot"] = FENCE.sub("", value).strip() if isinstance(value, str) else value
+    _write_json_atomically(rows, path)
+    return [str(path.relative_to(root))]
+
+
+POST_DOWNLOAD: dict[str, Callable[[Path], list[str]]] = {"normalise_rcr": normalise_rcr}
+
+
+# --- sources ------------------------------------------------------------------------------------
+def _selected(relative: str, entry: DatasetEntry) -> bool:
+    return not any(fnmatch.fnmatch(relative, pattern) for pattern in entry.remove)
+
+
+def _hub_error(entry: DatasetEntry, settings: Settings, error: Exception) -> RdftError:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    url = f"https://huggingface.co/datasets/{entry.repo}"
+    local = f"or copy the repo here and run `rdft datasets prepare {entry.name} --source PATH`"
+    if isinstance(error, GatedRepoError):
+        if settings.hf_token is None:
+            return RdftError(f"{entry.repo} is gated: accept its terms at {url} and set HF_TOKEN (.env or environment)")
+        return RdftError(f"{entry.repo} is gated and HF_TOKEN has no access yet: accept its terms at {url}")
+    if isinstance(error, RepositoryNotFoundError):
+        return RdftError(f"{entry.repo} is not on the Hub or is private; check HF_TOKEN and HF_ENDPOINT, {local}")
+    return RdftError(f"cannot reach the Hub and {entry.name} is not cached; connect to the network, {local}")
+
+
+def _check_space(needed: int, folder: Path, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise RdftError(
+            f"not enough disk space for {what}: needs {needed / GIB:.1f} GiB, {free / GIB:.1f} GiB free under "
+            f"{folder}; free some space or set FT_FILE_PATH to a larger disk"
+        )
+
+
+def download(entry: DatasetEntry, settings: Settings, root: Path) -> tuple[Path, str | None]:
+    """The repo's selected files under root/.hub/…, from the Hub or, offline, from what an earlier
+    run left there. Returns (the local_dir, the commit)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import DryRunError, HfHubHTTPError, LocalEntryNotFoundError
+
+    local_dir = root / ".hub" / entry.repo.replace("/", "--")
+    local_dir.mkdir(parents=True, exist_ok=True)
+    options = {
+        "repo_id": entry.repo,
+        "repo_type": "dataset",
+        "local_dir": local_dir,
+        "allow_patterns": [f"{entry.folder}/**"] if entry.folder else None,
+        "ignore_patterns": list(entry.remove) or None,  # evaluation files are never even downloaded
+        "token": settings.hf_token.get_secret_value() if settings.hf_token else None,
+        "endpoint": settings.hf_endpoint,
+    }
+    commit = None
+    try:
+        plan = snapshot_download(**options, dry_run=True)
+        commit = plan[0].commit_hash if plan else None
+        _check_space(sum(item.file_size or 0 for item in plan if item.will_download), root, entry.name)
+    except DryRunError:
+        pass  # offline: the real call below falls back to what is on disk
+    except (HfHubHTTPError, LocalEntryNotFoundError) as error:
+        raise _hub_error(entry, settings, error) from None
+    try:
+        snapshot_download(**options)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise RdftError(
+                f"disk full under {root} while downloading {entry.name}; free some space or set FT_FILE_PATH "
+                "to a larger disk, then rerun (finished files are kept)"
+            ) from None
+        if isinstance(error, (HfHubHTTPError, LocalEntryNotFoundError)):
+            raise _hub_error(entry, settings, error) from None
+        raise
+    except (HfHubHTTPError, LocalEntryNotFoundError) as error:
+        raise _hub_error(entry, settings, error) from None
+    return local_dir, commit
+
+
+def _walk(folder: Path, prefix: str = "") -> dict[str, Path]:
+    """relative path → file, hidden files and folders (.cache, .git) left out."""
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for filename in filenames:
+            if not filename.startswith("."):
+                path = Path(dirpath) / filename
+                files[prefix + path.relative_to(folder).as_posix()] = path
+    return files
+
+
+def local_files(entry: DatasetEntry, source: Path) -> dict[str, Path]:
+    """A local copy of the repo, of the entry's folder, or one data file, as repo-relative paths."""
+    source = source.expanduser().resolve()
+    if not source.exists():
+        raise RdftError(f"--source {source} does not exist; give a local copy of {entry.repo}")
+    prefix = f"{entry.folder}/" if entry.folder else ""
+    if source.is_file():
+        return {prefix + source.name: source}
+    if entry.folder and not (source / entry.folder).is_dir():
+        return _walk(source, prefix)  # the folder itself
+    return _walk(source)
+
+
+def _stage(entry: DatasetEntry, files: dict[str, Path], staging: Path) -> list[str]:
+    """Hard-link (or copy) the entry's files into `staging`; returns the removed ones."""
+    removed = []
+    for relative, path in sorted(files.items()):
+        if entry.folder and not relative.startswith(entry.folder + "/"):
+            continue
+        if not _selected(relative, entry):
+            removed.append(relative)
+            continue
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    return removed
+
+
+def prepare(
+    entry: DatasetEntry, settings: Settings, *, source: Path | None = None, force: bool = False
+) -> tuple[Path, bool]:
+    """Prepare `entry` under FT_FILE_PATH/datasets/<name>; (its path, whether work was done)."""
+    root = datasets_dir(settings)
+    final = entry.local_path(root)
+    if not force and read_manifest(final) is not None:
+        return final, False
+    (root / ".locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(root / ".locks" / f"{entry.name}.lock"):
+        if not force and read_manifest(final) is not None:  # another process finished it meanwhile
+            return final, False
+        commit = None
+        if source is not None:
+            files = local_files(entry, source)
+        else:
+            hub_dir, commit = download(entry, settings, root)
+            files = _walk(hub_dir)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{entry.name}-"))
+        try:
+            removed = _stage(entry, files, staging)
+            files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+            if not files:
+                raise RdftError(f"{entry.name}: no files found for {entry.source}; check the repo layout or --source")
+            normalised = POST_DOWNLOAD[entry.post_download](staging) if entry.post_download else []
+            manifest = PreparedDataset(
+                name=entry.name, repo=entry.repo, folder=entry.folder,
+                source=str(source.expanduser().resolve()) if source else "hub", revision=commit, files=files,
+                removed=removed, normalised=normalised, prepared=datetime.datetime.now(datetime.UTC),
+            )  # fmt: skip
+            (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
+            _publish(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final, True
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Swap the staged copy into place: the old copy (if any) is moved aside first, then deleted."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+    os.rename(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
