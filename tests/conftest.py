@@ -121,6 +121,13 @@ def train_env(shared_settings):
 
 
 @pytest.fixture(scope="session")
+def data_env(shared_settings):
+    from rdft.envs import EnvManager
+
+    return EnvManager(shared_settings).ensure("data")
+
+
+@pytest.fixture(scope="session")
 def eval_env(shared_settings):
     from rdft.envs import EnvManager
 

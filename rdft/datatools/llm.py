@@ -225,6 +225,7 @@ class ModelPool:
     def _call(self, model: str, messages: Sequence[dict], params: dict) -> Reply:
         import litellm
 
+        litellm.suppress_debug_info = True  # errors are counted and logged here, once, without its banner
         extra = {}
         if self.api_base and "/" not in model:
             extra["custom_llm_provider"] = "openai"  # an OpenAI-compatible gateway serving plain model names
