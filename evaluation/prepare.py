@@ -77,7 +77,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     entry = yaml.safe_load((HERE / "benchmarks.yaml").read_text())[args.benchmark]
-    rows = read_local(args.data) if args.data else read_hub(entry["hub"])
+    if args.data:
+        rows = read_local(args.data)
+    elif entry.get("data"):
+        rows = read_local(HERE / entry["data"])  # shipped with rdft (the demo benchmark)
+    else:
+        rows = read_hub(entry["hub"])
     rows = split(in_family(rows, args.benchmark), args.split, args.seed)[: args.limit]
     if not rows:
         raise SystemExit(f"prepare: no {args.split} items for {args.benchmark}; the data holds too few rows")

@@ -107,12 +107,19 @@ def bootstrap_ci(family: Family, items: list[dict], metric: str, resamples: int 
 
 
 def summarize(
-    benchmark: str, docs: list[dict], responses: list[list[str]], judge_model: str | None = None, judge_retry: int = 3
+    benchmark: str,
+    docs: list[dict],
+    responses: list[list[str]],
+    judge_model: str | None = None,
+    judge_retry: int = 3,
+    items_path: Path | None = None,
 ) -> dict:
     table = load_table()
     entry = table[benchmark]
     family = Family(entry["family"], benchmark, judge_model, judge_retry)
     items = [family.score(doc, r) for doc, r in zip(docs, responses, strict=True)]
+    if items_path is not None:  # per-item scores: the paired comparison of two runs reads them
+        items_path.write_text("".join(json.dumps(item) + "\n" for item in items))
     expected = benchmark.removeprefix("chemcotbench_")
     if family.name == "chemcotbench":
         wrong = sorted({i["family"] for i in items} - {expected})
@@ -153,6 +160,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path)
     parser.add_argument("--log", type=Path, help="ChemCoTBench authors' log: inputs, gold and json_results per row")
     parser.add_argument("--output", type=Path, help="Also write the summary here.")
+    parser.add_argument("--items", type=Path, help="Also write each item's scores here (JSONL, docs order).")
     parser.add_argument("--judge-model", help="aime25: an LLM (litellm model name) decides what the rule rejects.")
     parser.add_argument("--judge-retry", type=int, default=3)
     args = parser.parse_args()
@@ -163,7 +171,7 @@ def main() -> None:
         docs = read_docs(args.docs)
         predictions = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
         responses = group_predictions(docs, predictions)
-        summary = summarize(args.benchmark, docs, responses, args.judge_model, args.judge_retry)
+        summary = summarize(args.benchmark, docs, responses, args.judge_model, args.judge_retry, args.items)
     text = json.dumps(summary, indent=2)
     if args.output:
         args.output.write_text(text + "\n")

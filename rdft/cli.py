@@ -157,6 +157,55 @@ def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refre
     click.echo(json.dumps({k: v for k, v in value.items() if k != "text"}, indent=1) if as_json else value["text"])
 
 
+@cli.command("run")
+@click.option("--base-model", help="A Hub id, a local folder, or tiny:llama (default: FT_BASE_MODEL).")
+@click.option("--benchmark", help="See `rdft benchmarks list` (default: FT_TARGET_BENCHMARK).")
+@click.option("--benchmark-description", help="What the benchmark asks, for the LLM (default: built in).")
+@click.option("--dataset", "datasets", multiple=True, help="Training dataset (repeatable; default: chosen).")
+@click.option("--loop-n", type=click.IntRange(min=1), default=5, show_default=True, help="Experiments to run.")
+@click.option("--step-n", type=click.IntRange(min=1), help="Stop after this many steps (resumable).")
+@click.option("--timeout", help="Budget for the whole run, e.g. 12h, 90m, 3600.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this log folder.")
+@click.option("--demo", is_flag=True, help="Two loops of the tiny model on the demo benchmark, on CPU.")
+@click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
+@click.pass_context
+def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loop_n, step_n, timeout, resume_dir,
+                demo, eval_limit) -> None:  # fmt: skip
+    """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
+    from rich.console import Console
+
+    from rdft.loop.run import DEMO, RunArgs, parse_duration, resume, start
+
+    settings = _settings(ctx)
+    console = Console(stderr=True, soft_wrap=True)
+    if resume_dir is not None:
+        log_dir, finished = (
+            resume_dir.expanduser().resolve(),
+            resume(settings, resume_dir.expanduser().resolve(), console),
+        )
+    else:
+        options = {"loop_n": loop_n, "step_n": step_n, "eval_limit": eval_limit,
+                   "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
+        if demo:
+            options.update(DEMO, demo=True)
+            options["loop_n"] = loop_n if ctx.get_parameter_source("loop_n").name != "DEFAULT" else DEMO["loop_n"]
+        else:
+            base_model = base_model or settings.ft_base_model
+            benchmark = benchmark or settings.ft_target_benchmark
+            if not base_model:
+                raise RdftError("no base model: give --base-model (a Hub id or a local folder) or set FT_BASE_MODEL")
+            if not benchmark:
+                raise RdftError(
+                    "no benchmark: give --benchmark (see `rdft benchmarks list`) or set FT_TARGET_BENCHMARK"
+                )
+            chosen = list(datasets) or ([settings.ft_dataset] if settings.ft_dataset else [])
+            options.update(base_model=base_model, benchmark=benchmark, datasets=chosen)
+        options["description"] = benchmark_description or settings.ft_benchmark_description
+        log_dir, finished = start(settings, RunArgs(**options), console)
+    state = "finished" if finished else "stopped (resume with --resume)"
+    click.echo(f"rdft: run {state}\nlog: {log_dir}\nreport: {log_dir / 'report.md'}")
+
+
 @cli.group()
 def benchmarks() -> None:
     """The benchmarks rdft scores."""

@@ -79,6 +79,42 @@ def _secret_values(env: Mapping[str, str]) -> list[str]:
     return values
 
 
+# Where the process groups of running children are recorded (None: nowhere). `rdft run` sets
+# it to its log folder, so a resumed run can stop what a killed one left behind: children run
+# in their own process groups (for clean timeouts), so they outlive a `kill -9` of rdft itself.
+_GROUPS_DIR: Path | None = None
+
+
+def track_process_groups(folder: Path | None) -> None:
+    global _GROUPS_DIR
+    _GROUPS_DIR = folder
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), which tells a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def kill_recorded_groups(folder: Path) -> int:
+    """SIGKILL the recorded process groups that still run (same pid and start time); how many."""
+    killed = 0
+    for record in sorted(folder.glob("*.pid")) if folder.is_dir() else []:
+        pid, _, started = record.read_text().partition(" ")
+        if pid.isdigit() and started and _start_time(int(pid)) == started.strip():
+            try:
+                os.killpg(int(pid), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        record.unlink(missing_ok=True)
+    return killed
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGTERM the child's whole process group, then SIGKILL what is left after a grace period."""
     try:
@@ -154,6 +190,11 @@ def run(
             log_file.close()
         return RunResult(127, 0.0, message, log_path)
 
+    record = None
+    if _GROUPS_DIR is not None:
+        record = _GROUPS_DIR / f"{proc.pid}.pid"
+        record.write_text(f"{proc.pid} {_start_time(proc.pid) or ''}")
+
     def on_timeout() -> None:
         timed_out.set()
         _kill_group(proc)
@@ -187,6 +228,8 @@ def run(
             timer.cancel()
         if log_file:
             log_file.close()
+        if record is not None:
+            record.unlink(missing_ok=True)
     if timed_out.is_set():
         # The group is already dead; make sure stragglers are too before reporting.
         _kill_group(proc)

@@ -83,6 +83,22 @@ class Settings(BaseSettings):
     ft_data_processing_timeout: int = Field(3600, ge=1)
     ft_judge_model: str | None = None
     ft_judge_retry: int = Field(10, ge=0)
+    ft_base_model: str | None = None
+    ft_benchmark_description: str | None = None
+    ft_dataset: str | None = None
+    ft_upper_data_size_limit: int = Field(2000, ge=1)
+    ft_full_timeout: int = Field(360000, ge=1)  # full training, seconds
+    ft_debug_data_processing_timeout: int = Field(1200, ge=1)
+    ft_micro_batch_timeout: int = Field(1800, ge=1)  # the coder's debug training
+    ft_coder_max_loop: int = Field(10, ge=1)
+    ft_force_think_token: bool = False
+    log_trace_path: Path | None = None  # the run's log folder (default log/<UTC timestamp>)
+
+    # --- rdft's agent loop ---
+    rdft_search: Literal["greedy", "aide"] = "greedy"  # parent = best node, or AIDE drafts/improve/debug
+    rdft_significance: float = Field(0.05, gt=0, lt=1)  # a new best needs p(not better) below this
+    rdft_llm_reask: int = Field(3, ge=0)  # re-asks of an LLM reply that fails validation
+    rdft_remote: str | None = None  # log sync target (fsspec URL), see `rdft logs sync`
 
     # --- Hugging Face ---
     hf_token: SecretStr | None = None

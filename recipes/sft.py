@@ -39,8 +39,9 @@ PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 
 
 # --- data -------------------------------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path | str) -> list[dict]:
     """Rows of a JSONL file, or of a JSON list (alpaca's `data.json`)."""
+    path = Path(path)
     if path.suffix == ".json":
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))

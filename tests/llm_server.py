@@ -72,8 +72,27 @@ class LLMServer:
                     self._send(outcome.code, {"error": {"message": f"scripted {outcome.code}", "type": "server_error"}})
                 elif isinstance(outcome, Malformed):
                     self._send(200, {"unexpected": "shape"})
+                elif body.get("stream"):
+                    self._stream(body.get("model", "test"), str(outcome), number)
                 else:
                     self._send(200, completion(body.get("model", "test"), str(outcome), number))
+
+            def _stream(self, model: str, content: str, number: int):
+                """Server-sent events, as OpenAI streams: a few deltas, then [DONE]."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                pieces = [content[i : i + 16] for i in range(0, len(content), 16)] or [""]
+                for index, piece in enumerate(pieces):
+                    last = index == len(pieces) - 1
+                    chunk = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "created": int(time.time()),
+                             "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece},
+                                                          "finish_reason": "stop" if last else None}]}  # fmt: skip
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
 
             def _send(self, code: int, payload: dict):
                 data = json.dumps(payload).encode()

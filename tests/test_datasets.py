@@ -12,11 +12,12 @@ GUIDE_NAMES = {
     "deepscaler", "panorama-par4pc", "panorama-pi4pc", "panorama-noc4pc", "chemcot-mol_und",
     "chemcot-mol_edit", "chemcot-mol_opt", "chemcot-rxn", "panorama", "chemcot",
 }  # fmt: skip
+DEMO_NAMES = {"demo-parity"}  # shipped with rdft for `rdft run --demo`
 
 
 def test_registry_is_well_formed():
     table = registry()
-    assert set(table) == GUIDE_NAMES
+    assert set(table) == GUIDE_NAMES | DEMO_NAMES
     for entry in table.values():
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", entry.repo), entry.repo
         assert entry.license and entry.description and entry.match_fields

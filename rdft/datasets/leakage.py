@@ -39,3 +39,40 @@ def drop_overlaps(train: Iterable[dict], evaluation: Iterable[dict], fields: lis
         else:
             kept.append(item)
     return kept, dropped
+
+
+QUESTION_FIELDS = ("problem", "question", "query", "claim", "input", "prompt")
+
+
+def question_texts(docs: Iterable[dict], min_chars: int = 12) -> set[str]:
+    """The normalised question text of each evaluation doc (its first question-like field)."""
+    texts = set()
+    for doc in docs:
+        lowered = {str(k).lower(): v for k, v in doc.items()}
+        for field in QUESTION_FIELDS:
+            value = lowered.get(field)
+            if isinstance(value, str) and len(value.strip()) >= min_chars:
+                texts.add(normalise(value))
+                break
+    return texts
+
+
+def sample_prompt(sample: dict) -> str:
+    """The text a chat or alpaca training sample shows the model (everything but its answer)."""
+    if "messages" in sample:
+        return " ".join(str(m.get("content", "")) for m in sample["messages"] if m.get("role") != "assistant")
+    return " ".join(str(sample.get(key) or "") for key in ("system", "instruction", "input"))
+
+
+def drop_evaluation_questions(samples: Iterable[dict], docs: Iterable[dict]) -> tuple[list[dict], int]:
+    """(the training samples whose prompt contains no evaluation question, how many were dropped):
+    the guard on what a data script wrote, whatever its format."""
+    questions = question_texts(docs)
+    kept, dropped = [], 0
+    for sample in samples:
+        prompt = normalise(sample_prompt(sample))
+        if any(question in prompt for question in questions):
+            dropped += 1
+        else:
+            kept.append(sample)
+    return kept, dropped

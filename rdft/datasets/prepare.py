@@ -221,6 +221,7 @@ def prepare(
         if not force and read_manifest(final) is not None:  # another process finished it meanwhile
             return final, False
         commit = None
+        source = source or entry.bundled_path
         if source is not None:
             files = local_files(entry, source)
         else:

@@ -27,6 +27,11 @@ class DatasetEntry(BaseModel):
     remove: list[str] = []
     post_download: Literal["normalise_rcr"] | None = None  # a step of rdft/datasets/prepare.py
     match_fields: list[str]
+    bundled: str | None = None  # shipped with rdft (rdft/datasets/bundled/): prepared from there
+
+    @property
+    def bundled_path(self) -> Path | None:
+        return REGISTRY.parent / "bundled" / self.bundled if self.bundled else None
 
     @field_validator("benchmarks")
     @classmethod

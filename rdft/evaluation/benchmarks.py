@@ -27,7 +27,8 @@ class Benchmark(BaseModel):
     name: str
     family: str
     repo: str
-    hub: Hub
+    hub: Hub | None = None
+    data: str | None = None  # items shipped with rdft, relative to evaluation/ (the demo benchmark)
     n: int | None
     primary: Primary
 

@@ -202,7 +202,7 @@ def evaluate(
     scored = run_in_env(
         env,
         ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, "--docs", str(docs),
-         "--predictions", str(predictions), *judge_args],
+         "--predictions", str(predictions), "--items", str(output / "items.jsonl"), *judge_args],
         extra_env=judge_env,
         echo=False,
     )  # fmt: skip
@@ -221,6 +221,7 @@ def evaluate(
         lm_eval_version=version.tail.strip().splitlines()[-1] if version.ok else None,
         command=command,
         predictions=str(predictions),
+        items=str(output / "items.jsonl"),
     )
     tmp = output / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -32,6 +32,17 @@ def scorer_options(settings: Settings, benchmark: str) -> tuple[list[str], dict[
     return ["--judge-model", settings.ft_judge_model, "--judge-retry", str(settings.ft_judge_retry)], environ
 
 
+def compare_runs(settings: Settings, benchmark: str, base_items: Path, candidate_items: Path) -> dict:
+    """Paired bootstrap of two runs' per-item scores on the same split (evaluation/compare.py)."""
+    env = EnvManager(settings).ensure("eval")
+    command = ["python", str(evaluation_dir() / "compare.py"), "--benchmark", benchmark,
+               "--base", str(base_items), "--candidate", str(candidate_items)]  # fmt: skip
+    result = run_in_env(env, command, echo=False, cwd=evaluation_dir())
+    if not result.ok:
+        raise RdftError(f"comparing runs failed: {result.tail.strip().splitlines()[-1:]}")
+    return json.loads(result.tail[result.tail.index("{") :])
+
+
 def _readable(path: Path, what: str) -> Path:
     if not path.exists():
         raise RdftError(f"{what} {path} does not exist; give the path of the file")

@@ -23,6 +23,16 @@ from rdft.training.launch import Layout, choose_layout, write_atomic, write_laun
 from rdft.training.planner import Plan, plan, shape_from_config
 
 
+class TrainingFailed(RdftError):
+    """A training run that started and failed: the agent loop turns it into feedback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, oom: bool = False, timed_out: bool = False):
+        super().__init__(message)
+        self.oom, self.timed_out = oom, timed_out
+
+
 def parse_gpus(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -59,6 +69,19 @@ def probe_in_env(env: Env, workspace: Path) -> dict:
     if not result.ok:
         raise RdftError(f"the hardware probe failed in the train env: {result.tail.strip().splitlines()[-1:]}")
     return json.loads(result.tail.strip().splitlines()[-1])
+
+
+def build_tiny_model(env: Env, arch: str, model_dir: Path, console: Console, verbose: bool = False) -> Path:
+    """The tiny test model at `model_dir`, built in the train env the first time."""
+    if (model_dir / "config.json").is_file():
+        return model_dir
+    console.print(f"rdft: building the tiny {arch} model at {model_dir}")
+    built = run_in_env(
+        env, ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model_dir), "--arch", arch], echo=verbose
+    )
+    if not built.ok:
+        raise RdftError(f"building the tiny model failed: {built.tail.strip().splitlines()[-1:]}")
+    return model_dir
 
 
 def resolve_model(config: TrainConfig, settings: Settings) -> Path | None:
@@ -153,6 +176,7 @@ def train(
     dry_run: bool = False,
     verbose: bool = False,
     console: Console | None = None,
+    timeout: float | None = None,
 ) -> dict | None:
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
     config = load_config(config_path)
@@ -167,15 +191,8 @@ def train(
     hardware = host_hardware() if env is None else probe_in_env(env, workspace)
     layout = choose_layout(config, hardware, gpus)
 
-    if config.model.tiny_arch and env is not None and not (model_dir / "config.json").is_file():
-        console.print(f"rdft: building the tiny {config.model.tiny_arch} model at {model_dir}")
-        built = run_in_env(
-            env,
-            ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model_dir), "--arch", config.model.tiny_arch],
-            echo=verbose,
-        )
-        if not built.ok:
-            raise RdftError(f"building the tiny model failed: {built.tail.strip().splitlines()[-1:]}")
+    if config.model.tiny_arch and env is not None:
+        build_tiny_model(env, config.model.tiny_arch, model_dir, console, verbose)
     if model_dir is not None:
         config.model.path = str(model_dir)
     chosen = make_plan(
@@ -207,8 +224,9 @@ def train(
         follower.start()
         try:
             result = run_in_env(
-                env, ["bash", str(launch)], extra_env=extra, cwd=workspace, log_path=log_path, echo=verbose
-            )
+                env, ["bash", str(launch)], extra_env=extra, cwd=workspace, log_path=log_path, echo=verbose,
+                timeout=timeout,
+            )  # fmt: skip
         finally:
             stop.set()
             follower.join()
@@ -217,7 +235,9 @@ def train(
         if not verbose:
             console.print(result.tail.rstrip(), highlight=False, markup=False)
         why = "out of GPU memory (CUDA OOM)" if result.oom else f"exit {result.returncode}"
-        raise RdftError(f"training failed ({why}); see {log_path}")
+        if result.timed_out:
+            why = f"timed out after {timeout:g} s"
+        raise TrainingFailed(f"training failed ({why}); see {log_path}", oom=result.oom, timed_out=result.timed_out)
     final = {**json.loads(recipe_result.read_text()), **summary, "log": str(log_path)}
     write_atomic(workspace / "result.json", json.dumps(final, indent=2) + "\n")
     saved = final.get("adapter_dir") or final.get("model_dir")

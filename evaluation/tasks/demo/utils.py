@@ -1,0 +1,42 @@
+"""The demo benchmark (parity): a task the tiny CPU model learns in a minute, so `rdft run --demo`
+shows scores move through the same stages, envs and lm-eval scoring as a real run.
+
+The answer is the last \\boxed{} of the response, `even` or `odd`; unreadable counts as wrong.
+Runs in the eval env; imports nothing from rdft.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from answers import last_boxed
+
+PROMPT_SUFFIX = "\nPut the final answer, even or odd, in \\boxed{}."
+
+
+def doc_to_text(doc: dict) -> str:
+    return doc["question"] + PROMPT_SUFFIX
+
+
+def doc_to_target(doc: dict) -> str:
+    return doc["answer"]
+
+
+def score_item(doc: dict, response: str) -> dict:
+    boxed = last_boxed(response)
+    answer = boxed.strip().lower() if boxed is not None else None
+    return {"accuracy": int(answer == doc["answer"]), "unreadable": int(answer not in ("even", "odd"))}
+
+
+def summarize(items: list[dict]) -> dict:
+    return {
+        "accuracy": sum(i["accuracy"] for i in items) / len(items),
+        "n_unreadable": sum(i["unreadable"] for i in items),
+    }
+
+
+def process_results(doc: dict, results: list) -> dict:
+    response = results[0][0] if isinstance(results[0], list) else results[0]
+    return {"accuracy": score_item(doc, response)["accuracy"]}

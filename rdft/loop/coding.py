@@ -1,0 +1,304 @@
+"""Stage `coding`: write the experiment's files into its workspace and prove them.
+
+Files: `process_data.py` (+ `data_recipe.json` for the offline recipe) and `train.yaml`; the
+launch files are written by `rdft train`'s writer when the workspace trains. Each round:
+1. the data script runs with `--debug` in the data env (timeout FT_DEBUG_DATA_PROCESSING_TIMEOUT)
+   and must write non-empty chat (`data.jsonl`) or alpaca (`data.json`) samples;
+2. `train.yaml` must pass the training schema, with the fields rdft manages set by rdft;
+3. a micro-batch training (2 steps on the debug samples, timeout FT_MICRO_BATCH_TIMEOUT) must run.
+A failure goes back to the coder with the error, up to FT_CODER_MAX_LOOP rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+from rich.console import Console
+
+from rdft.datasets.prepare import datasets_dir
+from rdft.datasets.toolkit import data_script_environment
+from rdft.envs import EnvManager
+from rdft.errors import RdftError
+from rdft.llm import ChatLLM
+from rdft.loop.proposal import Params, Proposal
+from rdft.loop.scenario import Scenario
+from rdft.resources import evaluation_dir, recipes_dir
+from rdft.runner import run_in_env
+from rdft.settings import Settings
+from rdft.training.config import load_config
+from rdft.training.run import train
+
+CODE_FILES = ("process_data.py", "data_recipe.json", "train.yaml")
+DATA_FILES = ("data.jsonl", "data.json")
+
+
+class StepFailed(RdftError):
+    """A step of an experiment failed; `stage` says which (data, config, debug_train, train, eval)."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage
+
+
+class CodeFiles(BaseModel):
+    process_data_py: str = Field(description="The complete data script (python), run in the workspace")
+    train_yaml: str = Field(description="The complete train.yaml for rdft's SFT recipe")
+
+
+class Round(BaseModel):
+    round: int
+    ok: bool
+    stage: str | None = None
+    error: str | None = None
+    seconds: float
+
+
+class CodingResult(BaseModel):
+    ok: bool
+    rounds: list[Round]
+    error: str | None = None
+
+
+# --- the files -------------------------------------------------------------------------------
+def train_config(scenario: Scenario, params: Params) -> dict:
+    cpu = not scenario.hardware.get("gpus")
+    small = (scenario.base_model.parameters or 0) < 50_000_000
+    return {
+        "model": {"path": scenario.base_model.path, "dtype": "float32" if cpu else "bfloat16"},
+        "data": {
+            "path": "data.jsonl",
+            "max_length": 256 if cpu else min(scenario.base_model.context_length or 4096, 4096),
+            "packing": True,
+        },
+        "method": {"type": params.method, "lora_r": params.lora_r, "lora_alpha": 2 * params.lora_r},
+        "train": {
+            "epochs": params.epochs,
+            "learning_rate": params.learning_rate,
+            "warmup_ratio": 0.0 if small else 0.03,
+            "micro_batch_size": 4 if cpu else "auto",
+            "gradient_checkpointing": False if cpu else "auto",
+            "seed": 0,
+        },
+        "output": {"merge": False},
+    }
+
+
+def data_recipe(scenario: Scenario, params: Params, datasets: list[str]) -> dict:
+    form = {"demo": "demo", "aime": "math", "chemcotbench": "chemcot"}.get(scenario.benchmark_family, "chat")
+    return {
+        "datasets": datasets,
+        "format": form,
+        "max_samples": params.max_samples,
+        "seed": 0,
+        "benchmark_family": scenario.benchmark_family,
+        "evaluation_dir": str(evaluation_dir()),
+        "tokenizer": scenario.base_model.path,
+        "max_tokens": scenario.base_model.context_length,
+    }
+
+
+def offline_files(scenario: Scenario, proposal: Proposal) -> dict[str, str]:
+    """The offline recipe's files: the shipped data script, configured by data_recipe.json."""
+    params = proposal.params
+    return {
+        "process_data.py": (recipes_dir() / "data_recipe.py").read_text(),
+        "data_recipe.json": json.dumps(data_recipe(scenario, params, proposal.datasets), indent=1) + "\n",
+        "train.yaml": yaml.safe_dump(train_config(scenario, params), sort_keys=False),
+    }
+
+
+CODER_SYSTEM = """You write the files of one fine-tuning experiment.
+
+process_data.py runs in a Python env with datasets, litellm, rdkit, sympy and the toolkit `rdft_data`
+(strong_pool/weak_pool model pools, math_check/same_molecule/json_fields checkers, TokenCounter,
+filter_by_tokens, debug_sample, write_chat_jsonl, write_alpaca_json). It reads the prepared datasets
+under the folder in the RDFT_DATASETS_DIR environment variable, supports --debug (process only a
+small sample, e.g. with debug_sample), and writes data.jsonl (chat: {{"messages": [...]}} ending with
+the assistant's answer) in the current folder, at most {limit} samples, with the answer in the
+benchmark's format.
+
+train.yaml follows rdft's schema (example below). rdft sets model.path, data.path and output.dir
+itself.
+
+Example train.yaml:
+{example}
+
+{scenario}"""
+
+
+def llm_files(
+    llm: ChatLLM, scenario: Scenario, proposal: Proposal, current: dict[str, str], error: str | None
+) -> dict[str, str]:
+    example = yaml.safe_dump(train_config(scenario, proposal.params or _fallback(scenario)), sort_keys=False)
+    files = "\n\n".join(f"--- {name} ---\n{text}" for name, text in current.items()) or "(none yet)"
+    task = (
+        f"Hypothesis: {proposal.hypothesis}\nData recipe: {proposal.data_recipe}\n"
+        f"Training recipe: {proposal.training_recipe}\nDatasets: {', '.join(proposal.datasets)}"
+    )
+    ask = f"{task}\n\nCurrent files:\n{files}\n\n"
+    ask += f"The last round failed:\n{error}\n\nFix the files." if error else "Write the files."
+    system = CODER_SYSTEM.format(limit=scenario.upper_data_size_limit, example=example, scenario=scenario.text())
+    reply = llm.structured(
+        [{"role": "system", "content": system}, {"role": "user", "content": ask}], CodeFiles, purpose="coding"
+    )
+    return {"process_data.py": reply.process_data_py, "train.yaml": reply.train_yaml}
+
+
+def _fallback(scenario: Scenario) -> Params:
+    from rdft.loop.proposal import default_params
+
+    return default_params(scenario)
+
+
+def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
+    """The coder's train.yaml with the fields rdft manages set by rdft."""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise StepFailed("config", f"train.yaml is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise StepFailed("config", "train.yaml must be a mapping with model, data, method, train, output")
+    config.setdefault("model", {})["path"] = scenario.base_model.path
+    config.setdefault("data", {})["path"] = data_file
+    config.setdefault("output", {})["dir"] = "output"
+    return config
+
+
+# --- proving ---------------------------------------------------------------------------------
+def run_data_script(settings: Settings, workspace: Path, *, debug: bool, timeout: float, log_path: Path) -> Path:
+    """Run process_data.py in the data env; the samples file it wrote, checked."""
+    for name in DATA_FILES:
+        (workspace / name).unlink(missing_ok=True)
+    env = EnvManager(settings).ensure("data")
+    variables = {
+        **data_script_environment(settings, with_secrets=True),
+        "RDFT_DATASETS_DIR": str(datasets_dir(settings)),
+    }
+    command = ["python", "process_data.py", *(["--debug"] if debug else [])]
+    result = run_in_env(
+        env, command, extra_env=variables, cwd=workspace, timeout=timeout, log_path=log_path, echo=False
+    )
+    if result.timed_out:
+        raise StepFailed("data", f"the data script timed out after {timeout:g} s")
+    if not result.ok:
+        raise StepFailed("data", f"the data script failed (exit {result.returncode}):\n{result.tail[-2000:]}")
+    produced = [workspace / name for name in DATA_FILES if (workspace / name).is_file()]
+    if not produced:
+        raise StepFailed("data", "the data script wrote neither data.jsonl nor data.json in its folder")
+    check_samples(read_samples(produced[0]))
+    return produced[0]
+
+
+def read_samples(path: Path) -> list[dict]:
+    try:
+        if path.suffix == ".json":
+            rows = json.loads(path.read_text())
+            return rows if isinstance(rows, list) else []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise StepFailed("data", f"{path.name} is not valid JSON: {error.msg} (line {error.lineno})") from None
+
+
+def check_samples(rows: list[dict]) -> None:
+    if not rows:
+        raise StepFailed("data", "the data script wrote no samples")
+    for number, row in enumerate(rows[:50]):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if messages:
+            if messages[-1].get("role") != "assistant" or not str(messages[-1].get("content", "")).strip():
+                raise StepFailed("data", f"sample {number} does not end with a non-empty assistant message")
+        elif not (isinstance(row, dict) and row.get("instruction") and row.get("output")):
+            raise StepFailed("data", f"sample {number} is neither chat (messages) nor alpaca (instruction, output)")
+
+
+def write_config(workspace: Path, config: dict, name: str = "train.yaml") -> Path:
+    path = workspace / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        load_config(path)
+    except RdftError as error:
+        raise StepFailed("config", str(error)) from None
+    return path
+
+
+def prove(settings: Settings, scenario: Scenario, workspace: Path, console: Console) -> None:
+    """One round's checks (raises StepFailed)."""
+    debug = workspace / ".debug"
+    shutil.rmtree(debug, ignore_errors=True)
+    debug.mkdir()
+    data = run_data_script(
+        settings, workspace, debug=True, timeout=settings.ft_debug_data_processing_timeout, log_path=debug / "data.log"
+    )
+    shutil.move(data, debug / data.name)
+    config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name)
+    write_config(workspace, config)
+    micro = {**config, "data": {**config["data"], "path": f".debug/{data.name}"}}
+    micro["train"] = {**config.get("train", {}), "max_steps": 2, "epochs": 1}
+    micro["output"] = {**config["output"], "dir": "output", "merge": False}
+    path = write_config(workspace, micro, ".debug-train.yaml")
+    try:
+        train(settings, path, workspace=debug / "train", console=console, timeout=settings.ft_micro_batch_timeout)
+    except RdftError as error:
+        log = debug / "train" / "train.log"
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise StepFailed("debug_train", f"{error}\n{tail}") from None
+
+
+def code(
+    settings: Settings,
+    scenario: Scenario,
+    proposal: Proposal,
+    workspace: Path,
+    stage_dir: Path,
+    *,
+    parent_workspace: Path | None,
+    llm: ChatLLM | None,
+    console: Console,
+) -> CodingResult:
+    workspace.mkdir(parents=True, exist_ok=True)
+    if parent_workspace is not None:  # the coder starts from the parent's files
+        for name in CODE_FILES:
+            if (parent_workspace / name).is_file():
+                shutil.copy2(parent_workspace / name, workspace / name)
+    rounds: list[Round] = []
+    error = None
+    for number in range(1, settings.ft_coder_max_loop + 1):
+        start = time.monotonic()
+        if llm is None:
+            if error is not None:  # the offline recipe is fixed: a second round would fail the same way
+                break
+            files = offline_files(scenario, proposal)
+        else:
+            current = {n: (workspace / n).read_text() for n in CODE_FILES if (workspace / n).is_file()}
+            files = llm_files(llm, scenario, proposal, current, error)
+        round_dir = stage_dir / f"round_{number}"
+        round_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (workspace / name).write_text(text)
+            (round_dir / name).write_text(text)
+        console.print(f"rdft: coding round {number}: proving the files")
+        try:
+            prove(settings, scenario, workspace, console)
+        except StepFailed as failure:
+            error = f"[{failure.stage}] {failure}"
+            rounds.append(
+                Round(
+                    round=number,
+                    ok=False,
+                    stage=failure.stage,
+                    error=error[-4000:],
+                    seconds=round(time.monotonic() - start, 1),
+                )
+            )
+            (round_dir / "evaluation.json").write_text(rounds[-1].model_dump_json(indent=1))
+            console.print(f"rdft: coding round {number} failed at {failure.stage}: {str(failure).splitlines()[0]}")
+            continue
+        rounds.append(Round(round=number, ok=True, seconds=round(time.monotonic() - start, 1)))
+        (round_dir / "evaluation.json").write_text(rounds[-1].model_dump_json(indent=1))
+        return CodingResult(ok=True, rounds=rounds)
+    return CodingResult(ok=False, rounds=rounds, error=f"no round passed ({len(rounds)} tried); last: {error}")

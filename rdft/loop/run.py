@@ -1,0 +1,507 @@
+"""`rdft run`: the loop — proposal, coding, running, feedback — with its log and resume.
+
+    log/<UTC timestamp>/
+        run.json, settings.json (secrets redacted), scenario.json, scenario.md
+        baseline/{validation,test}/          the base model scored first, with the same flags
+        Loop_<i>/direct_exp_gen/             proposal.json, proposal.md, chat.jsonl
+        Loop_<i>/coding/                     round_<k>/ (the files + evaluation.json), result.json
+        Loop_<i>/running/                    data.json, train.json, validation.json, test.json, result.json
+        Loop_<i>/feedback/                   feedback.json, feedback.md
+        Loop_<i>/workspace/                  the experiment: files, data, output/, benchmark/
+        trace.json, summary.json, report.md
+
+Every record is written atomically when its step finishes, and a step is done exactly when its
+record exists: `--resume` continues at the first step without one, so a kill at any moment loses
+no finished step. A failed step writes `failure.json` in its stage folder and the loop goes on
+to feedback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from rich.console import Console
+
+from rdft.datasets.registry import get_dataset, registry
+from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import get_benchmark
+from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
+from rdft.loop.coding import CodingResult, StepFailed, code
+from rdft.loop.feedback import Feedback, judge
+from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
+from rdft.loop.running import run_experiment, scored, step, write_json
+from rdft.loop.scenario import Scenario, build_scenario, default_datasets
+from rdft.loop.trace import Node, Trace
+from rdft.runner import kill_recorded_groups, track_process_groups
+from rdft.settings import Settings
+
+STAGES = ("direct_exp_gen", "coding", "running", "feedback")
+DEMO = {"base_model": "tiny:llama", "benchmark": "demo_parity", "datasets": ["demo-parity"], "loop_n": 2}
+
+
+class RunArgs(BaseModel):
+    base_model: str
+    benchmark: str
+    description: str | None = None
+    datasets: list[str] = []
+    loop_n: int = Field(5, ge=1)
+    step_n: int | None = Field(None, ge=1)
+    timeout_s: float | None = None
+    demo: bool = False
+    eval_limit: int | None = None
+
+
+class DatasetChoice(BaseModel):
+    selected: list[str]
+    reasoning: str
+
+    @field_validator("selected")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(registry()))
+        if unknown or not value:
+            raise ValueError(f"choose one or more of {sorted(registry())}; unknown: {unknown}")
+        return value
+
+
+def llm_configured(settings: Settings) -> bool:
+    return bool(settings.openai_api_key or settings.openai_api_base or "chat_model" in settings.model_fields_set)
+
+
+def parse_duration(text: str) -> float:
+    """'12h', '90m', '3600s', '1d' or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    try:
+        if value and value[-1] in units:
+            seconds = float(value[:-1]) * units[value[-1]]
+        else:
+            seconds = float(value)
+    except ValueError:
+        raise RdftError(f"--timeout {text!r} is not a duration; use e.g. 12h, 90m or 3600") from None
+    if seconds <= 0:
+        raise RdftError(f"--timeout {text!r} must be positive")
+    return seconds
+
+
+def redacted_settings(settings: Settings) -> dict:
+    """Every setting, with secrets masked (SecretStr dumps as asterisks)."""
+    return json.loads(settings.model_dump_json())
+
+
+class Run:
+    def __init__(self, settings: Settings, log_dir: Path, console: Console):
+        self.settings, self.log_dir, self.console = settings, log_dir, console
+        self.args = RunArgs.model_validate_json((log_dir / "run.json").read_text())
+        self.trace = Trace.load(log_dir / "trace.json")
+        self.chat_file: Path | None = None
+        self.llm = ChatLLM(settings, chat_log=self._log_chat) if llm_configured(settings) else None
+        self.steps = 0
+        self.started = time.monotonic()
+        self.spent_before = json.loads((log_dir / "run.json").read_text()).get("spent_s", 0.0)
+
+    # --- budget --------------------------------------------------------------------------------
+    def remaining(self) -> float | None:
+        if self.args.timeout_s is None:
+            return None
+        return self.args.timeout_s - self.spent_before - (time.monotonic() - self.started)
+
+    def deadline(self, seconds: float) -> float:
+        left = self.remaining()
+        return seconds if left is None else max(1.0, min(seconds, left))
+
+    def may_continue(self) -> bool:
+        if self.args.step_n is not None and self.steps >= self.args.step_n:
+            self.console.print(
+                f"rdft: ran {self.steps} step(s) (--step-n); resume with `rdft run --resume {self.log_dir}`"
+            )
+            return False
+        left = self.remaining()
+        if left is not None and left <= 0:
+            self.console.print("rdft: the --timeout budget is spent; stopping")
+            return False
+        return True
+
+    def _log_chat(self, record: dict) -> None:
+        if self.chat_file is not None:
+            self.chat_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.chat_file, "a") as handle:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    # --- the run -------------------------------------------------------------------------------
+    def scenario(self) -> Scenario:
+        path = self.log_dir / "scenario.json"
+        if path.exists():
+            return Scenario.model_validate_json(path.read_text())
+        datasets = self.args.datasets or self.choose_datasets()
+        workspace = self.log_dir / "probe"
+        workspace.mkdir(exist_ok=True)
+        scenario = build_scenario(
+            self.settings,
+            base_model=self.args.base_model,
+            benchmark=self.args.benchmark,
+            description=self.args.description,
+            datasets=datasets,
+            workspace=workspace,
+            console=self.console,
+            budgets={
+                "total": self.args.timeout_s,
+                "full_training": self.settings.ft_full_timeout,
+                "data_processing": self.settings.ft_data_processing_timeout,
+            },
+            demo=self.args.demo,
+        )
+        (self.log_dir / "scenario.md").write_text(scenario.text() + "\n")
+        write_json(path, scenario.model_dump())
+        return scenario
+
+    def choose_datasets(self) -> list[str]:
+        if self.llm is None:
+            return default_datasets(self.args.benchmark)
+        self.chat_file = self.log_dir / "dataset_selection.jsonl"
+        table = "\n".join(
+            f"- {e.name} (serves {', '.join(e.benchmarks)}): {e.description}" for e in registry().values()
+        )
+        ask = (
+            f"Target benchmark: {self.args.benchmark}. {self.args.description or ''}\nDatasets:\n{table}\n"
+            "Choose the datasets whose data can train for it; prefer including one too many over missing one."
+        )
+        try:
+            choice = self.llm.structured([{"role": "user", "content": ask}], DatasetChoice, purpose="dataset_selection")
+            return choice.selected
+        except (LLMUnavailable, InvalidReply) as error:
+            self.console.print(f"rdft: dataset selection by the LLM failed ({error}); using the benchmark's own")
+            return default_datasets(self.args.benchmark)
+
+    def baseline(self, scenario: Scenario) -> None:
+        directory = self.log_dir / "baseline"
+        for split in ("validation", "test"):
+            if not (directory / f"{split}.json").exists():
+                if not self.may_continue():
+                    raise _Stop
+                self.console.print(f"rdft: scoring the base model on the {split} split")
+                self.steps += 1
+            record = step(
+                directory,
+                split,
+                lambda s=split: scored(
+                    self.settings,
+                    scenario,
+                    directory / s,
+                    s,
+                    model=scenario.base_model.path,
+                    adapter=None,
+                    limit=self.args.eval_limit,
+                ),
+            )
+            if split == "validation":
+                self.trace.baseline_validation, self.trace.baseline_validation_ci95 = record["value"], record["ci95"]
+            else:
+                self.trace.baseline_test = record["value"]
+        self.save()
+
+    def loop(self, index: int, scenario: Scenario) -> None:
+        loop_dir = self.log_dir / f"Loop_{index}"
+        node = self.trace.node(index)
+        if node is None:
+            parent, kind = self.trace.choose_parent(self.settings.rdft_search, index)
+            node = Node(loop=index, parent=parent, kind=kind)
+            self.trace.nodes.append(node)
+            self.save()
+        workspace = loop_dir / "workspace"
+        parent_workspace = self.log_dir / f"Loop_{node.parent}" / "workspace" if node.parent is not None else None
+        failure = self.failure(loop_dir)
+
+        proposal = None
+        proposal_path = loop_dir / "direct_exp_gen" / "proposal.json"
+        if not proposal_path.exists() and failure is None:
+            failure = self.stage(
+                loop_dir, "direct_exp_gen", node, lambda: self.propose(scenario, node, parent_workspace)
+            )
+        if proposal_path.exists():
+            proposal = Proposal.model_validate_json(proposal_path.read_text())
+            node.hypothesis = proposal.hypothesis
+
+        if not (loop_dir / "coding" / "result.json").exists() and failure is None:
+            failure = self.stage(
+                loop_dir, "coding", node, lambda: self.code(scenario, proposal, workspace, loop_dir, parent_workspace)
+            )
+        outcome = None
+        result_path = loop_dir / "running" / "result.json"
+        if not result_path.exists() and failure is None:
+            failure = self.stage(
+                loop_dir,
+                "running",
+                node,
+                lambda: run_experiment(
+                    self.settings,
+                    scenario,
+                    workspace,
+                    loop_dir / "running",
+                    self.log_dir / "baseline",
+                    deadline=self.deadline,
+                    eval_limit=self.args.eval_limit,
+                    console=self.console,
+                ),
+            )
+        if result_path.exists():
+            outcome = json.loads(result_path.read_text())
+
+        if not (loop_dir / "feedback" / "feedback.json").exists():
+            self.stage(loop_dir, "feedback", node, lambda: self.feedback(scenario, proposal, outcome, failure, node))
+        feedback = Feedback.model_validate_json((loop_dir / "feedback" / "feedback.json").read_text())
+        node.status = "failed" if failure else "done"
+        node.error_type, node.error = (failure[0], failure[1][-2000:]) if failure else (None, None)
+        node.accepted = feedback.decision
+        if outcome:
+            node.validation, node.validation_ci95 = outcome["validation"]["value"], outcome["validation"]["ci95"]
+            node.test = outcome["test"]["value"]
+        self.save()
+
+    def stage(self, loop_dir: Path, name: str, node: Node, work) -> tuple[str, str] | None:
+        """Run one stage: its record on success, failure.json (and the failure) when it fails."""
+        if not self.may_continue():
+            raise _Stop
+        stage_dir = loop_dir / name
+        if name != "running":  # running keeps its finished sub-steps; the others start over
+            shutil.rmtree(stage_dir, ignore_errors=True)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        self.chat_file = stage_dir / "chat.jsonl"
+        self.console.rule(f"Loop {node.loop} · {name}")
+        start = time.monotonic()
+        self.steps += 1
+        try:
+            record = work()
+        except StepFailed as failure:
+            return self._fail(stage_dir, node, name, start, failure.stage, str(failure))
+        except (LLMUnavailable, InvalidReply) as error:
+            return self._fail(stage_dir, node, name, start, "llm", str(error))
+        node.seconds[name] = round(time.monotonic() - start, 1)
+        if isinstance(record, CodingResult) and not record.ok:
+            write_json(stage_dir / "result.json", record.model_dump())
+            return self._fail(stage_dir, node, name, start, "coder", record.error or "the coder gave up")
+        if name == "running":
+            write_json(stage_dir / "result.json", record)
+        self.save()
+        return None
+
+    def _fail(self, stage_dir: Path, node: Node, name: str, start: float, kind: str, message: str):
+        node.seconds[name] = round(time.monotonic() - start, 1)
+        write_json(stage_dir / "failure.json", {"stage": name, "type": kind, "error": message})
+        self.console.print(f"rdft: {name} failed ({kind}): {message.splitlines()[0] if message else ''}")
+        self.save()
+        return kind, message
+
+    @staticmethod
+    def failure(loop_dir: Path) -> tuple[str, str] | None:
+        for name in STAGES[:3]:
+            path = loop_dir / name / "failure.json"
+            if path.exists():
+                record = json.loads(path.read_text())
+                return record["type"], record["error"]
+        return None
+
+    # --- stage bodies --------------------------------------------------------------------------
+    def propose(self, scenario: Scenario, node: Node, parent_workspace: Path | None) -> Proposal:
+        parent = self.trace.node(node.parent) if node.parent is not None else None
+        if self.llm is not None:
+            files = {}
+            if parent_workspace is not None:
+                files = {
+                    n: (parent_workspace / n).read_text()
+                    for n in ("process_data.py", "train.yaml")
+                    if (parent_workspace / n).is_file()
+                }
+            proposal = propose_with_llm(self.llm, scenario, self.trace, parent, files)
+        else:
+            proposal = propose_offline(scenario, self.trace, parent, self.params_of(node.parent), self.tried())
+        directory = self.log_dir / f"Loop_{node.loop}" / "direct_exp_gen"
+        (directory / "proposal.md").write_text(
+            f"# Loop {node.loop} proposal ({node.kind}, parent: {node.parent if node.parent is not None else 'base'})"
+            f"\n\n**Hypothesis:** {proposal.hypothesis}\n\n**Why:** {proposal.reason}\n\n**Data:** "
+            f"{proposal.data_recipe}\n\n**Training:** {proposal.training_recipe}\n"
+        )
+        write_json(directory / "proposal.json", proposal.model_dump())
+        return proposal
+
+    def params_of(self, loop: int | None) -> Params | None:
+        if loop is None:
+            return None
+        path = self.log_dir / f"Loop_{loop}" / "direct_exp_gen" / "proposal.json"
+        return Proposal.model_validate_json(path.read_text()).params if path.exists() else None
+
+    def tried(self) -> list[Params]:
+        return [p for p in (self.params_of(n.loop) for n in self.trace.nodes) if p is not None]
+
+    def code(self, scenario, proposal, workspace, loop_dir, parent_workspace) -> CodingResult:
+        if proposal.params is None and self.llm is None:
+            raise StepFailed("coder", "the proposal has no recipe parameters and no LLM is configured to code it")
+        shutil.rmtree(workspace, ignore_errors=True)
+        result = code(
+            self.settings,
+            scenario,
+            proposal,
+            workspace,
+            loop_dir / "coding",
+            parent_workspace=parent_workspace,
+            llm=self.llm,
+            console=self.console,
+        )
+        if result.ok:
+            write_json(loop_dir / "coding" / "result.json", result.model_dump())
+        return result
+
+    def feedback(self, scenario, proposal, outcome, failure, node: Node) -> Feedback:
+        best = self.trace.best()
+        if best is None:
+            record, label = self.log_dir / "baseline" / "validation.json", "the base model"
+        else:
+            record, label = self.log_dir / f"Loop_{best.loop}" / "running" / "validation.json", f"loop {best.loop}"
+        best_items = Path(json.loads(record.read_text())["items"])
+        result = judge(self.settings, scenario, proposal, outcome, failure, best_items, llm=self.llm, best_label=label)
+        directory = self.log_dir / f"Loop_{node.loop}" / "feedback"
+        (directory / "feedback.md").write_text(result.markdown(node.loop, proposal))
+        write_json(directory / "feedback.json", result.model_dump())
+        verdict = "new best" if result.decision else "rejected" if result.status == "done" else "failed"
+        self.console.print(f"rdft: loop {node.loop}: {verdict}")
+        return result
+
+    # --- records -------------------------------------------------------------------------------
+    def save(self) -> None:
+        self.trace.save(self.log_dir / "trace.json")
+        write_json(self.log_dir / "summary.json", summary(self.trace, self.args))
+
+    def execute(self) -> bool:
+        """Run (or resume) to the end; False when stopped early by --step-n or --timeout."""
+        groups = self.log_dir / ".processes"
+        leftovers = kill_recorded_groups(groups)  # what a killed run of this folder left running
+        if leftovers:
+            self.console.print(f"rdft: stopped {leftovers} process group(s) left running by the interrupted run")
+        track_process_groups(groups)
+        try:
+            scenario = self.scenario()
+            self.baseline(scenario)
+            for index in range(1, self.args.loop_n + 1):
+                self.loop(index, scenario)
+        except _Stop:
+            return False
+        finally:
+            track_process_groups(None)
+            self._persist_spent()
+            write_report(self.log_dir, self.trace, self.args)
+        return True
+
+    def _persist_spent(self) -> None:
+        raw = json.loads((self.log_dir / "run.json").read_text())
+        raw["spent_s"] = self.spent_before + time.monotonic() - self.started
+        write_json(self.log_dir / "run.json", raw)
+
+
+class _Stop(Exception):
+    """--step-n or --timeout reached: stop cleanly, resumable."""
+
+
+def summary(trace: Trace, args: RunArgs) -> dict:
+    rows = []
+    for node in trace.nodes:
+        decision = (
+            "new best"
+            if node.accepted
+            else ("failed" if node.status == "failed" else "rejected" if node.status == "done" else "running")
+        )
+        rows.append(
+            {
+                "loop": node.loop,
+                "parent": node.parent,
+                "kind": node.kind,
+                "hypothesis": node.hypothesis,
+                "decision": decision,
+                "validation": node.validation,
+                "validation_ci95": node.validation_ci95,
+                "test": node.test,
+                "error_type": node.error_type,
+                "seconds": node.seconds,
+            }
+        )
+    best = trace.best()
+    return {
+        "benchmark": args.benchmark,
+        "base_model": args.base_model,
+        "baseline": {
+            "validation": trace.baseline_validation,
+            "validation_ci95": trace.baseline_validation_ci95,
+            "test": trace.baseline_test,
+        },
+        "best": {"loop": best.loop, "validation": best.validation, "test": best.test} if best else None,
+        "loops": rows,
+    }
+
+
+def write_report(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
+    """A readable summary (report.md); `rdft report` draws the HTML one."""
+    s = summary(trace, args)
+    lines = [
+        f"# rdft run: {args.base_model} on {args.benchmark}",
+        "",
+        f"Base model: validation {s['baseline']['validation']}, test {s['baseline']['test']}",
+        "",
+        "| loop | decision | validation | 95% CI | test | hypothesis |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in s["loops"]:
+        lines.append(
+            f"| {row['loop']} | {row['decision']} | {row['validation']} | {row['validation_ci95']} | "
+            f"{row['test']} | {row['hypothesis'][:120]} |"
+        )
+    best = s["best"]
+    lines += [
+        "",
+        f"Best: loop {best['loop']} (validation {best['validation']}, test {best['test']})"
+        if best
+        else "Best: the base model (no experiment beat it significantly)",
+    ]
+    path = log_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def new_log_dir(settings: Settings) -> Path:
+    if settings.log_trace_path is not None:
+        return settings.log_trace_path.expanduser().resolve()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d_%H-%M-%S-%f")
+    return (Path("log") / stamp).resolve()
+
+
+def start(settings: Settings, args: RunArgs, console: Console) -> tuple[Path, bool]:
+    get_benchmark(args.benchmark)  # user errors stop here, before anything is written
+    for name in args.datasets:
+        get_dataset(name)
+    local = Path(args.base_model).expanduser()
+    if args.base_model.startswith((".", "/", "~")) and not (local / "config.json").is_file():
+        raise RdftError(f"--base-model {local} has no config.json; give a Hugging Face model folder or a Hub id")
+    log_dir = new_log_dir(settings)
+    if (log_dir / "run.json").exists():
+        raise RdftError(f"{log_dir} already holds a run; resume it with `rdft run --resume {log_dir}`")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    write_json(log_dir / "run.json", args.model_dump())
+    write_json(log_dir / "settings.json", redacted_settings(settings))
+    return log_dir, resume(settings, log_dir, console)
+
+
+def resume(settings: Settings, log_dir: Path, console: Console) -> bool:
+    if not (log_dir / "run.json").is_file():
+        raise RdftError(f"{log_dir} is not an rdft run folder (no run.json); give the folder `rdft run` printed")
+    try:
+        run = Run(settings, log_dir, console)
+    except (OSError, ValueError) as error:
+        raise RdftError(
+            f"cannot read the run in {log_dir} ({type(error).__name__}); give an intact run folder"
+        ) from None
+    mode = "the LLM " + settings.chat_model if run.llm else "the offline planner (no LLM configured)"
+    console.print(f"rdft: run in {log_dir}, proposals by {mode}")
+    return run.execute()

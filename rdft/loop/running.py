@@ -1,0 +1,184 @@
+"""Stage `running`: full data processing, the leakage guard, full training, and scoring on the
+validation split (what the agent sees) and the hidden test split (for the report only).
+
+Each step writes its record under the stage folder when it finishes (`data.json`, `train.json`,
+`validation.json`, `test.json`), so a resumed run starts at the first unfinished step."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from rdft.datasets.leakage import drop_evaluation_questions
+from rdft.errors import RdftError
+from rdft.evaluation.run import evaluate
+from rdft.loop.coding import StepFailed, managed_config, read_samples, run_data_script, write_config
+from rdft.loop.scenario import Scenario
+from rdft.settings import Settings
+from rdft.training.run import TrainingFailed, train
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def step(stage_dir: Path, name: str, work: Callable[[], dict]) -> dict:
+    """`work()`'s record, computed once: a finished step is read back on resume."""
+    marker = stage_dir / f"{name}.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    record = work()
+    write_json(marker, record)
+    return record
+
+
+def evaluation_docs(baseline_dir: Path) -> list[dict]:
+    """Every evaluation item of the benchmark's splits, as the baseline scoring wrote them."""
+    docs = []
+    for path in sorted(baseline_dir.glob("*/docs.*.jsonl")):
+        docs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return docs
+
+
+def scored(
+    settings: Settings,
+    scenario: Scenario,
+    output: Path,
+    split: str,
+    *,
+    model: str,
+    adapter: Path | None,
+    limit: int | None,
+) -> dict:
+    try:
+        summary = evaluate(
+            settings,
+            model=model,
+            adapter=adapter,
+            benchmark=scenario.benchmark,
+            output=output,
+            split=split,
+            limit=limit,
+        )
+    except RdftError as error:
+        raise StepFailed("eval", str(error)) from None
+    primary = summary["primary"]
+    return {
+        "value": primary["value"],
+        "ci95": primary["ci95"],
+        "n": summary["n"],
+        "dir": str(output),
+        "items": summary["items"],
+        "metrics": summary["metrics"],
+    }
+
+
+def run_experiment(
+    settings: Settings,
+    scenario: Scenario,
+    workspace: Path,
+    stage_dir: Path,
+    baseline_dir: Path,
+    *,
+    deadline: Callable[[float], float],
+    eval_limit: int | None,
+    console: Console,
+) -> dict:
+    """deadline(t) caps a step's timeout `t` by the run's remaining budget."""
+
+    def data() -> dict:
+        console.print("rdft: running the data script in full")
+        produced = run_data_script(
+            settings,
+            workspace,
+            debug=False,
+            timeout=deadline(settings.ft_data_processing_timeout),
+            log_path=stage_dir / "data.log",
+        )
+        samples = read_samples(produced)
+        kept, leaked = drop_evaluation_questions(samples, evaluation_docs(baseline_dir))
+        over = max(0, len(kept) - scenario.upper_data_size_limit)
+        kept = kept[: scenario.upper_data_size_limit]
+        if not kept:
+            raise StepFailed("data", "no samples left after the leakage guard")
+        target = workspace / "data.jsonl"
+        if produced.name == "data.json":  # alpaca: the recipe reads JSON lists as well
+            target = workspace / "data.json"
+        lines = (
+            json.dumps(kept, ensure_ascii=False)
+            if target.suffix == ".json"
+            else "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in kept)
+        )
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(lines)
+        os.replace(tmp, target)
+        console.print(f"rdft: {len(kept)} samples ({leaked} dropped by the leakage guard, {over} over the limit)")
+        return {
+            "file": target.name,
+            "samples": len(kept),
+            "dropped_leakage": leaked,
+            "dropped_over_limit": over,
+            "written": len(samples),
+        }
+
+    def training() -> dict:
+        config = managed_config((workspace / "train.yaml").read_text(), scenario, data_record["file"])
+        path = write_config(workspace, config)
+        console.print("rdft: training")
+        try:
+            result = train(
+                settings, path, workspace=workspace, console=console, timeout=deadline(settings.ft_full_timeout)
+            )
+        except TrainingFailed as failure:
+            kind = "oom" if failure.oom else "timeout" if failure.timed_out else "train"
+            raise StepFailed(kind, str(failure)) from None
+        except RdftError as error:
+            raise StepFailed("train", str(error)) from None
+        keep = (
+            "adapter_dir",
+            "model_dir",
+            "merged_dir",
+            "first_loss",
+            "final_loss",
+            "steps",
+            "tokens_per_s",
+            "peak_memory_gib",
+            "log",
+        )
+        return {k: result.get(k) for k in keep}
+
+    data_record = step(stage_dir, "data", data)
+    train_record = step(stage_dir, "train", training)
+    adapter = Path(train_record["adapter_dir"]) if train_record.get("adapter_dir") else None
+    model = scenario.base_model.path if adapter else train_record["model_dir"]
+    benchmark_dir = workspace / "benchmark"
+    validation = step(
+        stage_dir,
+        "validation",
+        lambda: scored(
+            settings,
+            scenario,
+            benchmark_dir / "validation",
+            "validation",
+            model=model,
+            adapter=adapter,
+            limit=eval_limit,
+        ),
+    )
+    test = step(
+        stage_dir,
+        "test",
+        lambda: scored(
+            settings, scenario, benchmark_dir / "test", "test", model=model, adapter=adapter, limit=eval_limit
+        ),
+    )
+    return {"data": data_record, "train": train_record, "validation": validation, "test": test}

@@ -1,0 +1,219 @@
+"""The scenario the agent works in: benchmark, base model, hardware, memory, datasets, budgets.
+Built once per run, written to `scenario.json`, rendered as text for the LLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from rdft.datasets.prepare import prepare
+from rdft.datasets.profiles import profile
+from rdft.datasets.registry import get_dataset, registry
+from rdft.envs import EnvManager
+from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import get_benchmark
+from rdft.settings import Settings
+from rdft.training.planner import estimate_gib, shape_from_config
+from rdft.training.run import build_tiny_model, probe_in_env
+
+# What each benchmark asks, for the LLM (overridable with --benchmark-description).
+DESCRIPTIONS = {
+    "aime24": "AIME 2024: 30 competition math problems; integer answers 0-999 in the last \\boxed{}.",
+    "aime25": "AIME 2025: 30 competition math problems; integer answers 0-999 in the last \\boxed{}.",
+    "panorama_par4pc": "PANORAMA PAR4PC: pick the prior-art patents (letters A-H) that a patent claim cites; JSON "
+    '{"answer": [...]}; scored by F1 against the gold letters.',
+    "panorama_pi4pc": "PANORAMA PI4PC: pick the paragraph of a prior-art specification an examiner cited for a claim; "
+    'JSON {"answer": <number>}; scored by the share of gold paragraphs.',
+    "panorama_noc4pc": "PANORAMA NOC4PC: decide a claim's novelty/obviousness (ALLOW, 102 or 103) from prior art; "
+    'JSON {"code": ...}; scored by accuracy.',
+    "chemcotbench_mol_und": "ChemCoTBench molecule understanding: count groups, rings, scaffolds; JSON answers.",
+    "chemcotbench_mol_edit": "ChemCoTBench molecule editing: add, delete or substitute groups; a SMILES in JSON.",
+    "chemcotbench_mol_opt": "ChemCoTBench molecule optimisation: improve a property (logP, QED, solubility, "
+    "activity) with a small edit; answer a SMILES in JSON.",
+    "chemcotbench_reaction": "ChemCoTBench reactions: predict products, conditions and mechanisms; JSON answers.",
+    "demo_parity": "Demo: say whether a number is even or odd, in the last \\boxed{}; a task the tiny CPU model "
+    "learns in a minute.",
+}
+
+
+class ModelFacts(BaseModel):
+    name: str  # as given: a Hub id, a folder or tiny:<arch>
+    path: str  # the local folder
+    model_type: str | None
+    parameters: int | None
+    context_length: int | None
+    chat_template: bool
+    think_tokens: bool
+
+
+class DatasetView(BaseModel):
+    name: str
+    path: str
+    description: str
+    profile: str
+
+
+class Scenario(BaseModel):
+    benchmark: str
+    benchmark_family: str
+    description: str
+    primary_metric: str
+    base_model: ModelFacts
+    hardware: dict
+    memory: str
+    datasets: list[DatasetView]
+    upper_data_size_limit: int
+    budgets: dict[str, float | None]
+    demo: bool = False
+
+    def text(self) -> str:
+        """What the LLM reads."""
+        m = self.base_model
+        lines = [
+            f"# Target benchmark: {self.benchmark} (primary metric: {self.primary_metric}, higher is better)",
+            self.description,
+            f"\n# Base model: {m.name}",
+            f"type {m.model_type}, {m.parameters or '?'} parameters, context {m.context_length or '?'} tokens, "
+            f"chat template: {'yes' if m.chat_template else 'no'}, <think> tokens: {'yes' if m.think_tokens else 'no'}",
+            "\n# Hardware",
+            json.dumps(self.hardware),
+            "\n# Memory (estimated peak per GPU, sequence length in tokens, micro-batch 1)",
+            self.memory,
+            "\n# Budgets (seconds)",
+            json.dumps(self.budgets),
+            f"\n# Training data: at most {self.upper_data_size_limit} samples per experiment, sampled by code.",
+        ]
+        for dataset in self.datasets:
+            lines += [f"\n## Dataset {dataset.name} at {dataset.path}", dataset.description, dataset.profile]
+        return "\n".join(lines)
+
+
+def ensure_base_model(settings: Settings, name: str, console: Console) -> Path:
+    """The base model's local folder: tiny:<arch> is built, a folder is checked, a Hub id is
+    downloaded into FT_FILE_PATH/models/<org>/<name>."""
+    models = settings.ft_file_path.expanduser().resolve() / "models"
+    if name.startswith("tiny:"):
+        arch = name.removeprefix("tiny:")
+        if arch not in ("llama", "qwen2"):
+            raise RdftError(f"--base-model {name} is unknown; use tiny:llama or tiny:qwen2")
+        env = EnvManager(settings).ensure("train")
+        return build_tiny_model(env, arch, models / f"tiny-{arch}", console)
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not (path / "config.json").is_file():
+            raise RdftError(f"--base-model {path} has no config.json; give a Hugging Face model folder or a Hub id")
+        return path.resolve()
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
+
+    target = models / name
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    try:
+        console.print(f"rdft: downloading {name} into {target}")
+        snapshot_download(name, local_dir=target, token=token, endpoint=settings.hf_endpoint)
+    except GatedRepoError:
+        raise RdftError(f"{name} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+    except (HfHubHTTPError, LocalEntryNotFoundError) as error:
+        raise RdftError(
+            f"cannot get the base model {name} ({type(error).__name__}); check the name, HF_TOKEN and the network, "
+            "or give a local folder"
+        ) from None
+    return target
+
+
+def model_facts(name: str, path: Path) -> ModelFacts:
+    config = json.loads((path / "config.json").read_text())
+    text = config.get("text_config", config)
+    try:
+        parameters = shape_from_config(path / "config.json").params
+    except RdftError:
+        parameters = None
+    tokenizer_config = path / "tokenizer_config.json"
+    template = (path / "chat_template.jinja").is_file() or (
+        tokenizer_config.is_file() and "chat_template" in json.loads(tokenizer_config.read_text())
+    )
+    tokenizer = path / "tokenizer.json"
+    think = tokenizer.is_file() and "<think>" in tokenizer.read_text(errors="ignore")
+    return ModelFacts(
+        name=name,
+        path=str(path),
+        model_type=text.get("model_type"),
+        parameters=parameters,
+        context_length=text.get("max_position_embeddings"),
+        chat_template=template,
+        think_tokens=think,
+    )
+
+
+def memory_table(path: Path, hardware: dict) -> str:
+    """Estimated peak GiB of full, LoRA and QLoRA training at a few lengths, against the device."""
+    try:
+        shape = shape_from_config(path / "config.json")
+    except RdftError as error:
+        return f"unknown ({error})"
+    gpus = hardware.get("gpus") or []
+    device = "cuda" if gpus else "cpu"
+    available = min(g["memory_gib"] for g in gpus) if gpus else hardware.get("ram_gib", 8) / 2
+    rows = [
+        f"device memory {available:.0f} GiB ({'GPU' if gpus else 'CPU RAM, half'})",
+        "method  " + "  ".join(f"{n:>8}" for n in (512, 2048, 8192)),
+    ]
+    for method, dtype in (("full", "bfloat16"), ("lora", "bfloat16"), ("qlora", "bfloat16")):
+        cells = []
+        for tokens in (512, 2048, 8192):
+            gib = estimate_gib(
+                shape, method=method, dtype=dtype, lora_r=16, tokens=tokens, checkpointing=True, device=device
+            )
+            cells.append(f"{gib:7.1f}{'!' if gib > available else ' '}")
+        rows.append(f"{method:<7} " + "  ".join(cells))
+    rows.append("(! = does not fit; gradient checkpointing on; ZeRO-3 divides weights and states by the GPUs)")
+    return "\n".join(rows) + f"\nparameters: {shape.params / 1e9:.3f} B"
+
+
+def build_scenario(
+    settings: Settings,
+    *,
+    base_model: str,
+    benchmark: str,
+    description: str | None,
+    datasets: list[str],
+    budgets: dict[str, float | None],
+    workspace: Path,
+    console: Console,
+    demo: bool = False,
+) -> Scenario:
+    entry = get_benchmark(benchmark)
+    for name in datasets:
+        get_dataset(name)  # unknown names stop the run before anything is downloaded
+    model_path = ensure_base_model(settings, base_model, console)
+    hardware = probe_in_env(EnvManager(settings).ensure("train"), workspace)
+    views = []
+    for name in datasets:
+        dataset = get_dataset(name)
+        path, _ = prepare(dataset, settings)
+        shown = profile(dataset, settings, str(model_path))
+        views.append(DatasetView(name=name, path=str(path), description=dataset.description, profile=shown["text"]))
+    return Scenario(
+        benchmark=benchmark,
+        benchmark_family=entry.family,
+        description=description or DESCRIPTIONS.get(benchmark, entry.primary.description),
+        primary_metric=entry.primary.metric,
+        base_model=model_facts(base_model, model_path),
+        hardware=hardware,
+        memory=memory_table(model_path, hardware),
+        datasets=views,
+        upper_data_size_limit=settings.ft_upper_data_size_limit,
+        budgets=budgets,
+        demo=demo,
+    )
+
+
+def default_datasets(benchmark: str) -> list[str]:
+    """The datasets that serve `benchmark`, narrowest first (used when neither --dataset nor an
+    LLM picks them): the per-task folder rather than the whole repo."""
+    serving = [entry for entry in registry().values() if benchmark in entry.benchmarks]
+    serving.sort(key=lambda entry: (len(entry.benchmarks), entry.name))
+    return [serving[0].name] if serving else []

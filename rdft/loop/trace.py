@@ -1,0 +1,73 @@
+"""The tree of experiments (`trace.json`): one node per loop, its parent, what it tried, how it
+scored, whether it became the best. Greedy search extends the best node; AIDE-style search
+(RDFT_SEARCH=aide) also drafts from scratch and debugs failed nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class Node(BaseModel):
+    loop: int
+    parent: int | None  # the loop it starts from; None: from the base model alone
+    kind: Literal["draft", "improve", "debug"]
+    hypothesis: str = ""
+    status: Literal["running", "failed", "done"] = "running"
+    error_type: str | None = None
+    error: str | None = None
+    validation: float | None = None
+    validation_ci95: list[float] | None = None
+    test: float | None = None
+    accepted: bool = False
+    seconds: dict[str, float] = {}
+
+
+class Trace(BaseModel):
+    baseline_validation: float | None = None
+    baseline_validation_ci95: list[float] | None = None
+    baseline_test: float | None = None
+    nodes: list[Node] = []
+
+    def node(self, loop: int) -> Node | None:
+        return next((n for n in self.nodes if n.loop == loop), None)
+
+    def best(self) -> Node | None:
+        """The last accepted node: acceptance needs a significant gain over the best so far."""
+        accepted = [n for n in self.nodes if n.accepted]
+        return accepted[-1] if accepted else None
+
+    def best_score(self) -> float | None:
+        best = self.best()
+        return best.validation if best else self.baseline_validation
+
+    def children(self, parent: int | None) -> list[Node]:
+        return [n for n in self.nodes if n.parent == parent and n.status != "running"]
+
+    def choose_parent(self, search: str, loop: int) -> tuple[int | None, str]:
+        """(parent loop or None, kind) for the next experiment."""
+        best = self.best()
+        if search == "aide":
+            drafts = [n for n in self.nodes if n.kind == "draft"]
+            if len(drafts) < 2:
+                return None, "draft"
+            debugged = {n.parent for n in self.nodes if n.kind == "debug"}
+            broken = [n for n in self.nodes if n.status == "failed" and n.loop not in debugged]
+            if broken and loop % 2 == 1:
+                return broken[-1].loop, "debug"
+        return (best.loop, "improve") if best else (None, "draft" if not self.nodes else "improve")
+
+    def save(self, path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trace-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.model_dump_json(indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Trace:
+        return cls.model_validate(json.loads(path.read_text())) if path.exists() else cls()

@@ -1,0 +1,198 @@
+"""`rdft run`: the agent loop end to end on CPU with the tiny model and the demo benchmark —
+offline, and against a local OpenAI-compatible server replaying an agent's replies (a broken
+data script fixed in the second coding round, a kill -9 and a resume)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import clean_environ, one_line_error
+from llm_server import LLMServer
+
+SECRET = "sk-agent-secret-27182818"
+LOOP_FILES = [
+    "direct_exp_gen/proposal.json",
+    "direct_exp_gen/proposal.md",
+    "coding/result.json",
+    "running/data.json",
+    "running/train.json",
+    "running/validation.json",
+    "running/test.json",
+    "running/result.json",
+    "feedback/feedback.json",
+    "feedback/feedback.md",
+    "workspace/process_data.py",
+    "workspace/train.yaml",
+    "workspace/launch.sh",
+    "workspace/data.jsonl",
+]
+
+
+def log_dir_of(output: str) -> Path:
+    return Path(re.search(r"^log: (.+)$", output, re.M).group(1))
+
+
+def check_run(log: Path, loops: int) -> dict:
+    """The log layout, and decisions that follow the numbers."""
+    for name in (
+        "run.json",
+        "settings.json",
+        "scenario.json",
+        "scenario.md",
+        "trace.json",
+        "summary.json",
+        "report.md",
+        "baseline/validation.json",
+        "baseline/test.json",
+    ):
+        assert (log / name).is_file(), name
+    summary = json.loads((log / "summary.json").read_text())
+    assert [row["loop"] for row in summary["loops"]] == list(range(1, loops + 1))
+    best = summary["baseline"]["validation"]
+    for row in summary["loops"]:
+        loop = log / f"Loop_{row['loop']}"
+        for name in LOOP_FILES:
+            assert (loop / name).is_file(), f"Loop_{row['loop']}/{name}"
+        feedback = json.loads((loop / "feedback" / "feedback.json").read_text())
+        comparison = feedback["comparison"]
+        assert comparison["base"] == best  # compared with the best so far, on the same items
+        significant = comparison["difference"] > 0 and comparison["p_not_better"] < 0.05
+        assert feedback["decision"] == significant == (row["decision"] == "new best"), row
+        if significant:
+            best = row["validation"]
+        # The guard: no evaluation question reaches the training data.
+        questions = {
+            json.loads(line)["question"]
+            for split in ("validation", "test")
+            for line in (log / "baseline" / split / f"docs.{split}.jsonl").read_text().splitlines()
+        }
+        data = (loop / "workspace" / "data.jsonl").read_text()
+        assert not any(q in data for q in questions)
+    assert summary["best"] is not None and summary["best"]["validation"] > summary["baseline"]["validation"]
+    return summary
+
+
+def test_demo_runs_offline_as_the_readme_says(rdft, shared_dirs, data_env, eval_env, train_env):
+    result = rdft("run", "--demo", env=shared_dirs, timeout=900)
+    assert result.returncode == 0, result.output[-3000:]
+    assert "proposals by the offline planner" in result.stderr
+    log = log_dir_of(result.stdout)
+    assert re.search(rf"^report: {re.escape(str(log))}/report.md$", result.stdout, re.M)
+    summary = check_run(log, loops=2)
+    assert summary["baseline"]["validation"] == 0.0  # the untrained tiny model never answers in \boxed{}
+    first = json.loads((log / "Loop_1" / "direct_exp_gen" / "proposal.json").read_text())
+    second = json.loads((log / "Loop_2" / "direct_exp_gen" / "proposal.json").read_text())
+    assert first["params"] != second["params"]  # the planner searched
+    data = json.loads((log / "Loop_1" / "running" / "data.json").read_text())
+    assert data["samples"] + data["dropped_leakage"] == data["written"]
+
+
+BROKEN = "raise SystemExit('KeyError: no column named problem')\n"
+FIXED = """import json, os
+from pathlib import Path
+from rdft_data import debug_sample, write_chat_jsonl
+
+rows = [json.loads(line) for line in (Path(os.environ["RDFT_DATASETS_DIR"]) / "demo-parity" / "parity.jsonl").open()]
+suffix = "\\nPut the final answer, even or odd, in \\\\boxed{}."
+samples = [{"messages": [{"role": "user", "content": r["question"] + suffix},
+                         {"role": "assistant", "content": "\\\\boxed{" + r["answer"] + "}"}]} for r in rows[:600]]
+write_chat_jsonl(debug_sample(samples), "data.jsonl")
+print("SUMMARY", len(samples))
+"""
+
+
+def agent(body: dict) -> str:
+    """Scripted agent replies, by what is asked."""
+    system = body["messages"][0]["content"]
+    asked = body["messages"][-2]["content"] if len(body["messages"]) > 1 else ""
+    if "You review one fine-tuning experiment" in system:
+        reply = {"explanation": "Format learned; parity partly.", "next_steps": "More epochs."}
+    elif "Propose the next experiment" in asked:
+        epochs = 3 if "Parent (loop" in asked else 2
+        reply = {
+            "hypothesis": f"LoRA for {epochs} epochs on parity chats teaches the boxed format",
+            "reason": "the base model never answers in the format",
+            "data_recipe": "600 parity chats",
+            "training_recipe": f"lora, lr 3e-3, {epochs} epochs",
+            "datasets": ["demo-parity"],
+            "params": {"method": "lora", "learning_rate": 0.003, "epochs": epochs, "max_samples": 600},
+        }
+    else:  # coding: broken first, fixed when shown the error
+        fixing = "The last round failed" in asked
+        train_yaml = (
+            "model: {dtype: float32}\ndata: {max_length: 256, packing: true}\nmethod: {type: lora, lora_r: 16,"
+            " lora_alpha: 32}\ntrain: {epochs: 2, learning_rate: 0.003, warmup_ratio: 0.0, "
+            "micro_batch_size: 4, gradient_checkpointing: false}\n"
+        )
+        reply = {"process_data_py": FIXED if fixing else BROKEN, "train_yaml": train_yaml}
+    return "Here it is.\n```json\n" + json.dumps(reply) + "\n```"
+
+
+def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
+    with LLMServer(agent) as server:
+        env = {
+            **shared_dirs,
+            "OPENAI_API_KEY": SECRET,
+            "OPENAI_API_BASE": server.base_url,
+            "CHAT_MODEL": "agent-model",
+            "RETRY_WAIT_SECONDS": "0.1",
+        }
+        log = tmp_path / "log-run"
+        environ = clean_environ(**{**env, "LOG_TRACE_PATH": str(log)})
+        proc = subprocess.Popen(
+            ["rdft", "run", "--demo"],
+            cwd=rdft.workdir,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        marker = log / "Loop_2" / "running" / "data.json"
+        deadline = time.monotonic() + 600
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "timed out"
+        time.sleep(2)  # into the training
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = {p: p.read_bytes() for p in (log / "Loop_1").rglob("*.json")}
+        assert not (log / "Loop_2" / "feedback" / "feedback.json").exists()
+
+        resumed = rdft("run", "--resume", str(log), env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.output[-3000:]
+    assert "proposals by the LLM agent-model" in resumed.stderr
+    check_run(log, loops=2)
+    assert {p: p.read_bytes() for p in (log / "Loop_1").rglob("*.json")} == before  # earlier loop intact
+
+    # The coder's first data script was broken and fixed in the second round.
+    rounds = [json.loads((log / "Loop_1" / "coding" / f"round_{i}" / "evaluation.json").read_text()) for i in (1, 2)]
+    assert (rounds[0]["ok"], rounds[0]["stage"], rounds[1]["ok"]) == (False, "data", True)
+    assert "no column named problem" in rounds[0]["error"]
+    assert "You review one fine-tuning experiment" in (log / "Loop_1" / "feedback" / "chat.jsonl").read_text()
+    # The key reached the server and nothing else.
+    assert all(r["auth"] == f"Bearer {SECRET}" for r in server.requests)
+    assert any(r["body"].get("stream") for r in server.requests)
+    for path in log.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in resumed.output
+
+
+def test_bad_input_stops_with_one_line(rdft, tmp_path):
+    assert "unknown benchmark 'aime26'" in one_line_error(
+        rdft("run", "--base-model", "tiny:llama", "--benchmark", "aime26")
+    )
+    missing = one_line_error(rdft("run", "--base-model", str(tmp_path / "no-model"), "--benchmark", "aime24"))
+    assert "has no config.json" in missing
+    assert "not a duration" in one_line_error(rdft("run", "--demo", "--timeout", "abc"))
+    assert "no benchmark" in one_line_error(rdft("run", "--base-model", "tiny:llama"))
+    assert "not an rdft run folder" in one_line_error(rdft("run", "--resume", str(tmp_path / "nowhere")))
+    broken = tmp_path / "broken-run"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    assert "cannot read the run" in one_line_error(rdft("run", "--resume", str(broken)))
+    assert not list(rdft.workdir.glob("log/*"))  # nothing started
