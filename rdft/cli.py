@@ -168,14 +168,21 @@ def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refre
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this log folder.")
 @click.option("--demo", is_flag=True, help="Two loops of the tiny model on the demo benchmark, on CPU.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
+@click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
 def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loop_n, step_n, timeout, resume_dir,
-                demo, eval_limit) -> None:  # fmt: skip
+                demo, eval_limit, no_sync) -> None:  # fmt: skip
     """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
+    import signal
+
     from rich.console import Console
 
     from rdft.loop.run import DEMO, RunArgs, parse_duration, resume, start
 
+    def stop(signum, frame):  # `rdft batch` and service managers stop runs with SIGTERM
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     settings = _settings(ctx)
     console = Console(stderr=True, soft_wrap=True)
     if resume_dir is not None:
@@ -184,7 +191,7 @@ def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loo
             resume(settings, resume_dir.expanduser().resolve(), console),
         )
     else:
-        options = {"loop_n": loop_n, "step_n": step_n, "eval_limit": eval_limit,
+        options = {"loop_n": loop_n, "step_n": step_n, "eval_limit": eval_limit, "no_sync": no_sync,
                    "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
         if demo:
             options.update(DEMO, demo=True)
@@ -203,7 +210,66 @@ def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loo
         options["description"] = benchmark_description or settings.ft_benchmark_description
         log_dir, finished = start(settings, RunArgs(**options), console)
     state = "finished" if finished else "stopped (resume with --resume)"
-    click.echo(f"rdft: run {state}\nlog: {log_dir}\nreport: {log_dir / 'report.md'}")
+    click.echo(f"rdft: run {state}\nlog: {log_dir}\nreport: {log_dir / 'report.html'}")
+
+
+@cli.command("batch")
+@click.argument("tasks_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print the plan; start nothing.")
+@click.option("--no-sync", is_flag=True, help="Do not sync the tasks' logs to RDFT_REMOTE.")
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Run at most N tasks at once (default: all).")
+def batch_command(tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None) -> None:
+    """Run the tasks of TASKS_FILE side by side, each as its own `rdft run` on its own GPUs."""
+    from rich.console import Console
+
+    from rdft.batch import run_batch
+
+    code = run_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, max_parallel=max_parallel, console=Console())
+    sys.exit(code)
+
+
+@cli.group()
+def logs() -> None:
+    """Run logs: sync them with a remote."""
+
+
+@logs.command("sync")
+@click.argument("direction", type=click.Choice(["up", "down"]))
+@click.argument("log_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--remote", help="fsspec URL: file://, s3://, gs://, az:// (default: RDFT_REMOTE).")
+@click.option("--include-weights", is_flag=True, help="Upload model weights too (default: they stay local).")
+@click.pass_context
+def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, include_weights: bool) -> None:
+    """Copy a run's log folder to (up) or from (down) a remote; only what changed is sent."""
+    from rdft.sync import sync_down, sync_up
+
+    settings = _settings(ctx)
+    remote = remote or settings.rdft_remote
+    if not remote:
+        raise RdftError("no remote: give --remote URL (file://, s3://, gs://, az://) or set RDFT_REMOTE")
+    if log_dir is None:
+        if direction == "down":
+            raise RdftError("give the local folder to download into; its name is the run's name on the remote")
+        runs = sorted(p for p in Path("log").glob("*") if (p / "run.json").is_file())
+        if not runs:
+            raise RdftError("no run under ./log; give the log folder to sync")
+        log_dir = runs[-1]
+    if direction == "up":
+        stats = sync_up(log_dir, remote, settings, include_weights=include_weights)
+    else:
+        stats = sync_down(log_dir, remote, settings)
+    verb = "sent" if direction == "up" else "fetched"
+    click.echo(f"{log_dir.name}: {stats.sent} file(s) {verb} ({stats.bytes:,} bytes), {stats.skipped} unchanged")
+
+
+@cli.command("report")
+@click.argument("log_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: LOG_DIR/report.html.")
+def report_command(log_dir: Path, output: Path | None) -> None:
+    """One static HTML page for a run (finished or still going): table, score plot, diffs, losses."""
+    from rdft.report import write_report
+
+    click.echo(str(write_report(log_dir, output)))
 
 
 @cli.group()

@@ -35,7 +35,7 @@ IGNORED: dict[str, str] = {
 
 # Environment variables whose values are secrets: kept out of child processes unless asked
 # for, and redacted from every log the runner writes.
-SECRET_NAMES = ("OPENAI_API_KEY", "HF_TOKEN")
+SECRET_NAMES = ("OPENAI_API_KEY", "HF_TOKEN", "RDFT_AZURE_SAS_TOKEN")
 
 EnvBackend = Literal["auto", "conda", "venv"]
 TorchVariant = Literal["auto", "cpu", "cuda"]
@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     rdft_significance: float = Field(0.05, gt=0, lt=1)  # a new best needs p(not better) below this
     rdft_llm_reask: int = Field(3, ge=0)  # re-asks of an LLM reply that fails validation
     rdft_remote: str | None = None  # log sync target (fsspec URL), see `rdft logs sync`
+    rdft_azure_account: str | None = None  # az:// remotes: the storage account
+    rdft_azure_sas_token: SecretStr | None = None
+    rdft_azure_sas_file: Path | None = None  # a file holding the SAS token
 
     # --- Hugging Face ---
     hf_token: SecretStr | None = None
@@ -170,7 +173,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> dict[str, str]:
         """Secret values that are set, by environment-variable name."""
-        values = {"OPENAI_API_KEY": self.openai_api_key, "HF_TOKEN": self.hf_token}
+        values = {
+            "OPENAI_API_KEY": self.openai_api_key,
+            "HF_TOKEN": self.hf_token,
+            "RDFT_AZURE_SAS_TOKEN": self.rdft_azure_sas_token,
+        }
         return {k: v.get_secret_value() for k, v in values.items() if v and v.get_secret_value()}
 
 

@@ -5,11 +5,13 @@ data script fixed in the second coding round, a kill -9 and a resume)."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import clean_environ, one_line_error
 from llm_server import LLMServer
 
@@ -76,12 +78,29 @@ def check_run(log: Path, loops: int) -> dict:
     return summary
 
 
-def test_demo_runs_offline_as_the_readme_says(rdft, shared_dirs, data_env, eval_env, train_env):
-    result = rdft("run", "--demo", env=shared_dirs, timeout=900)
-    assert result.returncode == 0, result.output[-3000:]
+@pytest.fixture(scope="module")
+def demo_run(shared_dirs, data_env, eval_env, train_env, tmp_path_factory):
+    """The README's `rdft run --demo`, once for this module (about 3 minutes on 2 cores)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["rdft", "run", "--demo"],
+        cwd=workdir,
+        env=clean_environ(**shared_dirs),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    print(f"rdft run --demo took {time.monotonic() - start:.0f} s")
+    return proc
+
+
+def test_demo_runs_offline_as_the_readme_says(demo_run):
+    result = demo_run
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "proposals by the offline planner" in result.stderr
     log = log_dir_of(result.stdout)
-    assert re.search(rf"^report: {re.escape(str(log))}/report.md$", result.stdout, re.M)
+    assert re.search(rf"^report: {re.escape(str(log))}/report.html$", result.stdout, re.M)
     summary = check_run(log, loops=2)
     assert summary["baseline"]["validation"] == 0.0  # the untrained tiny model never answers in \boxed{}
     first = json.loads((log / "Loop_1" / "direct_exp_gen" / "proposal.json").read_text())
@@ -138,6 +157,7 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
             **shared_dirs,
             "OPENAI_API_KEY": SECRET,
             "OPENAI_API_BASE": server.base_url,
+            "RDFT_REMOTE": (tmp_path / "remote").as_uri(),
             "CHAT_MODEL": "agent-model",
             "RETRY_WAIT_SECONDS": "0.1",
         }
@@ -180,6 +200,15 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
         if path.is_file() and path.stat().st_size < 50_000_000:
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in resumed.output
+    # RDFT_REMOTE: the log was synced after every loop, the last one included.
+    synced = tmp_path / "remote" / log.name
+    assert (synced / "Loop_1" / "feedback" / "feedback.json").is_file()
+    assert (synced / "Loop_2" / "feedback" / "feedback.json").read_bytes() == (
+        log / "Loop_2" / "feedback" / "feedback.json"
+    ).read_bytes()
+    assert not list(synced.rglob("*.safetensors"))
+    for path in synced.rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
 
 def test_bad_input_stops_with_one_line(rdft, tmp_path):
@@ -196,3 +225,40 @@ def test_bad_input_stops_with_one_line(rdft, tmp_path):
     (broken / "run.json").write_text("{not json")
     assert "cannot read the run" in one_line_error(rdft("run", "--resume", str(broken)))
     assert not list(rdft.workdir.glob("log/*"))  # nothing started
+
+
+def test_report_opens_in_headless_chromium(demo_run, rdft, tmp_path):
+    """The HTML report of the finished two-loop run, rendered by Debian's chromium."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    log = log_dir_of(demo_run.stdout)
+    page = tmp_path / "report.html"
+    made = rdft("report", str(log), "--output", str(page))
+    assert made.returncode == 0 and made.stdout.strip() == str(page), made.output
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    rows = re.findall(r"<tr[ >]", dom.split('id="summary"')[1].split("</table>")[0])
+    assert len(rows) == 3  # header + two loops
+    assert re.search(r'<img id="score-plot"[^>]+src="data:image/png;base64,', dom)
+    artifacts = Path(os.environ.get("RDFT_TEST_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()], capture_output=True, timeout=120
+    )
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[0] >= 1000 and pixels.std() > 0.01  # drawn, not blank
+    print(f"screenshot: {shot}")

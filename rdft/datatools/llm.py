@@ -252,9 +252,9 @@ class ModelPool:
     @staticmethod
     def _describe(error: Exception) -> str:
         """The error's kind, never its message: provider messages can echo the key."""
-        import litellm
+        import openai
 
-        status = f" ({error.status_code})" if isinstance(error, litellm.APIError) and error.status_code else ""
+        status = f" ({error.status_code})" if isinstance(error, openai.APIStatusError) else ""
         return type(error).__name__ + status
 
     # --- many requests -------------------------------------------------------------------------

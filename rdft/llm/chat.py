@@ -125,6 +125,7 @@ class ChatLLM:
 
     def _call_with_retries(self, messages: list[dict]) -> str:
         import litellm
+        import openai
 
         litellm.suppress_debug_info = True
         s = self.settings
@@ -143,7 +144,7 @@ class ChatLLM:
                 return self._call(litellm, messages)
             except transient as error:
                 last = type(error).__name__  # never the message: providers echo parts of the key
-            except litellm.APIError as error:
+            except openai.OpenAIError as error:  # every litellm error: auth, bad request, unknown model
                 raise LLMUnavailable(
                     f"the chat model {self.model} refused the request ({type(error).__name__}); check CHAT_MODEL, "
                     "OPENAI_API_KEY and OPENAI_API_BASE"

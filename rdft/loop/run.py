@@ -54,6 +54,7 @@ class RunArgs(BaseModel):
     timeout_s: float | None = None
     demo: bool = False
     eval_limit: int | None = None
+    no_sync: bool = False
 
 
 class DatasetChoice(BaseModel):
@@ -197,6 +198,7 @@ class Run:
                     model=scenario.base_model.path,
                     adapter=None,
                     limit=self.args.eval_limit,
+                    console=self.console,
                 ),
             )
             if split == "validation":
@@ -262,6 +264,20 @@ class Run:
             node.validation, node.validation_ci95 = outcome["validation"]["value"], outcome["validation"]["ci95"]
             node.test = outcome["test"]["value"]
         self.save()
+        self.sync()
+
+    def sync(self) -> None:
+        """After each loop, the log goes to RDFT_REMOTE (unless --no-sync); a failed sync only warns."""
+        if not self.settings.rdft_remote or self.args.no_sync:
+            return
+        from rdft.sync import sync_up
+
+        write_report(self.log_dir, self.trace, self.args)
+        try:
+            stats = sync_up(self.log_dir, self.settings.rdft_remote, self.settings)
+            self.console.print(f"rdft: synced the log to {self.settings.rdft_remote} ({stats.sent} file(s) sent)")
+        except (RdftError, OSError) as error:
+            self.console.print(f"rdft: log sync to {self.settings.rdft_remote} failed ({error}); the run goes on")
 
     def stage(self, loop_dir: Path, name: str, node: Node, work) -> tuple[str, str] | None:
         """Run one stage: its record on success, failure.json (and the failure) when it fails."""
@@ -272,7 +288,10 @@ class Run:
             shutil.rmtree(stage_dir, ignore_errors=True)
         stage_dir.mkdir(parents=True, exist_ok=True)
         self.chat_file = stage_dir / "chat.jsonl"
-        self.console.rule(f"Loop {node.loop} · {name}")
+        best = self.trace.best()
+        elapsed = datetime.timedelta(seconds=int(self.spent_before + time.monotonic() - self.started))
+        score = f"best {best.validation:.4g} (loop {best.loop})" if best else f"base {self.trace.baseline_validation}"
+        self.console.rule(f"Loop {node.loop}/{self.args.loop_n} · {name} · {score} · {elapsed}")
         start = time.monotonic()
         self.steps += 1
         try:
@@ -443,7 +462,14 @@ def summary(trace: Trace, args: RunArgs) -> dict:
 
 
 def write_report(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
-    """A readable summary (report.md); `rdft report` draws the HTML one."""
+    """report.md (a plain summary) and report.html (tables, plots, diffs: rdft.report)."""
+    from rdft.report import write_report as write_html
+
+    write_markdown(log_dir, trace, args)
+    return write_html(log_dir)
+
+
+def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
     s = summary(trace, args)
     lines = [
         f"# rdft run: {args.base_model} on {args.benchmark}",

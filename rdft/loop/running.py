@@ -58,17 +58,19 @@ def scored(
     model: str,
     adapter: Path | None,
     limit: int | None,
+    console: Console,
 ) -> dict:
     try:
-        summary = evaluate(
-            settings,
-            model=model,
-            adapter=adapter,
-            benchmark=scenario.benchmark,
-            output=output,
-            split=split,
-            limit=limit,
-        )
+        with console.status(f"scoring the {split} split with lm-eval ({scenario.benchmark})"):
+            summary = evaluate(
+                settings,
+                model=model,
+                adapter=adapter,
+                benchmark=scenario.benchmark,
+                output=output,
+                split=split,
+                limit=limit,
+            )
     except RdftError as error:
         raise StepFailed("eval", str(error)) from None
     primary = summary["primary"]
@@ -172,13 +174,21 @@ def run_experiment(
             model=model,
             adapter=adapter,
             limit=eval_limit,
+            console=console,
         ),
     )
     test = step(
         stage_dir,
         "test",
         lambda: scored(
-            settings, scenario, benchmark_dir / "test", "test", model=model, adapter=adapter, limit=eval_limit
+            settings,
+            scenario,
+            benchmark_dir / "test",
+            "test",
+            model=model,
+            adapter=adapter,
+            limit=eval_limit,
+            console=console,
         ),
     )
     return {"data": data_record, "train": train_record, "validation": validation, "test": test}

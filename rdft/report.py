@@ -1,0 +1,217 @@
+"""`rdft report LOGDIR`: one static HTML file for a run, finished or still going.
+
+The summary table (loop, hypothesis, decision, validation score ± CI, hidden test score,
+durations), the score per loop against the base model and the best so far, and per loop: the
+hypothesis, the files changed against the parent, the training loss curve and the errors.
+Plots are drawn with matplotlib and embedded as PNG, so the file needs no server."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rdft.errors import RdftError
+
+DIFFED = ("process_data.py", "data_recipe.json", "train.yaml")
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#f3f3f3}.best{background:#e8f6e8}.failed{background:#fbeaea}
+pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}.add{color:#17692d}.del{color:#a11}
+section{border-top:2px solid #ddd;margin-top:2em}img{max-width:100%}"""
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def score_plot(summary: dict) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary.get("loops", [])
+    baseline = (summary.get("baseline") or {}).get("validation")
+    if not rows and baseline is None:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 3.6))
+    loops = [r["loop"] for r in rows]
+    scored = [(r["loop"], r["validation"]) for r in rows if r["validation"] is not None]
+    if scored:
+        axes.plot(*zip(*scored, strict=True), "o", color="#1f77b4", label="validation")
+    failed = [r["loop"] for r in rows if r["decision"] == "failed"]
+    if failed:
+        axes.plot(failed, [baseline or 0] * len(failed), "x", color="#c00", label="failed")
+    if baseline is not None:
+        axes.axhline(baseline, linestyle="--", color="#888", label="base model")
+    best, steps = baseline, []
+    for row in rows:
+        if row["decision"] == "new best":
+            best = row["validation"]
+        steps.append(best)
+    if loops and any(s is not None for s in steps):
+        axes.step(loops, steps, where="post", color="#2ca02c", label="best so far")
+    axes.set_xlabel("loop")
+    axes.set_ylabel(summary.get("metric") or "primary metric")
+    if loops:
+        axes.set_xticks(loops)
+    axes.legend(loc="best", fontsize=8)
+    axes.grid(alpha=0.3)
+    image = _png(figure)
+    plt.close(figure)
+    return image
+
+
+def loss_plot(metrics: Path) -> str | None:
+    if not metrics.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []
+    for line in metrics.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line being written right now
+        if "loss" in row and "step" in row:
+            points.append((row["step"], row["loss"]))
+    if not points:
+        return None
+    figure, axes = plt.subplots(figsize=(5, 2.4))
+    axes.plot(*zip(*points, strict=True), color="#d62728")
+    axes.set_xlabel("step")
+    axes.set_ylabel("training loss")
+    axes.grid(alpha=0.3)
+    image = _png(figure)
+    plt.close(figure)
+    return image
+
+
+def _css(line: str) -> str:
+    return "add" if line.startswith("+") else "del" if line.startswith("-") else ""
+
+
+def diff_html(parent: Path | None, child: Path) -> str:
+    parts = []
+    for name in DIFFED:
+        new = (child / name).read_text().splitlines() if (child / name).is_file() else []
+        old = (parent / name).read_text().splitlines() if parent and (parent / name).is_file() else []
+        if not new and not old:
+            continue
+        lines = list(difflib.unified_diff(old, new, f"parent/{name}", f"this/{name}", lineterm="", n=2))
+        if not lines:
+            parts.append(f"<p>{name}: unchanged</p>")
+            continue
+        body = "\n".join(f'<span class="{_css(x)}">{html.escape(x)}</span>' for x in lines[:400])
+        parts.append(f"<pre>{body}</pre>")
+    return "".join(parts) or "<p>no files yet</p>"
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
+def build(log_dir: Path) -> str:
+    run = _read(log_dir / "run.json")
+    if run is None:
+        raise RdftError(f"{log_dir} is not an rdft run folder (no readable run.json)")
+    summary = _read(log_dir / "summary.json") or {"loops": [], "baseline": {}}
+    scenario = _read(log_dir / "scenario.json") or {}
+    summary["metric"] = scenario.get("primary_metric")
+    e = html.escape
+    title = f"rdft: {run['base_model']} on {run['benchmark']}"
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{STYLE}</style>"
+        f"</head><body><h1>{e(title)}</h1>"
+    ]
+    base = summary.get("baseline") or {}
+    best = summary.get("best")
+    out.append(
+        f"<p>Base model: validation {_fmt(base.get('validation'))} {_fmt(base.get('validation_ci95'))}, "
+        f"test {_fmt(base.get('test'))}. Best: "
+        + (
+            f"loop {best['loop']} (validation {_fmt(best['validation'])}, test {_fmt(best['test'])})"
+            if best
+            else "the base model"
+        )
+        + f". Loops planned: {run['loop_n']}.</p>"
+    )
+    out.append(
+        "<table id='summary'><tr><th>loop</th><th>hypothesis</th><th>decision</th><th>validation ± 95% CI</th>"
+        "<th>test</th><th>durations (s)</th></tr>"
+    )
+    for row in summary.get("loops", []):
+        ci = row.get("validation_ci95")
+        shown = _fmt(row["validation"]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+        seconds = ", ".join(f"{k} {v:.0f}" for k, v in (row.get("seconds") or {}).items())
+        css = "best" if row["decision"] == "new best" else "failed" if row["decision"] == "failed" else ""
+        out.append(
+            f"<tr class='{css}'><td>{row['loop']}</td><td>{e(row['hypothesis'])}</td><td>{e(row['decision'])}"
+            f"</td><td>{shown}</td><td>{_fmt(row['test'])}</td><td>{e(seconds)}</td></tr>"
+        )
+    out.append("</table>")
+    plot = score_plot(summary)
+    if plot:
+        out.append(f"<h2>Score per loop</h2><img id='score-plot' alt='score per loop' src='{plot}'>")
+    for row in summary.get("loops", []):
+        loop_dir = log_dir / f"Loop_{row['loop']}"
+        proposal = _read(loop_dir / "direct_exp_gen" / "proposal.json") or {}
+        parent = row.get("parent")
+        parent_ws = log_dir / f"Loop_{parent}" / "workspace" if parent is not None else None
+        out.append(
+            f"<section><h2>Loop {row['loop']} — {e(row['decision'])}</h2>"
+            f"<p><b>Hypothesis:</b> {e(row['hypothesis'])}</p>"
+            f"<p><b>Why:</b> {e(proposal.get('reason', ''))}</p>"
+            f"<p><b>Parent:</b> {'loop ' + str(parent) if parent is not None else 'the base model'}</p>"
+            f"<h3>Files changed against the parent</h3>{diff_html(parent_ws, loop_dir / 'workspace')}"
+        )
+        loss = loss_plot(loop_dir / "workspace" / "output" / "metrics.jsonl")
+        if loss:
+            out.append(f"<h3>Training loss</h3><img alt='training loss' src='{loss}'>")
+        errors = []
+        for stage in ("direct_exp_gen", "coding", "running"):
+            failure = _read(loop_dir / stage / "failure.json")
+            if failure:
+                errors.append(f"{stage} ({failure['type']}): {failure['error']}")
+        for evaluation in sorted((loop_dir / "coding").glob("round_*/evaluation.json")):
+            record = _read(evaluation) or {}
+            if record.get("error"):
+                errors.append(f"coding {evaluation.parent.name}: {record['error']}")
+        if errors:
+            out.append("<h3>Errors</h3>" + "".join(f"<pre>{e(text[-3000:])}</pre>" for text in errors))
+        feedback = _read(loop_dir / "feedback" / "feedback.json")
+        if feedback:
+            out.append(f"<h3>Feedback</h3><p>{e(feedback.get('explanation', ''))}</p>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(log_dir: Path, output: Path | None = None) -> Path:
+    log_dir = log_dir.expanduser().resolve()
+    output = (output or log_dir / "report.html").expanduser().resolve()
+    text = build(log_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, output)
+    return output
