@@ -50,14 +50,16 @@ def completion(model: str, content: str, number: int) -> dict:
 
 
 class LLMServer:
-    def __init__(self, reply: Callable[[dict], object]):
+    def __init__(self, reply: Callable[[dict], object], *, keep_alive: bool = True):
         self.reply = reply
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as real providers
+            # Keep-alive, as real providers; the throughput server closes each connection instead,
+            # since 64 threads sharing pooled keep-alive sockets occasionally trip httpcore.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -136,7 +138,7 @@ def main() -> None:
         time.sleep(args.latency)
         return args.answer
 
-    with LLMServer(reply) as server:
+    with LLMServer(reply, keep_alive=False) as server:
         print(server.base_url, flush=True)
         threading.Event().wait()
 

@@ -129,20 +129,32 @@ def test_64_workers_keep_up_with_the_latency(rdft_data, tmp_path):
             return litellm.completion(model="openai/bare", messages=ask(f"b{i}"), api_base=base_url,
                                       api_key=SECRET, timeout=30, num_retries=0)  # fmt: skip
 
-        bare(0)
-        start = time.monotonic()
-        with ThreadPoolExecutor(workers) as executor:
-            list(executor.map(bare, range(n)))
-        baseline = time.monotonic() - start
-
         models = rdft_data.ModelPool(["openai/a", "openai/b"], api_key=SECRET, api_base=base_url, workers=workers,
                                      cache=tmp_path / "cache", timeout=30)  # fmt: skip
-        start = time.monotonic()
-        replies = models.map([f"q{i}" for i in range(n)], ask, progress=False)
-        elapsed = time.monotonic() - start
+
+        def timed(work) -> float:
+            start = time.monotonic()
+            work()
+            return time.monotonic() - start
+
+        def bare_run() -> None:
+            with ThreadPoolExecutor(workers) as executor:
+                list(executor.map(bare, range(n)))
+
+        def pool_run(trial: int) -> None:
+            replies = models.map([f"q{trial}-{i}" for i in range(n)], ask, progress=False)
+            assert all(replies)
+
+        bare(0)
+        # Alternate the two twice and keep each one's best: a burst of load on this shared machine
+        # must not decide the comparison.
+        baseline, elapsed = float("inf"), float("inf")
+        for trial in range(2):
+            baseline = min(baseline, timed(bare_run))
+            elapsed = min(elapsed, timed(lambda t=trial: pool_run(t)))
     finally:
         server.kill()
-    assert all(replies) and models.usage.calls == n
+    assert models.usage.calls == 2 * n and models.usage.cache_hits == 0
     print(f"ideal {ideal:.2f} s, bare litellm {baseline:.2f} s, pool {elapsed:.2f} s")
     assert elapsed <= 1.3 * max(ideal, baseline), (ideal, baseline, elapsed)
 

@@ -34,7 +34,7 @@ from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.coding import CodingResult, StepFailed, code
 from rdft.loop.feedback import Feedback, judge
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
-from rdft.loop.running import run_experiment, scored, step, write_json
+from rdft.loop.running import baseline_score, run_experiment, step, write_json
 from rdft.loop.scenario import Scenario, build_scenario, default_datasets
 from rdft.loop.trace import Node, Trace
 from rdft.runner import kill_recorded_groups, track_process_groups
@@ -190,15 +190,8 @@ class Run:
             record = step(
                 directory,
                 split,
-                lambda s=split: scored(
-                    self.settings,
-                    scenario,
-                    directory / s,
-                    s,
-                    model=scenario.base_model.path,
-                    adapter=None,
-                    limit=self.args.eval_limit,
-                    console=self.console,
+                lambda s=split: baseline_score(
+                    self.settings, scenario, directory / s, s, limit=self.args.eval_limit, console=self.console
                 ),
             )
             if split == "validation":

@@ -6,8 +6,10 @@ Each step writes its record under the stage folder when it finishes (`data.json`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from rdft.errors import RdftError
 from rdft.evaluation.run import evaluate
 from rdft.loop.coding import StepFailed, managed_config, read_samples, run_data_script, write_config
 from rdft.loop.scenario import Scenario
+from rdft.resources import evaluation_dir
 from rdft.settings import Settings
 from rdft.training.run import TrainingFailed, train
 
@@ -82,6 +85,46 @@ def scored(
         "items": summary["items"],
         "metrics": summary["metrics"],
     }
+
+
+def baseline_key(scenario: Scenario, split: str, limit: int | None) -> str:
+    """Same model files, benchmark, split, limit and scorer code: the same scores."""
+    model = Path(scenario.base_model.path)
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model.iterdir() if p.is_file())
+    scorers = sorted(
+        (p.relative_to(evaluation_dir()).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in evaluation_dir().rglob("*")
+        if p.is_file() and p.suffix in (".py", ".yaml", ".jsonl")
+    )
+    blob = json.dumps([str(model), files, scenario.benchmark, split, limit, scorers])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def baseline_score(
+    settings: Settings, scenario: Scenario, output: Path, split: str, *, limit: int | None, console: Console
+) -> dict:
+    """The base model's score on `split`, cached under FT_FILE_PATH/baselines (RD-Agent caches it
+    too): every run of the same model and benchmark starts from the same, once-computed numbers."""
+    cache = settings.ft_file_path.expanduser().resolve() / "baselines" / baseline_key(scenario, split, limit)
+    if not (cache / "record.json").is_file():
+        record = scored(settings, scenario, output, split, model=scenario.base_model.path, adapter=None,
+                        limit=limit, console=console)  # fmt: skip
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".staging-"))
+        shutil.copytree(output, staging / "out", ignore=shutil.ignore_patterns(".hf_datasets"))
+        relative = {k: str(Path(record[k]).relative_to(output)) if k in ("dir", "items") else v
+                    for k, v in record.items()}  # fmt: skip
+        (staging / "record.json").write_text(json.dumps(relative))
+        try:
+            os.rename(staging, cache)
+        except OSError:  # another run cached it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return record
+    console.print(f"rdft: the base model's {split} score comes from the cache ({cache})")
+    shutil.rmtree(output, ignore_errors=True)
+    shutil.copytree(cache / "out", output)
+    record = json.loads((cache / "record.json").read_text())
+    return {**record, "dir": str(output), "items": str(output / record["items"]), "cached": str(cache)}
 
 
 def run_experiment(
