@@ -224,7 +224,8 @@ def batch_command(tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: 
 
     from rdft.batch import run_batch
 
-    code = run_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, max_parallel=max_parallel, console=Console())
+    console = Console(soft_wrap=True)  # paths and commands stay whole in logs
+    code = run_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, max_parallel=max_parallel, console=console)
     sys.exit(code)
 
 

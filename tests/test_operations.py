@@ -2,6 +2,7 @@
 `rdft batch` (two tiny CPU runs side by side; bad task files; --dry-run)."""
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -171,3 +172,31 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
         assert (log / "report.html").is_file()
     assert json.loads((logs[1] / "scenario.json").read_text())["description"] == "parity of numbers"
     assert result.stdout.count(": ok; log") == 2
+
+
+def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
+    tiny = {"model": "tiny:llama", "benchmark": "demo_parity", "gpus": "", "loop_n": 1}
+    tasks = write_tasks(tmp_path / "tasks.json", [tiny, tiny])
+    proc = subprocess.Popen(["rdft", "batch", str(tasks), "--no-sync"], cwd=rdft.workdir,
+                            env=clean_environ(**shared_dirs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    started = []
+    while len(started) < 2 and time.monotonic() < deadline:
+        started = list((rdft.workdir / "log").glob("batch-*/*/baseline"))
+        time.sleep(0.2)
+    assert len(started) == 2, "the tasks did not start"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-3000:]
+    resumes = re.findall(r"resume with `rdft run --resume (\S+)`", output)
+    assert len(resumes) == 2, output[-3000:]
+    for log in map(Path, resumes):
+        # Every process the task started is gone.
+        for record in (log / ".processes").glob("*.pid"):
+            pid = int(record.read_text().split()[0])
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    resumed = rdft("run", "--resume", resumes[0], env=shared_dirs, timeout=900)
+    assert resumed.returncode == 0, resumed.output[-3000:]
+    summary = json.loads((Path(resumes[0]) / "summary.json").read_text())
+    assert [row["loop"] for row in summary["loops"]] == [1] and summary["loops"][0]["decision"] != "running"

@@ -402,6 +402,9 @@ class Run:
                 self.loop(index, scenario)
         except _Stop:
             return False
+        except KeyboardInterrupt:
+            self.console.print(f"rdft: interrupted; resume with `rdft run --resume {self.log_dir}`")
+            raise
         finally:
             track_process_groups(None)
             self._persist_spent()
