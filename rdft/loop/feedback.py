@@ -110,7 +110,11 @@ def judge(
             next_steps=explanation.next_steps,
         )
     validation = outcome["validation"]
-    comparison = compare_runs(settings, scenario.benchmark, best_items, Path(validation["items"]))
+    try:
+        comparison = compare_runs(settings, scenario.benchmark, best_items, Path(validation["items"]))
+    except RdftError as error:  # an evaluation crash is this loop's feedback, not the run's end
+        return Feedback(decision=False, status="failed", error_type="eval", error=str(error),
+                        explanation=f"The comparison with {best_label} failed: {error}")  # fmt: skip
     better = (comparison["difference"] or 0) > 0 and comparison["p_not_better"] < settings.rdft_significance
     wrong = wrong_samples(Path(validation["dir"]), scenario.primary_metric)
     summary = (

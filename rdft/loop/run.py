@@ -250,7 +250,9 @@ class Run:
         if not (loop_dir / "feedback" / "feedback.json").exists():
             self.stage(loop_dir, "feedback", node, lambda: self.feedback(scenario, proposal, outcome, failure, node))
         feedback = Feedback.model_validate_json((loop_dir / "feedback" / "feedback.json").read_text())
-        node.status = "failed" if failure else "done"
+        node.status = "failed" if failure or feedback.status == "failed" else "done"
+        if failure is None and feedback.error_type:  # the comparison itself failed
+            failure = (feedback.error_type, feedback.error or "")
         node.error_type, node.error = (failure[0], failure[1][-2000:]) if failure else (None, None)
         node.accepted = feedback.decision
         if outcome:
