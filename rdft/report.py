@@ -12,11 +12,10 @@ import difflib
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 
 DIFFED = ("process_data.py", "data_recipe.json", "train.yaml")
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -209,9 +208,5 @@ def write_report(log_dir: Path, output: Path | None = None) -> Path:
     log_dir = log_dir.expanduser().resolve()
     output = (output or log_dir / "report.html").expanduser().resolve()
     text = build(log_dir)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, output)
+    write_atomic(output, text)
     return output

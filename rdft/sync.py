@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 from rdft.settings import Settings
 
 STATE = ".rdft-sync.json"
@@ -100,10 +101,7 @@ def _save_state(log_dir: Path, url: str, sent: dict[str, str]) -> None:
     except (OSError, ValueError):
         everything = {}
     everything[url] = sent
-    fd, tmp = tempfile.mkstemp(dir=log_dir, prefix=".sync-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(everything, handle)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(everything))
 
 
 def _remote_sizes(fs, root: str) -> dict[str, int]:

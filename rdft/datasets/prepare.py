@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from rdft.datasets.registry import DatasetEntry
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 from rdft.settings import Settings
 
 MANIFEST = ".rdft-dataset.json"
@@ -64,13 +65,6 @@ def read_manifest(path: Path) -> PreparedDataset | None:
 FENCE = re.compile(r"^\s*```[\w-]*\s*\n?|\n?\s*```\s*$")
 
 
-def _write_json_atomically(value, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)  # a new file: a hard link back into the Hub folder stays untouched
-
-
 def normalise_rcr(root: Path) -> list[str]:
     """In chemcotbench-cot/rxn/rcr.json, move `gt` into `meta` and rename `cot_result` to
     `struct_cot` with its markdown fence stripped, so rcr rows have the other subtasks' fields."""
@@ -88,7 +82,7 @@ def normalise_rcr(root: Path) -> list[str]:
         if "cot_result" in row:
             value = row.pop("cot_result")
             row["struct_cot"] = FENCE.sub("", value).strip() if isinstance(value, str) else value
-    _write_json_atomically(rows, path)
+    write_atomic(path, json.dumps(rows, ensure_ascii=False, indent=1))  # a new file: the Hub folder's link stays
     return [str(path.relative_to(root))]
 
 

@@ -16,11 +16,9 @@ import argparse
 import csv
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
-from .records import TokenCounter
+from .records import TokenCounter, write_atomically
 
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
 SAMPLES = 3
@@ -132,14 +130,6 @@ def render(profile: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Profile a prepared dataset folder.")
     parser.add_argument("folder", type=Path)
@@ -148,8 +138,10 @@ def main() -> None:
     parser.add_argument("--name")
     args = parser.parse_args()
     profile = profile_folder(args.folder, args.tokenizer, args.name)
-    write_atomically(render(profile) + "\n", args.out.with_suffix(".txt"))
-    write_atomically(json.dumps(profile, ensure_ascii=False, indent=1), args.out)  # last: the cache's mark
+    write_atomically(args.out.with_suffix(".txt"), lambda handle: handle.write(render(profile) + "\n"))
+    write_atomically(
+        args.out, lambda handle: json.dump(profile, handle, ensure_ascii=False, indent=1)
+    )  # last: the mark
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def filter_by_tokens(
     return kept, len(samples) - len(kept)
 
 
-def _write_atomically(path: Path, write: Callable) -> Path:
+def write_atomically(path: Path, write: Callable) -> Path:
+    """`write(handle)` into a sibling file, then renamed over `path`: all or nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -107,7 +108,7 @@ def write_chat_jsonl(samples: Iterable[dict], path: str | Path) -> Path:
     samples = list(samples)
     for number, sample in enumerate(samples):
         _check_chat(sample, number)
-    return _write_atomically(
+    return write_atomically(
         path, lambda handle: handle.writelines(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples)
     )
 
@@ -118,4 +119,4 @@ def write_alpaca_json(samples: Iterable[dict], path: str | Path) -> Path:
     for number, sample in enumerate(samples):
         if not isinstance(sample.get("instruction"), str) or not isinstance(sample.get("output"), str):
             raise ValueError(f"sample {number} needs string `instruction` and `output`")
-    return _write_atomically(path, lambda handle: json.dump(samples, handle, ensure_ascii=False, indent=1))
+    return write_atomically(path, lambda handle: json.dump(samples, handle, ensure_ascii=False, indent=1))

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 from rdft.settings import Settings
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-table download at import
@@ -91,12 +91,7 @@ class ChatLLM:
     def _store(self, messages: list[dict], content: str) -> None:
         if not self.settings.dump_chat_cache:
             return
-        path = self._cache_path(messages)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"model": self.model, "content": content}, handle)
-        os.replace(tmp, path)
+        write_atomic(self._cache_path(messages), json.dumps({"model": self.model, "content": content}))
 
     # --- calls ---------------------------------------------------------------------------------
     def complete(self, messages: list[dict], *, purpose: str = "chat") -> str:

@@ -25,7 +25,7 @@ from rdft.datasets.toolkit import data_script_environment
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.llm import ChatLLM
-from rdft.loop.proposal import Params, Proposal
+from rdft.loop.proposal import Params, Proposal, default_params
 from rdft.loop.scenario import Scenario
 from rdft.resources import evaluation_dir, recipes_dir
 from rdft.runner import run_in_env
@@ -134,7 +134,7 @@ Example train.yaml:
 def llm_files(
     llm: ChatLLM, scenario: Scenario, proposal: Proposal, current: dict[str, str], error: str | None
 ) -> dict[str, str]:
-    example = yaml.safe_dump(train_config(scenario, proposal.params or _fallback(scenario)), sort_keys=False)
+    example = yaml.safe_dump(train_config(scenario, proposal.params or default_params(scenario)), sort_keys=False)
     files = "\n\n".join(f"--- {name} ---\n{text}" for name, text in current.items()) or "(none yet)"
     task = (
         f"Hypothesis: {proposal.hypothesis}\nData recipe: {proposal.data_recipe}\n"
@@ -147,12 +147,6 @@ def llm_files(
         [{"role": "system", "content": system}, {"role": "user", "content": ask}], CodeFiles, purpose="coding"
     )
     return {"process_data.py": reply.process_data_py, "train.yaml": reply.train_yaml}
-
-
-def _fallback(scenario: Scenario) -> Params:
-    from rdft.loop.proposal import default_params
-
-    return default_params(scenario)
 
 
 def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:

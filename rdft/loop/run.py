@@ -30,6 +30,7 @@ from rich.console import Console
 from rdft.datasets.registry import get_dataset, registry
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.files import write_atomic
 from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.coding import CodingResult, StepFailed, code
 from rdft.loop.feedback import Feedback, judge
@@ -490,7 +491,7 @@ def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
         else "Best: the base model (no experiment beat it significantly)",
     ]
     path = log_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rdft.datasets.leakage import drop_evaluation_questions
 from rdft.errors import RdftError
 from rdft.evaluation.run import evaluate
+from rdft.files import write_atomic
 from rdft.loop.coding import StepFailed, managed_config, read_samples, run_data_script, write_config
 from rdft.loop.scenario import Scenario
 from rdft.resources import evaluation_dir
@@ -27,11 +28,7 @@ from rdft.training.run import TrainingFailed, train
 
 
 def write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(value, handle, indent=1, default=str)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value, indent=1, default=str))
 
 
 def step(stage_dir: Path, name: str, work: Callable[[], dict]) -> dict:
@@ -163,9 +160,7 @@ def run_experiment(
             if target.suffix == ".json"
             else "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in kept)
         )
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(lines)
-        os.replace(tmp, target)
+        write_atomic(target, lines)
         console.print(f"rdft: {len(kept)} samples ({leaked} dropped by the leakage guard, {over} over the limit)")
         return {
             "file": target.name,

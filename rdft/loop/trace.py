@@ -5,12 +5,12 @@ scored, whether it became the best. Greedy search extends the best node; AIDE-st
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
+
+from rdft.files import write_atomic
 
 
 class Node(BaseModel):
@@ -63,10 +63,7 @@ class Trace(BaseModel):
         return (best.loop, "improve") if best else (None, "draft" if not self.nodes else "improve")
 
     def save(self, path: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trace-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.model_dump_json(indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, self.model_dump_json(indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Trace:

@@ -5,7 +5,6 @@ recipe `sft.py` copied in, and `launch.sh`."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 from rdft.training.config import TrainConfig
 
 
@@ -103,14 +103,6 @@ def deepspeed_config(config: TrainConfig, layout: Layout) -> dict:
         "fp16": {"enabled": config.model.dtype == "float16"},
         "zero_allow_untested_optimizer": True,
     }
-
-
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    if mode is not None:
-        tmp.chmod(mode)
-    os.replace(tmp, path)
 
 
 def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, recipes: Path) -> Path:

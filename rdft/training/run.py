@@ -15,11 +15,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from rdft.envs import Env, EnvManager
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 from rdft.resources import recipes_dir
 from rdft.runner import run_in_env
 from rdft.settings import Settings
 from rdft.training.config import TrainConfig, load_config
-from rdft.training.launch import Layout, choose_layout, write_atomic, write_launch_files
+from rdft.training.launch import Layout, choose_layout, write_launch_files
 from rdft.training.planner import Plan, plan, shape_from_config
 
 
