@@ -1,12 +1,14 @@
-"""Write the docs of one benchmark split as JSONL: from the Hugging Face repo, or a local file.
+"""Write the docs of benchmark splits as JSONL: from the Hugging Face repo, or a local file.
 
-    python evaluation/prepare.py --benchmark NAME --split validation|test|all --out DOCS.jsonl
+    python evaluation/prepare.py --benchmark NAME --split validation|test|all [...] --out DOCS.jsonl
                                  [--data PATH] [--limit N] [--seed 0]
 
 Splits: the benchmark's evaluation items are shuffled with a fixed seed; the validation split
 is the first min(100, n // 2) of them, the hidden test split the next as many (disjoint).
-`all` keeps every item in its original order. ChemCoTBench rows are first narrowed to the
-benchmark's task family. Runs in the eval env; imports nothing from rdft.
+`all` keeps every item in its original order. Several splits are written one after the other
+(the leakage guard reads validation and test together). ChemCoTBench rows are first narrowed
+to the benchmark's task family. Every item is checked against the family's doc schema before
+anything is written. Runs in the eval env; imports nothing from rdft.
 """
 
 from __future__ import annotations
@@ -22,18 +24,43 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
+# The fields every doc of a benchmark must have (alternatives separated by |).
+SCHEMA = {
+    "aime": ["problem|Problem", "answer|Answer"],
+    "panorama_par4pc": ["application_number", "claim_number", "context", "options", "gold_answers"],
+    "panorama_pi4pc": ["application_number", "claim_number", "context", "prior_art_specification", "options",
+                       "gold_answers"],
+    "panorama_noc4pc": ["application_number", "claim_number", "context", "prior_art_specifications", "answer"],
+    "chemcotbench": ["subtask|task|prop"],
+    "demo": ["question", "answer"],
+}  # fmt: skip
+
+
 def read_local(path: Path) -> list[dict]:
     if path.is_dir():
-        return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
+        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(path.glob("*.json"))]
     if path.suffix == ".parquet":
         import pandas
 
         return json.loads(pandas.read_parquet(path).to_json(orient="records"))
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     value = json.loads(text)
     return value if isinstance(value, list) else [value]
+
+
+def check_schema(rows: list, benchmark: str, family: str) -> None:
+    fields = SCHEMA.get(benchmark) or SCHEMA.get(family) or []
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise SystemExit(f"prepare: item {number} is not a JSON object; give {benchmark}'s own docs")
+        for options in fields:
+            if not any(row.get(name) not in (None, "") for name in options.split("|")):
+                shown = " or ".join(repr(name) for name in options.split("|"))
+                raise SystemExit(
+                    f"prepare: item {number} has no {shown}, which {benchmark} docs hold; give {benchmark}'s own docs"
+                )
 
 
 def read_hub(hub: dict) -> list[dict]:
@@ -70,7 +97,7 @@ def split(rows: list[dict], which: str, seed: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", required=True)
-    parser.add_argument("--split", choices=["validation", "test", "all"], default="validation")
+    parser.add_argument("--split", choices=["validation", "test", "all"], nargs="+", default=["validation"])
     parser.add_argument("--data", type=Path, help="A local file or folder instead of the Hub repo.")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int)
@@ -83,14 +110,28 @@ def main() -> None:
         rows = read_local(HERE / entry["data"])  # shipped with rdft (the demo benchmark)
     else:
         rows = read_hub(entry["hub"])
-    rows = split(in_family(rows, args.benchmark), args.split, args.seed)[: args.limit]
     if not rows:
-        raise SystemExit(f"prepare: no {args.split} items for {args.benchmark}; the data holds too few rows")
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        raise SystemExit(f"prepare: the data holds no items for {args.benchmark}")
+    check_schema(rows, args.benchmark, entry["family"])
+    rows = in_family(rows, args.benchmark)
+    chosen = []
+    for which in args.split:
+        part = split(rows, which, args.seed)[: args.limit]
+        if not part:
+            raise SystemExit(f"prepare: no {which} items for {args.benchmark}; the data holds too few rows")
+        chosen += part
+    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in chosen), encoding="utf-8")
     os.replace(tmp, args.out)
-    print(json.dumps({"docs": str(args.out), "n": len(rows)}))
+    print(json.dumps({"docs": str(args.out), "n": len(chosen)}))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"prepare: not valid JSON ({error.msg}, line {error.lineno}); fix the file") from None
+    except UnicodeDecodeError:
+        raise SystemExit("prepare: the file is not UTF-8 text; give the benchmark's docs as UTF-8 JSON") from None
+    except ValueError as error:  # e.g. a parquet file pandas cannot read
+        raise SystemExit(f"prepare: cannot read the data ({error})") from None

@@ -106,6 +106,42 @@ def bootstrap_ci(family: Family, items: list[dict], metric: str, resamples: int 
     return [values[int(0.025 * (len(values) - 1))], values[int(0.975 * (len(values) - 1))]]
 
 
+SAME_ANSWER_SHARE = 0.9  # the same answer for this share of items: the model ignores the question
+UNREADABLE_RATE = 0.5
+COLLAPSED_SHARE = 0.9  # this share of (nearly) empty responses
+MIN_ITEMS = 5  # fewer items say nothing about diversity
+
+
+def diagnostics(items: list[dict], responses: list[list[str]]) -> dict:
+    """How degenerate the answers are, in any family: the share of the most common answer, the
+    unreadable rate, and (nearly) empty responses; `flags` says which crossed its line."""
+    n = len(items)
+    answers = [item.get("answer") for item in items]
+    counts: dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            counts[str(answer)] = counts.get(str(answer), 0) + 1
+    common, top = max(counts.items(), key=lambda kv: kv[1]) if counts else (None, 0)
+    texts = [r if isinstance(r, str) else json.dumps(r) for group in responses for r in group]  # logs hold dicts
+    empty = sum(1 for text in texts if len((text or "").strip()) < 4)
+    out = {
+        "most_common_answer": common,
+        "most_common_share": top / n if n else 0.0,
+        "unreadable_rate": sum(a is None for a in answers) / n if n else 0.0,
+        "empty_response_share": empty / len(texts) if texts else 0.0,
+        "median_response_chars": sorted(len(t or "") for t in texts)[len(texts) // 2] if texts else 0,
+    }
+    flags = []
+    if n >= MIN_ITEMS and out["most_common_share"] >= SAME_ANSWER_SHARE:
+        flags.append(f"the same answer ({common}) for {out['most_common_share']:.0%} of items")
+    if n >= MIN_ITEMS and out["unreadable_rate"] >= UNREADABLE_RATE:
+        flags.append(f"{out['unreadable_rate']:.0%} of answers unreadable")
+    if texts and len(texts) >= MIN_ITEMS and out["empty_response_share"] >= COLLAPSED_SHARE:
+        flags.append(f"collapsed length: {out['empty_response_share']:.0%} of responses (nearly) empty")
+    out["flags"] = flags
+    return out
+
+
 def summarize(
     benchmark: str,
     docs: list[dict],
@@ -141,6 +177,7 @@ def summarize(
         },
         "metrics": metrics.get("subtasks", metrics),
         "unavailable": metrics.get("unavailable", []),
+        "diagnostics": diagnostics(items, responses),
     }
     if family.judge is not None:
         judge = family.judge

@@ -183,7 +183,14 @@ def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"problem": "p", "answer": \n')
     args = ["--model", str(aime_models["base"]), "--benchmark", "aime25", "--data", str(broken), *common]
-    assert "cannot read the aime25 data" in one_line_error(rdft("eval", *args, env=cli_env))
+    assert "cannot read the aime25 items: not valid JSON (Expecting value, line 1); fix the file" in one_line_error(
+        rdft("eval", *args, env=cli_env)
+    )
+    wrong = tmp_path / "wrong.jsonl"  # another benchmark's docs: refused before lm-eval starts
+    wrong.write_text(json.dumps({"question": "Which one is a letter: 1-a?", "answer": "a"}) + "\n")
+    args[args.index(str(broken))] = str(wrong)
+    assert "cannot read the aime25 items: item 1 has no 'problem' or 'Problem', which aime25 docs hold; give " \
+        "aime25's own docs" in one_line_error(rdft("eval", *args, env=cli_env))  # fmt: skip
 
 
 def test_backend_model_args(tmp_path):

@@ -51,6 +51,45 @@ def test_aime_avg_at_k_integer_answers(score):
     assert 0 <= low <= 0.5 <= high <= 1
 
 
+def test_aime_non_integer_gold_answers(score):
+    """A gold answer that is not an integer compares by value (exact rationals) or, failing that,
+    as normalised LaTeX; still only the last \\boxed{} counts."""
+    docs = [{"id": f"f{i}", "problem": "p", "answer": a}
+            for i, a in enumerate(["\\frac{1}{2}", "0.5", "1/2", "\\dfrac12", "\\sqrt{2}", "-3"])]  # fmt: skip
+    summary = score(
+        "aime25",
+        docs,
+        rows(
+            ["\\boxed{0.5}", "\\boxed{\\tfrac{1}{2}}", "\\boxed{2/4}"],  # all equal 1/2
+            ["\\boxed{\\frac12}", "$\\boxed{\\dfrac{1}{2}}$", "\\boxed{0.50}"],
+            ["\\boxed{\\frac{1}{2}}", "\\boxed{1/3}", "1/2"],  # right, wrong, unreadable
+            ["\\boxed{1/2}", "\\boxed{\\left(\\frac{1}{2}\\right)}", "\\boxed{0.5}"],  # (½) is not read as ½
+            ["\\boxed{\\sqrt{2}}", "\\boxed{ \\sqrt {2} }", "\\boxed{1.414}"],  # LaTeX equal; no decimal guess
+            ["\\boxed{-3}", "\\boxed{-3.0}", "\\boxed{3}"],
+        ),
+    )
+    # per item: 3/3, 3/3, 1/3, 2/3, 2/3, 2/3 → mean 13/18
+    assert summary["primary"]["value"] == pytest.approx((3 + 3 + 1 + 2 + 2 + 2) / 18)
+    assert summary["metrics"]["n_unreadable"] == 1
+
+
+def test_constant_answers_are_flagged(score):
+    docs = [{"id": f"d{i}", "question": f"Which one is a letter: {i}-a-{i}?", "answer": "abcdefghjk"[i % 10]}
+            for i in range(10)]  # fmt: skip
+    summary = score("demo_letter", docs, rows(*[["\\boxed{a}"] for _ in docs]))
+    assert summary["primary"]["value"] == pytest.approx(0.1)
+    assert summary["diagnostics"]["flags"] == ["the same answer (a) for 100% of items"]
+    summary = score("demo_letter", docs, rows(*[["I do not know."] for _ in docs]))
+    assert summary["diagnostics"]["flags"] == ["100% of answers unreadable"]
+    summary = score("demo_letter", docs, rows(*[[""] for _ in docs]))
+    assert summary["diagnostics"]["flags"] == [
+        "100% of answers unreadable",
+        "collapsed length: 100% of responses (nearly) empty",
+    ]
+    summary = score("demo_letter", docs, rows(*[[f"\\boxed{{{d['answer']}}}"] for d in docs]))
+    assert summary["primary"]["value"] == 1.0 and summary["diagnostics"]["flags"] == []
+
+
 def test_par4pc(score):
     options = {letter: {"title": letter} for letter in "ABCDEFGH"}
     docs = [
@@ -84,13 +123,19 @@ def test_pi4pc(score):
     doc = {"options": options, "gold_answers": [9], "silver_answers": [66], "negative_answers": [54, 3, 39]}
     summary = score(
         "panorama_pi4pc",
-        [doc] * 4,
-        rows(['{"answer": 9}'], ['{"answer": "66"}'], ["Paragraph 9 is the one."], ['{"answer": 12}']),
+        [doc] * 5,
+        rows(
+            ['{"answer": 9}'],
+            ['{"answer": "66"}'],
+            ["Paragraph 9 is the one."],
+            ['{"answer": 12}'],
+            ['{"answer": [9]}'],  # a list is not an answer (the authors' code rejects it too)
+        ),
     )
-    assert summary["primary"]["name"] == "gold_hit_rate" and summary["primary"]["value"] == pytest.approx(1 / 4)
-    assert summary["metrics"]["custom_score"] == pytest.approx((1 + 0.5) / 4)
-    assert summary["metrics"]["accuracy"] == pytest.approx(2 / 4)
-    assert summary["metrics"]["n_unreadable"] == 2
+    assert summary["primary"]["name"] == "gold_hit_rate" and summary["primary"]["value"] == pytest.approx(1 / 5)
+    assert summary["metrics"]["custom_score"] == pytest.approx((1 + 0.5) / 5)
+    assert summary["metrics"]["accuracy"] == pytest.approx(2 / 5)
+    assert summary["metrics"]["n_unreadable"] == 3
 
 
 def test_noc4pc_counts_unreadable_answers(score):

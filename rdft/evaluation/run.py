@@ -20,7 +20,9 @@ import yaml
 from rdft.envs import Env, EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import Benchmark, get_benchmark
+from rdft.evaluation.items import write_docs
 from rdft.evaluation.score import scorer_options
+from rdft.files import write_atomic
 from rdft.resources import evaluation_dir
 from rdft.runner import run_in_env
 from rdft.settings import Settings
@@ -152,81 +154,110 @@ def evaluate(
     batch_size: str | None = None,
     verbose: bool = False,
 ) -> dict:
+    """Score one split into `output` (see the module docstring); returns its summary."""
+    return evaluate_splits(
+        settings, model=model, benchmark=benchmark, outputs={split: output}, adapter=adapter, limit=limit,
+        samples=samples, backend=backend, data=data, max_gen_toks=max_gen_toks, batch_size=batch_size,
+        verbose=verbose,
+    )[split]  # fmt: skip
+
+
+def evaluate_splits(
+    settings: Settings,
+    *,
+    model: str,
+    benchmark: str,
+    outputs: dict[str, Path],
+    adapter: Path | None = None,
+    limit: int | None = None,
+    samples: int = 1,
+    backend: str = "auto",
+    data: Path | None = None,
+    max_gen_toks: int | None = None,
+    batch_size: str | None = None,
+    verbose: bool = False,
+) -> dict[str, dict]:
+    """Score several splits with ONE lm-eval run (one model load: the validation and test
+    splits of a loop cost one start-up, not two); each split gets its own output folder with
+    its docs, predictions, per-item scores and summary. The task YAMLs, lm-eval's own files and
+    its log are in the first split's folder."""
     entry = get_benchmark(benchmark)
     model, adapter = check_model(model, adapter)
     if data is not None and not data.exists():
         raise RdftError(f"data {data} does not exist; give a local file or folder of the benchmark's docs")
     if samples < 1:
         raise RdftError("--samples must be at least 1")
-    output = output.expanduser().resolve()
-    (output / "tasks").mkdir(parents=True, exist_ok=True)
+    outputs = {split: path.expanduser().resolve() for split, path in outputs.items()}
+    first = next(iter(outputs.values()))
     env = EnvManager(settings).ensure("eval")
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
-    extra["HF_DATASETS_CACHE"] = str(output / ".hf_datasets")  # the json builder's cache stays here
+    extra["HF_DATASETS_CACHE"] = str(first / ".hf_datasets")  # the json builder's cache stays here
 
-    docs = output / f"docs.{split}.jsonl"
-    prepare = ["python", str(evaluation_dir() / "prepare.py"), "--benchmark", benchmark, "--split", split,
-               "--out", str(docs)]  # fmt: skip
-    if data is not None:
-        prepare += ["--data", str(data.resolve())]
-    if limit:
-        prepare += ["--limit", str(limit)]
-    prepared = run_in_env(env, prepare, extra_env=extra, echo=False)
-    if not prepared.ok:
-        last = [line for line in prepared.tail.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        raise RdftError(f"cannot read the {benchmark} data: {last[0]}")
+    tasks = {}
+    for split, output in outputs.items():  # every task YAML in one folder: lm-eval takes one include path
+        output.mkdir(parents=True, exist_ok=True)
+        docs = output / f"docs.{split}.jsonl"
+        write_docs(settings, benchmark, [split], docs, data=data.resolve() if data else None, limit=limit)
+        tasks[split] = f"rdft_{benchmark}_{split}"
+        write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs, samples, max_gen_toks))
 
     gpus = _gpus()
     if backend == "auto":
         backend = "vllm" if gpus and _has_vllm(env) else "hf"
     generation = max_gen_toks or entry_max_gen_toks(entry)
-    task = f"rdft_{benchmark}_{split}"
-    write_task(output / "tasks", entry, task, task_yaml(entry, task, docs, samples, max_gen_toks))
+    results = first / "lm_eval"
     command = [
         "lm_eval", "run", "--model", backend,
         "--model_args", model_args(backend, model, adapter, gpus, generation),
-        "--tasks", task, "--include_path", str(output / "tasks"),
-        "--apply_chat_template", "--log_samples", "--output_path", str(output / "lm_eval"),
+        "--tasks", ",".join(tasks.values()),
+        "--include_path", str(first / "tasks"),
+        "--apply_chat_template", "--log_samples", "--output_path", str(results),
         "--batch_size", batch_size or ("auto" if gpus else "4"), "--seed", "0",
     ]  # fmt: skip
-    if data is not None and Path(model).exists():
+    if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
         extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = run_in_env(env, command, extra_env=extra, cwd=output, log_path=output / "lm_eval.log", echo=verbose)
+    result = run_in_env(env, command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose)
     if not result.ok:
         why = "out of GPU memory" if result.oom else f"exit {result.returncode}"
-        raise RdftError(f"lm-eval failed ({why}); see {output / 'lm_eval.log'}")
-
-    predictions = output / "predictions.jsonl"
-    write_predictions(output / "lm_eval", task, predictions)
-    judge_args, judge_env = scorer_options(settings, benchmark)
-    scored = run_in_env(
-        env,
-        ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, "--docs", str(docs),
-         "--predictions", str(predictions), "--items", str(output / "items.jsonl"), *judge_args],
-        extra_env=judge_env,
-        echo=False,
-    )  # fmt: skip
-    if not scored.ok:
-        raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
-    summary = json.loads(scored.tail[scored.tail.index("{") :])
+        raise RdftError(f"lm-eval failed ({why}); see {first / 'lm_eval.log'}")
     version = run_in_env(
         env, ["python", "-c", "import importlib.metadata as m; print(m.version('lm_eval'))"], echo=False
     )
-    summary.update(
-        split=split,
-        model=model,
-        adapter=str(adapter) if adapter else None,
-        backend=backend,
-        samples=samples,
-        lm_eval_version=version.tail.strip().splitlines()[-1] if version.ok else None,
-        command=command,
-        predictions=str(predictions),
-        items=str(output / "items.jsonl"),
-    )
-    tmp = output / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(output / "summary.json")
-    return summary
+    judge_args, judge_env = scorer_options(settings, benchmark)
+    summaries = {}
+    for split, output in outputs.items():
+        predictions = output / "predictions.jsonl"
+        write_predictions(results, tasks[split], predictions)
+        scores = output / "scores.json"
+        scored = run_in_env(
+            env,
+            ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark,
+             "--docs", str(output / f"docs.{split}.jsonl"), "--predictions", str(predictions),
+             "--items", str(output / "items.jsonl"), "--output", str(scores), *judge_args],
+            extra_env=judge_env,
+            echo=False,
+        )  # fmt: skip
+        if not scored.ok:
+            raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
+        summary = json.loads(scores.read_text())
+        summary.update(
+            split=split,
+            model=model,
+            adapter=str(adapter) if adapter else None,
+            backend=backend,
+            samples=samples,
+            lm_eval_version=version.tail.strip().splitlines()[-1] if version.ok else None,
+            command=command,
+            lm_eval_output=str(results),
+            predictions=str(predictions),
+            items=str(output / "items.jsonl"),
+            max_gen_toks=generation,
+            # Scores under a smaller generation budget than the benchmark's are not its standard numbers.
+            standard=max_gen_toks is None or max_gen_toks >= entry_max_gen_toks(entry),
+        )
+        write_atomic(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+        summaries[split] = summary
+    return summaries
 
 
 def entry_max_gen_toks(entry: Benchmark) -> int:
@@ -246,4 +277,4 @@ def write_predictions(results: Path, task: str, out: Path) -> None:
         responses = sample["filtered_resps"][0] if sample.get("filtered_resps") else sample["resps"][0]
         for response in responses if isinstance(responses, list) else [responses]:
             rows.append({"doc_id": sample["doc_id"], "response": response})
-    out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_atomic(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

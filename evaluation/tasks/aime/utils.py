@@ -1,4 +1,8 @@
-"""AIME 2024/2025 scorer: the last \\boxed{} of each response, compared as an integer (025 = 25).
+"""AIME 2024/2025 scorer: the last \\boxed{} of each response against the gold answer.
+
+Integers compare as integers (025 = 25). A gold answer that is not an integer (\\frac{1}{2},
+0.5, 1/2, \\dfrac12) compares by value when both sides read as exact rationals, else as
+normalised LaTeX (spaces, `$`, \\left/\\right, \\dfrac/\\tfrac, \\text{} dropped).
 
 Used by the task YAMLs (`process_results`) and by `rdft score`. With `repeats: k` and the
 `take_first_k` filter, `results[0]` holds k responses: accuracy is avg@k, pass_at_k is "any".
@@ -11,11 +15,11 @@ import os
 import re
 import sys
 import time
+from fractions import Fraction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from answers import last_boxed, strip_think
 
-INTEGER = re.compile(r"^[+]?0*(\d+)$")
 PROMPT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -23,19 +27,54 @@ def doc_to_text(doc: dict) -> str:
     return (doc.get("problem") or doc.get("Problem")) + PROMPT_SUFFIX
 
 
-def gold(doc: dict) -> int:
-    value = doc.get("answer", doc.get("Answer"))
-    return int(str(value).strip())
+def gold(doc: dict) -> str:
+    return str(doc.get("answer", doc.get("Answer"))).strip()
 
 
-def parse_answer(boxed: str | None) -> int | None:
-    """An integer from a boxed answer, tolerating $…$, spaces, thousands commas and \\text{}."""
+def normalise(text: str) -> str:
+    """LaTeX spelling aside: $, spaces, \\left/\\right, \\!, \\text{}, \\dfrac/\\tfrac, {,} commas,
+    and \\frac12 written without braces."""
+    text = re.sub(r"\\(?:text|mathrm|textbf)\{([^}]*)\}", r"\1", text)
+    text = re.sub(r"\\(?:left|right|!|,|;|:)", "", text)
+    text = re.sub(r"\\[dt]frac", r"\\frac", text)
+    text = text.replace("$", "").replace(" ", "").replace("{,}", "").replace(",", "")
+    text = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", text)
+    return text.strip().rstrip(".")
+
+
+FRACTION = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$")
+NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def value_of(text: str) -> Fraction | None:
+    """An exact rational from a normalised answer (25, 025, -3, 0.5, 1/2, \\frac{1}{2}), or None."""
+    try:
+        if NUMBER.match(text):
+            return Fraction(text)
+        if re.match(r"^-?\d+/-?\d+$", text):
+            return Fraction(text)
+        match = FRACTION.match(text)
+        if match:
+            value = Fraction(int(match.group(2)), int(match.group(3)))
+            return -value if match.group(1) else value
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def parse_answer(boxed: str | None) -> str | None:
+    """The normalised boxed answer, or None when there is none (or it is empty)."""
     if boxed is None:
         return None
-    text = re.sub(r"\\text\{([^}]*)\}", r"\1", boxed)
-    text = text.replace("$", "").replace(" ", "").replace("{,}", "").replace(",", "").strip()
-    match = INTEGER.match(text)
-    return int(match.group(1)) if match else None
+    text = normalise(boxed)
+    return text or None
+
+
+def equal(answer: str, gold_answer: str) -> bool:
+    a, b = value_of(answer), value_of(normalise(gold_answer))
+    if a is not None and b is not None:
+        return a == b
+    return answer == normalise(gold_answer)
 
 
 JUDGE_PROMPT = (
@@ -80,10 +119,10 @@ class Judge:
 
 def score_one(doc: dict, response: str, judge: Judge | None = None) -> dict:
     answer = parse_answer(last_boxed(response))
-    correct = answer is not None and answer == gold(doc)
+    correct = answer is not None and equal(answer, gold(doc))
     if not correct and judge is not None and strip_think(response).strip():
         correct = judge.correct(doc, response)
-    return {"correct": int(correct), "readable": int(answer is not None)}
+    return {"correct": int(correct), "readable": int(answer is not None), "answer": answer}
 
 
 def score_item(doc: dict, responses: list[str], judge: Judge | None = None) -> dict:
@@ -93,6 +132,7 @@ def score_item(doc: dict, responses: list[str], judge: Judge | None = None) -> d
         "pass_at_k": int(any(s["correct"] for s in scores)),
         "unreadable": sum(1 - s["readable"] for s in scores),
         "samples": len(scores),
+        "answer": scores[0]["answer"],
     }
 
 
@@ -113,4 +153,4 @@ def process_results(doc: dict, results: list) -> dict:
 
 
 def doc_to_target(doc: dict) -> str:
-    return str(gold(doc))
+    return gold(doc)

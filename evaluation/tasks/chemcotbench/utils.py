@@ -28,7 +28,6 @@ import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import networkx
 import numpy
 from answers import last_json_value
 from rdkit import Chem, DataStructs, RDConfig, RDLogger
@@ -113,6 +112,8 @@ def scaffold_score(predicted, gold) -> float:
 def penalized_logp(molecule: Chem.Mol) -> float:
     """TDC's penalised logP: normalised Crippen logP − SA score − large-ring penalty (the
     largest cycle of networkx's cycle basis, as TDC computes it)."""
+    import networkx  # only this oracle needs it (the data env, which reads prompts, has none)
+
     log_p = Crippen.MolLogP(molecule)
     sa = -sascorer.calculateScore(molecule)
     cycles = networkx.cycle_basis(networkx.Graph(Chem.rdmolops.GetAdjacencyMatrix(molecule)))
@@ -199,7 +200,7 @@ def normalise(row: dict) -> dict:
     meta = _meta(row)
     merged = {**meta, **{k: v for k, v in row.items() if k != "meta"}}
     subtask = subtask_of(row)
-    gold = row.get("gt")
+    gold = row.get("gt") if row.get("gt") not in (None, "") else meta.get("gt")  # ChemCoT rows keep it in meta
     if isinstance(gold, str) and gold.strip().startswith("{"):
         gold = json.loads(gold)
     if gold is None:  # authors' logs carry the gold answer in their own fields
@@ -228,9 +229,11 @@ def response_text(response) -> str:
 
 # --- scoring ----------------------------------------------------------------------------------
 def score_item(row: dict, response) -> dict:
+    """The item's scores, and `answer`: what was read from the response (None when nothing)."""
     item = normalise(row)
     subtask, text = item["subtask"], response_text(response)
     out = {"subtask": subtask, "family": item["family"]}
+    value = None
     if subtask in ("fg_count", "ring_count"):
         value = last_json_value(text, "count")
         count = int(value) if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()) else None
@@ -258,10 +261,10 @@ def score_item(row: dict, response) -> dict:
                 correct = removed if subtask == "delete" else correct and removed
         out.update(readable=int(predicted is not None), correct=int(correct))
     elif FAMILY_OF[subtask] == "mol_opt":
-        if subtask not in ORACLES:
-            out.update(unavailable=True)
-            return out
         value = last_json_value(text, "Final Target Molecule")
+        if subtask not in ORACLES:
+            out.update(unavailable=True, answer=value if isinstance(value, str) else None)
+            return out
         predicted, source = mol(value), mol(item["source"])
         oracle = ORACLES[subtask]
         improvement = oracle(predicted) - oracle(source) if predicted is not None and source is not None else 0.0
@@ -284,6 +287,7 @@ def score_item(row: dict, response) -> dict:
         value = last_json_value(text, "output")
         answer = value.strip().upper() if isinstance(value, str) and len(value.strip()) == 1 else None
         out.update(readable=int(answer is not None), correct=int(answer == str(item["gold"]).strip().upper()))
+    out["answer"] = None if value is None else value.strip() if isinstance(value, str) else json.dumps(value)
     return out
 
 
@@ -347,6 +351,16 @@ def primary_value(items: list[dict]) -> float | None:
 
 
 # --- lm-eval hooks ----------------------------------------------------------------------------
+def doc_to_text(doc: dict) -> str:
+    """The benchmark's own prompt; ChemCoTDataset rows carry theirs in the same field."""
+    return str(doc["query"])
+
+
+def answer_key(row: dict) -> str:
+    """The JSON key a subtask's answer is read from."""
+    return ANSWER_KEY.get(subtask_of(row), "output")
+
+
 def _family_docs(dataset, family: str):
     return dataset.filter(lambda row: FAMILY_OF.get(ALIASES.get(row["subtask"], row["subtask"])) == family)
 

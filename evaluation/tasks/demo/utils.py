@@ -1,7 +1,10 @@
-"""The demo benchmark (parity): a task the tiny CPU model learns in a minute, so `rdft run --demo`
-shows scores move through the same stages, envs and lm-eval scoring as a real run.
+"""The demo benchmark (find the letter): a task the tiny CPU model really learns in a minute, so
+`rdft run --demo` shows scores move through the same stages, envs and lm-eval scoring as a real
+run. Each item lists 3-6 characters, all digits but one letter (a-k); the answer is that
+letter, so a model that always gives the same letter scores about 1/10 and only one that reads
+the question scores high.
 
-The answer is the last \\boxed{} of the response, `even` or `odd`; unreadable counts as wrong.
+The answer is the last \\boxed{} of the response, one letter; unreadable counts as wrong.
 Runs in the eval env; imports nothing from rdft.
 """
 
@@ -13,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from answers import last_boxed
 
-PROMPT_SUFFIX = "\nPut the final answer, even or odd, in \\boxed{}."
+PROMPT_SUFFIX = "\nPut the letter in \\boxed{}."
 
 
 def doc_to_text(doc: dict) -> str:
@@ -27,7 +30,12 @@ def doc_to_target(doc: dict) -> str:
 def score_item(doc: dict, response: str) -> dict:
     boxed = last_boxed(response)
     answer = boxed.strip().lower() if boxed is not None else None
-    return {"accuracy": int(answer == doc["answer"]), "unreadable": int(answer not in ("even", "odd"))}
+    readable = answer is not None and len(answer) == 1 and answer.isalpha()
+    return {
+        "accuracy": int(readable and answer == doc["answer"]),
+        "unreadable": int(not readable),
+        "answer": answer if readable else None,
+    }
 
 
 def summarize(items: list[dict]) -> dict:

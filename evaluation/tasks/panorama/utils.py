@@ -2,7 +2,8 @@
 
 PAR4PC: `{"answer": "A"}` or `{"answer": ["A", "C"]}` with letters among the options; per item
 exact match, the authors' custom score and F1 (primary: F1 averaged over items).
-PI4PC: `{"answer": 17}` with one of the option keys; gold hit (primary), custom score, accuracy.
+PI4PC: `{"answer": 17}` with one of the option keys (a list such as `[17]` is invalid, as in the
+authors' code); gold hit (primary), custom score, accuracy.
 NOC4PC: `{"code": "ALLOW" | "102" | "103"}`; accuracy and macro-F1 over all items (primary).
 Runs in the eval env; imports nothing from rdft.
 """
@@ -23,8 +24,14 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] if value is not None else []
 
 
+def _option_items(doc: dict) -> list[tuple[str, object]]:
+    """The doc's options; parquet stores the options of all rows as one struct, so keys another
+    row uses come back as None and are not options of this one."""
+    return [(str(key), value) for key, value in (doc.get("options") or {}).items() if value is not None]
+
+
 def _options(doc: dict) -> list[str]:
-    return [str(key) for key in (doc.get("options") or {})]
+    return [key for key, _ in _option_items(doc)]
 
 
 # --- PAR4PC -----------------------------------------------------------------------------------
@@ -42,7 +49,7 @@ def par4pc_item(doc: dict, response: str) -> dict:
     silver = {str(x) for x in _as_list(doc.get("silver_answers"))}
     pred = par4pc_answer(doc, response)
     if pred is None:
-        return {"exact_match": 0, "custom_score": 0.0, "f1": 0.0, "unreadable": 1}
+        return {"exact_match": 0, "custom_score": 0.0, "f1": 0.0, "unreadable": 1, "answer": None}
     hits = len(pred & gold)
     wrong = len(pred - gold - silver)
     missed = len(gold - pred)
@@ -50,7 +57,8 @@ def par4pc_item(doc: dict, response: str) -> dict:
     precision = hits / len(pred) if pred else 0.0
     recall = hits / len(gold)
     f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
-    return {"exact_match": int(pred == gold), "custom_score": custom, "f1": f1, "unreadable": 0}
+    return {"exact_match": int(pred == gold), "custom_score": custom, "f1": f1, "unreadable": 0,
+            "answer": ",".join(sorted(pred))}  # fmt: skip
 
 
 def par4pc_summary(items: list[dict]) -> dict:
@@ -66,8 +74,6 @@ def par4pc_summary(items: list[dict]) -> dict:
 # --- PI4PC ------------------------------------------------------------------------------------
 def pi4pc_answer(doc: dict, response: str) -> int | None:
     value = last_json_value(response, "answer")
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
     if isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isdigit():
@@ -87,6 +93,7 @@ def pi4pc_item(doc: dict, response: str) -> dict:
         "score": points / 2,
         "accuracy": int(points > 0),
         "unreadable": int(pred is None),
+        "answer": None if pred is None else str(pred),
     }
 
 
@@ -119,7 +126,7 @@ def noc4pc_answer(response: str) -> str | None:
 def noc4pc_item(doc: dict, response: str) -> dict:
     pred = noc4pc_answer(response)
     gold = noc4pc_gold(doc)
-    return {"gold": gold, "pred": pred, "correct": int(pred == gold), "unreadable": int(pred is None)}
+    return {"gold": gold, "pred": pred, "correct": int(pred == gold), "unreadable": int(pred is None), "answer": pred}
 
 
 def macro_f1(pairs: list[tuple[str, str | None]]) -> float:
@@ -168,7 +175,7 @@ def par4pc_prompt(doc: dict) -> str:
     options = "\n".join(
         f"[{key}] {opt.get('patent_id', '')}: {opt.get('title', '')}\nAbstract: {opt.get('abstract', '')}\n"
         f"Claims: {json.dumps(list(opt.get('claims') or []), ensure_ascii=False)}"
-        for key, opt in (doc.get("options") or {}).items()
+        for key, opt in _option_items(doc)
     )
     return (
         "You are a patent expert. Identify which of the candidate patents an examiner would cite as prior art "
@@ -180,7 +187,7 @@ def par4pc_prompt(doc: dict) -> str:
 
 def pi4pc_prompt(doc: dict) -> str:
     art = doc.get("prior_art_specification") or {}
-    options = "\n".join(f"[{key}] {text}" for key, text in (doc.get("options") or {}).items())
+    options = "\n".join(f"[{key}] {text}" for key, text in _option_items(doc))
     return (
         "You are a patent expert. Given the target claim and a prior-art patent, pick the one paragraph of the "
         "prior art an examiner would cite against the claim.\n\n"
@@ -205,6 +212,36 @@ def noc4pc_prompt(doc: dict) -> str:
         f"{_context(doc)}\n" + "\n\n".join(arts) + "\n\n"
         'Answer with JSON only: {"code": "ALLOW"}, {"code": "102"} or {"code": "103"}.'
     )
+
+
+def doc_to_text(doc: dict) -> str:
+    """The exact user prompt a PANORAMA doc is scored with (the task follows from the doc's
+    shape); the offline data recipe builds its training prompts with it too."""
+    if "prior_art_specifications" in doc:
+        return noc4pc_prompt(doc)
+    if "prior_art_specification" in doc:
+        return pi4pc_prompt(doc)
+    return par4pc_prompt(doc)
+
+
+def target_text(benchmark: str, doc: dict) -> str | None:
+    """A training answer for `doc`, as the scorer reads it: the gold letters (PAR4PC), the first
+    gold paragraph (PI4PC), or the examiner's reasoning followed by the code (NOC4PC). None when
+    the doc has no usable gold."""
+    if benchmark == "panorama_par4pc":
+        letters = [str(x) for x in _as_list(doc.get("gold_answers"))]
+        return json.dumps({"answer": letters}) if letters else None
+    if benchmark == "panorama_pi4pc":
+        gold = _as_list(doc.get("gold_answers"))
+        return json.dumps({"answer": int(gold[0])}) if gold and str(gold[0]).isdigit() else None
+    answer = doc.get("answer")
+    if isinstance(answer, str):
+        answer = json.loads(answer) if answer.strip().startswith("{") else {"code": answer}
+    if not isinstance(answer, dict) or str(answer.get("code", "")).strip().upper() not in NOC_LABELS:
+        return None
+    reason = str(answer.get("reason") or "").strip()
+    code = json.dumps({"code": str(answer["code"]).strip().upper()})
+    return f"{reason}\n\n{code}" if reason else code
 
 
 def par4pc_process_results(doc: dict, results: list) -> dict:
