@@ -94,8 +94,10 @@ def datasets_list() -> None:
 @click.pass_context
 def datasets_info(ctx: click.Context, name: str) -> None:
     """What dataset NAME holds, where it comes from, and how leakage is guarded."""
+    from rdft.datasets.leakage import RULES
     from rdft.datasets.prepare import POST_DOWNLOAD, datasets_dir, read_manifest
     from rdft.datasets.registry import get_dataset
+    from rdft.evaluation.benchmarks import get_benchmark
 
     entry = get_dataset(name)
     local = entry.local_path(datasets_dir(_settings(ctx)))
@@ -111,7 +113,10 @@ def datasets_info(ctx: click.Context, name: str) -> None:
         ("about", entry.description),
         ("after download", _first_line(POST_DOWNLOAD[entry.post_download].__doc__) if entry.post_download else "-"),
         ("removed files", ", ".join(entry.remove) or "none"),
-        ("leakage guard", f"drops training items whose {', '.join(entry.match_fields)} match an evaluation item"),
+        *(
+            (f"guard ({family})", f"drops training rows holding a validation or test item of it: {RULES[family]}")
+            for family in dict.fromkeys(get_benchmark(b).family for b in entry.benchmarks)
+        ),
         (
             "local copy",
             f"{local} ({len(manifest.files)} files, {manifest.prepared:%Y-%m-%d})"
@@ -130,6 +135,7 @@ def datasets_info(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def datasets_prepare(ctx: click.Context, names: tuple[str, ...], source: Path | None, force: bool) -> None:
     """Download NAMES (only what they need) into FT_FILE_PATH/datasets, minus evaluation files."""
+    from rdft.datasets.guard import dataset_overlap
     from rdft.datasets.prepare import prepare
     from rdft.datasets.registry import get_dataset
 
@@ -139,6 +145,42 @@ def datasets_prepare(ctx: click.Context, names: tuple[str, ...], source: Path | 
     for entry in entries:
         path, done = prepare(entry, _settings(ctx), source=source, force=force)
         click.echo(f"{entry.name}: {'prepared' if done else 'already prepared'} at {path}")
+        for benchmark, report in dataset_overlap(_settings(ctx), entry):
+            if report is None:
+                click.echo(f"  overlap with {benchmark}: not checked (its items are not here; "
+                           f"`rdft benchmarks prepare {benchmark}`)")  # fmt: skip
+            else:
+                reasons = ", ".join(f"{reason} {n}" for reason, n in report["dropped"].items())
+                click.echo(f"  overlap with {benchmark}: {report['rows'] - report['kept']} of {report['rows']} rows "
+                           f"hold its validation or test items ({reasons})")  # fmt: skip
+
+
+@datasets.command("check-leakage")
+@click.argument("train_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--benchmark", required=True, help="See `rdft benchmarks list`.")
+@click.option("--eval-docs", "eval_docs", multiple=True, type=click.Path(path_type=Path),
+              help="Evaluation docs in the benchmark's schema (JSONL, JSON, parquet, folder); default: its own "
+              "validation and test items, as `rdft eval` loads them.")  # fmt: skip
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the kept rows here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def datasets_check_leakage(ctx, train_files, benchmark, eval_docs, output, as_json) -> None:
+    """Drop (and count, by reason) the rows of TRAIN_FILES that hold an evaluation item of a benchmark.
+
+    TRAIN_FILES are chat JSONL (`messages`) or alpaca JSON/JSONL; every field of every row is read."""
+    from rdft.datasets.guard import check_files
+
+    report = check_files(_settings(ctx), benchmark, list(train_files), eval_docs=list(eval_docs) or None,
+                         output=output)  # fmt: skip
+    counts = {"rows": report["rows"], "kept": report["kept"], "dropped": report["dropped"]}
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    reasons = ", ".join(f"{reason} {n}" for reason, n in report["dropped"].items())
+    click.echo(f"{report['rows']} rows: {report['kept']} kept, {report['rows'] - report['kept']} dropped ({reasons}); "
+               f"{report['evaluation_items_hit']} evaluation item(s) hit")  # fmt: skip
+    if output is not None:
+        click.echo(f"kept rows: {output}")
 
 
 @datasets.command("profile")
@@ -168,10 +210,12 @@ def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refre
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this log folder.")
 @click.option("--demo", is_flag=True, help="Two loops of the tiny model on the demo benchmark, on CPU.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
+@click.option("--max-gen-toks", type=click.IntRange(min=1),
+              help="Cap generation for every scoring call (non-standard scores; for CPU runs).")  # fmt: skip
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
 def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loop_n, step_n, timeout, resume_dir,
-                demo, eval_limit, no_sync) -> None:  # fmt: skip
+                demo, eval_limit, max_gen_toks, no_sync) -> None:  # fmt: skip
     """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
     import signal
 
@@ -192,7 +236,7 @@ def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loo
         )
     else:
         options = {"loop_n": loop_n, "step_n": step_n, "eval_limit": eval_limit, "no_sync": no_sync,
-                   "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
+                   "max_gen_toks": max_gen_toks, "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
         if demo:
             options.update(DEMO, demo=True)
             options["loop_n"] = loop_n if ctx.get_parameter_source("loop_n").name != "DEFAULT" else DEMO["loop_n"]
@@ -287,6 +331,28 @@ def benchmarks_list() -> None:
     for entry in table().values():
         size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
         click.echo(f"{entry.name:<24} {size:>8}  {entry.primary.metric:<20} {entry.primary.direction:<7} {entry.repo}")
+
+
+@benchmarks.command("prepare")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--source", type=click.Path(path_type=Path),
+              help="A local copy of the items (JSONL, JSON, parquet, or a folder of JSON files).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Prepare again even when a prepared copy exists.")
+@click.pass_context
+def benchmarks_prepare(ctx: click.Context, names: tuple[str, ...], source: Path | None, force: bool) -> None:
+    """Fetch NAMES' evaluation items (or read --source) into FT_FILE_PATH/benchmarks: scoring and
+    the leakage guard read them from there, with no Hub access."""
+    from rdft.evaluation.benchmarks import get_benchmark
+    from rdft.evaluation.items import prepare_items, read_manifest
+
+    for name in names:
+        get_benchmark(name)  # every name checked before any work
+    if source is not None and len(names) > 1:
+        raise RdftError("--source stands for one benchmark; prepare one name at a time with it")
+    for name in names:
+        path = prepare_items(_settings(ctx), name, source=source, force=force)
+        manifest = read_manifest(_settings(ctx), name)
+        click.echo(f"{name}: {manifest.n} items from {manifest.source} at {path}")
 
 
 @cli.command("eval")

@@ -1,78 +1,450 @@
-"""The leakage guard: training items that are items of the target benchmark's evaluation data
-are dropped and counted, compared on normalised identifying fields."""
+"""The leakage guard: training rows that contain an item of the target benchmark's evaluation
+data (validation and hidden test) are dropped, and counted by the reason they matched.
+
+A row is read whole: every string in it (all turns, any field) is one text. An evaluation item
+is described by keys that depend on its benchmark family:
+
+- `exact`: the item's text (AIME problem, demo question, PANORAMA claims and abstract, the
+  ChemCoTBench query), normalised — Unicode NFKC, case, whitespace, `$`, LaTeX spacing
+  (`\\,` `\\;` `\\!` `\\left` `\\right`, `\\dfrac`/`\\tfrac` → `\\frac`) — and compared as words and
+  punctuation marks: the whole text appears in the row, alone or inside a longer prompt.
+- `ngram`: the row shares a 13-word window with the item's text. Boilerplate must not cause a
+  drop, so a window counts only when it is the item's own words: it occurs in no other
+  evaluation group, it occurs in fewer than 3 training rows with different prompts (a phrase
+  a training set repeats across problems is phrasing, not content), and it holds a word of at
+  least 3 characters, or a number of at least 2 digits, that no other evaluation group uses.
+- `identifier`: PANORAMA's application number appears in the row as a word (the benchmark
+  splits applications 90:5:5, so a training row never legitimately names an evaluation one).
+- `molecule`: ChemCoTBench's input molecule(s) appear in the row in any SMILES spelling
+  (canonicalised with RDKit), and the row asks the item's subtask (it holds most of the words
+  that set the item's question apart from the other subtasks' questions); for reactions the
+  whole reactant (or product) set must appear.
+
+An exact key must belong to one group, and a key that is only part of an item (a PANORAMA claim)
+must also hold a word of its own, so a generic dependent claim ("The method of claim 1, wherein
+the steps are performed by a processor.") is no key. A row that matches several keys counts once, under the first of
+exact, identifier, molecule, ngram. Items are grouped (PANORAMA: by application; otherwise one group per item) so the
+claims of one application do not mark each other as boilerplate.
+
+Runs on the host and, as `rdft_data.leakage`, in the data env (where RDKit is), also as a
+command: python -m rdft_data.leakage --family F --eval-docs DOCS... --train FILE... [--output CLEAN]
+"""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import re
+import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
-_SPACE = re.compile(r"\s+")
+NGRAM = 13  # the usual decontamination window (GPT-3, Llama 2)
+BOILERPLATE_TRAIN_ROWS = 3  # a window in this many training rows with different prompts is phrasing
+MIN_EXACT_WORDS = 6  # shorter texts are not matched exactly (they say too little)
+MIN_IDENTIFIER_CHARS = 6  # application numbers have 8 digits; shorter ones would match by chance
+TASK_WORDS_SHARE = 0.6  # a chemistry row asks the item's subtask when it holds this share of its words
+REASONS = ("exact", "identifier", "molecule", "ngram")
+FAMILIES = ("aime", "panorama", "chemcotbench", "demo")
+# What the guard compares, per family (`rdft datasets info` shows it).
+RULES = {
+    "aime": "the problem text: exact (normalised) or a shared 13-word window that is the problem's own",
+    "panorama": "the application number, and the application's claims and abstract: exact or a shared 13-word window",
+    "chemcotbench": "the input molecule(s) in any SMILES spelling (RDKit) with the same subtask, and the query exactly",
+    "demo": "the question text, exact (normalised)",
+}
+
+_LATEX_SPACING = re.compile(r"\\(?:[,;:! ]|quad|qquad|left|right)")
+_FRACS = re.compile(r"\\[dt]frac")
+_WORD = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")  # words and single punctuation marks
+_SMILES_TOKEN = re.compile(r"[A-Za-z0-9@+\-\[\]()=#$%/\\.:*]{3,}")
 
 
 def normalise(value: object) -> str:
-    """Case, Unicode form and whitespace do not make an item new."""
+    """Unicode form, case, `$` and LaTeX spacing do not make a text new."""
     text = unicodedata.normalize("NFKC", str(value)).casefold()
-    return _SPACE.sub(" ", text).strip()
+    text = _FRACS.sub(r"\\frac", _LATEX_SPACING.sub(" ", text)).replace("$", " ").replace("~", " ")
+    return " ".join(text.split())
 
 
-def item_key(item: dict, fields: list[str]) -> tuple[str, ...] | None:
-    """The normalised values of `fields` (matched case-insensitively, since datasets spell
-    `problem` and `Problem`), or None when the item lacks one."""
-    lowered = {str(k).lower(): v for k, v in item.items()}
-    values = []
-    for field in fields:
-        value = lowered.get(field.lower())
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        values.append(normalise(value))
-    return tuple(values)
+def words(value: object) -> list[str]:
+    """The normalised text as words (letters and digits); punctuation and spacing drop out."""
+    return _WORD.findall(normalise(value))
 
 
-def drop_overlaps(train: Iterable[dict], evaluation: Iterable[dict], fields: list[str]) -> tuple[list[dict], int]:
-    """(the training items that do not appear in `evaluation`, how many were dropped)."""
-    banned = {key for key in (item_key(item, fields) for item in evaluation) if key is not None}
-    kept, dropped = [], 0
-    for item in train:
-        if item_key(item, fields) in banned:
-            dropped += 1
+def tokens(value: object) -> list[str]:
+    """The normalised text as words and punctuation marks: what exact matches compare, so
+    `3-b-5?` is not found inside `3-b-5-7?` while spacing still does not matter."""
+    return _TOKEN.findall(normalise(value))
+
+
+def strings(value: object) -> Iterator[str]:
+    """Every string inside a row (keys too), depth first: the guard reads all of it."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield str(key)
+            yield from strings(inner)
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            yield from strings(inner)
+    elif value is not None:
+        yield str(value)
+
+
+def row_text(row: object) -> str:
+    return "\n".join(strings(row))
+
+
+def row_prompt(row: object) -> str:
+    """What a row asks (everything but its assistant turns / alpaca output): rows that differ
+    only in their answers are one prompt when counting how common a phrase is."""
+    if isinstance(row, dict) and isinstance(row.get("messages"), list):
+        return "\n".join(
+            text
+            for message in row["messages"]
+            if isinstance(message, dict) and message.get("role") != "assistant"
+            for text in strings(message.get("content"))
+        )
+    if isinstance(row, dict) and ("instruction" in row or "output" in row):
+        return row_text({k: v for k, v in row.items() if k != "output"})
+    return row_text(row)
+
+
+# --- molecules (RDKit, imported when a chemistry benchmark is guarded) ---------------------------
+class Molecules:
+    """Canonical SMILES of the molecules written in a text, any spelling (cached per token)."""
+
+    def __init__(self):
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")  # most tokens of prose are not SMILES
+        self.chem = Chem
+        self.cache: dict[str, str | None] = {}
+
+    def canonical(self, smiles: str) -> str | None:
+        if smiles not in self.cache:
+            mol = self.chem.MolFromSmiles(smiles) if smiles else None
+            self.cache[smiles] = self.chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() >= 2 else None
+        return self.cache[smiles]
+
+    def fragments(self, smiles: str) -> set[str]:
+        """The canonical fragments of a (possibly dotted) SMILES."""
+        out = set()
+        for part in str(smiles).split("."):
+            canonical = self.canonical(part.strip())
+            if canonical:
+                out.add(canonical)
+        return out
+
+    def in_text(self, text: str) -> set[str]:
+        found = set()
+        for token in _SMILES_TOKEN.findall(text):
+            token = token.rstrip(".,:;")
+            if sum(c.isalpha() for c in token) >= 2:
+                found |= self.fragments(token)
+                if token.count("(") != token.count(")"):  # "(CCO)" or "CCO)" in prose
+                    found |= self.fragments(token.strip("()"))
+        return found
+
+
+# --- evaluation items ---------------------------------------------------------------------------
+@dataclass
+class Item:
+    group: str
+    texts: list[str] = field(default_factory=list)  # exact and n-gram keys
+    exact_only: list[str] = field(default_factory=list)  # exact keys only (templated prompts)
+    parts: bool = False  # texts are parts of the item (claims), not the whole question: keys need own words
+    identifiers: list[str] = field(default_factory=list)
+    molecules: set[str] = field(default_factory=set)  # every fragment must appear in the row
+    subtask: str | None = None
+    question: list[str] = field(default_factory=list)  # chemistry: the query's words without SMILES
+
+
+def _lower(doc: dict) -> dict:
+    return {str(k).lower(): v for k, v in doc.items()}
+
+
+def _meta(doc: dict) -> dict:
+    meta = doc.get("meta") or {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta) if meta.strip() else {}
+        except json.JSONDecodeError:
+            return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+CHEM_INPUT_FIELDS = ("molecule", "src_smiles", "source", "src", "smiles", "reactants", "product", "input")
+
+
+def chem_input(doc: dict) -> str | None:
+    """The item's input molecule(s): from its own fields or meta, or the reactant side of a
+    reaction SMILES."""
+    merged = {**_meta(doc), **{k: v for k, v in doc.items() if k != "meta"}}
+    for key in CHEM_INPUT_FIELDS:
+        value = merged.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    reaction = merged.get("rxn_smiles")
+    if isinstance(reaction, str) and ">" in reaction:
+        return reaction.split(">")[0]
+    return None
+
+
+def item_of(family: str, doc: dict, index: int, molecules: Molecules | None) -> Item:
+    lowered = _lower(doc)
+    if family == "aime":
+        group = str(lowered.get("id", index))
+        return Item(group=f"item-{group}", texts=[str(lowered.get("problem") or lowered.get("question") or "")])
+    if family == "demo":
+        return Item(group=f"item-{index}", texts=[str(lowered.get("question") or "")])
+    if family == "panorama":
+        number = str(lowered.get("application_number") or "").strip()
+        context = lowered.get("context") or {}
+        if isinstance(context, str):
+            context = json.loads(context) if context.strip().startswith("{") else {}
+        texts = [str(claim) for claim in (context.get("claims") or [])]
+        if context.get("abstract"):
+            texts.append(str(context["abstract"]))
+        return Item(
+            group=f"application-{number or index}",
+            texts=texts,
+            identifiers=[number] if len(number) >= MIN_IDENTIFIER_CHARS else [],
+            parts=True,
+        )
+    if family == "chemcotbench":
+        query = str(doc.get("query") or doc.get("Instruction") or "")
+        source = chem_input(doc)
+        found = molecules.fragments(source) if source and molecules else set()
+        if not found and query and molecules:  # the molecule is only in the prompt
+            found = molecules.in_text(query)
+        subtask = str(doc.get("subtask") or doc.get("prop") or doc.get("task") or "")
+        prose = _SMILES_TOKEN.sub(lambda m: " " if molecules and molecules.fragments(m.group(0)) else m.group(0), query)
+        question = [w for w in words(prose) if not w.isdigit()]
+        return Item(
+            group=f"item-{index}", exact_only=[query] if query else [], molecules=found,
+            subtask=subtask, question=question,
+        )  # fmt: skip
+    raise ValueError(f"unknown benchmark family {family!r}; one of {', '.join(FAMILIES)}")
+
+
+# --- the guard ----------------------------------------------------------------------------------
+_START = 4  # exact keys are indexed by this many first words (< MIN_EXACT_WORDS)
+
+
+def _windows(sequence: list[str]) -> Iterator[tuple[str, ...]]:
+    for start in range(len(sequence) - NGRAM + 1):
+        yield tuple(sequence[start : start + NGRAM])
+
+
+class Guard:
+    """Built from the evaluation docs of one benchmark family; `check(rows)` says, per row, the
+    reason it leaks (or None)."""
+
+    def __init__(self, family: str, docs: Iterable[dict]):
+        if family not in FAMILIES:
+            raise ValueError(f"unknown benchmark family {family!r}; one of {', '.join(FAMILIES)}")
+        self.family = family
+        self.molecules = Molecules() if family == "chemcotbench" else None
+        self.items = [item_of(family, doc, i, self.molecules) for i, doc in enumerate(docs)]
+        groups_of_text: dict[tuple[str, ...], set[str]] = {}
+        parts: set[tuple[str, ...]] = set()  # keys that are a part of an item (a claim), not all of it
+        groups_of_window: dict[tuple[str, ...], set[str]] = {}
+        groups_of_word: dict[str, set[str]] = {}
+        for item in self.items:
+            for text in item.texts + item.exact_only:
+                groups_of_text.setdefault(tuple(tokens(text)), set()).add(item.group)
+                if item.parts:
+                    parts.add(tuple(tokens(text)))
+                for word in words(text):
+                    groups_of_word.setdefault(word, set()).add(item.group)
+            for text in item.texts:
+                for window in _windows(words(text)):
+                    groups_of_window.setdefault(window, set()).add(item.group)
+
+        def own(word: str) -> bool:
+            return len(groups_of_word.get(word, ())) == 1 and (len(word) >= 3 or (word.isdigit() and len(word) >= 2))
+
+        # Exact keys: long enough, not shared by two groups, and, when a key is only part of an
+        # item (a claim), holding a word of its own (boilerplate claims, templates); indexed by
+        # their first tokens so a row is scanned once, not once per key.
+        self.exact: dict[tuple[str, ...], list[tuple[list[str], str]]] = {}
+        for key, groups in groups_of_text.items():
+            key_words = [t for t in key if t[0].isalnum()]
+            if len(groups) > 1 or len(key_words) < MIN_EXACT_WORDS:
+                continue
+            if key not in parts or any(own(w) for w in key_words):
+                self.exact.setdefault(key[:_START], []).append((list(key), next(iter(groups))))
+
+        self.windows = {
+            window: next(iter(groups))
+            for window, groups in groups_of_window.items()
+            if len(groups) == 1 and any(own(word) for word in window)
+        }
+        self.identifiers = {i: item.group for item in self.items for i in item.identifiers}
+        self.chemistry = [item for item in self.items if item.molecules]
+        if self.chemistry:
+            self._task_words()
+
+    def _task_words(self) -> None:
+        """Per chemistry item, the words of its question that the other subtasks' questions do
+        not usually hold (a word in half of another subtask's questions is theirs too)."""
+        by_subtask: dict[str, list[set[str]]] = {}
+        for item in self.chemistry:
+            by_subtask.setdefault(item.subtask or "", []).append(set(item.question))
+        common: dict[str, set[str]] = {}
+        for subtask, questions in by_subtask.items():
+            counts: dict[str, int] = {}
+            for question in questions:
+                for word in question:
+                    counts[word] = counts.get(word, 0) + 1
+            common[subtask] = {w for w, c in counts.items() if c * 2 >= len(questions)}
+        for item in self.chemistry:
+            others = set().union(*(words for s, words in common.items() if s != (item.subtask or "")))
+            item.question = sorted(set(item.question) - others)
+
+    def reason(self, text: str, marks: list[str], row_words: list[str]) -> tuple[str | None, str | None]:
+        """(reason, evaluation group) of one row, n-gram evidence aside (decided by `check`)."""
+        for start in range(len(marks) - _START + 1):
+            for key, group in self.exact.get(tuple(marks[start : start + _START]), ()):
+                if marks[start : start + len(key)] == key:
+                    return "exact", group
+        if self.identifiers:
+            present = set(row_words)
+            for identifier, group in self.identifiers.items():
+                if identifier.casefold() in present:
+                    return "identifier", group
+        if self.chemistry:
+            found = self.molecules.in_text(text)
+            if found:
+                present = set(row_words)
+                for item in self.chemistry:
+                    if item.molecules <= found and (
+                        not item.question
+                        or sum(w in present for w in item.question) >= TASK_WORDS_SHARE * len(item.question)
+                    ):
+                        return "molecule", item.group
+        return None, None
+
+    def check(self, rows: Iterable[object]) -> Report:
+        """The reason each row leaks, in one pass (rows are not kept)."""
+        report = Report(rows=0)
+        candidates: dict[int, set[tuple[str, ...]]] = {}
+        prompts_of_window: dict[tuple[str, ...], set[str]] = {}
+        for index, row in enumerate(rows):
+            report.rows += 1
+            text = row_text(row)
+            row_words = words(text)
+            row_windows = set(_windows(row_words)) if self.windows else set()
+            reason, group = self.reason(text, tokens(text), row_words)
+            if reason:
+                report.add(index, reason, group)
+                continue
+            hits = {w for w in row_windows if w in self.windows}
+            if hits:
+                candidates[index] = hits
+                prompt = hashlib.sha1(normalise(row_prompt(row)).encode()).hexdigest()
+                for window in hits:
+                    seen = prompts_of_window.setdefault(window, set())
+                    if len(seen) < BOILERPLATE_TRAIN_ROWS:
+                        seen.add(prompt)
+        for index, hits in sorted(candidates.items()):
+            evidence = [w for w in hits if len(prompts_of_window[w]) < BOILERPLATE_TRAIN_ROWS]
+            if evidence:
+                report.add(index, "ngram", self.windows[min(evidence)])
+        return report
+
+
+@dataclass
+class Report:
+    rows: int
+    dropped: dict[int, str] = field(default_factory=dict)  # row index → reason
+    groups: set[str] = field(default_factory=set)  # evaluation groups (items, applications) hit
+
+    def add(self, index: int, reason: str, group: str | None) -> None:
+        self.dropped[index] = reason
+        if group:
+            self.groups.add(group)
+
+    def counts(self) -> dict[str, int]:
+        return {reason: sum(1 for r in self.dropped.values() if r == reason) for reason in REASONS}
+
+    def summary(self) -> dict:
+        return {
+            "rows": self.rows,
+            "kept": self.rows - len(self.dropped),
+            "dropped": self.counts(),
+            "evaluation_items_hit": len(self.groups),
+        }
+
+
+def drop_leaks(family: str, rows: list, docs: Iterable[dict]) -> tuple[list, Report]:
+    """(the rows that leak nothing, the report): what the loop applies to a data script's output."""
+    report = Guard(family, docs).check(rows)
+    return [row for index, row in enumerate(rows) if index not in report.dropped], report
+
+
+# --- the command (in the data env) --------------------------------------------------------------
+def iter_rows(path: Path) -> Iterator:
+    """The rows of a JSONL / JSON / parquet / CSV file, or of every such file in a folder, one at
+    a time where the format allows (a 50,000-row parquet of patents need not sit in memory)."""
+    from rdft_data.profile import data_files
+    from rdft_data.profile import read_rows as read_file
+
+    for file in data_files(path) if path.is_dir() else [path]:
+        if file.suffix == ".jsonl":
+            with open(file, encoding="utf-8") as handle:
+                yield from (json.loads(line) for line in handle if line.strip())
+        elif file.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=256):
+                yield from batch.to_pylist()
         else:
-            kept.append(item)
-    return kept, dropped
+            yield from read_file(file)
 
 
-QUESTION_FIELDS = ("problem", "question", "query", "claim", "input", "prompt")
+def write_rows(rows: Iterable, path: Path) -> None:
+    """Chat JSONL, or a JSON list (alpaca) when `path` ends in .json; atomically."""
+    from rdft_data.records import write_atomically
+
+    if path.suffix == ".json":
+        write_atomically(path, lambda handle: json.dump(list(rows), handle, ensure_ascii=False, indent=1))
+    else:
+        write_atomically(path, lambda handle: handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def question_texts(docs: Iterable[dict], min_chars: int = 12) -> set[str]:
-    """The normalised question text of each evaluation doc (its first question-like field)."""
-    texts = set()
-    for doc in docs:
-        lowered = {str(k).lower(): v for k, v in doc.items()}
-        for field in QUESTION_FIELDS:
-            value = lowered.get(field)
-            if isinstance(value, str) and len(value.strip()) >= min_chars:
-                texts.add(normalise(value))
-                break
-    return texts
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Drop training rows that contain evaluation items.")
+    parser.add_argument("--family", required=True, choices=FAMILIES)
+    parser.add_argument("--eval-docs", type=Path, nargs="+", required=True)
+    parser.add_argument("--train", type=Path, nargs="+", required=True)
+    parser.add_argument("--output", type=Path, help="Write the kept rows here (.jsonl: JSONL, .json: a JSON list).")
+    args = parser.parse_args(argv)
+
+    def train_rows() -> Iterator:
+        for path in args.train:
+            yield from iter_rows(path)
+
+    try:
+        docs = [doc for path in args.eval_docs for doc in iter_rows(path)]
+        if not docs:
+            raise SystemExit("leakage: the evaluation docs hold no items; give the benchmark's docs")
+        report = Guard(args.family, docs).check(train_rows())
+        if args.output is not None:  # a second pass: the rows are never all in memory at once
+            write_rows((row for i, row in enumerate(train_rows()) if i not in report.dropped), args.output)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise SystemExit(f"leakage: cannot read the files: {error}") from None
+    summary = report.summary()
+    summary["dropped_rows"] = {str(k): v for k, v in sorted(report.dropped.items())[:50]}
+    print(json.dumps(summary))
 
 
-def sample_prompt(sample: dict) -> str:
-    """The text a chat or alpaca training sample shows the model (everything but its answer)."""
-    if "messages" in sample:
-        return " ".join(str(m.get("content", "")) for m in sample["messages"] if m.get("role") != "assistant")
-    return " ".join(str(sample.get(key) or "") for key in ("system", "instruction", "input"))
-
-
-def drop_evaluation_questions(samples: Iterable[dict], docs: Iterable[dict]) -> tuple[list[dict], int]:
-    """(the training samples whose prompt contains no evaluation question, how many were dropped):
-    the guard on what a data script wrote, whatever its format."""
-    questions = question_texts(docs)
-    kept, dropped = [], 0
-    for sample in samples:
-        prompt = normalise(sample_prompt(sample))
-        if any(question in prompt for question in questions):
-            dropped += 1
-        else:
-            kept.append(sample)
-    return kept, dropped
+if __name__ == "__main__":
+    main(sys.argv[1:])

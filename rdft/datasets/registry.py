@@ -26,12 +26,11 @@ class DatasetEntry(BaseModel):
     description: str
     remove: list[str] = []
     post_download: Literal["normalise_rcr"] | None = None  # a step of rdft/datasets/prepare.py
-    match_fields: list[str]
-    bundled: str | None = None  # shipped with rdft (rdft/datasets/bundled/): prepared from there
+    bundled: str | None = None  # shipped with rdft (rdft/datasets/data/): prepared from there
 
     @property
     def bundled_path(self) -> Path | None:
-        return REGISTRY.parent / "bundled" / self.bundled if self.bundled else None
+        return REGISTRY.parent / "data" / self.bundled if self.bundled else None
 
     @field_validator("benchmarks")
     @classmethod

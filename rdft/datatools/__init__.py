@@ -17,7 +17,7 @@ Only the standard library is imported here; each module imports its heavy depend
 """
 
 from .checks import boxed_answer, json_fields, math_check, math_equal, same_molecule, strip_think
-from .leakage import drop_overlaps, item_key, normalise  # assembled from rdft/datasets/leakage.py
+from .leakage import Guard, drop_leaks  # assembled from rdft/datasets/leakage.py
 from .llm import ModelPool, PoolExhausted, Reply, Usage, pool_from_env, strong_pool, weak_pool
 from .records import (
     TokenCounter,
@@ -30,8 +30,8 @@ from .records import (
 )
 
 __all__ = [
-    "ModelPool", "PoolExhausted", "Reply", "TokenCounter", "Usage", "boxed_answer", "debug_sample",
-    "drop_overlaps", "filter_by_tokens", "is_debug", "item_key", "json_fields", "math_check", "math_equal",
-    "normalise", "pool_from_env", "same_molecule", "sample_text", "strip_think", "strong_pool", "weak_pool",
+    "Guard", "ModelPool", "PoolExhausted", "Reply", "TokenCounter", "Usage", "boxed_answer", "debug_sample",
+    "drop_leaks", "filter_by_tokens", "is_debug", "json_fields", "math_check", "math_equal",
+    "pool_from_env", "same_molecule", "sample_text", "strip_think", "strong_pool", "weak_pool",
     "write_alpaca_json", "write_chat_jsonl",
 ]  # fmt: skip
