@@ -39,6 +39,18 @@ def _png(figure) -> str:
 
 
 def score_plot(summary: dict) -> str | None:
+    figure = score_figure(summary)
+    if figure is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    image = _png(figure)
+    plt.close(figure)
+    return image
+
+
+def score_figure(summary: dict):
+    """Validation and hidden test score per loop, the base model's, and the best so far."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,6 +65,12 @@ def score_plot(summary: dict) -> str | None:
     scored = [(r["loop"], r["validation"]) for r in rows if r["validation"] is not None]
     if scored:
         axes.plot(*zip(*scored, strict=True), "o", color="#1f77b4", label="validation")
+    tested = [(r["loop"], r["test"]) for r in rows if r.get("test") is not None]
+    if tested:
+        axes.plot(*zip(*tested, strict=True), "s", color="#ff7f0e", fillstyle="none", label="hidden test")
+    base_test = (summary.get("baseline") or {}).get("test")
+    if base_test is not None:
+        axes.axhline(base_test, linestyle=":", color="#ff7f0e", label="base model (test)")
     failed = [r["loop"] for r in rows if r["decision"] == "failed"]
     if failed:
         axes.plot(failed, [baseline or 0] * len(failed), "x", color="#c00", label="failed")
@@ -71,9 +89,7 @@ def score_plot(summary: dict) -> str | None:
         axes.set_xticks(loops)
     axes.legend(loc="best", fontsize=8)
     axes.grid(alpha=0.3)
-    image = _png(figure)
-    plt.close(figure)
-    return image
+    return figure
 
 
 def loss_plot(metrics: Path) -> str | None:
@@ -143,6 +159,14 @@ def build(log_dir: Path) -> str:
     ]
     base = summary.get("baseline") or {}
     best = summary.get("best")
+    scoring = summary.get("scoring") or {}
+    if scoring.get("max_gen_toks"):
+        out.append(
+            f"<p id='non-standard'><b>Non-standard scores:</b> generation capped at {scoring['max_gen_toks']} "
+            "tokens (--max-gen-toks); they are not the benchmark's published numbers.</p>"
+        )
+    if base.get("flags"):
+        out.append(f"<p><b>Base model degenerate:</b> {e('; '.join(base['flags']))}</p>")
     out.append(
         f"<p>Base model: validation {_fmt(base.get('validation'))} {_fmt(base.get('validation_ci95'))}, "
         f"test {_fmt(base.get('test'))}. Best: "
@@ -155,16 +179,18 @@ def build(log_dir: Path) -> str:
     )
     out.append(
         "<table id='summary'><tr><th>loop</th><th>hypothesis</th><th>decision</th><th>validation ± 95% CI</th>"
-        "<th>test</th><th>durations (s)</th></tr>"
+        "<th>test</th><th>leakage dropped</th><th>durations (s)</th></tr>"
     )
     for row in summary.get("loops", []):
         ci = row.get("validation_ci95")
         shown = _fmt(row["validation"]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
         seconds = ", ".join(f"{k} {v:.0f}" for k, v in (row.get("seconds") or {}).items())
         css = "best" if row["decision"] == "new best" else "failed" if row["decision"] == "failed" else ""
+        decision = row["decision"] + (f" (degenerate: {'; '.join(row['flags'])})" if row.get("flags") else "")
+        leaked = ", ".join(f"{k} {v}" for k, v in (row.get("leakage") or {}).items() if v) or "0"
         out.append(
-            f"<tr class='{css}'><td>{row['loop']}</td><td>{e(row['hypothesis'])}</td><td>{e(row['decision'])}"
-            f"</td><td>{shown}</td><td>{_fmt(row['test'])}</td><td>{e(seconds)}</td></tr>"
+            f"<tr class='{css}'><td>{row['loop']}</td><td>{e(row['hypothesis'])}</td><td>{e(decision)}"
+            f"</td><td>{shown}</td><td>{_fmt(row['test'])}</td><td>{e(leaked)}</td><td>{e(seconds)}</td></tr>"
         )
     out.append("</table>")
     plot = score_plot(summary)
@@ -196,6 +222,13 @@ def build(log_dir: Path) -> str:
                 errors.append(f"coding {evaluation.parent.name}: {record['error']}")
         if errors:
             out.append("<h3>Errors</h3>" + "".join(f"<pre>{e(text[-3000:])}</pre>" for text in errors))
+        data = _read(loop_dir / "running" / "data.json")
+        if data and data.get("dropped_leakage"):
+            reasons = ", ".join(f"{k} {v}" for k, v in (data.get("leakage") or {}).items() if v)
+            out.append(
+                f"<p class='leakage'><b>Leakage guard:</b> dropped {data['dropped_leakage']} of {data['written']} "
+                f"rows ({e(reasons)}) holding {data.get('evaluation_items_hit', '?')} evaluation item(s)</p>"
+            )
         feedback = _read(loop_dir / "feedback" / "feedback.json")
         if feedback:
             out.append(f"<h3>Feedback</h3><p>{e(feedback.get('explanation', ''))}</p>")

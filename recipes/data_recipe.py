@@ -1,17 +1,29 @@
-"""The offline planner's data script: turn prepared datasets into chat SFT samples.
+"""The offline planner's data script: turn prepared datasets into chat SFT rows for one benchmark.
 
 Runs in the `data` env from an experiment's workspace, as `process_data.py`, configured by
 `data_recipe.json` beside it (configs are data):
 
-    {"datasets": ["demo-parity"], "format": "demo", "max_samples": 512, "seed": 0,
-     "benchmark_family": "demo", "evaluation_dir": "/…/evaluation",
+    {"datasets": ["deepscaler"], "benchmark": "aime25", "benchmark_family": "aime",
+     "max_samples": 512, "seed": 0, "tasks_dir": "/…/evaluation/tasks",
      "tokenizer": "/…/base-model", "max_tokens": 2048}
 
-Prompts are the benchmark's own (`doc_to_text` of evaluation/tasks/<family>/utils.py), so the
-model trains on exactly the questions' form it is scored on. Formats: `demo` (question/answer →
-\\boxed{answer}), `math` (problem/solution/answer → solution and \\boxed{answer}), `chemcot`
-(query → the chain-of-thought), `chat` (rows that already hold `messages`). Writes
-`data.jsonl`; `--debug` keeps the first 100 samples. Datasets are read from RDFT_DATASETS_DIR.
+Every row's user turn is the benchmark's own prompt (`doc_to_text` of
+evaluation/tasks/<family>/utils.py, the function lm-eval scores with), and its assistant turn
+ends with the answer exactly as the benchmark's scorer reads it; each row is scored with that
+scorer before it is kept, so a row whose answer would not score is never trained on:
+
+- demo: the question → `\\boxed{answer}`;
+- aime (deepscaler `problem/answer/solution`): the solution, which must be there (a row without
+  reasoning teaches answering without it), ending with `\\boxed{answer}` (appended when the
+  solution has no box; a box that disagrees with the answer drops the row);
+- panorama (the task's own files, benchmark schema): `{"answer": [gold letters]}` (PAR4PC),
+  `{"answer": <gold paragraph>}` (PI4PC), the examiner's reasoning then `{"code": …}` (NOC4PC);
+- chemcotbench (ChemCoT's per-subtask files: `query`, `raw_cot`/`struct_cot`, gold in `meta`):
+  the chain-of-thought, ending with the subtask's answer JSON (appended from the gold when the
+  chain-of-thought lacks it).
+
+Rows over `max_tokens` (the base model's tokenizer) are dropped. Every drop is counted by reason
+and written to `data_stats.json`. `--debug` keeps the first 100 rows.
 """
 
 from __future__ import annotations
@@ -25,60 +37,158 @@ from pathlib import Path
 
 from rdft_data import TokenCounter, debug_sample, filter_by_tokens, write_chat_jsonl
 from rdft_data.profile import data_files, read_rows
+from rdft_data.records import write_atomically
+
+DEBUG_ROWS = 100
 
 
-def load_prompter(evaluation_dir: Path, family: str):
-    sys.path.insert(0, str(evaluation_dir / "tasks"))  # the scorers import `answers`
-    spec = importlib.util.spec_from_file_location(f"prompts_{family}", evaluation_dir / "tasks" / family / "utils.py")
+def load_family(tasks_dir: Path, family: str):
+    """The family's scorer module (prompts, answers, scoring), as lm-eval loads it."""
+    sys.path.insert(0, str(tasks_dir))  # the scorers import `answers`
+    spec = importlib.util.spec_from_file_location(f"family_{family}", tasks_dir / family / "utils.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.doc_to_text
+    return module
 
 
-def to_sample(row: dict, form: str, prompt) -> dict | None:
-    if form == "chat":
-        return {"messages": row["messages"]} if row.get("messages") else None
-    if form == "demo":
-        question, answer = row.get("question"), row.get("answer")
-        return None if not question or not answer else _chat(prompt(row), f"\\boxed{{{answer}}}")
-    if form == "math":
-        problem, answer = row.get("problem") or row.get("Problem"), row.get("answer") or row.get("Answer")
-        if not problem or answer in (None, ""):
-            return None
-        solution = (row.get("solution") or "").strip()
-        return _chat(prompt({"problem": problem}), f"{solution}\n\nThe answer is \\boxed{{{answer}}}.".strip())
-    if form == "chemcot":
-        cot = row.get("raw_cot") or row.get("struct_cot")
-        return (
-            _chat(row["query"], cot if isinstance(cot, str) else json.dumps(cot)) if row.get("query") and cot else None
-        )
-    raise SystemExit(f"data_recipe: unknown format {form!r}; use demo, math, chemcot or chat")
-
-
-def _chat(user: str, assistant: str) -> dict:
+def chat(user: str, assistant: str) -> dict:
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 
-def main() -> None:
-    recipe = json.loads(Path("data_recipe.json").read_text())
-    root = Path(os.environ["RDFT_DATASETS_DIR"])
-    prompt = load_prompter(Path(recipe["evaluation_dir"]), recipe["benchmark_family"])
+class Builder:
+    """Builds one family's rows; `drops` counts what was left out and why."""
+
+    def __init__(self, recipe: dict, family):
+        self.recipe, self.family, self.drops = recipe, family, {}
+        self.benchmark = recipe["benchmark"]
+
+    def drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def row(self, doc: dict) -> dict | None:
+        name = self.recipe["benchmark_family"]
+        try:
+            prompt = self.family.doc_to_text(doc)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.drop("not the benchmark's schema")
+            return None
+        answer = getattr(self, name)(doc)
+        if answer is None:
+            return None
+        if not self.scores(doc, answer):
+            self.drop("answer does not score")
+            return None
+        return chat(prompt, answer)
+
+    # --- answers per family ---
+    def demo(self, doc: dict) -> str | None:
+        if doc.get("answer") in (None, ""):
+            self.drop("no answer")
+            return None
+        return f"\\boxed{{{doc['answer']}}}"
+
+    def aime(self, doc: dict) -> str | None:
+        answer = doc.get("answer", doc.get("Answer"))
+        if answer in (None, ""):
+            self.drop("no answer")
+            return None
+        solution = str(doc.get("solution") or doc.get("Solution") or "").strip()
+        if not solution:
+            self.drop("no reasoning")
+            return None
+        boxed = self.family.parse_answer(self.family.last_boxed(solution))
+        if boxed is None:
+            return f"{solution}\n\nThe final answer is \\boxed{{{answer}}}."
+        if not self.family.equal(boxed, str(answer)):
+            self.drop("solution disagrees with the answer")
+            return None
+        return solution
+
+    def panorama(self, doc: dict) -> str | None:
+        answer = self.family.target_text(self.benchmark, doc)
+        if answer is None:
+            self.drop("no gold answer")
+        return answer
+
+    def chemcotbench(self, doc: dict) -> str | None:
+        cot = doc.get("raw_cot") or doc.get("struct_cot")
+        cot = cot if isinstance(cot, str) or cot is None else json.dumps(cot, ensure_ascii=False)
+        if not cot or not cot.strip():
+            self.drop("no reasoning")
+            return None
+        key = self.family.answer_key(doc)
+        if self.family.last_json_value(cot, key) is not None:
+            return cot.strip()
+        meta = self.family._meta(doc)
+        gold = doc.get("gt") if doc.get("gt") not in (None, "") else meta.get("gt", meta.get("answer"))
+        if gold in (None, "") and doc.get("task") == "mol_edit":
+            gold = meta.get("reference")  # an edit the authors made; the scorer checks it like any answer
+        if isinstance(gold, str) and gold.strip().startswith("{"):
+            gold = json.loads(gold)
+        if isinstance(gold, dict):
+            gold = gold.get(key, gold.get("Major Product", gold.get("output")))
+        if gold in (None, ""):
+            self.drop("no answer")
+            return None
+        return f"{cot.strip()}\n\n{json.dumps({key: gold}, ensure_ascii=False)}"
+
+    def scores(self, doc: dict, answer: str) -> bool:
+        """The answer earns full marks under the benchmark's own scorer (mol_opt: an improvement;
+        an oracle rdft does not have accepts a valid molecule)."""
+        name = self.recipe["benchmark_family"]
+        if name == "demo":
+            return self.family.score_item(doc, answer)["accuracy"] == 1
+        if name == "aime":
+            return self.family.score_item(doc, [answer])["accuracy"] == 1
+        if name == "panorama":
+            item = self.family.SCORERS[self.benchmark][0](doc, answer)
+            return item.get("f1", item.get("gold_hit", item.get("correct"))) == 1
+        try:
+            item = self.family.score_item(doc, answer)
+        except (ValueError, KeyError, TypeError):
+            return False
+        if item.get("unavailable"):
+            return self.family.mol(item.get("answer")) is not None
+        return any(item.get(key) in (1, 1.0) for key in ("correct", "success", "score"))
+
+
+def read_datasets(root: Path, names: list[str]) -> list[dict]:
     rows = []
-    for name in recipe["datasets"]:
+    for name in names:
         files = data_files(root / name)
         if not files:
             raise SystemExit(f"data_recipe: {root / name} holds no data files; run `rdft datasets prepare {name}`")
         rows += [row for path in files for row in read_rows(path)]
+    return rows
+
+
+def main() -> None:
+    recipe = json.loads(Path("data_recipe.json").read_text())
+    debug = "--debug" in sys.argv[1:]
+    family = load_family(Path(recipe["tasks_dir"]), recipe["benchmark_family"])
+    rows = read_datasets(Path(os.environ["RDFT_DATASETS_DIR"]), recipe["datasets"])
     random.Random(recipe.get("seed", 0)).shuffle(rows)
-    samples = [s for s in (to_sample(row, recipe["format"], prompt) for row in rows) if s is not None]
-    samples = debug_sample(samples[: recipe["max_samples"]])
-    dropped = 0
+    builder = Builder(recipe, family)
+    limit = DEBUG_ROWS if debug else recipe["max_samples"]
+    samples = []
+    for doc in rows:  # build until the limit: reading stays cheap, scoring stops early
+        sample = builder.row(doc)
+        if sample is not None:
+            samples.append(sample)
+            if len(samples) >= limit:
+                break
+    samples = debug_sample(samples, DEBUG_ROWS)
+    too_long = 0
     if recipe.get("tokenizer") and recipe.get("max_tokens"):
-        samples, dropped = filter_by_tokens(samples, TokenCounter(recipe["tokenizer"]), recipe["max_tokens"])
+        samples, too_long = filter_by_tokens(samples, TokenCounter(recipe["tokenizer"]), recipe["max_tokens"])
+    if too_long:
+        builder.drops["longer than max_tokens"] = too_long
+    stats = {"rows_read": len(rows), "samples": len(samples), "dropped": builder.drops}
+    write_atomically(Path("data_stats.json"), lambda handle: json.dump(stats, handle, indent=1))
     if not samples:
-        raise SystemExit("data_recipe: no samples left; check the datasets' fields against the format")
+        raise SystemExit(f"data_recipe: no samples left ({stats}); check the datasets against the benchmark")
     write_chat_jsonl(samples, "data.jsonl")
-    print(f"SUMMARY: {len(rows)} rows read, {len(samples)} samples written, {dropped} dropped as too long")
+    print(f"SUMMARY: {json.dumps(stats)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import clean_environ, one_line_error
+from conftest import REPO, clean_environ, one_line_error
 from llm_server import LLMServer
 
 SECRET = "sk-agent-secret-27182818"
@@ -24,6 +24,8 @@ LOOP_FILES = [
     "running/train.json",
     "running/validation.json",
     "running/test.json",
+    "running/validation/summary.json",
+    "running/test/summary.json",
     "running/result.json",
     "feedback/feedback.json",
     "feedback/feedback.md",
@@ -50,10 +52,11 @@ def check_run(log: Path, loops: int) -> dict:
         "report.md",
         "baseline/validation.json",
         "baseline/test.json",
+        "baseline/evaluation_items.jsonl",
     ):
         assert (log / name).is_file(), name
     summary = json.loads((log / "summary.json").read_text())
-    assert [row["loop"] for row in summary["loops"]] == list(range(1, loops + 1))
+    assert [row["loop"] for row in summary["loops"]] == list(range(loops))  # Loop_0, Loop_1, …
     best = summary["baseline"]["validation"]
     for row in summary["loops"]:
         loop = log / f"Loop_{row['loop']}"
@@ -66,14 +69,20 @@ def check_run(log: Path, loops: int) -> dict:
         assert feedback["decision"] == significant == (row["decision"] == "new best"), row
         if significant:
             best = row["validation"]
-        # The guard: no evaluation question reaches the training data.
-        questions = {
-            json.loads(line)["question"]
-            for split in ("validation", "test")
-            for line in (log / "baseline" / split / f"docs.{split}.jsonl").read_text().splitlines()
-        }
+        # The guard: no evaluation question (validation or test, all of them) reaches the training data,
+        # and nothing of the evaluation is in the workspace the data script and the training ran in.
+        items = (log / "baseline" / "evaluation_items.jsonl").read_text().splitlines()
+        questions = {json.loads(line)["question"] for line in items}
+        assert len(questions) == 60
         data = (loop / "workspace" / "data.jsonl").read_text()
         assert not any(q in data for q in questions)
+        assert not list((loop / "workspace").rglob("docs.*.jsonl"))
+        # The scored weights descend from the base model, and the record says so.
+        train = json.loads((loop / "running" / "train.json").read_text())
+        assert (
+            train["provenance"]["base_model"] == json.loads((log / "scenario.json").read_text())["base_model"]["path"]
+        )
+        assert set(train["provenance"]["base_weights"]) == {"model.safetensors"}
     assert summary["best"] is not None and summary["best"]["validation"] > summary["baseline"]["validation"]
     return summary
 
@@ -102,26 +111,44 @@ def test_demo_runs_offline_as_the_readme_says(demo_run):
     log = log_dir_of(result.stdout)
     assert re.search(rf"^report: {re.escape(str(log))}/report.html$", result.stdout, re.M)
     summary = check_run(log, loops=2)
-    assert summary["baseline"]["validation"] == 0.0  # the untrained tiny model never answers in \boxed{}
-    first = json.loads((log / "Loop_1" / "direct_exp_gen" / "proposal.json").read_text())
-    second = json.loads((log / "Loop_2" / "direct_exp_gen" / "proposal.json").read_text())
+    # The untrained tiny model never answers in \boxed{}: 0, and flagged as such.
+    assert summary["baseline"]["validation"] == 0.0 and summary["baseline"]["test"] == 0.0
+    assert summary["baseline"]["flags"] == ["100% of answers unreadable"]
+    # The demo learns: the best loop is right on at least 80% of both splits (answering with one
+    # letter for every item scores 0.2 at best on these items), and is no degenerate model.
+    best = summary["best"]
+    assert best["validation"] >= 0.8 and best["test"] >= 0.8 and best["flags"] == []
+    first = json.loads((log / "Loop_0" / "direct_exp_gen" / "proposal.json").read_text())
+    second = json.loads((log / "Loop_1" / "direct_exp_gen" / "proposal.json").read_text())
     assert first["params"] != second["params"]  # the planner searched
-    data = json.loads((log / "Loop_1" / "running" / "data.json").read_text())
-    assert data["samples"] + data["dropped_leakage"] == data["written"]
+    assert "loop 0 scored" in second["reason"]  # and says from which numbers
+    data = json.loads((log / "Loop_0" / "running" / "data.json").read_text())
+    assert data["samples"] + data["dropped_leakage"] + data["dropped_over_limit"] == data["written"]
+    assert data["leakage"] == {"exact": 0, "identifier": 0, "molecule": 0, "ngram": 0}
 
 
 BROKEN = "raise SystemExit('KeyError: no column named problem')\n"
+EVAL_ITEMS = [
+    json.loads(line) for line in (REPO / "evaluation" / "data" / "demo_letter.jsonl").read_text().splitlines()
+]
+COPIED = [item["question"] for item in EVAL_ITEMS[:5]]  # what the agent's script copies into its full run
 FIXED = """import json, os
 from pathlib import Path
 from rdft_data import debug_sample, write_chat_jsonl
 
-rows = [json.loads(line) for line in (Path(os.environ["RDFT_DATASETS_DIR"]) / "demo-parity" / "parity.jsonl").open()]
-suffix = "\\nPut the final answer, even or odd, in \\\\boxed{}."
+rows = [json.loads(line) for line in (Path(os.environ["RDFT_DATASETS_DIR"]) / "demo-letter" / "letter.jsonl").open()]
+rows = rows[:600] + [{"question": q, "answer": "a"} for q in COPIED]  # copied evaluation items, at the end
+suffix = "\\nPut the letter in \\\\boxed{}."
 samples = [{"messages": [{"role": "user", "content": r["question"] + suffix},
-                         {"role": "assistant", "content": "\\\\boxed{" + r["answer"] + "}"}]} for r in rows[:600]]
+                         {"role": "assistant", "content": "\\\\boxed{" + r["answer"] + "}"}]} for r in rows]
 write_chat_jsonl(debug_sample(samples), "data.jsonl")
 print("SUMMARY", len(samples))
-"""
+""".replace("COPIED", json.dumps(COPIED))
+TRAIN_YAML = (
+    "model: {dtype: float32}\ndata: {max_length: 256, packing: true}\nmethod: {type: full}\n"
+    "train: {epochs: EPOCHS, learning_rate: 0.003, warmup_ratio: 0.0, micro_batch_size: 4, "
+    "gradient_checkpointing: false}\n"
+)
 
 
 def agent(body: dict) -> str:
@@ -129,25 +156,27 @@ def agent(body: dict) -> str:
     system = body["messages"][0]["content"]
     asked = body["messages"][-2]["content"] if len(body["messages"]) > 1 else ""
     if "You review one fine-tuning experiment" in system:
-        reply = {"explanation": "Format learned; parity partly.", "next_steps": "More epochs."}
+        reply = {"explanation": "Format learned; the letters partly.", "next_steps": "More epochs."}
     elif "Propose the next experiment" in asked:
-        epochs = 3 if "Parent (loop" in asked else 2
+        epochs = 4 if "Parent (loop" in asked else 3
         reply = {
-            "hypothesis": f"LoRA for {epochs} epochs on parity chats teaches the boxed format",
+            "hypothesis": f"A full fine-tune for {epochs} epochs on letter chats teaches the task",
             "reason": "the base model never answers in the format",
-            "data_recipe": "600 parity chats",
-            "training_recipe": f"lora, lr 3e-3, {epochs} epochs",
-            "datasets": ["demo-parity"],
-            "params": {"method": "lora", "learning_rate": 0.003, "epochs": epochs, "max_samples": 600},
+            "data_recipe": "600 letter chats",
+            "training_recipe": f"full, lr 3e-3, {epochs} epochs",
+            "datasets": ["demo-letter"],
+            "params": {"method": "full", "learning_rate": 0.003, "epochs": epochs, "max_samples": 600},
         }
-    else:  # coding: broken first, fixed when shown the error
-        fixing = "The last round failed" in asked
-        train_yaml = (
-            "model: {dtype: float32}\ndata: {max_length: 256, packing: true}\nmethod: {type: lora, lora_r: 16,"
-            " lora_alpha: 32}\ntrain: {epochs: 2, learning_rate: 0.003, warmup_ratio: 0.0, "
-            "micro_batch_size: 4, gradient_checkpointing: false}\n"
-        )
-        reply = {"process_data_py": FIXED if fixing else BROKEN, "train_yaml": train_yaml}
+    else:  # coding: a broken script, then a train.yaml that names another model, then the fix
+        epochs = "4" if "full, lr 3e-3, 4 epochs" in asked else "3"
+        train_yaml = TRAIN_YAML.replace("EPOCHS", epochs)
+        if "The last round failed" not in asked:
+            reply = {"process_data_py": BROKEN, "train_yaml": train_yaml}
+        elif "no column named problem" in asked:
+            swapped = train_yaml.replace("model: {dtype: float32}", "model: {dtype: float32, path: /models/tuned}")
+            reply = {"process_data_py": FIXED, "train_yaml": swapped}
+        else:
+            reply = {"process_data_py": FIXED, "train_yaml": train_yaml}
     return "Here it is.\n```json\n" + json.dumps(reply) + "\n```"
 
 
@@ -171,28 +200,50 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        marker = log / "Loop_2" / "running" / "data.json"
+        marker = log / "Loop_1" / "running" / "data.json"
         deadline = time.monotonic() + 600
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "timed out"
-        time.sleep(2)  # into the training
+        trainer = wait_for_trainer(log / "Loop_1" / "workspace")  # the training the kill will orphan
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        before = {p: p.read_bytes() for p in (log / "Loop_1").rglob("*.json")}
-        assert not (log / "Loop_2" / "feedback" / "feedback.json").exists()
+        assert process_alive(trainer)
+        before = {p: p.read_bytes() for p in (log / "Loop_0").rglob("*.json")}
+        assert not (log / "Loop_1" / "feedback" / "feedback.json").exists()
 
         resumed = rdft("run", "--resume", str(log), env=env, timeout=900)
     assert resumed.returncode == 0, resumed.output[-3000:]
     assert "proposals by the LLM agent-model" in resumed.stderr
+    # The resumed run stopped the training the killed one left running, then redid it.
+    assert "stopped 1 process group(s) left running by the interrupted run" in resumed.stderr
+    assert not process_alive(trainer)
     check_run(log, loops=2)
-    assert {p: p.read_bytes() for p in (log / "Loop_1").rglob("*.json")} == before  # earlier loop intact
+    assert {p: p.read_bytes() for p in (log / "Loop_0").rglob("*.json")} == before  # earlier loop intact
 
-    # The coder's first data script was broken and fixed in the second round.
-    rounds = [json.loads((log / "Loop_1" / "coding" / f"round_{i}" / "evaluation.json").read_text()) for i in (1, 2)]
-    assert (rounds[0]["ok"], rounds[0]["stage"], rounds[1]["ok"]) == (False, "data", True)
+    # The coder's first data script was broken, its next train.yaml named another model (refused
+    # in one line), and the third round passed.
+    rounds = [json.loads((log / "Loop_0" / "coding" / f"round_{i}" / "evaluation.json").read_text()) for i in (1, 2, 3)]
+    assert [(r["ok"], r["stage"]) for r in rounds] == [(False, "data"), (False, "config"), (True, None)]
     assert "no column named problem" in rounds[0]["error"]
-    assert "You review one fine-tuning experiment" in (log / "Loop_1" / "feedback" / "chat.jsonl").read_text()
+    assert rounds[1]["error"] == (
+        "[config] train.yaml sets model.path to /models/tuned, but this run fine-tunes its base model tiny:llama "
+        "only; remove model.path (rdft sets it)"
+    )
+    # The script copied five evaluation items into its full run (not its debug run): the guard
+    # dropped exactly those, the feedback says so, and the model trained on the rest.
+    data = json.loads((log / "Loop_0" / "running" / "data.json").read_text())
+    assert (data["written"], data["samples"], data["leakage"]["exact"], data["dropped_leakage"]) == (605, 600, 5, 5)
+    assert data["evaluation_items_hit"] == 5
+    trained = (log / "Loop_0" / "workspace" / "data.jsonl").read_text()
+    assert trained.count("\n") == 600 and not any(q in trained for q in COPIED)
+    feedback = json.loads((log / "Loop_0" / "feedback" / "feedback.json").read_text())
+    assert feedback["leakage"]["exact"] == 5
+    assert (
+        "The leakage guard dropped 5 of 605 rows the data script wrote (exact 5; 5 evaluation item(s)"
+        in (log / "Loop_0" / "feedback" / "chat.jsonl").read_text()
+    )
+    assert "You review one fine-tuning experiment" in (log / "Loop_0" / "feedback" / "chat.jsonl").read_text()
     # The key reached the server and nothing else.
     assert all(r["auth"] == f"Bearer {SECRET}" for r in server.requests)
     assert any(r["body"].get("stream") for r in server.requests)
@@ -202,13 +253,37 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
     assert SECRET not in resumed.output
     # RDFT_REMOTE: the log was synced after every loop, the last one included.
     synced = tmp_path / "remote" / log.name
-    assert (synced / "Loop_1" / "feedback" / "feedback.json").is_file()
-    assert (synced / "Loop_2" / "feedback" / "feedback.json").read_bytes() == (
-        log / "Loop_2" / "feedback" / "feedback.json"
+    assert (synced / "Loop_0" / "feedback" / "feedback.json").is_file()
+    assert (synced / "Loop_1" / "feedback" / "feedback.json").read_bytes() == (
+        log / "Loop_1" / "feedback" / "feedback.json"
     ).read_bytes()
     assert not list(synced.rglob("*.safetensors"))
     for path in synced.rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+
+def wait_for_trainer(workspace: Path, timeout: float = 300) -> int:
+    """The pid of the training launched in `workspace` (accelerate's process), once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+                cwd = os.readlink(proc / "cwd")
+            except OSError:
+                continue
+            if "sft.py" in cmdline and cwd == str(workspace):
+                return int(proc.name)
+        time.sleep(0.2)
+    raise AssertionError(f"no training started in {workspace}")
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_bad_input_stops_with_one_line(rdft, tmp_path):
@@ -250,6 +325,11 @@ def test_report_opens_in_headless_chromium(demo_run, rdft, tmp_path):
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     rows = re.findall(r"<tr[ >]", dom.split('id="summary"')[1].split("</table>")[0])
     assert len(rows) == 3  # header + two loops
+    from rdft.report import score_figure  # the plot shows the hidden test score beside validation
+
+    figure = score_figure(json.loads((log / "summary.json").read_text()))
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["validation", "hidden test", "base model (test)", "base model", "best so far"]
     assert re.search(r'<img id="score-plot"[^>]+src="data:image/png;base64,', dom)
     artifacts = Path(os.environ.get("RDFT_TEST_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def fake_run(root: Path, files: int = 5) -> Path:
     """A run's log folder as `rdft run` leaves it (its content does not matter to sync)."""
     log = root / "2026-11-28_10-00-00-000001"
     (log / "Loop_1" / "workspace" / "output" / "adapter").mkdir(parents=True)
-    (log / "run.json").write_text(json.dumps({"base_model": "tiny:llama", "benchmark": "demo_parity", "loop_n": 1}))
+    (log / "run.json").write_text(json.dumps({"base_model": "tiny:llama", "benchmark": "demo_letter", "loop_n": 1}))
     (log / "settings.json").write_text(json.dumps({"openai_api_key": "**********"}))
     (log / "Loop_1" / "workspace" / "output" / "adapter" / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
     (log / "Loop_1" / "workspace" / "train.yaml").write_text("model: {path: tiny}\n")
@@ -147,7 +147,7 @@ def write_tasks(path: Path, tasks) -> Path:
 
 
 def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
-    tiny = {"model": "tiny:llama", "benchmark": "demo_parity", "gpus": "", "loop_n": 1}
+    tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "gpus": "", "loop_n": 1}
     bad = tmp_path / "bad.json"
     assert "not valid JSON" in one_line_error(rdft("batch", str(write_tasks(bad, '{"tasks": [')), env=shared_dirs))
     unknown = [{**tiny, "benchmark": "aime2025"}]
@@ -157,7 +157,7 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
     assert "GPU 7 does not exist" in one_line_error(rdft("batch", str(write_tasks(bad, [{**tiny, "gpus": "7"}]))))
     assert "tasks.0.model" in one_line_error(rdft("batch", str(write_tasks(bad, [{"benchmark": "aime24"}]))))
 
-    tasks = write_tasks(tmp_path / "tasks.json", [tiny, {**tiny, "benchmark_description": "parity of numbers"}])
+    tasks = write_tasks(tmp_path / "tasks.json", [tiny, {**tiny, "benchmark_description": "letters among digits"}])
     plan = rdft("batch", str(tasks), "--dry-run", env=shared_dirs)
     assert plan.returncode == 0 and "dry run: 2 task(s), nothing started" in plan.stdout
     assert "CUDA_VISIBLE_DEVICES=''" in plan.stdout and not (rdft.workdir / "log").exists()
@@ -168,14 +168,14 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
     assert len(logs) == 2
     for log in logs:
         summary = json.loads((log / "summary.json").read_text())
-        assert [row["loop"] for row in summary["loops"]] == [1] and summary["loops"][0]["decision"] != "running"
+        assert [row["loop"] for row in summary["loops"]] == [0] and summary["loops"][0]["decision"] != "running"
         assert (log / "report.html").is_file()
-    assert json.loads((logs[1] / "scenario.json").read_text())["description"] == "parity of numbers"
+    assert json.loads((logs[1] / "scenario.json").read_text())["description"] == "letters among digits"
     assert result.stdout.count(": ok; log") == 2
 
 
 def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
-    tiny = {"model": "tiny:llama", "benchmark": "demo_parity", "gpus": "", "loop_n": 1}
+    tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "gpus": "", "loop_n": 1}
     tasks = write_tasks(tmp_path / "tasks.json", [tiny, tiny])
     proc = subprocess.Popen(["rdft", "batch", str(tasks), "--no-sync"], cwd=rdft.workdir,
                             env=clean_environ(**shared_dirs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -199,4 +199,4 @@ def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_
     resumed = rdft("run", "--resume", resumes[0], env=shared_dirs, timeout=900)
     assert resumed.returncode == 0, resumed.output[-3000:]
     summary = json.loads((Path(resumes[0]) / "summary.json").read_text())
-    assert [row["loop"] for row in summary["loops"]] == [1] and summary["loops"][0]["decision"] != "running"
+    assert [row["loop"] for row in summary["loops"]] == [0] and summary["loops"][0]["decision"] != "running"

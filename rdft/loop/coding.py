@@ -3,8 +3,10 @@
 Files: `process_data.py` (+ `data_recipe.json` for the offline recipe) and `train.yaml`; the
 launch files are written by `rdft train`'s writer when the workspace trains. Each round:
 1. the data script runs with `--debug` in the data env (timeout FT_DEBUG_DATA_PROCESSING_TIMEOUT)
-   and must write non-empty chat (`data.jsonl`) or alpaca (`data.json`) samples;
-2. `train.yaml` must pass the training schema, with the fields rdft manages set by rdft;
+   and must write non-empty chat (`data.jsonl`) or alpaca (`data.json`) samples, none of which
+   may contain an evaluation item (the leakage guard: the coder learns it early);
+2. `train.yaml` must pass the training schema, with the fields rdft manages set by rdft (a
+   `model.path` other than the run's base model is refused);
 3. a micro-batch training (2 steps on the debug samples, timeout FT_MICRO_BATCH_TIMEOUT) must run.
 A failure goes back to the coder with the error, up to FT_CODER_MAX_LOOP rounds.
 """
@@ -20,10 +22,12 @@ import yaml
 from pydantic import BaseModel, Field
 from rich.console import Console
 
+from rdft.datasets.guard import run_guard
 from rdft.datasets.prepare import datasets_dir
 from rdft.datasets.toolkit import data_script_environment
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
+from rdft.files import write_atomic
 from rdft.llm import ChatLLM
 from rdft.loop.proposal import Params, Proposal, default_params
 from rdft.loop.scenario import Scenario
@@ -34,6 +38,7 @@ from rdft.training.config import load_config
 from rdft.training.run import train
 
 CODE_FILES = ("process_data.py", "data_recipe.json", "train.yaml")
+TEMPLATE_TOKENS = 16  # what a chat template adds around a row's text, at most, for the tiny and usual models
 DATA_FILES = ("data.jsonl", "data.json")
 
 
@@ -68,14 +73,17 @@ class CodingResult(BaseModel):
 def train_config(scenario: Scenario, params: Params) -> dict:
     cpu = not scenario.hardware.get("gpus")
     small = (scenario.base_model.parameters or 0) < 50_000_000
+    method = {"type": params.method}
+    if params.method != "full":
+        method.update(lora_r=params.lora_r, lora_alpha=2 * params.lora_r)
     return {
         "model": {"path": scenario.base_model.path, "dtype": "float32" if cpu else "bfloat16"},
         "data": {
             "path": "data.jsonl",
-            "max_length": 256 if cpu else min(scenario.base_model.context_length or 4096, 4096),
+            "max_length": params.max_length or (256 if cpu else min(scenario.base_model.context_length or 4096, 4096)),
             "packing": True,
         },
-        "method": {"type": params.method, "lora_r": params.lora_r, "lora_alpha": 2 * params.lora_r},
+        "method": method,
         "train": {
             "epochs": params.epochs,
             "learning_rate": params.learning_rate,
@@ -89,16 +97,16 @@ def train_config(scenario: Scenario, params: Params) -> dict:
 
 
 def data_recipe(scenario: Scenario, params: Params, datasets: list[str]) -> dict:
-    form = {"demo": "demo", "aime": "math", "chemcotbench": "chemcot"}.get(scenario.benchmark_family, "chat")
+    max_length = train_config(scenario, params)["data"]["max_length"]
     return {
-        "datasets": datasets,
-        "format": form,
+        "datasets": params.datasets or datasets,
+        "benchmark": scenario.benchmark,
+        "benchmark_family": scenario.benchmark_family,
         "max_samples": params.max_samples,
         "seed": 0,
-        "benchmark_family": scenario.benchmark_family,
-        "evaluation_dir": str(evaluation_dir()),
+        "tasks_dir": str(evaluation_dir() / "tasks"),  # prompts and scorers; no evaluation items
         "tokenizer": scenario.base_model.path,
-        "max_tokens": scenario.base_model.context_length,
+        "max_tokens": max_length - TEMPLATE_TOKENS,
     }
 
 
@@ -150,14 +158,27 @@ def llm_files(
 
 
 def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
-    """The coder's train.yaml with the fields rdft manages set by rdft."""
+    """The coder's train.yaml with the fields rdft manages set by rdft. The run trains its base
+    model only: a train.yaml naming another model is refused (a tuned checkpoint would pass
+    for this run's work)."""
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise StepFailed("config", f"train.yaml is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(config, dict):
         raise StepFailed("config", "train.yaml must be a mapping with model, data, method, train, output")
-    config.setdefault("model", {})["path"] = scenario.base_model.path
+    model = config.setdefault("model", {})
+    if not isinstance(model, dict):
+        raise StepFailed("config", "train.yaml's model must be a mapping (dtype, attn_implementation)")
+    named = model.get("path")
+    base = scenario.base_model
+    if named not in (None, "", base.path, base.name) and Path(str(named)).expanduser().resolve() != Path(base.path):
+        raise StepFailed(
+            "config",
+            f"train.yaml sets model.path to {named}, but this run fine-tunes its base model {base.name} only; "
+            "remove model.path (rdft sets it)",
+        )
+    model["path"] = base.path
     config.setdefault("data", {})["path"] = data_file
     config.setdefault("output", {})["dir"] = "output"
     return config
@@ -212,7 +233,7 @@ def check_samples(rows: list[dict]) -> None:
 
 def write_config(workspace: Path, config: dict, name: str = "train.yaml") -> Path:
     path = workspace / name
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(config, sort_keys=False))
     try:
         load_config(path)
     except RdftError as error:
@@ -220,7 +241,25 @@ def write_config(workspace: Path, config: dict, name: str = "train.yaml") -> Pat
     return path
 
 
-def prove(settings: Settings, scenario: Scenario, workspace: Path, console: Console) -> None:
+def guard_debug_data(settings: Settings, scenario: Scenario, data: Path, guard_docs: Path, log: Path) -> dict:
+    """The leakage guard on the debug rows: any row holding an evaluation item fails the round."""
+    try:
+        report = run_guard(settings, scenario.benchmark, [guard_docs], [data], log_path=log)
+    except RdftError as error:
+        raise StepFailed("leakage", str(error)) from None
+    dropped = report["dropped"]
+    if sum(dropped.values()):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in dropped.items() if n)
+        raise StepFailed(
+            "leakage",
+            f"{sum(dropped.values())} of {report['rows']} debug rows contain evaluation items ({reasons}; "
+            f"{report['evaluation_items_hit']} item(s) hit); the guard would drop them: build the data from the "
+            "training datasets only, never from the benchmark's questions",
+        )
+    return report
+
+
+def prove(settings: Settings, scenario: Scenario, workspace: Path, guard_docs: Path, console: Console) -> None:
     """One round's checks (raises StepFailed)."""
     debug = workspace / ".debug"
     shutil.rmtree(debug, ignore_errors=True)
@@ -229,6 +268,8 @@ def prove(settings: Settings, scenario: Scenario, workspace: Path, console: Cons
         settings, workspace, debug=True, timeout=settings.ft_debug_data_processing_timeout, log_path=debug / "data.log"
     )
     shutil.move(data, debug / data.name)
+    data = debug / data.name
+    guard_debug_data(settings, scenario, data, guard_docs, debug / "leakage.log")
     config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name)
     write_config(workspace, config)
     micro = {**config, "data": {**config["data"], "path": f".debug/{data.name}"}}
@@ -251,6 +292,7 @@ def code(
     stage_dir: Path,
     *,
     parent_workspace: Path | None,
+    guard_docs: Path,
     llm: ChatLLM | None,
     console: Console,
 ) -> CodingResult:
@@ -273,11 +315,11 @@ def code(
         round_dir = stage_dir / f"round_{number}"
         round_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            (workspace / name).write_text(text)
-            (round_dir / name).write_text(text)
+            write_atomic(workspace / name, text)
+            write_atomic(round_dir / name, text)
         console.print(f"rdft: coding round {number}: proving the files")
         try:
-            prove(settings, scenario, workspace, console)
+            prove(settings, scenario, workspace, guard_docs, console)
         except StepFailed as failure:
             error = f"[{failure.stage}] {failure}"
             rounds.append(
@@ -289,10 +331,10 @@ def code(
                     seconds=round(time.monotonic() - start, 1),
                 )
             )
-            (round_dir / "evaluation.json").write_text(rounds[-1].model_dump_json(indent=1))
+            write_atomic(round_dir / "evaluation.json", rounds[-1].model_dump_json(indent=1))
             console.print(f"rdft: coding round {number} failed at {failure.stage}: {str(failure).splitlines()[0]}")
             continue
         rounds.append(Round(round=number, ok=True, seconds=round(time.monotonic() - start, 1)))
-        (round_dir / "evaluation.json").write_text(rounds[-1].model_dump_json(indent=1))
+        write_atomic(round_dir / "evaluation.json", rounds[-1].model_dump_json(indent=1))
         return CodingResult(ok=True, rounds=rounds)
     return CodingResult(ok=False, rounds=rounds, error=f"no round passed ({len(rounds)} tried); last: {error}")

@@ -3,7 +3,9 @@ validation items), show up to 10 wrong validation samples, explain, decide.
 
 A new best needs a higher primary metric with p(not better) below RDFT_SIGNIFICANCE. Failures
 (coder exhaustion, OOM, timeouts, evaluation crashes, LLM outages) are feedback too: recorded
-with their type, never fatal to the run."""
+with their type, never fatal to the run. Rows the leakage guard dropped are named, and a model
+whose answers are degenerate (one answer for nearly every item, mostly unreadable, or empty) is
+flagged: it is never called an improvement without saying so."""
 
 from __future__ import annotations
 
@@ -39,9 +41,18 @@ class Feedback(BaseModel):
     wrong_samples: list[dict] = []
     explanation: str
     next_steps: str = ""
+    flags: list[str] = []  # degenerate answers (evaluation/score.py's diagnostics)
+    leakage: dict[str, int] = {}  # rows the guard dropped, by reason
+
+    @property
+    def verdict(self) -> str:
+        if self.status == "failed":
+            return "failed"
+        word = "new best" if self.decision else "rejected"
+        return f"{word} (degenerate: {'; '.join(self.flags)})" if self.flags else word
 
     def markdown(self, loop: int, proposal: Proposal | None) -> str:
-        lines = [f"# Loop {loop} feedback", "", f"**Decision:** {'new best' if self.decision else 'rejected'}"]
+        lines = [f"# Loop {loop} feedback", "", f"**Decision:** {self.verdict}"]
         if proposal is not None:
             lines += ["", f"**Hypothesis:** {proposal.hypothesis}"]
         if self.error_type:
@@ -117,17 +128,31 @@ def judge(
                         explanation=f"The comparison with {best_label} failed: {error}")  # fmt: skip
     better = (comparison["difference"] or 0) > 0 and comparison["p_not_better"] < settings.rdft_significance
     wrong = wrong_samples(Path(validation["dir"]), scenario.primary_metric)
+    data = outcome["data"]
+    leakage = data.get("leakage") or {}
+    flags = (validation.get("diagnostics") or {}).get("flags", [])
     summary = (
         f"Validation {scenario.primary_metric}: {validation['value']} (95% CI {validation['ci95']}) against "
         f"{best_label} {comparison['base']}; paired bootstrap difference {comparison['difference']}, "
         f"p(not better) {comparison['p_not_better']}. Training loss {outcome['train'].get('first_loss')} -> "
         f"{outcome['train'].get('final_loss')} over {outcome['train'].get('steps')} steps; "
-        f"{outcome['data']['samples']} training samples."
+        f"{data['samples']} training samples."
     )
+    if sum(leakage.values()):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in leakage.items() if n)
+        summary += (
+            f" The leakage guard dropped {sum(leakage.values())} of {data['written']} rows the data script wrote "
+            f"({reasons}; {data.get('evaluation_items_hit', '?')} evaluation item(s) copied): the data must not "
+            "contain evaluation items, and the score is on the cleaned data."
+        )
+    if flags:
+        summary += f" Degenerate answers: {'; '.join(flags)} — the score does not show that the task was learned."
     wrong_text = "\n".join(
         f"- Q: {w['question'][:300]} | gold: {w['gold']} | model: {w['response'][:200]}" for w in wrong
     )
     verdict = "a significant gain: it becomes the best" if better else "no significant gain: rejected"
+    if better and flags:
+        verdict += ", flagged as degenerate"
     explanation = _explain(
         llm,
         scenario,
@@ -142,6 +167,8 @@ def judge(
         wrong_samples=wrong,
         explanation=explanation.explanation,
         next_steps=explanation.next_steps,
+        flags=flags,
+        leakage=leakage,
     )
 
 

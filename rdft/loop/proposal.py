@@ -20,9 +20,14 @@ class Params(BaseModel):
     epochs: int = Field(ge=1)
     max_samples: int = Field(ge=1)
     lora_r: int = Field(16, ge=1)
+    max_length: int | None = Field(None, ge=64, description="data.max_length; None: rdft's default for the host")
+    datasets: list[str] = Field([], description="The data mix (registry names); empty: the proposal's datasets")
 
     def key(self) -> tuple:
-        return (self.method, round(self.learning_rate, 10), self.epochs, self.max_samples, self.lora_r)
+        return (
+            self.method, round(self.learning_rate, 10), self.epochs, self.max_samples,
+            self.lora_r if self.method != "full" else None, self.max_length, tuple(sorted(self.datasets)),
+        )  # fmt: skip
 
 
 class Proposal(BaseModel):
@@ -82,63 +87,148 @@ def propose_with_llm(
 
 
 # --- the offline planner ---------------------------------------------------------------------
+SMALL_MODEL = 50_000_000  # parameters: tiny test models learn fast and take a full fine-tune
+FULL_FINE_TUNE = 3_000_000_000  # below this a full fine-tune is among the options
+
+
 def default_params(scenario: Scenario) -> Params:
-    small = (scenario.base_model.parameters or 0) < 50_000_000  # the tiny test models learn fast
+    small = (scenario.base_model.parameters or 0) < SMALL_MODEL
     limit = scenario.upper_data_size_limit
-    return Params(learning_rate=3e-3 if small else 1e-4, epochs=2 if small else 1, max_samples=min(512, limit))
+    return Params(
+        method="full" if small else "lora",
+        learning_rate=3e-3 if small else 1e-4,
+        epochs=3 if small else 1,
+        max_samples=min(1024 if small else 512, limit),
+        max_length=default_max_length(scenario),
+        datasets=[d.name for d in scenario.datasets],
+    )
 
 
-def neighbours(params: Params, limit: int) -> list[Params]:
-    """One change at a time, in the order that most often pays: more epochs, more data, a larger
-    then a smaller learning rate, a larger LoRA rank."""
-    options = [
-        {"epochs": params.epochs + 1},
-        {"max_samples": min(limit, params.max_samples * 2)},
-        {"learning_rate": params.learning_rate * 3},
-        {"learning_rate": params.learning_rate / 3},
-        {"lora_r": params.lora_r * 2},
+def default_max_length(scenario: Scenario) -> int:
+    """The longest row the data holds (the profiles' p99 per field, summed, plus the chat
+    template), rounded up to 64, within the model's context (and 1024 on a CPU)."""
+    longest = max((d.p99_tokens or 0 for d in scenario.datasets), default=0)
+    wanted = -(-(longest + 64) // 64) * 64 if longest else 2048
+    cap = min(scenario.base_model.context_length or 4096, 4096 if scenario.hardware.get("gpus") else 1024)
+    return max(128, min(wanted, cap))
+
+
+def neighbours(params: Params, scenario: Scenario) -> list[tuple[str, Params]]:
+    """(what changes, the recipe) one change at a time, in the order that most often pays."""
+    limit = scenario.upper_data_size_limit
+    serving = [d.name for d in scenario.datasets]
+    options: list[tuple[str, dict]] = [
+        ("more epochs", {"epochs": params.epochs + 1}),
+        ("more data", {"max_samples": min(limit, params.max_samples * 2)}),
+        ("a larger learning rate", {"learning_rate": params.learning_rate * 3}),
+        ("a smaller learning rate", {"learning_rate": params.learning_rate / 3}),
+        ("fewer epochs", {"epochs": max(1, params.epochs - 1)}),
+        ("less data", {"max_samples": max(1, params.max_samples // 2)}),
     ]
-    return [params.model_copy(update=change) for change in options]
+    if params.method != "full":
+        options.append(("a larger LoRA rank", {"lora_r": params.lora_r * 2}))
+    if (scenario.base_model.parameters or 0) < FULL_FINE_TUNE:
+        options.append(("a full fine-tune" if params.method != "full" else "LoRA", {
+            "method": "lora" if params.method == "full" else "full",
+            "learning_rate": params.learning_rate / 10 if params.method != "full" else params.learning_rate * 10,
+        }))  # fmt: skip
+    if params.max_length:
+        options.append(("longer rows", {"max_length": min(params.max_length * 2, scenario.base_model.context_length
+                                                           or params.max_length * 2)}))  # fmt: skip
+    for name in serving:
+        mix = sorted(set(params.datasets or serving) ^ {name})
+        if mix:
+            verb = "without" if name in (params.datasets or serving) else "adding"
+            options.append((f"the mix {verb} {name}", {"datasets": mix}))
+    return [(label, params.model_copy(update=change)) for label, change in options]
 
 
-def propose_offline(
-    scenario: Scenario, trace: Trace, parent: Node | None, parent_params: Params | None, tried: list[Params]
-) -> Proposal:
-    """A small local search over the recipe: the default first, then the untried neighbour of the
-    parent's recipe that comes first in `neighbours`."""
+def _change(before: Params, after: Params) -> dict:
+    a, b = before.model_dump(), after.model_dump()
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def _same_direction(first: dict, second: dict) -> bool:
+    """Two changes move the same fields the same way (e.g. both raise the learning rate)."""
+    if set(first) != set(second):
+        return False
+    for field_name, (a0, a1) in first.items():
+        b0, b1 = second[field_name]
+        if isinstance(a0, (int, float)) and isinstance(a1, (int, float)):
+            if (a1 > a0) != (b1 > b0):
+                return False
+        elif a1 != b1:
+            return False
+    return True
+
+
+def propose_offline(scenario: Scenario, finished: list[tuple[Node, Params]], tried: list[Params]) -> Proposal:
+    """A local search over the recipe that reads every finished experiment's score: start from
+    the best finished experiment (by validation score, accepted or not), repeat a change that
+    paid off on the way there first, skip changes that did worse from it, never run a recipe
+    twice. `finished`: (node, its recipe) of experiments that were scored; `tried`: every recipe
+    proposed so far."""
     seen = {p.key() for p in tried}
-    start = parent_params or default_params(scenario)
-    candidates = [start] if start.key() not in seen else []
-    candidates += [p for p in neighbours(start, scenario.upper_data_size_limit) if p.key() not in seen]
-    if not candidates:  # the neighbourhood is exhausted: widen from the default
-        candidates = [
-            p for p in neighbours(default_params(scenario), scenario.upper_data_size_limit * 4) if p.key() not in seen
-        ] or [start.model_copy(update={"epochs": start.epochs + len(tried)})]
-    chosen = candidates[0]
-    change = "the default recipe" if parent_params is None and not tried else _describe_change(start, chosen)
-    datasets = [d.name for d in scenario.datasets]
+    scored = [(node, params) for node, params in finished if node.validation is not None]
+    if not scored:
+        start = default_params(scenario)
+        if start.key() not in seen:
+            return _proposal(scenario, start, "the default recipe for this model and host",
+                             "offline planner: no experiment has been scored yet", None)  # fmt: skip
+        best_node, best = None, start
+    else:
+        best_node, best = max(scored, key=lambda pair: (pair[0].validation, -pair[0].loop))
+    by_loop = {node.loop: (node, params) for node, params in scored}
+    paid, hurt = [], []  # changes that led to a better or a worse child
+    for node, params in scored:
+        parent = by_loop.get(node.parent) if node.parent is not None else None
+        if parent is not None:
+            change = _change(parent[1], params)
+            (paid if node.validation > parent[0].validation else hurt).append((change, node, parent[0]))
+    candidates = [(label, p) for label, p in neighbours(best, scenario) if p.key() not in seen]
+    candidates.sort(key=lambda c: -any(_same_direction(_change(best, c[1]), ch) for ch, _, _ in paid))
+    if not candidates:  # the neighbourhood is exhausted: one more epoch on a new data size
+        widened = best.model_copy(update={"epochs": best.epochs + 1, "max_samples": best.max_samples + len(tried)})
+        candidates = [("more epochs on more data (the neighbourhood was exhausted)", widened)]
+    label, chosen = candidates[0]
+    evidence = []
+    if best_node is not None:
+        evidence.append(f"loop {best_node.loop} scored {best_node.validation:.4g}, the best of {len(scored)} scored")
+    for change, node, parent in paid:
+        if _same_direction(_change(best, chosen), change):
+            evidence.append(f"the same change paid before: loop {node.loop} scored {node.validation:.4g} against "
+                            f"{parent.validation:.4g} for loop {parent.loop}")  # fmt: skip
+    for change, node, parent in hurt:
+        evidence.append(f"loop {node.loop} ({', '.join(change)} changed) did worse: {node.validation:.4g} against "
+                        f"{parent.validation:.4g}")  # fmt: skip
+    why = "offline planner: " + ("; ".join(evidence) or "no scored experiment yet")
+    return _proposal(scenario, chosen, f"{label} ({_describe_change(best, chosen)})", why, best_node)
+
+
+def _proposal(scenario: Scenario, params: Params, change: str, why: str, parent: Node | None) -> Proposal:
+    datasets = params.datasets or [d.name for d in scenario.datasets]
+    base = f"loop {parent.loop}'s recipe" if parent is not None else "the base model"
     return Proposal(
-        hypothesis=f"SFT with {change} raises {scenario.primary_metric} on {scenario.benchmark}",
-        reason="offline planner: local search over method, learning rate, epochs and data size around the best "
-        "recipe so far" + (f" (loop {parent.loop}, score {parent.validation})" if parent else ""),
-        data_recipe=f"{chosen.max_samples} samples from {', '.join(datasets)}, shuffled with a fixed seed, in the "
-        "benchmark's prompt format, answers from the data (no LLM), over-length samples dropped",
-        training_recipe=f"{chosen.method} (r={chosen.lora_r}), learning rate {chosen.learning_rate:g}, "
-        f"{chosen.epochs} epoch(s)",
+        hypothesis=f"SFT from {base} with {change} raises {scenario.primary_metric} on {scenario.benchmark}",
+        reason=why,
+        data_recipe=f"{params.max_samples} rows from {', '.join(datasets)}, shuffled with a fixed seed, with the "
+        "benchmark's own prompt and the answer as its scorer reads it (each row scored before it is kept), rows "
+        f"over {params.max_length or 'the default'} tokens dropped",
+        training_recipe=f"{params.method}"
+        + (f" (r={params.lora_r})" if params.method != "full" else "")
+        + f", learning rate {params.learning_rate:g}, {params.epochs} epoch(s), max_length {params.max_length}",
         datasets=datasets,
-        params=chosen,
+        params=params,
     )
 
 
 def _describe_change(before: Params, after: Params) -> str:
-    a, b = before.model_dump(), after.model_dump()
-    return (
-        ", ".join(
-            f"{field} {a[field]:g} -> {b[field]:g}"
-            if isinstance(a[field], float)
-            else f"{field} {a[field]} -> {b[field]}"
-            for field in a
-            if a[field] != b[field]
+    parts = []
+    for field_name, (a, b) in _change(before, after).items():
+        show = (
+            (lambda v: f"{v:g}")
+            if isinstance(a, float)
+            else (lambda v: ", ".join(v) if isinstance(v, list) else str(v))
         )
-        or "the parent's recipe"
-    )
+        parts.append(f"{field_name} {show(a)} -> {show(b)}")
+    return "; ".join(parts) or "the same recipe"

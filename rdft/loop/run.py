@@ -2,12 +2,14 @@
 
     log/<UTC timestamp>/
         run.json, settings.json (secrets redacted), scenario.json, scenario.md
+        baseline/evaluation_items.jsonl      the validation and test items, whole: what the leakage guard reads
         baseline/{validation,test}/          the base model scored first, with the same flags
         Loop_<i>/direct_exp_gen/             proposal.json, proposal.md, chat.jsonl
         Loop_<i>/coding/                     round_<k>/ (the files + evaluation.json), result.json
-        Loop_<i>/running/                    data.json, train.json, validation.json, test.json, result.json
+        Loop_<i>/running/                    data.json, train.json, validation.json, test.json, result.json,
+                                             validation/ and test/ (what scoring wrote)
         Loop_<i>/feedback/                   feedback.json, feedback.md
-        Loop_<i>/workspace/                  the experiment: files, data, output/, benchmark/
+        Loop_<i>/workspace/                  the experiment: files, data, output/
         trace.json, summary.json, report.md
 
 Every record is written atomically when its step finishes, and a step is done exactly when its
@@ -27,6 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 from rich.console import Console
 
+from rdft.datasets.guard import evaluation_docs
 from rdft.datasets.registry import get_dataset, registry
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
@@ -35,14 +38,14 @@ from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.coding import CodingResult, StepFailed, code
 from rdft.loop.feedback import Feedback, judge
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
-from rdft.loop.running import baseline_score, run_experiment, step, write_json
+from rdft.loop.running import baseline_scores, run_experiment, step, steps, write_json
 from rdft.loop.scenario import Scenario, build_scenario, default_datasets
 from rdft.loop.trace import Node, Trace
 from rdft.runner import kill_recorded_groups, track_process_groups
 from rdft.settings import Settings
 
 STAGES = ("direct_exp_gen", "coding", "running", "feedback")
-DEMO = {"base_model": "tiny:llama", "benchmark": "demo_parity", "datasets": ["demo-parity"], "loop_n": 2}
+DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
 
 
 class RunArgs(BaseModel):
@@ -55,6 +58,7 @@ class RunArgs(BaseModel):
     timeout_s: float | None = None
     demo: bool = False
     eval_limit: int | None = None
+    max_gen_toks: int | None = Field(None, ge=1)  # caps every scoring call: non-standard scores, said so
     no_sync: bool = False
 
 
@@ -158,7 +162,7 @@ class Run:
             },
             demo=self.args.demo,
         )
-        (self.log_dir / "scenario.md").write_text(scenario.text() + "\n")
+        write_atomic(self.log_dir / "scenario.md", scenario.text() + "\n")
         write_json(path, scenario.model_dump())
         return scenario
 
@@ -180,32 +184,52 @@ class Run:
             self.console.print(f"rdft: dataset selection by the LLM failed ({error}); using the benchmark's own")
             return default_datasets(self.args.benchmark)
 
+    def guard_docs(self) -> Path:
+        return self.log_dir / "baseline" / "evaluation_items.jsonl"
+
     def baseline(self, scenario: Scenario) -> None:
         directory = self.log_dir / "baseline"
-        for split in ("validation", "test"):
-            if not (directory / f"{split}.json").exists():
-                if not self.may_continue():
-                    raise _Stop
-                self.console.print(f"rdft: scoring the base model on the {split} split")
-                self.steps += 1
-            record = step(
-                directory,
-                split,
-                lambda s=split: baseline_score(
-                    self.settings, scenario, directory / s, s, limit=self.args.eval_limit, console=self.console
-                ),
-            )
-            if split == "validation":
-                self.trace.baseline_validation, self.trace.baseline_validation_ci95 = record["value"], record["ci95"]
-            else:
-                self.trace.baseline_test = record["value"]
+        if not (directory / "items.json").exists():
+            if not self.may_continue():
+                raise _Stop
+            self.steps += 1
+        step(
+            directory,
+            "items",
+            lambda: {"docs": str(evaluation_docs(self.settings, scenario.benchmark, self.guard_docs()))},
+        )
+        if not all((directory / f"{split}.json").exists() for split in ("validation", "test")):
+            if not self.may_continue():
+                raise _Stop
+            self.console.print("rdft: scoring the base model on the validation and test splits")
+            self.steps += 1
+        records = steps(
+            directory,
+            ["validation", "test"],
+            lambda splits: baseline_scores(
+                self.settings,
+                scenario,
+                {split: directory / split for split in splits},
+                limit=self.args.eval_limit,
+                max_gen_toks=self.args.max_gen_toks,
+                console=self.console,
+            ),
+        )
+        validation = records["validation"]
+        self.trace.baseline_validation, self.trace.baseline_validation_ci95 = validation["value"], validation["ci95"]
+        self.trace.baseline_flags = (validation.get("diagnostics") or {}).get("flags", [])
+        self.trace.baseline_test = records["test"]["value"]
         self.save()
 
     def loop(self, index: int, scenario: Scenario) -> None:
         loop_dir = self.log_dir / f"Loop_{index}"
         node = self.trace.node(index)
         if node is None:
-            parent, kind = self.trace.choose_parent(self.settings.rdft_search, index)
+            if self.llm is None:  # the offline planner builds on the best scored experiment
+                best = self.trace.best_scored()
+                parent, kind = (best.loop, "improve") if best else (None, "draft")
+            else:
+                parent, kind = self.trace.choose_parent(self.settings.rdft_search, index)
             node = Node(loop=index, parent=parent, kind=kind)
             self.trace.nodes.append(node)
             self.save()
@@ -239,9 +263,10 @@ class Run:
                     scenario,
                     workspace,
                     loop_dir / "running",
-                    self.log_dir / "baseline",
+                    self.guard_docs(),
                     deadline=self.deadline,
                     eval_limit=self.args.eval_limit,
+                    max_gen_toks=self.args.max_gen_toks,
                     console=self.console,
                 ),
             )
@@ -256,6 +281,8 @@ class Run:
             failure = (feedback.error_type, feedback.error or "")
         node.error_type, node.error = (failure[0], failure[1][-2000:]) if failure else (None, None)
         node.accepted = feedback.decision
+        node.flags = feedback.flags
+        node.leakage = feedback.leakage
         if outcome:
             node.validation, node.validation_ci95 = outcome["validation"]["value"], outcome["validation"]["ci95"]
             node.test = outcome["test"]["value"]
@@ -334,12 +361,14 @@ class Run:
                 }
             proposal = propose_with_llm(self.llm, scenario, self.trace, parent, files)
         else:
-            proposal = propose_offline(scenario, self.trace, parent, self.params_of(node.parent), self.tried())
+            finished = [(n, p) for n in self.trace.nodes if (p := self.params_of(n.loop)) is not None]
+            proposal = propose_offline(scenario, finished, self.tried())
         directory = self.log_dir / f"Loop_{node.loop}" / "direct_exp_gen"
-        (directory / "proposal.md").write_text(
+        write_atomic(
+            directory / "proposal.md",
             f"# Loop {node.loop} proposal ({node.kind}, parent: {node.parent if node.parent is not None else 'base'})"
             f"\n\n**Hypothesis:** {proposal.hypothesis}\n\n**Why:** {proposal.reason}\n\n**Data:** "
-            f"{proposal.data_recipe}\n\n**Training:** {proposal.training_recipe}\n"
+            f"{proposal.data_recipe}\n\n**Training:** {proposal.training_recipe}\n",
         )
         write_json(directory / "proposal.json", proposal.model_dump())
         return proposal
@@ -364,6 +393,7 @@ class Run:
             workspace,
             loop_dir / "coding",
             parent_workspace=parent_workspace,
+            guard_docs=self.guard_docs(),
             llm=self.llm,
             console=self.console,
         )
@@ -380,10 +410,9 @@ class Run:
         best_items = Path(json.loads(record.read_text())["items"])
         result = judge(self.settings, scenario, proposal, outcome, failure, best_items, llm=self.llm, best_label=label)
         directory = self.log_dir / f"Loop_{node.loop}" / "feedback"
-        (directory / "feedback.md").write_text(result.markdown(node.loop, proposal))
+        write_atomic(directory / "feedback.md", result.markdown(node.loop, proposal))
         write_json(directory / "feedback.json", result.model_dump())
-        verdict = "new best" if result.decision else "rejected" if result.status == "done" else "failed"
-        self.console.print(f"rdft: loop {node.loop}: {verdict}")
+        self.console.print(f"rdft: loop {node.loop}: {result.verdict}")
         return result
 
     # --- records -------------------------------------------------------------------------------
@@ -401,7 +430,7 @@ class Run:
         try:
             scenario = self.scenario()
             self.baseline(scenario)
-            for index in range(1, self.args.loop_n + 1):
+            for index in range(self.args.loop_n):  # Loop_0, Loop_1, … as in RD-Agent's log tree
                 self.loop(index, scenario)
         except _Stop:
             return False
@@ -443,6 +472,8 @@ def summary(trace: Trace, args: RunArgs) -> dict:
                 "validation_ci95": node.validation_ci95,
                 "test": node.test,
                 "error_type": node.error_type,
+                "flags": node.flags,
+                "leakage": node.leakage,
                 "seconds": node.seconds,
             }
         )
@@ -450,12 +481,21 @@ def summary(trace: Trace, args: RunArgs) -> dict:
     return {
         "benchmark": args.benchmark,
         "base_model": args.base_model,
+        # Scores under a --max-gen-toks cap are not the benchmark's standard numbers.
+        "scoring": {
+            "max_gen_toks": args.max_gen_toks,
+            "standard": args.max_gen_toks is None,
+            "eval_limit": args.eval_limit,
+        },
         "baseline": {
             "validation": trace.baseline_validation,
             "validation_ci95": trace.baseline_validation_ci95,
             "test": trace.baseline_test,
+            "flags": trace.baseline_flags,
         },
-        "best": {"loop": best.loop, "validation": best.validation, "test": best.test} if best else None,
+        "best": {"loop": best.loop, "validation": best.validation, "test": best.test, "flags": best.flags}
+        if best
+        else None,
         "loops": rows,
     }
 
@@ -470,18 +510,22 @@ def write_report(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
 
 def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
     s = summary(trace, args)
-    lines = [
-        f"# rdft run: {args.base_model} on {args.benchmark}",
+    lines = [f"# rdft run: {args.base_model} on {args.benchmark}", ""]
+    if args.max_gen_toks:
+        lines += [f"Non-standard scores: generation capped at {args.max_gen_toks} tokens (--max-gen-toks).", ""]
+    base_flags = f" (degenerate: {'; '.join(s['baseline']['flags'])})" if s["baseline"]["flags"] else ""
+    lines += [
+        f"Base model: validation {s['baseline']['validation']}, test {s['baseline']['test']}{base_flags}",
         "",
-        f"Base model: validation {s['baseline']['validation']}, test {s['baseline']['test']}",
-        "",
-        "| loop | decision | validation | 95% CI | test | hypothesis |",
-        "|---|---|---|---|---|---|",
+        "| loop | decision | validation | 95% CI | test | leakage dropped | hypothesis |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in s["loops"]:
+        decision = row["decision"] + (f" (degenerate: {'; '.join(row['flags'])})" if row["flags"] else "")
+        leaked = ", ".join(f"{k} {v}" for k, v in (row["leakage"] or {}).items() if v) or "0"
         lines.append(
-            f"| {row['loop']} | {row['decision']} | {row['validation']} | {row['validation_ci95']} | "
-            f"{row['test']} | {row['hypothesis'][:120]} |"
+            f"| {row['loop']} | {decision} | {row['validation']} | {row['validation_ci95']} | "
+            f"{row['test']} | {leaked} | {row['hypothesis'][:120]} |"
         )
     best = s["best"]
     lines += [

@@ -2,7 +2,10 @@
 validation split (what the agent sees) and the hidden test split (for the report only).
 
 Each step writes its record under the stage folder when it finishes (`data.json`, `train.json`,
-`validation.json`, `test.json`), so a resumed run starts at the first unfinished step."""
+`validation.json`, `test.json`), so a resumed run starts at the first unfinished step. Scoring
+writes into the stage folder (`validation/`, `test/`), never into the workspace the data script
+and the training run in; before anything is scored, the weights are checked to descend from the
+run's base model (rdft/loop/provenance.py)."""
 
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rdft.datasets.leakage import drop_evaluation_questions
+from rdft.datasets.guard import run_guard
 from rdft.errors import RdftError
-from rdft.evaluation.run import evaluate
+from rdft.evaluation.items import prepared_items
+from rdft.evaluation.run import evaluate_splits
 from rdft.files import write_atomic
 from rdft.loop.coding import StepFailed, managed_config, read_samples, run_data_script, write_config
+from rdft.loop.provenance import NotDescendant, check_descendant
 from rdft.loop.scenario import Scenario
 from rdft.resources import evaluation_dir
 from rdft.settings import Settings
@@ -33,95 +38,122 @@ def write_json(path: Path, value: dict) -> None:
 
 def step(stage_dir: Path, name: str, work: Callable[[], dict]) -> dict:
     """`work()`'s record, computed once: a finished step is read back on resume."""
-    marker = stage_dir / f"{name}.json"
-    if marker.exists():
-        return json.loads(marker.read_text())
-    record = work()
-    write_json(marker, record)
-    return record
+    return steps(stage_dir, [name], lambda missing: {name: work()})[name]
 
 
-def evaluation_docs(baseline_dir: Path) -> list[dict]:
-    """Every evaluation item of the benchmark's splits, as the baseline scoring wrote them."""
-    docs = []
-    for path in sorted(baseline_dir.glob("*/docs.*.jsonl")):
-        docs += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return docs
+def steps(stage_dir: Path, names: list[str], work: Callable[[list[str]], dict[str, dict]]) -> dict[str, dict]:
+    """Several steps done by one piece of work (scoring two splits in one lm-eval run): only the
+    ones without a record are asked for, and each record is written as soon as it is known."""
+    missing = [name for name in names if not (stage_dir / f"{name}.json").exists()]
+    if missing:
+        for name, record in work(missing).items():
+            write_json(stage_dir / f"{name}.json", record)
+    return {name: json.loads((stage_dir / f"{name}.json").read_text()) for name in names}
 
 
 def scored(
     settings: Settings,
     scenario: Scenario,
-    output: Path,
-    split: str,
+    outputs: dict[str, Path],
     *,
     model: str,
     adapter: Path | None,
     limit: int | None,
+    max_gen_toks: int | None,
     console: Console,
-) -> dict:
+) -> dict[str, dict]:
+    """The records of scoring `outputs`' splits (split → folder), in one lm-eval run."""
     try:
-        with console.status(f"scoring the {split} split with lm-eval ({scenario.benchmark})"):
-            summary = evaluate(
+        with console.status(f"scoring the {' and '.join(outputs)} split(s) with lm-eval ({scenario.benchmark})"):
+            summaries = evaluate_splits(
                 settings,
                 model=model,
                 adapter=adapter,
                 benchmark=scenario.benchmark,
-                output=output,
-                split=split,
+                outputs=outputs,
                 limit=limit,
+                max_gen_toks=max_gen_toks,
             )
     except RdftError as error:
         raise StepFailed("eval", str(error)) from None
-    primary = summary["primary"]
     return {
-        "value": primary["value"],
-        "ci95": primary["ci95"],
-        "n": summary["n"],
-        "dir": str(output),
-        "items": summary["items"],
-        "metrics": summary["metrics"],
+        split: {
+            "value": summary["primary"]["value"],
+            "ci95": summary["primary"]["ci95"],
+            "n": summary["n"],
+            "dir": str(outputs[split]),
+            "items": summary["items"],
+            "metrics": summary["metrics"],
+            "diagnostics": summary.get("diagnostics", {}),
+            "max_gen_toks": summary.get("max_gen_toks"),
+            "standard": summary.get("standard", True),
+        }
+        for split, summary in summaries.items()
     }
 
 
-def baseline_key(scenario: Scenario, split: str, limit: int | None) -> str:
-    """Same model files, benchmark, split, limit and scorer code: the same scores."""
+def baseline_key(
+    settings: Settings, scenario: Scenario, split: str, limit: int | None, max_gen_toks: int | None
+) -> str:
+    """Same model files, benchmark items, split, limit, generation budget and scorer code: the
+    same scores."""
     model = Path(scenario.base_model.path)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model.iterdir() if p.is_file())
+    items = prepared_items(settings, scenario.benchmark)
+    items = hashlib.sha256(items.read_bytes()).hexdigest() if items else "hub"
     scorers = sorted(
         (p.relative_to(evaluation_dir()).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
         for p in evaluation_dir().rglob("*")
         if p.is_file() and p.suffix in (".py", ".yaml", ".jsonl")
     )
-    blob = json.dumps([str(model), files, scenario.benchmark, split, limit, scorers])
+    blob = json.dumps([str(model), files, scenario.benchmark, split, limit, max_gen_toks, scorers, items])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def baseline_score(
-    settings: Settings, scenario: Scenario, output: Path, split: str, *, limit: int | None, console: Console
-) -> dict:
-    """The base model's score on `split`, cached under FT_FILE_PATH/baselines (RD-Agent caches it
-    too): every run of the same model and benchmark starts from the same, once-computed numbers."""
-    cache = settings.ft_file_path.expanduser().resolve() / "baselines" / baseline_key(scenario, split, limit)
-    if not (cache / "record.json").is_file():
-        record = scored(settings, scenario, output, split, model=scenario.base_model.path, adapter=None,
-                        limit=limit, console=console)  # fmt: skip
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".staging-"))
-        shutil.copytree(output, staging / "out", ignore=shutil.ignore_patterns(".hf_datasets"))
-        relative = {k: str(Path(record[k]).relative_to(output)) if k in ("dir", "items") else v
-                    for k, v in record.items()}  # fmt: skip
-        (staging / "record.json").write_text(json.dumps(relative))
-        try:
-            os.rename(staging, cache)
-        except OSError:  # another run cached it first
-            shutil.rmtree(staging, ignore_errors=True)
-        return record
-    console.print(f"rdft: the base model's {split} score comes from the cache ({cache})")
-    shutil.rmtree(output, ignore_errors=True)
-    shutil.copytree(cache / "out", output)
-    record = json.loads((cache / "record.json").read_text())
-    return {**record, "dir": str(output), "items": str(output / record["items"]), "cached": str(cache)}
+def baseline_scores(
+    settings: Settings,
+    scenario: Scenario,
+    outputs: dict[str, Path],
+    *,
+    limit: int | None,
+    max_gen_toks: int | None,
+    console: Console,
+) -> dict[str, dict]:
+    """The base model's scores on `outputs`' splits, cached under FT_FILE_PATH/baselines (RD-Agent
+    caches them too): every run of the same model and benchmark starts from the same,
+    once-computed numbers. The splits the cache lacks are scored together."""
+    root = settings.ft_file_path.expanduser().resolve() / "baselines"
+    caches = {split: root / baseline_key(settings, scenario, split, limit, max_gen_toks) for split in outputs}
+    records = {}
+    missing = {split: out for split, out in outputs.items() if not (caches[split] / "record.json").is_file()}
+    if missing:
+        fresh = scored(settings, scenario, missing, model=scenario.base_model.path, adapter=None, limit=limit,
+                       max_gen_toks=max_gen_toks, console=console)  # fmt: skip
+        for split, record in fresh.items():
+            _cache(record, outputs[split], caches[split])
+        records.update(fresh)
+    for split in outputs.keys() - missing.keys():
+        console.print(f"rdft: the base model's {split} score comes from the cache ({caches[split]})")
+        output = outputs[split]
+        shutil.rmtree(output, ignore_errors=True)
+        shutil.copytree(caches[split] / "out", output)
+        record = json.loads((caches[split] / "record.json").read_text())
+        records[split] = {**record, "dir": str(output), "items": str(output / record["items"]),
+                          "cached": str(caches[split])}  # fmt: skip
+    return records
+
+
+def _cache(record: dict, output: Path, cache: Path) -> None:
+    """A copy of a scored split, published by a rename (a concurrent run may win the race)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".staging-"))
+    shutil.copytree(output, staging / "out", ignore=shutil.ignore_patterns(".hf_datasets"))
+    relative = {k: str(Path(v).relative_to(output)) if k in ("dir", "items") else v for k, v in record.items()}
+    (staging / "record.json").write_text(json.dumps(relative))
+    try:
+        os.rename(staging, cache)
+    except OSError:  # another run cached it first
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_experiment(
@@ -129,10 +161,11 @@ def run_experiment(
     scenario: Scenario,
     workspace: Path,
     stage_dir: Path,
-    baseline_dir: Path,
+    guard_docs: Path,
     *,
     deadline: Callable[[float], float],
     eval_limit: int | None,
+    max_gen_toks: int | None,
     console: Console,
 ) -> dict:
     """deadline(t) caps a step's timeout `t` by the run's remaining budget."""
@@ -146,29 +179,52 @@ def run_experiment(
             timeout=deadline(settings.ft_data_processing_timeout),
             log_path=stage_dir / "data.log",
         )
-        samples = read_samples(produced)
-        kept, leaked = drop_evaluation_questions(samples, evaluation_docs(baseline_dir))
+        guarded = stage_dir / f"guarded{produced.suffix}"
+        try:
+            report = run_guard(
+                settings,
+                scenario.benchmark,
+                [guard_docs],
+                [produced],
+                output=guarded,
+                log_path=stage_dir / "leakage.log",
+            )
+        except RdftError as error:
+            raise StepFailed("data", str(error)) from None
+        kept = read_samples(guarded)
+        guarded.unlink()
         over = max(0, len(kept) - scenario.upper_data_size_limit)
         kept = kept[: scenario.upper_data_size_limit]
         if not kept:
-            raise StepFailed("data", "no samples left after the leakage guard")
-        target = workspace / "data.jsonl"
-        if produced.name == "data.json":  # alpaca: the recipe reads JSON lists as well
-            target = workspace / "data.json"
+            raise StepFailed("data", f"no samples left after the leakage guard ({report['dropped']})")
+        target = workspace / produced.name  # data.jsonl (chat) or data.json (alpaca: the recipe reads JSON lists)
         lines = (
             json.dumps(kept, ensure_ascii=False)
             if target.suffix == ".json"
             else "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in kept)
         )
         write_atomic(target, lines)
-        console.print(f"rdft: {len(kept)} samples ({leaked} dropped by the leakage guard, {over} over the limit)")
-        return {
+        leaked = sum(report["dropped"].values())
+        reasons = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
+        console.print(
+            f"rdft: {len(kept)} samples ({leaked} dropped by the leakage guard: {reasons}; {over} over the limit)"
+        )
+        record = {
             "file": target.name,
+            "written": report["rows"],
             "samples": len(kept),
             "dropped_leakage": leaked,
+            "leakage": report["dropped"],
+            "evaluation_items_hit": report["evaluation_items_hit"],
             "dropped_over_limit": over,
-            "written": len(samples),
         }
+        stats = workspace / "data_stats.json"  # what the offline recipe (or a script) says it dropped
+        if stats.is_file():
+            try:
+                record["script_stats"] = json.loads(stats.read_text())
+            except ValueError:
+                pass
+        return record
 
     def training() -> dict:
         config = managed_config((workspace / "train.yaml").read_text(), scenario, data_record["file"])
@@ -183,50 +239,32 @@ def run_experiment(
             raise StepFailed(kind, str(failure)) from None
         except RdftError as error:
             raise StepFailed("train", str(error)) from None
-        keep = (
-            "adapter_dir",
-            "model_dir",
-            "merged_dir",
-            "first_loss",
-            "final_loss",
-            "steps",
-            "tokens_per_s",
-            "peak_memory_gib",
-            "log",
-        )
-        return {k: result.get(k) for k in keep}
+        keep = ("adapter_dir", "model_dir", "merged_dir", "first_loss", "final_loss", "steps", "tokens_per_s",
+                "peak_memory_gib", "runtime_s", "data", "log")  # fmt: skip
+        record = {k: result.get(k) for k in keep}
+        record["provenance"] = provenance(record)
+        return record
+
+    def provenance(record: dict) -> dict:
+        adapter = Path(record["adapter_dir"]) if record.get("adapter_dir") else None
+        model = Path(record["model_dir"]) if record.get("model_dir") and not adapter else None
+        try:
+            return check_descendant(
+                Path(scenario.base_model.path), scenario.base_model.weights, adapter=adapter, model=model
+            )
+        except NotDescendant as error:
+            raise StepFailed("provenance", str(error)) from None
 
     data_record = step(stage_dir, "data", data)
     train_record = step(stage_dir, "train", training)
     adapter = Path(train_record["adapter_dir"]) if train_record.get("adapter_dir") else None
     model = scenario.base_model.path if adapter else train_record["model_dir"]
-    benchmark_dir = workspace / "benchmark"
-    validation = step(
-        stage_dir,
-        "validation",
-        lambda: scored(
-            settings,
-            scenario,
-            benchmark_dir / "validation",
-            "validation",
-            model=model,
-            adapter=adapter,
-            limit=eval_limit,
-            console=console,
-        ),
-    )
-    test = step(
-        stage_dir,
-        "test",
-        lambda: scored(
-            settings,
-            scenario,
-            benchmark_dir / "test",
-            "test",
-            model=model,
-            adapter=adapter,
-            limit=eval_limit,
-            console=console,
-        ),
-    )
-    return {"data": data_record, "train": train_record, "validation": validation, "test": test}
+
+    def score(splits: list[str]) -> dict[str, dict]:
+        provenance(train_record)  # the weights may have been touched since training: check again
+        outputs = {split: stage_dir / split for split in splits}
+        return scored(settings, scenario, outputs, model=model, adapter=adapter, limit=eval_limit,
+                      max_gen_toks=max_gen_toks, console=console)  # fmt: skip
+
+    records = steps(stage_dir, ["validation", "test"], score)  # one lm-eval run for both
+    return {"data": data_record, "train": train_record, **records}

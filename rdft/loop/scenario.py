@@ -15,28 +15,39 @@ from rdft.datasets.registry import get_dataset, registry
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.loop.provenance import fingerprint
 from rdft.settings import Settings
 from rdft.training.planner import estimate_gib, shape_from_config
 from rdft.training.run import build_tiny_model, probe_in_env
 
-# What each benchmark asks, for the LLM (overridable with --benchmark-description).
+# What each benchmark asks, for the LLM (overridable with --benchmark-description); how it is
+# scored comes from evaluation/benchmarks.yaml, the one table of metrics.
 DESCRIPTIONS = {
     "aime24": "AIME 2024: 30 competition math problems; integer answers 0-999 in the last \\boxed{}.",
     "aime25": "AIME 2025: 30 competition math problems; integer answers 0-999 in the last \\boxed{}.",
     "panorama_par4pc": "PANORAMA PAR4PC: pick the prior-art patents (letters A-H) that a patent claim cites; JSON "
-    '{"answer": [...]}; scored by F1 against the gold letters.',
+    '{"answer": [...]}.',
     "panorama_pi4pc": "PANORAMA PI4PC: pick the paragraph of a prior-art specification an examiner cited for a claim; "
-    'JSON {"answer": <number>}; scored by the share of gold paragraphs.',
+    'JSON {"answer": <number>}.',
     "panorama_noc4pc": "PANORAMA NOC4PC: decide a claim's novelty/obviousness (ALLOW, 102 or 103) from prior art; "
-    'JSON {"code": ...}; scored by accuracy.',
+    'JSON {"code": ...}.',
     "chemcotbench_mol_und": "ChemCoTBench molecule understanding: count groups, rings, scaffolds; JSON answers.",
     "chemcotbench_mol_edit": "ChemCoTBench molecule editing: add, delete or substitute groups; a SMILES in JSON.",
     "chemcotbench_mol_opt": "ChemCoTBench molecule optimisation: improve a property (logP, QED, solubility, "
     "activity) with a small edit; answer a SMILES in JSON.",
     "chemcotbench_reaction": "ChemCoTBench reactions: predict products, conditions and mechanisms; JSON answers.",
-    "demo_parity": "Demo: say whether a number is even or odd, in the last \\boxed{}; a task the tiny CPU model "
-    "learns in a minute.",
+    "demo_letter": "Demo: which item of a short list of digits is a letter (one of a-k), in the last \\boxed{}; "
+    "a task the tiny CPU model learns in a minute.",
 }
+
+
+def describe(benchmark: str) -> str:
+    """What the benchmark asks and how it is scored (the metric from the benchmark table)."""
+    entry = get_benchmark(benchmark)
+    primary = entry.primary
+    better = "higher" if primary.direction == "higher" else "lower"
+    text = DESCRIPTIONS.get(benchmark, f"{benchmark} ({entry.repo}).")
+    return f"{text} Primary metric: {primary.metric} ({primary.description}; {better} is better)."
 
 
 class ModelFacts(BaseModel):
@@ -47,6 +58,7 @@ class ModelFacts(BaseModel):
     context_length: int | None
     chat_template: bool
     think_tokens: bool
+    weights: dict[str, dict] = {}  # file -> {size, mtime_ns, sha256}: what every score must descend from
 
 
 class DatasetView(BaseModel):
@@ -54,6 +66,7 @@ class DatasetView(BaseModel):
     path: str
     description: str
     profile: str
+    p99_tokens: int | None = None  # the longest task folder's row: its fields' p99 lengths, summed
 
 
 class Scenario(BaseModel):
@@ -195,13 +208,18 @@ def build_scenario(
         dataset = get_dataset(name)
         path, _ = prepare(dataset, settings)
         shown = profile(dataset, settings, str(model_path))
-        views.append(DatasetView(name=name, path=str(path), description=dataset.description, profile=shown["text"]))
+        views.append(
+            DatasetView(
+                name=name, path=str(path), description=dataset.description, profile=shown["text"],
+                p99_tokens=row_p99(shown),
+            )
+        )  # fmt: skip
     return Scenario(
         benchmark=benchmark,
         benchmark_family=entry.family,
-        description=description or DESCRIPTIONS.get(benchmark, entry.primary.description),
+        description=description or describe(benchmark),
         primary_metric=entry.primary.metric,
-        base_model=model_facts(base_model, model_path),
+        base_model=model_facts(base_model, model_path).model_copy(update={"weights": fingerprint(model_path)}),
         hardware=hardware,
         memory=memory_table(model_path, hardware),
         datasets=views,
@@ -209,6 +227,12 @@ def build_scenario(
         budgets=budgets,
         demo=demo,
     )
+
+
+def row_p99(profile: dict) -> int | None:
+    """The longest task folder's row length: the sum of its fields' p99 lengths (an upper bound)."""
+    sums = [sum(f.get("p99", 0) for f in task["fields"].values()) for task in profile.get("tasks", {}).values()]
+    return max(sums) if sums else None
 
 
 def default_datasets(benchmark: str) -> list[str]:

@@ -25,6 +25,8 @@ class Node(BaseModel):
     validation_ci95: list[float] | None = None
     test: float | None = None
     accepted: bool = False
+    flags: list[str] = []  # degenerate answers
+    leakage: dict[str, int] = {}  # training rows the guard dropped, by reason
     seconds: dict[str, float] = {}
 
 
@@ -32,6 +34,7 @@ class Trace(BaseModel):
     baseline_validation: float | None = None
     baseline_validation_ci95: list[float] | None = None
     baseline_test: float | None = None
+    baseline_flags: list[str] = []
     nodes: list[Node] = []
 
     def node(self, loop: int) -> Node | None:
@@ -41,6 +44,12 @@ class Trace(BaseModel):
         """The last accepted node: acceptance needs a significant gain over the best so far."""
         accepted = [n for n in self.nodes if n.accepted]
         return accepted[-1] if accepted else None
+
+    def best_scored(self) -> Node | None:
+        """The finished experiment with the highest validation score, accepted or not (the
+        earliest on ties): what the offline planner builds on."""
+        scored = [n for n in self.nodes if n.status == "done" and n.validation is not None]
+        return max(scored, key=lambda n: (n.validation, -n.loop)) if scored else None
 
     def best_score(self) -> float | None:
         best = self.best()

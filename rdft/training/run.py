@@ -10,6 +10,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
+from filelock import FileLock
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -73,15 +74,19 @@ def probe_in_env(env: Env, workspace: Path) -> dict:
 
 
 def build_tiny_model(env: Env, arch: str, model_dir: Path, console: Console, verbose: bool = False) -> Path:
-    """The tiny test model at `model_dir`, built in the train env the first time."""
+    """The tiny test model at `model_dir`, built in the train env the first time (once, when
+    several runs ask at the same time)."""
     if (model_dir / "config.json").is_file():
         return model_dir
-    console.print(f"rdft: building the tiny {arch} model at {model_dir}")
-    built = run_in_env(
-        env, ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model_dir), "--arch", arch], echo=verbose
-    )
-    if not built.ok:
-        raise RdftError(f"building the tiny model failed: {built.tail.strip().splitlines()[-1:]}")
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(model_dir.parent / f".{model_dir.name}.lock"):
+        if (model_dir / "config.json").is_file():  # another process built it meanwhile
+            return model_dir
+        console.print(f"rdft: building the tiny {arch} model at {model_dir}")
+        command = ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model_dir), "--arch", arch]
+        built = run_in_env(env, command, echo=verbose)
+        if not built.ok:
+            raise RdftError(f"building the tiny model failed: {built.tail.strip().splitlines()[-1:]}")
     return model_dir
 
 
