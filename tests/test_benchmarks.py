@@ -1,0 +1,128 @@
+"""Every benchmark end to end on CPU: its evaluation items and its registry dataset prepared from
+fixtures in their real schemas (exactly as a user's local copies: `rdft benchmarks prepare
+--source`, `rdft datasets prepare --source`), then one loop of `rdft run` with the offline
+planner — data script proven, trained, scored on validation and test — and the prompts the model
+trained on are the prompts it was scored with (the same `doc_to_text`)."""
+
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import REPO, clean_environ
+
+from rdft.evaluation.benchmarks import get_benchmark
+
+FIXTURES = REPO / "tests" / "fixtures"
+# benchmark → (the registry dataset its offline recipe reads, its items' fixture)
+BENCHMARKS = {
+    "aime24": ("deepscaler", "aime24.jsonl"),
+    "aime25": ("deepscaler", "aime25.jsonl"),
+    "panorama_par4pc": ("panorama-par4pc", "panorama_par4pc.jsonl"),
+    "panorama_pi4pc": ("panorama-pi4pc", "panorama_pi4pc.jsonl"),
+    "panorama_noc4pc": ("panorama-noc4pc", "panorama_noc4pc.jsonl"),
+    "chemcotbench_mol_und": ("chemcot-mol_und", "chemcotbench.jsonl"),
+    "chemcotbench_mol_edit": ("chemcot-mol_edit", "chemcotbench.jsonl"),
+    "chemcotbench_mol_opt": ("chemcot-mol_opt", "chemcotbench.jsonl"),
+    "chemcotbench_reaction": ("chemcot-rxn", "chemcotbench.jsonl"),
+}
+PARALLEL = 2  # runs side by side: most of a CPU run is process start-up, which overlaps well
+PREPARED: dict[str, str] = {}  # dataset → what `rdft datasets prepare` printed
+ROWS = {"deepscaler": 40, "panorama-par4pc": 40, "panorama-pi4pc": 40, "panorama-noc4pc": 40, "chemcot-mol_und": 34,
+        "chemcot-mol_edit": 33, "chemcot-mol_opt": 31, "chemcot-rxn": 33}  # fmt: skip
+
+
+def cli(env: dict, *args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["rdft", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def runs(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> dict:
+    """The nine `rdft run`s, two at a time; benchmark → (the finished process, its log folder)."""
+    root = tmp_path_factory.mktemp("benchmarks")
+    env = clean_environ(**shared_dirs)
+    for benchmark, (_, items) in BENCHMARKS.items():
+        prepared = cli(env, "benchmarks", "prepare", benchmark, "--source", str(FIXTURES / "benchmarks" / items),
+                       "--force", cwd=root)  # fmt: skip
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    for dataset in dict.fromkeys(dataset for dataset, _ in BENCHMARKS.values()):
+        prepared = cli(env, "datasets", "prepare", dataset, "--source", str(FIXTURES / "datasets" / dataset),
+                       "--force", cwd=root)  # fmt: skip
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+        PREPARED[dataset] = prepared.stdout
+
+    def run(benchmark: str) -> tuple[subprocess.CompletedProcess, Path]:
+        log = root / "log" / benchmark
+        start = time.monotonic()
+        proc = cli({**env, "LOG_TRACE_PATH": str(log)}, "run", "--base-model", "tiny:llama", "--benchmark", benchmark,
+                   "--loop-n", "1", "--max-gen-toks", "64", "--eval-limit", "8", cwd=root)  # fmt: skip
+        print(f"{benchmark}: {time.monotonic() - start:.0f} s")
+        return proc, log
+
+    first, *rest = BENCHMARKS  # the first run builds the tiny model the others reuse
+    done = {first: run(first)}
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        done.update(zip(rest, pool.map(run, rest), strict=True))
+    return done
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_every_benchmark_runs_a_loop_end_to_end(benchmark, runs, data_env):
+    proc, log = runs[benchmark]
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    node = json.loads((log / "trace.json").read_text())["nodes"][0]
+    assert (node["loop"], node["status"], node["error_type"]) == (0, "done", None), node
+    loop = log / "Loop_0"
+    coding = json.loads((loop / "coding" / "result.json").read_text())
+    assert coding["ok"] and coding["rounds"][-1]["ok"]
+    data = json.loads((loop / "running" / "data.json").read_text())
+    assert data["samples"] > 0 and data["dropped_leakage"] == 0
+    train = json.loads((loop / "running" / "train.json").read_text())
+    assert train["steps"] > 0 and train["final_loss"] < train["first_loss"]
+    entry = get_benchmark(benchmark)
+    for split in ("validation", "test"):
+        record = json.loads((loop / "running" / f"{split}.json").read_text())
+        assert record["n"] == 8 and 0.0 <= record["value"] <= 1.0
+        summary = json.loads((loop / "running" / split / "summary.json").read_text())
+        assert summary["primary"]["name"] == entry.primary.metric
+        assert (summary["max_gen_toks"], summary["standard"]) == (64, False)  # capped, and said so
+    run_summary = json.loads((log / "summary.json").read_text())
+    assert run_summary["scoring"] == {"max_gen_toks": 64, "standard": False, "eval_limit": 8}
+    assert "Non-standard scores: generation capped at 64 tokens" in (log / "report.md").read_text()
+    assert "id='non-standard'" in (log / "report.html").read_text()
+
+    # The training rows' user turns are the benchmark's prompts of dataset rows, and lm-eval scored
+    # each validation doc with the same function's prompt.
+    dataset = BENCHMARKS[benchmark][0]
+    samples = next((loop / "running" / "validation" / "lm_eval").rglob("samples_*_validation_*.jsonl"))
+    from rdft.datasets.toolkit import data_env_variables
+    from rdft.resources import evaluation_dir
+    from rdft.runner import run_in_env
+
+    ft = Path(json.loads((log / "settings.json").read_text())["ft_file_path"])
+    checked = run_in_env(
+        data_env,
+        ["python", str(REPO / "tests" / "in_env" / "check_prompts.py"), "--family", entry.family,
+         "--tasks-dir", str(evaluation_dir() / "tasks"), "--dataset", str(ft / "datasets" / dataset),
+         "--train", str(loop / "workspace" / "data.jsonl"), "--samples", str(samples)],
+        extra_env=data_env_variables(data_env.link.parent),
+        echo=False,
+    )  # fmt: skip
+    assert checked.ok, checked.tail
+    counts = json.loads(checked.tail.strip().splitlines()[-1])
+    assert counts["train_rows"] == data["samples"] == counts["train_rows_with_the_benchmark_prompt"]
+    assert counts["scored"] == 8 == counts["scored_with_doc_to_text"]
+
+
+@pytest.mark.parametrize("dataset", ROWS)
+def test_prepare_reports_each_datasets_overlap_with_the_benchmarks_it_serves(dataset, runs):
+    """The fixtures' training files hold no item of the benchmarks they serve (PANORAMA's
+    validation and test files, which do, are removed by prepare), and prepare says so."""
+    served = [benchmark for benchmark, (name, _) in BENCHMARKS.items() if name == dataset]
+    for benchmark in served:
+        assert (
+            f"  overlap with {benchmark}: 0 of {ROWS[dataset]} rows hold its validation or test items "
+            "(exact 0, identifier 0, molecule 0, ngram 0)"
+        ) in PREPARED[dataset].splitlines()
