@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     rdft_env_specs_dir: Path | None = None  # a folder of the user's own env specs
     rdft_envs_dir: Path | None = None  # where envs are created; default FT_FILE_PATH/envs
     rdft_torch_variant: TorchVariant = "auto"  # which pip lock: cpu, cuda, or by nvidia-smi
+    rdft_env_installer: Literal["auto", "pip"] = "auto"  # auto: uv where it runs, else pip
     rdft_chem_oracle_dir: Path | None = None  # TDC's drd2/gsk3b/jnk3 pickles for ChemCoTBench mol_opt
 
     # The template's ignored keys are declared so they validate and never count as unknown.

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -74,5 +77,17 @@ def build_channel(channel: Path) -> Path:
     )
     make_package(channel, "hellolib", "1.2", [], {"share/hellolib/VERSION": "1.2\n"})
     make_package(channel, "hellolib", "0.5", [], {"share/hellolib/VERSION": "0.5\n"})
-    asyncio.run(index_fs(channel))
+    index(channel)
     return channel
+
+
+def index(channel: Path) -> None:
+    """py-rattler's indexer, in a child that leaves with os._exit: its tokio threads would abort
+    the test process at exit (see rdft/envs/rattler_worker.py)."""
+    subprocess.run([sys.executable, __file__, str(channel)], check=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(index_fs(Path(sys.argv[1])))
+    sys.stdout.flush()
+    os._exit(0)

@@ -3,8 +3,6 @@ conda-lock file), `rdft env create` (py-rattler install) and `rdft env run` (act
 
 import shutil
 import subprocess
-import threading
-import time
 
 import pytest
 import yaml
@@ -96,21 +94,17 @@ def test_four_processes_build_once(rdft, conda_env):
     assert rdft("env", "lock", "greetenv", env=env).returncode == 0
     lock = FileLock(str(rdft.envs_dir / ".locks" / "greetenv.lock"))
     rdft.envs_dir.joinpath(".locks").mkdir(parents=True)
-    results = []
-    with lock:  # hold the build lock so all four start while none can build yet
-        threads = [
-            threading.Thread(target=lambda: results.append(rdft("env", "create", "greetenv", env=env)))
-            for _ in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(4)
-    for thread in threads:
-        thread.join()
-    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.output for r in results]
-    builds = sum(r.stderr.count("building with conda") for r in results)
+    with lock:  # hold the build lock until all four say they wait for it
+        procs = [rdft.popen("env", "create", "greetenv", env=env) for _ in range(4)]
+        for proc in procs:
+            line = proc.stderr.readline()
+            while line and "another rdft process is building it; waiting" not in line:
+                line = proc.stderr.readline()
+            assert line, "a process ended before it waited for the lock"
+    outputs = [(proc.wait(timeout=300), proc.stderr.read()) for proc in procs]
+    assert [code for code, _ in outputs] == [0, 0, 0, 0], outputs
+    builds = sum(err.count("building with conda") for _, err in outputs)
     assert builds == 1
-    assert sum("another rdft process is building it" in r.stderr for r in results) == 4
     prefixes = [p for p in rdft.envs_dir.iterdir() if p.name.startswith("greetenv-")]
     assert len(prefixes) == 1
 
@@ -186,3 +180,67 @@ def test_rebuild_replaces_the_env_and_clears_killed_builds(rdft, conda_env, loca
     assert ran.stdout.strip() == "var=from-spec"  # the spec's `variables:` reach commands
     assert rdft("env", "rebuild", "--all", env=env).returncode == 0
     assert (rdft.envs_dir / "greetenv").resolve() != second
+
+
+def test_conda_lock_spec_keys_platforms_and_category(rdft, local_channel, tmp_path):
+    """conda-lock's own environment.yml keys: `platforms` decides what `rdft env lock` solves for,
+    `category` is recorded; the env builds with the conda backend against the local channel."""
+    specs = tmp_path / "specs"
+    path = write_spec(specs, local_channel, name="multi")
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "platforms": ["linux-64", "osx-arm64"], "category": "tools"}))
+    env = {"RDFT_ENV_SPECS_DIR": str(specs), "FT_Coder_CoSTEER_env_type": "conda"}
+    offline = offline_prefix()
+    locked = rdft("env", "lock", "multi", env=env, prefix=offline)
+    assert locked.returncode == 0, locked.output
+    content = yaml.safe_load((specs / "multi.conda-lock.yml").read_text())
+    assert content["metadata"]["platforms"] == ["linux-64", "osx-arm64"]
+    assert {p["platform"] for p in content["package"]} == {"linux-64", "osx-arm64"}
+    assert {p["category"] for p in content["package"]} == {"tools"}
+    created = rdft("env", "create", "multi", env=env, prefix=offline)
+    assert created.returncode == 0, created.output
+    assert "building with conda" in created.stderr
+    ran = rdft("env", "run", "multi", "--", "greet", env=env, prefix=offline)
+    assert ran.returncode == 0 and f"greet says {ACTIVATE_VALUE}" in ran.stdout
+
+    # A platform the lock lacks makes it stale; an unknown platform name is refused in one line.
+    path.write_text(yaml.safe_dump({**spec, "platforms": ["linux-64", "osx-arm64", "win-64"]}))
+    assert "asks for platforms win-64 the lock lacks; run `rdft env lock multi`" in one_line_error(
+        rdft("env", "create", "multi", env=env)
+    )
+    path.write_text(yaml.safe_dump({**spec, "platforms": ["linux64"]}))
+    assert "unknown platform 'linux64'; did you mean 'linux-64'?" in one_line_error(rdft("env", "list", env=env))
+
+
+STRESS = """
+from rdft.envs import EnvManager
+from rdft.settings import Settings
+settings = Settings(_env_file=None, rdft_env_specs_dir={specs!r}, rdft_envs_dir={envs!r},
+                    ft_coder_costeer_env_type="conda")
+manager = EnvManager(settings, log=lambda message: None)
+manager.lock("greetenv")
+print(manager.rebuild("greetenv").prefix)
+"""
+
+
+def test_py_rattler_work_never_aborts_an_exit(rdft, conda_env, tmp_path):
+    """py-rattler's tokio threads used to abort (or segfault) the process that hosted them when
+    it exited normally — about one exit in ten after a solve here. Its solves and installs now run
+    in a child that leaves without finalising, so neither the CLI nor a Python program that
+    imports rdft and exits normally ever aborts."""
+    import subprocess
+    import sys
+
+    env, specs = conda_env
+    script = STRESS.format(specs=str(specs), envs=str(tmp_path / "envs"))
+    failures = []
+    for _ in range(15):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        if proc.returncode != 0 or "Fatal Python error" in proc.stderr:
+            failures.append((proc.returncode, proc.stderr[-500:]))
+    for _ in range(5):
+        for args in (("env", "lock", "greetenv"), ("env", "rebuild", "greetenv")):
+            result = rdft(*args, env=env)
+            if result.returncode != 0 or "Fatal Python error" in result.output:
+                failures.append((result.returncode, result.output[-500:]))
+    assert failures == []

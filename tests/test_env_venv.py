@@ -128,3 +128,48 @@ def test_stale_pip_lock_is_an_error(rdft, venv_env, tmp_path):
     (specs / "tiny.cpu.txt").write_text((source / "tiny.cpu.txt").read_text())
     line = one_line_error(rdft("env", "create", "tiny", env={**venv_env, "RDFT_ENV_SPECS_DIR": str(specs)}))
     assert "tiny.cpu.txt is stale" in line and "run `rdft env lock tiny`" in line
+
+
+def test_uv_builds_by_default_and_pip_is_the_fallback(rdft, venv_env, tmp_path):
+    """uv installs the lock (`uv venv` + `uv pip install --require-hashes`); where uv cannot (here:
+    offline with an empty cache) the env's own pip installs the same lock; RDFT_ENV_INSTALLER=pip
+    skips uv."""
+    fresh = {"UV_CACHE_DIR": str(tmp_path / "uv-cache"), "PIP_CACHE_DIR": str(tmp_path / "pip-cache")}
+    created = rdft("env", "create", "tiny", env={**venv_env, **fresh})
+    assert created.returncode == 0, created.output
+    assert "uv pip install -r tiny.cpu.txt" in created.stderr and "trying pip" not in created.stderr
+    assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0
+
+    fallback = rdft("env", "create", "tiny", env={**venv_env, **fresh, "UV_CACHE_DIR": str(tmp_path / "empty"),
+                                                  "UV_OFFLINE": "1"})  # fmt: skip
+    assert fallback.returncode == 0, fallback.output
+    assert "uv could not install the lock" in fallback.stderr and "pip install -r tiny.cpu.txt" in fallback.stderr
+    ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six; print(six.__version__)", env=venv_env)
+    assert ran.stdout.strip() == "1.16.0"
+    assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0
+
+    pip_only = rdft("env", "create", "tiny", env={**venv_env, **fresh, "RDFT_ENV_INSTALLER": "pip"})
+    assert pip_only.returncode == 0, pip_only.output
+    assert "uv pip" not in pip_only.stderr and ": pip install -r tiny.cpu.txt" in pip_only.stderr
+
+
+def test_build_progress_reads_the_installers_lines():
+    """The progress of a build, from uv's and pip's own output lines (as they print them)."""
+    from rdft.envs.progress import BuildDisplay
+
+    lines: list[str] = []
+    display = BuildDisplay(lines.append, live=False)
+    build = display.start("data", 8)
+    for text in ["Resolved 8 packages in 543ms", "Downloading pyarrow (52.5MiB)", "Downloading rdkit (30.4MiB)",
+                 " Downloaded rdkit", " Downloaded pyarrow", "Prepared 8 packages in 3.19s"]:  # fmt: skip
+        build.line(text + "\n")
+    assert (build.ready, build.bytes) == (2, int(52.5 * 2**20) + int(30.4 * 2**20))
+    assert lines == ["env data: 2/8 packages, 83 MiB fetched"]  # a quarter reached: one plain line
+    build.line("Installed 8 packages in 428ms\n")
+    display.finish(build, ok=True)
+    assert build.describe() == "8/8 packages, 83 MiB fetched"
+    assert lines[-1].startswith("env data: 8 packages installed in ")
+    pip = display.start("tiny", 3)
+    for text in ["Collecting six==1.16.0", "Collecting rich==13.0", "Installing collected packages: six, rich, x"]:
+        pip.line(text)
+    assert (pip.ready, pip.total) == (3, 3)

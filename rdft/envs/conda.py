@@ -7,12 +7,12 @@ when a conda, mamba or micromamba binary exists, else py-rattler, which needs no
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from rdft.envs import rattler_worker
 from rdft.envs.spec import EnvSpec
 from rdft.errors import EnvBuildError, RdftError
 
@@ -44,7 +44,6 @@ def _split_depends(depends: list[str]) -> dict[str, str]:
 
 def solve_lock(spec: EnvSpec, platforms: list[str], cache_dir: Path) -> None:
     """Solve the conda part of `spec` for `platforms` and write `spec.conda_lock_path`."""
-    import rattler
     from conda_lock.lockfile import write_conda_lock_file
     from conda_lock.lockfile.v1.models import HashModel, LockMeta, TimeMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
@@ -52,38 +51,25 @@ def solve_lock(spec: EnvSpec, platforms: list[str], cache_dir: Path) -> None:
 
     if not spec.channels:
         raise RdftError(f"{spec.path}: the conda part needs at least one channel under `channels:`")
-    gateway = rattler.Gateway(cache_dir=cache_dir / "repodata")
-    here = current_platform()
     packages = []
     for platform in platforms:
-        virtual = rattler.VirtualPackage.detect() if platform == here else []
-        try:
-            records = asyncio.run(
-                rattler.solve(
-                    [rattler.Channel(c) for c in spec.channels],
-                    spec.conda,
-                    gateway=gateway,
-                    platforms=[platform, "noarch"],
-                    virtual_packages=virtual,
-                )
-            )
-        except Exception as error:  # rattler raises its own exception types per cause
-            raise _solve_error(spec, platform, error) from None
-        for record in records:
+        request = {"channels": spec.channels, "specs": spec.conda, "platform": platform,
+                   "cache_dir": str(cache_dir / "repodata")}  # fmt: skip
+        result = rattler_worker.call("solve", request)  # in a child: see rdft/envs/rattler_worker.py
+        if "error" in result:
+            raise _solve_error(spec, platform, result["error"])
+        for record in result["records"]:
             packages.append(
                 LockedDependency(
-                    name=record.name.normalized,
-                    version=str(record.version),
+                    name=record["name"],
+                    version=record["version"],
                     manager="conda",
                     platform=platform,
-                    dependencies=_split_depends(record.depends),
-                    url=record.url,
-                    hash=HashModel(
-                        md5=record.md5.hex() if record.md5 else None,
-                        sha256=record.sha256.hex() if record.sha256 else None,
-                    ),
-                    build=str(record.build),
-                    categories={"main"},
+                    dependencies=_split_depends(record["depends"]),
+                    url=record["url"],
+                    hash=HashModel(md5=record["md5"], sha256=record["sha256"]),
+                    build=record["build"],
+                    categories={spec.category},
                 )
             )
     digest = spec.conda_hash()
@@ -103,8 +89,8 @@ def solve_lock(spec: EnvSpec, platforms: list[str], cache_dir: Path) -> None:
     os.replace(tmp, spec.conda_lock_path)
 
 
-def _solve_error(spec: EnvSpec, platform: str, error: Exception) -> RdftError:
-    text = str(error).strip()
+def _solve_error(spec: EnvSpec, platform: str, error: str) -> RdftError:
+    text = error.strip()
     lowered = text.lower()
     if any(word in lowered for word in ("dns", "connect", "network", "timed out", "request")):
         return RdftError(
@@ -145,21 +131,16 @@ def install_lock(spec: EnvSpec, prefix: Path, cache_dir: Path, log) -> None:
             tail = (proc.stdout + proc.stderr)[-3000:]
             raise EnvBuildError(f"`conda-lock install` failed for env {spec.name!r} (exit {proc.returncode})", tail)
         return
-    import rattler
-
-    lock = rattler.LockFile.from_path(spec.conda_lock_path)
-    environment = lock.default_environment()
-    here = current_platform()
-    # Take the platform object from the lock: constructing one ourselves crashed py-rattler.
-    matches = [p for p in environment.platforms() if p.name == here]
-    if not matches:
-        raise RdftError(f"{spec.conda_lock_path} has no packages for {here}; run `rdft env lock {spec.name}` here")
-    records = environment.conda_repodata_records_for_platform(matches[0])
-    log(f"installing {len(records)} conda packages with py-rattler into {prefix}")
-    try:
-        asyncio.run(rattler.install(records, prefix, cache_dir=cache_dir / "pkgs", show_progress=False))
-    except Exception as error:  # download, checksum or link failures
-        raise EnvBuildError(f"py-rattler could not install env {spec.name!r}", str(error)) from None
+    log(f"installing the conda packages of {spec.conda_lock_path.name} with py-rattler into {prefix}")
+    request = {"lock": str(spec.conda_lock_path), "platform": current_platform(), "prefix": str(prefix),
+               "cache_dir": str(cache_dir / "pkgs")}  # fmt: skip
+    result = rattler_worker.call("install", request)  # in a child: see rdft/envs/rattler_worker.py
+    if result.get("kind") == "platform":
+        raise RdftError(
+            f"{spec.conda_lock_path} has no packages for {current_platform()}; run `rdft env lock {spec.name}` here"
+        )
+    if "error" in result:  # download, checksum or link failures
+        raise EnvBuildError(f"py-rattler could not install env {spec.name!r}", result["error"])
 
 
 def activation_script(prefix: Path, path_entries: list[str]) -> str:

@@ -21,10 +21,9 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -33,10 +32,12 @@ from pydantic import BaseModel
 
 from rdft import __version__
 from rdft.envs import conda, pip_lock
+from rdft.envs.progress import BuildDisplay
 from rdft.envs.spec import EnvSpec, find_spec, list_specs, pip_lock_hash
 from rdft.errors import EnvBuildError, RdftError
+from rdft.hardware import gpus
 from rdft.resources import env_specs_dir
-from rdft.runner import base_environment, run
+from rdft.runner import RunResult, base_environment, run
 from rdft.settings import Settings
 
 MARKER = ".rdft-env.json"
@@ -66,6 +67,12 @@ class Env(BaseModel):
     @property
     def python(self) -> Path:
         return self.prefix / "bin" / "python"
+
+    def run(self, command: Sequence[str], *, extra_env: Mapping[str, str] | None = None, **kwargs) -> RunResult:
+        """Run `command` inside this env (the keyword arguments are `rdft.runner.run`'s). Secrets
+        reach the command only when the caller puts them in `extra_env`."""
+        argv, environ = self.command(list(command), base_environment(extra_env))
+        return run(argv, env=environ, **kwargs)
 
     def command(self, command: list[str], environ: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """The argv and environment that run `command` inside this env."""
@@ -100,6 +107,7 @@ class EnvManager:
         self.specs_dir = (settings.rdft_env_specs_dir or env_specs_dir()).expanduser().resolve()
         self.envs_dir = settings.envs_dir
         self.log = log or (lambda message: print(message, file=sys.stderr))
+        self.display = BuildDisplay(self.log)
         self._variant: str | None = None
 
     # --- specs and locks -------------------------------------------------------------------
@@ -115,7 +123,7 @@ class EnvManager:
         """`cpu` or `cuda`: the setting, or `cuda` when nvidia-smi lists a GPU."""
         if self._variant is None:
             chosen = self.settings.rdft_torch_variant
-            self._variant = chosen if chosen != "auto" else ("cuda" if _nvidia_gpus() else "cpu")
+            self._variant = chosen if chosen != "auto" else ("cuda" if gpus() else "cpu")
         return self._variant
 
     def backend(self, spec: EnvSpec) -> Backend:
@@ -136,12 +144,20 @@ class EnvManager:
         if conda_part:
             if not spec.channels or not spec.conda:
                 raise RdftError(f"{spec.path} has no conda part (channels + dependencies) to lock")
-            conda.solve_lock(spec, [conda.current_platform()], self._cache_dir())
+            conda.solve_lock(spec, self._lock_platforms(spec), self._cache_dir())
             written.append(spec.conda_lock_path)
         if pip_part and spec.pip:
             for variant in ("cpu", "cuda"):
                 written.append(pip_lock.compile_lock(spec, variant))
         return written
+
+    @staticmethod
+    def _lock_platforms(spec: EnvSpec) -> list[str]:
+        """The spec's `platforms:` (conda-lock's key), this platform first when listed; else this one."""
+        here = conda.current_platform()
+        if not spec.platforms:
+            return [here]
+        return sorted(spec.platforms, key=lambda platform: platform != here)
 
     def _check_locks(self, spec: EnvSpec, backend: Backend, variant: str, *, solve_missing: bool) -> str:
         """Verify the locks this env needs are present and fresh; return their combined hash."""
@@ -151,11 +167,17 @@ class EnvManager:
                 if not solve_missing:
                     raise RdftError(f"env {spec.name!r} has no conda lock; run `rdft env lock {spec.name}`")
                 self.log(f"env {spec.name}: no conda lock yet, solving {spec.conda_lock_path.name}")
-                conda.solve_lock(spec, [conda.current_platform()], self._cache_dir())
+                conda.solve_lock(spec, self._lock_platforms(spec), self._cache_dir())
             hashes, platforms = conda.lock_info(spec)
             here = conda.current_platform()
             if here not in platforms:
                 raise RdftError(f"{spec.conda_lock_path} has no {here} packages; run `rdft env lock {spec.name}`")
+            missing = sorted(set(spec.platforms) - set(platforms))
+            if missing:
+                raise RdftError(
+                    f"{spec.conda_lock_path.name} is stale: {spec.path.name} asks for platforms {', '.join(missing)} "
+                    f"the lock lacks; run `rdft env lock {spec.name}`"
+                )
             if hashes.get(here) != spec.conda_hash():
                 raise RdftError(
                     f"{spec.conda_lock_path.name} is stale: {spec.path.name} changed since it was "
@@ -198,6 +220,17 @@ class EnvManager:
     def ensure(self, name: str) -> Env:
         """The env `name`, created when missing and rebuilt when its lock changed."""
         return self._ensure(name, force=False)
+
+    def ensure_all(self, names: list[str]) -> list[Env]:
+        """Several envs, e.g. the three a first run needs. Built side by side (each under its own
+        file lock) where the host has the cores for it; on a 2-core host one after the other,
+        which measured faster (bench/RESULTS.md: uv already downloads and unpacks in parallel)."""
+        if (os.cpu_count() or 1) < 4 or len(names) < 2:
+            return [self.ensure(name) for name in names]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(names)) as pool:
+            return list(pool.map(self.ensure, names))
 
     def rebuild(self, name: str) -> Env:
         return self._ensure(name, force=True)
@@ -293,32 +326,55 @@ class EnvManager:
         return Env(name=name, prefix=prefix, link=link, record=record)
 
     def _make_venv(self, spec: EnvSpec, prefix: Path, build_log: Path) -> Path:
+        """`uv venv` (a second, against several for `python -m venv`, which installs pip
+        first), or `python -m venv` where uv cannot run."""
         interpreter = _python_for(spec)
+        uv = self._uv()
+        if uv is not None:
+            result = run([uv, "venv", "--quiet", "--seed", "--python", interpreter, str(prefix)],
+                         log_path=build_log, echo=False)  # fmt: skip
+            if result.ok:
+                return prefix / "bin" / "python"
+            self.log(f"env {spec.name}: `uv venv` failed ({_last_line(result.tail)}); using `python -m venv`")
+            _remove_tree(prefix)
         result = run([interpreter, "-m", "venv", str(prefix)], log_path=build_log, echo=False)
         if not result.ok:
             raise EnvBuildError(f"`python -m venv` failed for env {spec.name!r}", result.tail)
         return prefix / "bin" / "python"
 
+    def _uv(self) -> str | None:
+        """uv, unless RDFT_ENV_INSTALLER=pip (or uv cannot run here)."""
+        return None if self.settings.rdft_env_installer == "pip" else uv_binary()
+
     def _pip_install(self, spec: EnvSpec, python: Path, variant: str, build_log: Path) -> None:
+        """Install the pip lock into the env: with uv (parallel downloads, a shared cache), or with
+        the env's own pip where uv cannot run or fails. Both take exactly the locked files
+        (`--require-hashes --no-deps`)."""
         lock_path = spec.pip_lock_path(variant)
-        command = [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--require-hashes",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--no-input",
-            "-r",
-            str(lock_path),
-        ]
-        for index in pip_lock.extra_indexes(variant):
-            command += ["--extra-index-url", index]
-        self.log(f"env {spec.name}: pip install -r {lock_path.name} (log: {build_log})")
         # DeepSpeed ships as an sdist: build it without compiling CUDA ops (they JIT at run time).
         environ = base_environment({"DS_BUILD_OPS": "0", "PIP_NO_INPUT": "1"})
-        result = run(command, env=environ, log_path=build_log, echo=False)
+        sources: list[str] = [part for option in spec.pip_indexes() for part in option]
+        for index in pip_lock.extra_indexes(variant):
+            sources += ["--extra-index-url", index]
+        uv = self._uv()
+        if uv is not None:
+            command = [uv, "pip", "install", "--python", str(python), "--require-hashes", "--no-deps",
+                       "--index-strategy", "unsafe-best-match", "-r", str(lock_path), *sources]  # fmt: skip
+            for link in pip_lock.find_links(variant):
+                command += ["--find-links", link]
+            self.log(f"env {spec.name}: uv pip install -r {lock_path.name} (log: {build_log})")
+            build = self.display.start(spec.name, pip_lock.package_count(lock_path))
+            result = run(command, env=environ, log_path=build_log, echo=False, on_line=build.line)
+            self.display.finish(build, result.ok)
+            if result.ok:
+                return
+            self.log(f"env {spec.name}: uv could not install the lock ({_last_line(result.tail)}); trying pip")
+        command = [str(python), "-m", "pip", "install", "--require-hashes", "--no-deps",
+                   "--disable-pip-version-check", "--no-input", "-r", str(lock_path), *sources]  # fmt: skip
+        self.log(f"env {spec.name}: pip install -r {lock_path.name} (log: {build_log})")
+        build = self.display.start(spec.name, pip_lock.package_count(lock_path))
+        result = run(command, env=environ, log_path=build_log, echo=False, on_line=build.line)
+        self.display.finish(build, result.ok)
         if not result.ok:
             raise EnvBuildError(f"pip could not install {lock_path.name} into env {spec.name!r}", result.tail)
 
@@ -379,6 +435,22 @@ def _remove_tree(path: Path, attempts: int = 50) -> None:
         time.sleep(0.1)
 
 
+def uv_binary() -> str | None:
+    """The uv that ships with rdft (a dependency), or one on PATH; None where neither runs."""
+    try:
+        import uv
+
+        found = uv.find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+    return found if found and os.access(found, os.X_OK) else None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
 def _matches(env: Env, backend: str, variant: str, lock_hash: str | None) -> bool:
     record = env.record
     return lock_hash is not None and (record.backend, record.variant, record.lock_hash) == (backend, variant, lock_hash)
@@ -396,18 +468,6 @@ def _python_for(spec: EnvSpec) -> str:
         f"env {spec.name!r} needs Python {wanted} for the venv backend and python{wanted} is not "
         "on PATH; install it, or use the conda backend (FT_Coder_CoSTEER_env_type=conda)"
     )
-
-
-def _nvidia_gpus() -> list[str]:
-    """GPU lines of `nvidia-smi -L`, or [] when there is no driver."""
-    binary = shutil.which("nvidia-smi")
-    if not binary:
-        return []
-    try:
-        proc = subprocess.run([binary, "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line for line in proc.stdout.splitlines() if line.startswith("GPU ")]
 
 
 def _tree_size(root: Path) -> int:

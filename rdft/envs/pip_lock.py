@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -45,7 +46,7 @@ def extra_indexes(variant: str) -> list[str]:
     return []
 
 
-def _find_links(variant: str) -> list[str]:
+def find_links(variant: str) -> list[str]:
     # pip's own PIP_FIND_LINKS (a local wheel folder) is honoured for the CPU variant, where a
     # local CPU torch wheel can stand in for PyTorch's index; never for CUDA, whose torch
     # must not resolve to a local CPU build.
@@ -85,9 +86,11 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
         "--index-strategy",
         "unsafe-best-match",
     ]
+    for option, url in spec.pip_indexes():  # the spec's pip-repositories (conda-lock's key)
+        command += [option, url]
     for index in extra_indexes(variant):
         command += ["--extra-index-url", index]
-    for link in _find_links(variant):
+    for link in find_links(variant):
         command += ["--find-links", link]
     try:
         proc = subprocess.run(command, capture_output=True, text=True)
@@ -107,6 +110,11 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
     tmp.write_text(header + body)
     os.replace(tmp, out)
     return out
+
+
+def package_count(path: Path) -> int:
+    """How many packages a pip lock pins."""
+    return sum(1 for line in path.read_text().splitlines() if re.match(r"^[A-Za-z0-9][\w.-]*==", line))
 
 
 def lock_target(path: Path) -> str | None:

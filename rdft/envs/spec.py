@@ -19,8 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from rdft.errors import RdftError, did_you_mean
 
+PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64", "win-arm64")
 PIP_HASH_LINE = re.compile(r"^# rdft-spec-sha256: ([0-9a-f]{64})\s*$", re.M)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+# The keys of conda's environment.yml that conda-lock reads, plus `variables` (conda's own).
+SPEC_KEYS = ("name", "channels", "dependencies", "variables", "platforms", "pip-repositories",
+             "allow-pypi-requests", "category")  # fmt: skip
 
 
 class EnvSpec(BaseModel):
@@ -32,6 +38,10 @@ class EnvSpec(BaseModel):
     conda: list[str]  # conda match specs, e.g. "python=3.11"
     pip: list[str]  # pip requirements, locked per variant by uv
     variables: dict[str, str] = {}
+    platforms: list[str] = []  # what `rdft env lock` solves the conda part for (default: this platform)
+    pip_repositories: list[str] = []  # extra pip indexes, for the lock and the install
+    allow_pypi_requests: bool = True  # False: pip packages come from pip_repositories only
+    category: str = "main"  # the conda-lock category the packages are recorded under
 
     @property
     def folder(self) -> Path:
@@ -57,7 +67,20 @@ class EnvSpec(BaseModel):
         return _sha256({"channels": self.channels, "dependencies": self.conda})
 
     def pip_hash(self, variant: str) -> str:
-        return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant})
+        sources = {"repositories": self.pip_repositories, "pypi": self.allow_pypi_requests}
+        if sources == {"repositories": [], "pypi": True}:  # the default: hashes of older locks stay valid
+            return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant})
+        return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant, **sources})
+
+    def pip_indexes(self) -> list[tuple[str, str]]:
+        """(option, url) for the pip lock and install: PyPI plus the spec's repositories, or, with
+        allow-pypi-requests: false, the repositories alone."""
+        if not self.pip_repositories:
+            return []
+        if self.allow_pypi_requests:
+            return [("--extra-index-url", url) for url in self.pip_repositories]
+        first, *rest = self.pip_repositories
+        return [("--index-url", first), *(("--extra-index-url", url) for url in rest)]
 
 
 def _sha256(obj: object) -> str:
@@ -73,11 +96,11 @@ def load_spec(path: Path) -> EnvSpec:
         raise RdftError(f"{path} is not valid YAML{where}; fix the file") from None
     if not isinstance(raw, dict):
         raise RdftError(f"{path} must be a mapping with name, channels and dependencies")
-    unknown = set(raw) - {"name", "channels", "dependencies", "variables"}
+    unknown = set(raw) - set(SPEC_KEYS)
     if unknown:
-        raise RdftError(
-            f"{path}: unknown key {sorted(unknown)[0]!r}; an env spec has name, channels, dependencies and variables"
-        )
+        key = sorted(unknown)[0]
+        raise RdftError(f"{path}: unknown key {key!r}; {did_you_mean(key, list(SPEC_KEYS))}an env spec has "
+                        f"{', '.join(SPEC_KEYS)}")  # fmt: skip
     conda: list[str] = []
     pip: list[str] = []
     for dep in raw.get("dependencies") or []:
@@ -87,6 +110,14 @@ def load_spec(path: Path) -> EnvSpec:
             pip.extend(str(req) for req in dep["pip"] or [])
         else:
             raise RdftError(f"{path}: dependency {dep!r} is neither a conda spec nor a `pip:` list")
+    for platform in raw.get("platforms") or []:
+        if platform not in PLATFORMS:
+            raise RdftError(f"{path}: unknown platform {platform!r}; {did_you_mean(str(platform), list(PLATFORMS))}"
+                            f"use conda's names: {', '.join(PLATFORMS)}")  # fmt: skip
+    if not isinstance(raw.get("allow-pypi-requests", True), bool):
+        raise RdftError(f"{path}: allow-pypi-requests must be true or false")
+    if raw.get("allow-pypi-requests") is False and not raw.get("pip-repositories"):
+        raise RdftError(f"{path}: allow-pypi-requests is false but there are no pip-repositories to install from")
     name = raw.get("name") or path.stem
     if name != path.stem:
         raise RdftError(f"{path}: name {name!r} must match the file name {path.stem!r}")
@@ -100,6 +131,10 @@ def load_spec(path: Path) -> EnvSpec:
             conda=conda,
             pip=pip,
             variables={str(k): str(v) for k, v in (raw.get("variables") or {}).items()},
+            platforms=[str(p) for p in raw.get("platforms") or []],
+            pip_repositories=[str(u) for u in raw.get("pip-repositories") or []],
+            allow_pypi_requests=raw.get("allow-pypi-requests", True),
+            category=str(raw.get("category") or "main"),
         )
     except ValidationError as error:
         raise RdftError(f"{path}: {error.errors()[0]['msg']}") from None
