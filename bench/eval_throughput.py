@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from rdft.envs import EnvManager  # noqa: E402
 from rdft.evaluation.benchmarks import get_benchmark  # noqa: E402
-from rdft.evaluation.run import _gpus, model_args, task_yaml, write_predictions, write_task  # noqa: E402
-from rdft.runner import run_in_env  # noqa: E402
+from rdft.evaluation.run import model_args, task_yaml, write_predictions, write_task  # noqa: E402
+from rdft.hardware import gpus as host_gpus  # noqa: E402
 from rdft.settings import get_settings  # noqa: E402
 
 COUNT_TOKENS = (
@@ -47,13 +47,13 @@ def run(env, label: str, work: Path, docs: Path, model: str, args: str, batch: s
                "--include_path", str(folder / "tasks"), "--log_samples", "--output_path", str(folder / "out"),
                "--batch_size", batch, "--apply_chat_template"]  # fmt: skip
     start = time.perf_counter()
-    result = run_in_env(env, command, cwd=folder, log_path=folder / "lm_eval.log", echo=False)
+    result = env.run(command, cwd=folder, log_path=folder / "lm_eval.log", echo=False)
     wall = time.perf_counter() - start
     if not result.ok:
         raise SystemExit(f"{label}: lm_eval failed; see {folder / 'lm_eval.log'}")
     predictions = folder / "predictions.jsonl"
     write_predictions(folder / "out", task, predictions)
-    counted = run_in_env(env, ["python", "-c", COUNT_TOKENS, model, str(predictions)], echo=False)
+    counted = env.run(["python", "-c", COUNT_TOKENS, model, str(predictions)], echo=False)
     tokens = int(counted.tail.strip().splitlines()[-1])
     return {"model_args": args, "batch_size": batch, "wall_s": round(wall, 1), "generated_tokens": tokens,
             "tokens_per_s": round(tokens / wall, 1)}  # fmt: skip
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--max-gen-toks", type=int, default=256)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rdft-bench-eval"))
     args = parser.parse_args()
-    gpus = _gpus()
+    gpus = len(host_gpus())
     if not gpus:
         raise SystemExit("bench/eval_throughput.py needs a CUDA GPU (H100/H200)")
     env = EnvManager(get_settings()).ensure("eval")

@@ -58,8 +58,14 @@ def main() -> None:
     parser.add_argument("--base", type=Path, required=True)
     parser.add_argument("--candidate", type=Path, required=True)
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--output", type=Path, help="Also write the JSON here (what rdft reads).")
     args = parser.parse_args()
-    print(json.dumps(compare(args.benchmark, read_items(args.base), read_items(args.candidate), args.resamples)))
+    text = json.dumps(compare(args.benchmark, read_items(args.base), read_items(args.candidate), args.resamples))
+    if args.output:
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(args.output)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """Write the docs of benchmark splits as JSONL: from the Hugging Face repo, or a local file.
 
-    python evaluation/prepare.py --benchmark NAME --split validation|test|all [...] --out DOCS.jsonl
-                                 [--data PATH] [--limit N] [--seed 0]
+    python evaluation/prepare.py --benchmark NAME --split validation|test|all [...]
+                                 --out DOCS.jsonl [...] [--data PATH] [--limit N] [--seed 0]
 
 Splits: the benchmark's evaluation items are shuffled with a fixed seed; the validation split
 is the first min(100, n // 2) of them, the hidden test split the next as many (disjoint).
 `all` keeps every item in its original order. Several splits are written one after the other
-(the leakage guard reads validation and test together). ChemCoTBench rows are first narrowed
-to the benchmark's task family. Every item is checked against the family's doc schema before
-anything is written. Runs in the eval env; imports nothing from rdft.
+into one file (the leakage guard reads validation and test together), or each into its own.
+ChemCoTBench rows are first narrowed to the benchmark's task family. Every item is checked
+against the family's doc schema before anything is written. Runs in the eval env; imports nothing from rdft.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("--benchmark", required=True)
     parser.add_argument("--split", choices=["validation", "test", "all"], nargs="+", default=["validation"])
     parser.add_argument("--data", type=Path, help="A local file or folder instead of the Hub repo.")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, nargs="+", required=True,
+                        help="One file (the splits one after the other) or one file per split.")  # fmt: skip
     parser.add_argument("--limit", type=int)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -114,16 +115,20 @@ def main() -> None:
         raise SystemExit(f"prepare: the data holds no items for {args.benchmark}")
     check_schema(rows, args.benchmark, entry["family"])
     rows = in_family(rows, args.benchmark)
-    chosen = []
+    if len(args.out) not in (1, len(args.split)):
+        raise SystemExit("prepare: give one --out file, or one per --split")
+    parts = []
     for which in args.split:
         part = split(rows, which, args.seed)[: args.limit]
         if not part:
             raise SystemExit(f"prepare: no {which} items for {args.benchmark}; the data holds too few rows")
-        chosen += part
-    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in chosen), encoding="utf-8")
-    os.replace(tmp, args.out)
-    print(json.dumps({"docs": str(args.out), "n": len(chosen)}))
+        parts.append(part)
+    together = [row for part in parts for row in part]
+    outputs = zip(args.out, parts, strict=True) if len(args.out) > 1 else [(args.out[0], together)]
+    for out, chosen in outputs:
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in chosen), encoding="utf-8")
+        os.replace(tmp, out)
 
 
 if __name__ == "__main__":

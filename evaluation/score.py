@@ -193,26 +193,34 @@ def summarize(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", required=True)
-    parser.add_argument("--docs", type=Path)
-    parser.add_argument("--predictions", type=Path)
+    parser.add_argument("--docs", type=Path, action="append", help="Repeat with --predictions to score several splits.")
+    parser.add_argument("--predictions", type=Path, action="append")
     parser.add_argument("--log", type=Path, help="ChemCoTBench authors' log: inputs, gold and json_results per row")
-    parser.add_argument("--output", type=Path, help="Also write the summary here.")
-    parser.add_argument("--items", type=Path, help="Also write each item's scores here (JSONL, docs order).")
+    parser.add_argument("--output", type=Path, action="append", help="Also write the summary here (one per --docs).")
+    parser.add_argument("--items", type=Path, action="append", help="Also write each item's scores here (JSONL).")
     parser.add_argument("--judge-model", help="aime25: an LLM (litellm model name) decides what the rule rejects.")
     parser.add_argument("--judge-retry", type=int, default=3)
     args = parser.parse_args()
     if args.log:
         rows = read_docs(args.log)
-        summary = summarize(args.benchmark, rows, [[row.get("json_results", "")] for row in rows])
+        summaries = [summarize(args.benchmark, rows, [[row.get("json_results", "")] for row in rows])]
     else:
-        docs = read_docs(args.docs)
-        predictions = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
-        responses = group_predictions(docs, predictions)
-        summary = summarize(args.benchmark, docs, responses, args.judge_model, args.judge_retry, args.items)
-    text = json.dumps(summary, indent=2)
-    if args.output:
-        args.output.write_text(text + "\n")
-    print(text)
+        if not args.docs or len(args.docs) != len(args.predictions or []):
+            raise SystemExit("score: give --docs and --predictions in pairs")
+        summaries = []
+        for number, (docs_path, predictions_path) in enumerate(zip(args.docs, args.predictions, strict=True)):
+            docs = read_docs(docs_path)
+            predictions = [json.loads(line) for line in predictions_path.read_text().splitlines() if line.strip()]
+            items = args.items[number] if args.items else None
+            responses = group_predictions(docs, predictions)
+            summaries.append(summarize(args.benchmark, docs, responses, args.judge_model, args.judge_retry, items))
+    for number, summary in enumerate(summaries):
+        text = json.dumps(summary, indent=2)
+        if args.output:
+            tmp = args.output[number].with_name(f".{args.output[number].name}.tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(args.output[number])
+        print(text)
 
 
 if __name__ == "__main__":

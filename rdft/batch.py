@@ -65,7 +65,7 @@ class TasksFile(BaseModel):
 
 def gpu_count() -> int:
     """GPUs this host has, as nvidia-smi lists them (0 without it)."""
-    from rdft.training.run import host_hardware
+    from rdft.hardware import host_hardware
 
     return host_hardware()["gpu_count"]
 

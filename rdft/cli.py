@@ -203,6 +203,8 @@ def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refre
 @click.option("--base-model", help="A Hub id, a local folder, or tiny:llama (default: FT_BASE_MODEL).")
 @click.option("--benchmark", help="See `rdft benchmarks list` (default: FT_TARGET_BENCHMARK).")
 @click.option("--benchmark-description", help="What the benchmark asks, for the LLM (default: built in).")
+@click.option("--target", help="What you want improved, in your words (default: FT_USER_TARGET_SCENARIO); the "
+              "benchmark scores it.")  # fmt: skip
 @click.option("--dataset", "datasets", multiple=True, help="Training dataset (repeatable; default: chosen).")
 @click.option("--loop-n", type=click.IntRange(min=1), default=5, show_default=True, help="Experiments to run.")
 @click.option("--step-n", type=click.IntRange(min=1), help="Stop after this many steps (resumable).")
@@ -214,14 +216,15 @@ def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refre
               help="Cap generation for every scoring call (non-standard scores; for CPU runs).")  # fmt: skip
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
-def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loop_n, step_n, timeout, resume_dir,
-                demo, eval_limit, max_gen_toks, no_sync) -> None:  # fmt: skip
+def run_command(ctx, base_model, benchmark, benchmark_description, target, datasets, loop_n, step_n, timeout,
+                resume_dir, demo, eval_limit, max_gen_toks, no_sync) -> None:  # fmt: skip
     """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
     import signal
 
     from rich.console import Console
 
-    from rdft.loop.run import DEMO, RunArgs, parse_duration, resume, start
+    from rdft.loop.records import RunArgs
+    from rdft.loop.run import DEMO, parse_duration, resume, start
 
     def stop(signum, frame):  # `rdft batch` and service managers stop runs with SIGTERM
         raise KeyboardInterrupt
@@ -243,12 +246,19 @@ def run_command(ctx, base_model, benchmark, benchmark_description, datasets, loo
         else:
             base_model = base_model or settings.ft_base_model
             benchmark = benchmark or settings.ft_target_benchmark
+            target = target or settings.ft_user_target_scenario
             if not base_model:
                 raise RdftError("no base model: give --base-model (a Hub id or a local folder) or set FT_BASE_MODEL")
+            if not benchmark and target:
+                raise RdftError(
+                    "a target needs a benchmark that scores it: give --benchmark (see `rdft benchmarks list`) "
+                    "or set FT_TARGET_BENCHMARK"
+                )
             if not benchmark:
                 raise RdftError(
                     "no benchmark: give --benchmark (see `rdft benchmarks list`) or set FT_TARGET_BENCHMARK"
                 )
+            options["target"] = target
             chosen = list(datasets) or ([settings.ft_dataset] if settings.ft_dataset else [])
             options.update(base_model=base_model, benchmark=benchmark, datasets=chosen)
         options["description"] = benchmark_description or settings.ft_benchmark_description
@@ -498,7 +508,6 @@ def env_remove(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def env_run(ctx, name, command, timeout, cwd, log_path, with_secrets) -> None:
     """Run COMMAND inside env NAME (what `conda run` does): rdft env run train -- python -V"""
-    from rdft.runner import run_in_env
 
     handle = _manager(ctx).ensure(name)
     settings = _settings(ctx)
@@ -507,7 +516,7 @@ def env_run(ctx, name, command, timeout, cwd, log_path, with_secrets) -> None:
         from rdft.datasets.toolkit import data_script_environment
 
         extra.update(data_script_environment(settings, with_secrets=with_secrets))
-    result = run_in_env(handle, list(command), extra_env=extra, timeout=timeout, cwd=cwd, log_path=log_path)
+    result = handle.run(list(command), extra_env=extra, timeout=timeout, cwd=cwd, log_path=log_path)
     if result.timed_out:
         click.echo(f"rdft: timed out after {timeout:g} s; killed the command and its children", err=True)
     if result.oom:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rdft import __version__
 from rdft.envs.conda import CONDA_BINARIES
+from rdft.hardware import NoGpus, query_gpus
 from rdft.settings import IGNORED, SECRET_NAMES, Settings
 
 
@@ -31,18 +32,12 @@ def _package_version(name: str) -> str | None:
 
 
 def gpus() -> list[str] | str:
-    """One line per GPU from nvidia-smi, or why there are none."""
-    binary = shutil.which("nvidia-smi")
-    if not binary:
-        return "none (nvidia-smi not found)"
-    query = "--query-gpu=index,name,memory.total,driver_version"
+    """One line per GPU, or why there are none."""
     try:
-        proc = subprocess.run([binary, query, "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"none (nvidia-smi failed: {error})"
-    if proc.returncode != 0:
-        return f"none (nvidia-smi: {(proc.stderr or proc.stdout).strip().splitlines()[0]})"
-    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+        found = query_gpus()
+    except NoGpus as why:
+        return f"none ({why})"
+    return [f"{g.index}, {g.name}, {g.memory_gib} GiB, driver {g.driver}" for g in found]
 
 
 def free_disk(path: Path) -> tuple[Path, int]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from rdft.errors import RdftError
 from rdft.files import write_atomic
+from rdft.loop.records import RunArgs
+from rdft.loop.trace import Trace
 
 DIFFED = ("process_data.py", "data_recipe.json", "train.yaml")
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -243,3 +245,88 @@ def write_report(log_dir: Path, output: Path | None = None) -> Path:
     text = build(log_dir)
     write_atomic(output, text)
     return output
+
+
+# --- a run's summary.json and report.md (rdft run writes them as it goes) ---------------------------
+def summary(trace: Trace, args: RunArgs) -> dict:
+    rows = []
+    for node in trace.nodes:
+        decision = (
+            "new best"
+            if node.accepted
+            else ("failed" if node.status == "failed" else "rejected" if node.status == "done" else "running")
+        )
+        rows.append(
+            {
+                "loop": node.loop,
+                "parent": node.parent,
+                "kind": node.kind,
+                "hypothesis": node.hypothesis,
+                "decision": decision,
+                "validation": node.validation,
+                "validation_ci95": node.validation_ci95,
+                "test": node.test,
+                "error_type": node.error_type,
+                "flags": node.flags,
+                "leakage": node.leakage,
+                "seconds": node.seconds,
+            }
+        )
+    best = trace.best()
+    return {
+        "benchmark": args.benchmark,
+        "base_model": args.base_model,
+        # Scores under a --max-gen-toks cap are not the benchmark's standard numbers.
+        "scoring": {
+            "max_gen_toks": args.max_gen_toks,
+            "standard": args.max_gen_toks is None,
+            "eval_limit": args.eval_limit,
+        },
+        "baseline": {
+            "validation": trace.baseline_validation,
+            "validation_ci95": trace.baseline_validation_ci95,
+            "test": trace.baseline_test,
+            "flags": trace.baseline_flags,
+        },
+        "best": {"loop": best.loop, "validation": best.validation, "test": best.test, "flags": best.flags}
+        if best
+        else None,
+        "loops": rows,
+    }
+
+
+def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
+    s = summary(trace, args)
+    lines = [f"# rdft run: {args.base_model} on {args.benchmark}", ""]
+    if args.max_gen_toks:
+        lines += [f"Non-standard scores: generation capped at {args.max_gen_toks} tokens (--max-gen-toks).", ""]
+    base_flags = f" (degenerate: {'; '.join(s['baseline']['flags'])})" if s["baseline"]["flags"] else ""
+    lines += [
+        f"Base model: validation {s['baseline']['validation']}, test {s['baseline']['test']}{base_flags}",
+        "",
+        "| loop | decision | validation | 95% CI | test | leakage dropped | hypothesis |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in s["loops"]:
+        decision = row["decision"] + (f" (degenerate: {'; '.join(row['flags'])})" if row["flags"] else "")
+        leaked = ", ".join(f"{k} {v}" for k, v in (row["leakage"] or {}).items() if v) or "0"
+        lines.append(
+            f"| {row['loop']} | {decision} | {row['validation']} | {row['validation_ci95']} | "
+            f"{row['test']} | {leaked} | {row['hypothesis'][:120]} |"
+        )
+    best = s["best"]
+    lines += [
+        "",
+        f"Best: loop {best['loop']} (validation {best['validation']}, test {best['test']})"
+        if best
+        else "Best: the base model (no experiment beat it significantly)",
+    ]
+    path = log_dir / "report.md"
+    write_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def write_reports(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
+    """report.md (a plain summary) and report.html (tables, plots, diffs: rdft.report)."""
+    write_markdown(log_dir, trace, args)
+    return write_report(log_dir)

@@ -1,9 +1,8 @@
 """Run a command, inside an env or not: stream its output live to the console and a log file,
 enforce a timeout on the whole process group, keep secrets out, flag CUDA out-of-memory.
 
-Inside an env the command goes through `conda run -p PREFIX --no-capture-output` when a conda
-binary exists, through py-rattler's activation script otherwise, and through the venv's bin
-for venvs (see `Env.command`).
+A command inside an env runs through `Env.run` (rdft/envs/manager.py), which adds the env's
+activation and calls `run` here; this module knows nothing of envs.
 """
 
 from __future__ import annotations
@@ -16,13 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    from rdft.envs.manager import Env
+from typing import TextIO
 
 TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
 KILL_GRACE_S = 5.0
@@ -153,11 +149,12 @@ def run(
     console: TextIO | None = None,
     redact: Sequence[str] = (),
     tail_chars: int = 4000,
+    on_line: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run `argv` with exactly `env` (default: `base_environment()`), stream its merged
     stdout/stderr line by line to `console` (when `echo`) and `log_path`, and return
     exit code, duration and the output's tail. On timeout the whole process group is
-    killed and the exit code is 124."""
+    killed and the exit code is 124. `on_line` sees every (redacted) line, e.g. to show progress."""
     console = console or sys.stdout
     env = dict(env) if env is not None else base_environment()
     redactor = _Redactor([*redact, *_secret_values(env)])
@@ -215,6 +212,8 @@ def run(
                 log_file.flush()
             if not oom and OOM_PATTERN.search(line):
                 oom = True
+            if on_line is not None:
+                on_line(line)
             tail.append(line)
             tail_size += len(line)
             while tail_size > tail_chars and len(tail) > 1:
@@ -242,17 +241,3 @@ def run(
         timed_out=timed_out.is_set(),
         oom=oom,
     )
-
-
-def run_in_env(
-    env_handle: Env,
-    command: Sequence[str],
-    *,
-    extra_env: Mapping[str, str] | None = None,
-    **kwargs,
-) -> RunResult:
-    """Run `command` inside an env (see `run` for the keyword arguments). Secrets reach the
-    command only when the caller puts them in `extra_env`."""
-    environ = base_environment(extra_env)
-    argv, environ = env_handle.command(list(command), environ)
-    return run(argv, env=environ, **kwargs)

@@ -5,7 +5,7 @@ Runs in the `data` env from an experiment's workspace, as `process_data.py`, con
 
     {"datasets": ["deepscaler"], "benchmark": "aime25", "benchmark_family": "aime",
      "max_samples": 512, "seed": 0, "tasks_dir": "/…/evaluation/tasks",
-     "tokenizer": "/…/base-model", "max_tokens": 2048}
+     "tokenizer": "/…/base-model", "max_tokens": 2048, "force_think": false}
 
 Every row's user turn is the benchmark's own prompt (`doc_to_text` of
 evaluation/tasks/<family>/utils.py, the function lm-eval scores with), and its assistant turn
@@ -22,7 +22,8 @@ scorer before it is kept, so a row whose answer would not score is never trained
   the chain-of-thought, ending with the subtask's answer JSON (appended from the gold when the
   chain-of-thought lacks it).
 
-Rows over `max_tokens` (the base model's tokenizer) are dropped. Every drop is counted by reason
+With `force_think` (FT_FORCE_THINK_TOKEN) the reasoning sits in <think>…</think> and the answer
+follows it. Rows over `max_tokens` (the base model's tokenizer) are dropped. Every drop is counted by reason
 and written to `data_stats.json`. `--debug` keeps the first 100 rows.
 """
 
@@ -56,38 +57,46 @@ def chat(user: str, assistant: str) -> dict:
 
 
 class Builder:
-    """Builds one family's rows; `drops` counts what was left out and why."""
+    """Builds one family's rows; `drops` counts what was left out and why. Each family's method
+    gives (reasoning, final answer); with `force_think` (FT_FORCE_THINK_TOKEN) the reasoning is
+    wrapped in <think>…</think> and the final answer follows it, where the scorers read it."""
 
     def __init__(self, recipe: dict, family):
         self.recipe, self.family, self.drops = recipe, family, {}
         self.benchmark = recipe["benchmark"]
+        self.force_think = bool(recipe.get("force_think"))
+        self.answers = {"demo": self.demo, "aime": self.aime, "panorama": self.panorama, "chemcotbench": self.chem}
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
     def row(self, doc: dict) -> dict | None:
-        name = self.recipe["benchmark_family"]
         try:
             prompt = self.family.doc_to_text(doc)
         except (KeyError, TypeError, ValueError, AttributeError):
             self.drop("not the benchmark's schema")
             return None
-        answer = getattr(self, name)(doc)
-        if answer is None:
+        parts = self.answers[self.recipe["benchmark_family"]](doc)
+        if parts is None:
             return None
+        reasoning, final = parts
+        if self.force_think:
+            answer = f"<think>\n{reasoning}\n</think>\n\n{final}"
+        else:
+            answer = f"{reasoning}\n\n{final}".strip() if final not in reasoning else reasoning
         if not self.scores(doc, answer):
             self.drop("answer does not score")
             return None
         return chat(prompt, answer)
 
-    # --- answers per family ---
-    def demo(self, doc: dict) -> str | None:
+    # --- (reasoning, final answer) per family ---
+    def demo(self, doc: dict) -> tuple[str, str] | None:
         if doc.get("answer") in (None, ""):
             self.drop("no answer")
             return None
-        return f"\\boxed{{{doc['answer']}}}"
+        return "", f"\\boxed{{{doc['answer']}}}"
 
-    def aime(self, doc: dict) -> str | None:
+    def aime(self, doc: dict) -> tuple[str, str] | None:
         answer = doc.get("answer", doc.get("Answer"))
         if answer in (None, ""):
             self.drop("no answer")
@@ -97,28 +106,31 @@ class Builder:
             self.drop("no reasoning")
             return None
         boxed = self.family.parse_answer(self.family.last_boxed(solution))
-        if boxed is None:
-            return f"{solution}\n\nThe final answer is \\boxed{{{answer}}}."
-        if not self.family.equal(boxed, str(answer)):
+        if boxed is not None and not self.family.equal(boxed, str(answer)):
             self.drop("solution disagrees with the answer")
             return None
-        return solution
+        if boxed is not None and not self.force_think:
+            return solution, ""  # the solution already ends in its box
+        return solution, f"The final answer is \\boxed{{{answer}}}."
 
-    def panorama(self, doc: dict) -> str | None:
+    def panorama(self, doc: dict) -> tuple[str, str] | None:
         answer = self.family.target_text(self.benchmark, doc)
         if answer is None:
             self.drop("no gold answer")
-        return answer
+            return None
+        reasoning, _, final = answer.rpartition("\n\n")  # NOC4PC: the examiner's reason, then the code
+        return reasoning, final
 
-    def chemcotbench(self, doc: dict) -> str | None:
+    def chem(self, doc: dict) -> tuple[str, str] | None:
         cot = doc.get("raw_cot") or doc.get("struct_cot")
         cot = cot if isinstance(cot, str) or cot is None else json.dumps(cot, ensure_ascii=False)
         if not cot or not cot.strip():
             self.drop("no reasoning")
             return None
         key = self.family.answer_key(doc)
-        if self.family.last_json_value(cot, key) is not None:
-            return cot.strip()
+        value = self.family.last_json_value(cot, key)
+        if value is not None:
+            return cot.strip(), "" if not self.force_think else json.dumps({key: value}, ensure_ascii=False)
         meta = self.family._meta(doc)
         gold = doc.get("gt") if doc.get("gt") not in (None, "") else meta.get("gt", meta.get("answer"))
         if gold in (None, "") and doc.get("task") == "mol_edit":
@@ -130,7 +142,7 @@ class Builder:
         if gold in (None, ""):
             self.drop("no answer")
             return None
-        return f"{cot.strip()}\n\n{json.dumps({key: gold}, ensure_ascii=False)}"
+        return cot.strip(), json.dumps({key: gold}, ensure_ascii=False)
 
     def scores(self, doc: dict, answer: str) -> bool:
         """The answer earns full marks under the benchmark's own scorer (mol_opt: an improvement;

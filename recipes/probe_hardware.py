@@ -3,7 +3,7 @@
 Runs inside the `train` env (it asks torch what it sees, which is what training will get,
 CUDA_VISIBLE_DEVICES included); imports nothing from rdft.
 
-    python recipes/probe_hardware.py [--disk PATH]
+    python recipes/probe_hardware.py [--disk PATH] [--out FILE]
 """
 
 from __future__ import annotations
@@ -56,7 +56,15 @@ def probe(disk: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--disk", default=".", help="Measure free disk here.")
-    print(json.dumps(probe(parser.parse_args().disk)))
+    parser.add_argument("--out", help="Also write the JSON to this file (what rdft reads).")
+    args = parser.parse_args()
+    text = json.dumps(probe(args.disk))
+    if args.out:
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, args.out)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -99,12 +99,9 @@ def test_every_benchmark_runs_a_loop_end_to_end(benchmark, runs, data_env):
     samples = next((loop / "running" / "validation" / "lm_eval").rglob("samples_*_validation_*.jsonl"))
     from rdft.datasets.toolkit import data_env_variables
     from rdft.resources import evaluation_dir
-    from rdft.runner import run_in_env
 
     ft = Path(json.loads((log / "settings.json").read_text())["ft_file_path"])
-    checked = run_in_env(
-        data_env,
-        ["python", str(REPO / "tests" / "in_env" / "check_prompts.py"), "--family", entry.family,
+    checked = data_env.run(["python", str(REPO / "tests" / "in_env" / "check_prompts.py"), "--family", entry.family,
          "--tasks-dir", str(evaluation_dir() / "tasks"), "--dataset", str(ft / "datasets" / dataset),
          "--train", str(loop / "workspace" / "data.jsonl"), "--samples", str(samples)],
         extra_env=data_env_variables(data_env.link.parent),

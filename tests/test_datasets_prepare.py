@@ -98,14 +98,17 @@ def test_prepare_killed_mid_download_resumes_with_the_finished_files(rdft, repos
         env = clean_environ(HF_ENDPOINT=hub.url, FT_FILE_PATH=str(tmp_path / "ft"))
         proc = subprocess.Popen(["rdft", "datasets", "prepare", "panorama"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not hub.downloads("PI4PC/train.jsonl") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        local = tmp_path / "ft" / "datasets" / ".hub" / "LG-AI-Research--PANORAMA"
+        finished = [local / "PAR4PC" / "train.jsonl", local / "NOC4PC" / "train.jsonl"]
+        deadline = time.monotonic() + 60  # the stalled file is requested and another one is on disk: kill
+        while time.monotonic() < deadline and not (
+            hub.downloads("PI4PC/train.jsonl") and any(path.is_file() for path in finished)
+        ):
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not prepared(tmp_path, "panorama").exists()  # no half dataset under its name
-        done_before = {f for f in ("PAR4PC/train.jsonl", "NOC4PC/train.jsonl") if hub.downloads(f)}
+        done_before = {f for f in ("PAR4PC/train.jsonl", "NOC4PC/train.jsonl") if (local / f).is_file()}
         assert done_before, "nothing finished before the kill"
 
         hub.stall.clear()

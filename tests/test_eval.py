@@ -76,7 +76,8 @@ def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_p
     summary = json.loads((output / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["n"] == 3 and summary["primary"]["value"] == 1.0 and summary["adapter"] is None
-    assert summary["command"][:2] == ["lm_eval", "run"] and "--apply_chat_template" in summary["command"]
+    assert summary["command"][0] == "python" and summary["command"][1].endswith("evaluation/harness.py")
+    assert "--apply_chat_template" in summary["command"]
     predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
     assert [p["response"] for p in predictions] == [
         "The answer is \\boxed{025}.", "The answer is \\boxed{204}.", "The answer is \\boxed{007}."
@@ -136,8 +137,19 @@ def test_patent_and_chemistry_tasks_run(rdft, cli_env, aime_models, tmp_path, fa
              "--max-gen-toks", 8, "--output", output)  # fmt: skip
     summary = json.loads((output / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and summary["n"] == 2
-    # A random tiny model writes no valid JSON: every item is unreadable, and counted.
+    # A random tiny model writes no valid JSON: every item is unreadable, counted, and flagged — the
+    # 0 is the scorer's reading of these responses, which the same scorer gives full marks when right.
     assert summary["primary"]["value"] == 0.0
+    assert summary["diagnostics"]["unreadable_rate"] == 1.0
+    responses = [json.loads(line)["response"] for line in (output / "predictions.jsonl").read_text().splitlines()]
+    assert len(responses) == 2 and all(r.strip() for r in responses)
+    right = '{"answer": ["A"]}' if family.startswith("panorama") else '{"output": "Oc1ccccc1"}'
+    predictions = tmp_path / "right.jsonl"
+    predictions.write_text("".join(json.dumps({"doc_id": i, "response": right}) + "\n" for i in range(2)))
+    rescored = rdft("score", "--benchmark", family, "--docs", str(output / "docs.all.jsonl"),
+                    "--predictions", str(predictions), env=cli_env)  # fmt: skip
+    assert rescored.returncode == 0, rescored.output
+    assert json.loads(rescored.stdout)["primary"]["value"] == 1.0
 
 
 def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_path):
@@ -152,7 +164,6 @@ def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_p
 
 
 def test_splits_are_disjoint_and_deterministic(eval_env, tmp_path):
-    from rdft.runner import run_in_env
 
     data = tmp_path / "thirty.jsonl"
     data.write_text("".join(json.dumps({"id": str(i), "problem": "p", "answer": str(i)}) + "\n" for i in range(30)))
@@ -161,7 +172,7 @@ def test_splits_are_disjoint_and_deterministic(eval_env, tmp_path):
         out = tmp_path / f"{split}.jsonl"
         command = ["python", str(evaluation_dir() / "prepare.py"), "--benchmark", "aime24", "--split", split,
                    "--data", str(data), "--out", str(out)]  # fmt: skip
-        assert run_in_env(eval_env, command, echo=False).ok
+        assert eval_env.run(command, echo=False).ok
         rows = [json.loads(line)["id"] for line in out.read_text().splitlines()]
         assert ids.setdefault(split, rows) == rows  # the same items every time
     assert len(ids["validation"]) == len(ids["test"]) == 15

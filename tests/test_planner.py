@@ -41,9 +41,8 @@ def test_counts_the_tiny_models_parameters_exactly(shared_dirs, train_env):
     model = Path(shared_dirs["FT_FILE_PATH"]).resolve() / "models" / "tiny-llama"
     if not (model / "config.json").is_file():
         from rdft.resources import recipes_dir
-        from rdft.runner import run_in_env
 
-        assert run_in_env(train_env, ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model)]).ok
+        assert train_env.run(["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model)]).ok
     shape = shape_from_config(model / "config.json")
     assert shape.params == safetensors_numel(model / "model.safetensors")
 
@@ -88,14 +87,13 @@ def test_unknown_architecture_names_the_fix(tmp_path):
 def test_estimate_within_25_percent_of_measured_peak_on_the_tiny_model(shared_dirs, train_env):
     """Peak tensor memory of real LoRA steps of the tiny model on CPU, measured in the train env."""
     from rdft.resources import recipes_dir
-    from rdft.runner import run_in_env
 
     model = Path(shared_dirs["FT_FILE_PATH"]).resolve() / "models" / "tiny-llama"
     if not (model / "config.json").is_file():
-        assert run_in_env(train_env, ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model)]).ok
+        assert train_env.run(["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model)]).ok
     data = recipes_dir() / "configs" / "data" / "tiny_chat.jsonl"
     script = Path(__file__).parent / "in_env" / "measure_peak.py"
-    result = run_in_env(train_env, ["python", str(script), str(recipes_dir()), str(model), str(data), "1024", "4096"])
+    result = train_env.run(["python", str(script), str(recipes_dir()), str(model), str(data), "1024", "4096"])
     assert result.ok, result.tail
     shape = shape_from_config(model / "config.json")
     for row in json.loads(result.tail.strip().splitlines()[-1]):

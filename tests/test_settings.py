@@ -130,3 +130,23 @@ def test_cli_reports_ignored_settings_once(rdft):
     notes = [line for line in result.stderr.splitlines() if "ignoring RD-Agent-only settings" in line]
     assert len(notes) == 1
     assert "BACKEND" in notes[0] and "FT_UPDATE_LLAMA_FACTORY" in notes[0]
+
+
+def test_every_setting_is_read_or_reported_as_ignored():
+    """A setting rdft accepts is either read somewhere in rdft (as an attribute of the settings)
+    or listed as ignored with its reason (which `rdft doctor` shows); never silently dead."""
+    from rdft.settings import IGNORED, Settings
+
+    source = "\n".join(path.read_text() for path in (Path(__file__).parents[1] / "rdft").rglob("*.py"))
+    for name in Settings.model_fields:
+        if name.upper() in IGNORED:
+            assert IGNORED[name.upper()], name
+            continue
+        assert re.search(rf"\.{name}\b", source), f"setting {name.upper()} is accepted but never read"
+
+
+def test_target_needs_a_benchmark(rdft):
+    message = one_line_error(rdft("run", "--base-model", "tiny:llama", "--target", "answer patent questions"))
+    assert "a target needs a benchmark that scores it: give --benchmark" in message
+    environ = {"FT_USER_TARGET_SCENARIO": "answer patent questions"}
+    assert "a target needs a benchmark" in one_line_error(rdft("run", "--base-model", "tiny:llama", env=environ))

@@ -3,7 +3,6 @@
 import time
 
 from rdft.envs import EnvManager
-from rdft.runner import run_in_env
 
 
 def test_train_env_imports_the_training_stack(train_env, shared_settings, tmp_path):
@@ -13,7 +12,7 @@ def test_train_env_imports_the_training_stack(train_env, shared_settings, tmp_pa
         "print(torch.__version__, torch.cuda.is_available(), transformers.__version__, peft.__version__, "
         "accelerate.__version__, deepspeed.__version__)"
     )
-    result = run_in_env(train_env, ["python", "-c", check], echo=False, cwd=tmp_path)
+    result = train_env.run(["python", "-c", check], echo=False, cwd=tmp_path)
     assert result.ok, result.tail
     torch_version, cuda, transformers, peft, accelerate, deepspeed = result.tail.strip().splitlines()[-1].split()
     assert torch_version == "2.13.0+cpu" and cuda == "False"

@@ -15,7 +15,6 @@ from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.evaluation.items import prepared_items, write_docs
-from rdft.runner import run_in_env
 from rdft.settings import Settings
 
 
@@ -39,15 +38,17 @@ def run_guard(
     "dropped_rows"}; the kept rows are written to `output` when given."""
     family = get_benchmark(benchmark).family
     env = EnvManager(settings).ensure("data")
-    command = ["python", "-m", "rdft_data.leakage", "--family", family,
-               "--eval-docs", *map(str, eval_docs), "--train", *map(str, train)]  # fmt: skip
-    if output is not None:
-        command += ["--output", str(output)]
-    result = run_in_env(env, command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path)
-    lines = [line for line in result.tail.strip().splitlines() if line.strip()] or ["no output"]
-    if not result.ok:
-        raise RdftError(f"the leakage guard failed: {lines[-1].removeprefix('leakage: ')}")
-    return json.loads(lines[-1])
+    with tempfile.TemporaryDirectory(prefix="rdft-guard-") as tmp:
+        report = Path(tmp) / "report.json"
+        command = ["python", "-m", "rdft_data.leakage", "--family", family, "--eval-docs", *map(str, eval_docs),
+                   "--train", *map(str, train), "--report", str(report)]  # fmt: skip
+        if output is not None:
+            command += ["--output", str(output)]
+        result = env.run(command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path)
+        if not result.ok or not report.is_file():
+            lines = [line for line in result.tail.strip().splitlines() if line.strip()] or ["no output"]
+            raise RdftError(f"the leakage guard failed: {lines[-1].removeprefix('leakage: ')}")
+        return json.loads(report.read_text())
 
 
 def check_files(

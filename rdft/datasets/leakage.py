@@ -426,6 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-docs", type=Path, nargs="+", required=True)
     parser.add_argument("--train", type=Path, nargs="+", required=True)
     parser.add_argument("--output", type=Path, help="Write the kept rows here (.jsonl: JSONL, .json: a JSON list).")
+    parser.add_argument("--report", type=Path, help="Also write the counts (JSON) here: what rdft reads.")
     args = parser.parse_args(argv)
 
     def train_rows() -> Iterator:
@@ -443,7 +444,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"leakage: cannot read the files: {error}") from None
     summary = report.summary()
     summary["dropped_rows"] = {str(k): v for k, v in sorted(report.dropped.items())[:50]}
-    print(json.dumps(summary))
+    text = json.dumps(summary)
+    if args.report is not None:
+        from rdft_data.records import write_atomically
+
+        write_atomically(args.report, lambda handle: handle.write(text))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ def _key(tokenizer: str | None) -> str:
 def profile(entry: DatasetEntry, settings: Settings, tokenizer: str | None = None, *, refresh: bool = False) -> dict:
     """The profile of a prepared dataset (JSON as written by rdft_data.profile, plus `text`)."""
     from rdft.envs import EnvManager
-    from rdft.runner import run_in_env
 
     root = entry.local_path(datasets_dir(settings))
     if read_manifest(root) is None:
@@ -43,8 +42,7 @@ def profile(entry: DatasetEntry, settings: Settings, tokenizer: str | None = Non
     if refresh or not out.exists():
         env = EnvManager(settings).ensure("data")
         argv = ["python", "-m", "rdft_data.profile", str(root), "--out", str(out), "--name", entry.name]
-        result = run_in_env(
-            env, [*argv, *(["--tokenizer", tokenizer] if tokenizer else [])],
+        result = env.run([*argv, *(["--tokenizer", tokenizer] if tokenizer else [])],
             extra_env=data_env_variables(settings.envs_dir), echo=False,
         )  # fmt: skip
         if not result.ok:

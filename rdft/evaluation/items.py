@@ -14,7 +14,6 @@ interrupted prepare never leaves a half copy.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,6 @@ from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.resources import evaluation_dir
-from rdft.runner import run_in_env
 from rdft.settings import Settings
 
 ITEMS = "items.jsonl"
@@ -60,14 +58,16 @@ def write_docs(
     settings: Settings,
     benchmark: str,
     splits: list[str],
-    out: Path,
+    out: Path | list[Path],
     *,
     data: Path | None = None,
     limit: int | None = None,
 ) -> int:
-    """The items of `splits` (validation, test, all) as JSONL at `out`, read from `data`, else
-    the prepared copy, else the Hub (or the bundled copy); checked against the benchmark's
-    schema. Returns how many items were written."""
+    """The items of `splits` (validation, test, all) as JSONL at `out` — one file, or one per
+    split (a list) — read from `data`, else the prepared copy, else the Hub (or the bundled
+    copy); checked against the benchmark's schema. Returns how many items were written."""
+    outs = out if isinstance(out, list) else [out]
+    out = outs[0]
     if data is None:
         data = prepared_items(settings, benchmark)
     env = EnvManager(settings).ensure("eval")
@@ -76,13 +76,14 @@ def write_docs(
         extra["HF_ENDPOINT"] = settings.hf_endpoint
     extra["HF_DATASETS_CACHE"] = str(out.parent / ".hf_datasets")
     command = ["python", str(evaluation_dir() / "prepare.py"), "--benchmark", benchmark, "--split", *splits,
-               "--out", str(out)]  # fmt: skip
+               "--out", *map(str, outs)]  # fmt: skip
     if data is not None:
         command += ["--data", str(data.resolve())]
     if limit:
         command += ["--limit", str(limit)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = run_in_env(env, command, extra_env=extra, echo=False)
+    for path in outs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    result = env.run(command, extra_env=extra, echo=False)
     if not result.ok:
         lines = [line for line in result.tail.strip().splitlines() if line.strip()] or ["no output"]
         if lines[-1].startswith("prepare: "):  # the script's own one-line reason
@@ -91,7 +92,11 @@ def write_docs(
             f"cannot get the {benchmark} items from {data or 'the Hub'} ({lines[-1][:200]}); check the network and "
             f"HF_TOKEN, or give a local copy: `rdft benchmarks prepare {benchmark} --source PATH`"
         )
-    return json.loads(result.tail[result.tail.rindex("{") :])["n"]
+    n = 0
+    for path in outs:  # the files prepare.py wrote, not what it printed
+        with open(path, encoding="utf-8") as handle:
+            n += sum(1 for line in handle if line.strip())
+    return n
 
 
 def prepare_items(settings: Settings, benchmark: str, *, source: Path | None = None, force: bool = False) -> Path:

@@ -1,5 +1,6 @@
 """`rdft eval`: score a checkpoint (base, adapter or merged) on one benchmark split with
-lm-evaluation-harness inside the eval env, then summarise with the same scorers as `rdft score`.
+lm-evaluation-harness inside the eval env (evaluation/harness.py: `lm_eval run` on rdft's own
+task YAMLs only), then summarise with the same scorers as `rdft score`.
 
 Everything lands in the output folder: `docs.<split>.jsonl` (the split's items), `tasks/` (the
 generated task YAML, pointing at those docs with an absolute path), `lm_eval/` (lm-eval's own
@@ -12,11 +13,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
+from rdft import hardware
 from rdft.envs import Env, EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import Benchmark, get_benchmark
@@ -24,7 +25,6 @@ from rdft.evaluation.items import write_docs
 from rdft.evaluation.score import scorer_options
 from rdft.files import write_atomic
 from rdft.resources import evaluation_dir
-from rdft.runner import run_in_env
 from rdft.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -96,16 +96,8 @@ def write_task(tasks: Path, entry: Benchmark, task: str, text: str) -> None:
     (family / f"{task}.yaml").write_text(text)
 
 
-def _gpus() -> int:
-    binary = shutil.which("nvidia-smi")
-    if not binary:
-        return 0
-    proc = subprocess.run([binary, "-L"], capture_output=True, text=True)
-    return sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
-
-
 def _has_vllm(env: Env) -> bool:
-    return run_in_env(env, ["python", "-c", "import vllm"], echo=False).ok
+    return env.run(["python", "-c", "import vllm"], echo=False).ok
 
 
 def _context_length(model: str) -> int | None:
@@ -193,63 +185,57 @@ def evaluate_splits(
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
     extra["HF_DATASETS_CACHE"] = str(first / ".hf_datasets")  # the json builder's cache stays here
 
+    docs = {split: output / f"docs.{split}.jsonl" for split, output in outputs.items()}
+    write_docs(settings, benchmark, list(outputs), list(docs.values()), data=data.resolve() if data else None,
+               limit=limit)  # fmt: skip
     tasks = {}
-    for split, output in outputs.items():  # every task YAML in one folder: lm-eval takes one include path
-        output.mkdir(parents=True, exist_ok=True)
-        docs = output / f"docs.{split}.jsonl"
-        write_docs(settings, benchmark, [split], docs, data=data.resolve() if data else None, limit=limit)
+    for split in outputs:  # every task YAML in one folder: lm-eval takes one include path
         tasks[split] = f"rdft_{benchmark}_{split}"
-        write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs, samples, max_gen_toks))
+        write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs[split], samples,
+                                                                    max_gen_toks))  # fmt: skip
 
-    gpus = _gpus()
+    gpus = len(hardware.gpus())
     if backend == "auto":
         backend = "vllm" if gpus and _has_vllm(env) else "hf"
     generation = max_gen_toks or entry_max_gen_toks(entry)
     results = first / "lm_eval"
     command = [
-        "lm_eval", "run", "--model", backend,
+        "python", str(evaluation_dir() / "harness.py"), "--model", backend,
         "--model_args", model_args(backend, model, adapter, gpus, generation),
         "--tasks", ",".join(tasks.values()),
         "--include_path", str(first / "tasks"),
         "--apply_chat_template", "--log_samples", "--output_path", str(results),
-        "--batch_size", batch_size or ("auto" if gpus else "4"), "--seed", "0",
+        "--batch_size", batch_size or ("auto" if gpus else "4"), "--device", "cuda" if gpus else "cpu",
+        "--seed", "0",
     ]  # fmt: skip
     if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
         extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = run_in_env(env, command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose)
+    result = env.run(command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose)
     if not result.ok:
         why = "out of GPU memory" if result.oom else f"exit {result.returncode}"
         raise RdftError(f"lm-eval failed ({why}); see {first / 'lm_eval.log'}")
-    version = run_in_env(
-        env, ["python", "-c", "import importlib.metadata as m; print(m.version('lm_eval'))"], echo=False
-    )
     judge_args, judge_env = scorer_options(settings, benchmark)
+    scoring = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *judge_args]
+    for split, output in outputs.items():  # every split in one scoring process
+        write_predictions(results, tasks[split], output / "predictions.jsonl")
+        scoring += ["--docs", str(docs[split]), "--predictions", str(output / "predictions.jsonl"),
+                    "--items", str(output / "items.jsonl"), "--output", str(output / "scores.json")]  # fmt: skip
+    scored = env.run(scoring, extra_env=judge_env, echo=False)
+    if not scored.ok:
+        raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
     summaries = {}
     for split, output in outputs.items():
-        predictions = output / "predictions.jsonl"
-        write_predictions(results, tasks[split], predictions)
-        scores = output / "scores.json"
-        scored = run_in_env(
-            env,
-            ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark,
-             "--docs", str(output / f"docs.{split}.jsonl"), "--predictions", str(predictions),
-             "--items", str(output / "items.jsonl"), "--output", str(scores), *judge_args],
-            extra_env=judge_env,
-            echo=False,
-        )  # fmt: skip
-        if not scored.ok:
-            raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
-        summary = json.loads(scores.read_text())
+        summary = json.loads((output / "scores.json").read_text())
         summary.update(
             split=split,
             model=model,
             adapter=str(adapter) if adapter else None,
             backend=backend,
             samples=samples,
-            lm_eval_version=version.tail.strip().splitlines()[-1] if version.ok else None,
+            lm_eval_version=installed_version(env, "lm_eval"),
             command=command,
             lm_eval_output=str(results),
-            predictions=str(predictions),
+            predictions=str(output / "predictions.jsonl"),
             items=str(output / "items.jsonl"),
             max_gen_toks=generation,
             # Scores under a smaller generation budget than the benchmark's are not its standard numbers.
@@ -258,6 +244,13 @@ def evaluate_splits(
         write_atomic(output / "summary.json", json.dumps(summary, indent=2) + "\n")
         summaries[split] = summary
     return summaries
+
+
+def installed_version(env: Env, distribution: str) -> str | None:
+    """A package's version in an env, from its metadata folder (no interpreter to start)."""
+    for info in env.prefix.glob(f"lib/python*/site-packages/{distribution}-*.dist-info"):
+        return info.name.removeprefix(f"{distribution}-").removesuffix(".dist-info")
+    return None
 
 
 def entry_max_gen_toks(entry: Benchmark) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.files import write_atomic
 from rdft.resources import evaluation_dir
-from rdft.runner import run_in_env
 from rdft.settings import Settings
 
 
@@ -35,12 +36,14 @@ def scorer_options(settings: Settings, benchmark: str) -> tuple[list[str], dict[
 def compare_runs(settings: Settings, benchmark: str, base_items: Path, candidate_items: Path) -> dict:
     """Paired bootstrap of two runs' per-item scores on the same split (evaluation/compare.py)."""
     env = EnvManager(settings).ensure("eval")
-    command = ["python", str(evaluation_dir() / "compare.py"), "--benchmark", benchmark,
-               "--base", str(base_items), "--candidate", str(candidate_items)]  # fmt: skip
-    result = run_in_env(env, command, echo=False, cwd=evaluation_dir())
-    if not result.ok:
-        raise RdftError(f"comparing runs failed: {result.tail.strip().splitlines()[-1:]}")
-    return json.loads(result.tail[result.tail.index("{") :])
+    with tempfile.TemporaryDirectory(prefix="rdft-compare-") as tmp:
+        out = Path(tmp) / "comparison.json"
+        command = ["python", str(evaluation_dir() / "compare.py"), "--benchmark", benchmark,
+                   "--base", str(base_items), "--candidate", str(candidate_items), "--output", str(out)]  # fmt: skip
+        result = env.run(command, echo=False, cwd=evaluation_dir())
+        if not result.ok or not out.is_file():
+            raise RdftError(f"comparing runs failed: {result.tail.strip().splitlines()[-1:]}")
+        return json.loads(out.read_text())
 
 
 def _readable(path: Path, what: str) -> Path:
@@ -76,13 +79,15 @@ def score(
         args = ["--docs", str(_readable(docs, "docs")), "--predictions", str(_readable(predictions, "predictions"))]
     env = EnvManager(settings).ensure("eval")
     judge_args, judge_env = scorer_options(settings, benchmark)
-    command = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *args, *judge_args]
-    result = run_in_env(env, command, extra_env=judge_env, echo=False)
-    if not result.ok:
-        last = [line for line in result.tail.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        raise RdftError(f"scoring failed: {last[0]}")
-    summary = json.loads(result.tail[result.tail.index("{") :])
+    with tempfile.TemporaryDirectory(prefix="rdft-score-") as tmp:
+        out = Path(tmp) / "summary.json"
+        command = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *args, *judge_args,
+                   "--output", str(out)]  # fmt: skip
+        result = env.run(command, extra_env=judge_env, echo=False)
+        if not result.ok or not out.is_file():
+            last = [line for line in result.tail.strip().splitlines() if line.strip()][-1:] or ["no output"]
+            raise RdftError(f"scoring failed: {last[0]}")
+        summary = json.loads(out.read_text())
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomic(output, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -26,11 +26,12 @@ import shutil
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, field_validator
 from rich.console import Console
 
 from rdft.datasets.guard import evaluation_docs
 from rdft.datasets.registry import get_dataset, registry
+from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.files import write_atomic
@@ -38,28 +39,16 @@ from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.coding import CodingResult, StepFailed, code
 from rdft.loop.feedback import Feedback, judge
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
-from rdft.loop.running import baseline_scores, run_experiment, step, steps, write_json
+from rdft.loop.records import RunArgs, step, steps, write_json
+from rdft.loop.running import baseline_scores, run_experiment
 from rdft.loop.scenario import Scenario, build_scenario, default_datasets
 from rdft.loop.trace import Node, Trace
+from rdft.report import summary, write_reports
 from rdft.runner import kill_recorded_groups, track_process_groups
 from rdft.settings import Settings
 
 STAGES = ("direct_exp_gen", "coding", "running", "feedback")
 DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
-
-
-class RunArgs(BaseModel):
-    base_model: str
-    benchmark: str
-    description: str | None = None
-    datasets: list[str] = []
-    loop_n: int = Field(5, ge=1)
-    step_n: int | None = Field(None, ge=1)
-    timeout_s: float | None = None
-    demo: bool = False
-    eval_limit: int | None = None
-    max_gen_toks: int | None = Field(None, ge=1)  # caps every scoring call: non-standard scores, said so
-    no_sync: bool = False
 
 
 class DatasetChoice(BaseModel):
@@ -161,6 +150,7 @@ class Run:
                 "data_processing": self.settings.ft_data_processing_timeout,
             },
             demo=self.args.demo,
+            target=self.args.target,
         )
         write_atomic(self.log_dir / "scenario.md", scenario.text() + "\n")
         write_json(path, scenario.model_dump())
@@ -295,7 +285,7 @@ class Run:
             return
         from rdft.sync import sync_up
 
-        write_report(self.log_dir, self.trace, self.args)
+        write_reports(self.log_dir, self.trace, self.args)
         try:
             stats = sync_up(self.log_dir, self.settings.rdft_remote, self.settings)
             self.console.print(f"rdft: synced the log to {self.settings.rdft_remote} ({stats.sent} file(s) sent)")
@@ -428,6 +418,7 @@ class Run:
             self.console.print(f"rdft: stopped {leftovers} process group(s) left running by the interrupted run")
         track_process_groups(groups)
         try:
+            EnvManager(self.settings).ensure_all(["train", "data", "eval"])  # a first run builds all three
             scenario = self.scenario()
             self.baseline(scenario)
             for index in range(self.args.loop_n):  # Loop_0, Loop_1, … as in RD-Agent's log tree
@@ -440,7 +431,7 @@ class Run:
         finally:
             track_process_groups(None)
             self._persist_spent()
-            write_report(self.log_dir, self.trace, self.args)
+            write_reports(self.log_dir, self.trace, self.args)
         return True
 
     def _persist_spent(self) -> None:
@@ -451,92 +442,6 @@ class Run:
 
 class _Stop(Exception):
     """--step-n or --timeout reached: stop cleanly, resumable."""
-
-
-def summary(trace: Trace, args: RunArgs) -> dict:
-    rows = []
-    for node in trace.nodes:
-        decision = (
-            "new best"
-            if node.accepted
-            else ("failed" if node.status == "failed" else "rejected" if node.status == "done" else "running")
-        )
-        rows.append(
-            {
-                "loop": node.loop,
-                "parent": node.parent,
-                "kind": node.kind,
-                "hypothesis": node.hypothesis,
-                "decision": decision,
-                "validation": node.validation,
-                "validation_ci95": node.validation_ci95,
-                "test": node.test,
-                "error_type": node.error_type,
-                "flags": node.flags,
-                "leakage": node.leakage,
-                "seconds": node.seconds,
-            }
-        )
-    best = trace.best()
-    return {
-        "benchmark": args.benchmark,
-        "base_model": args.base_model,
-        # Scores under a --max-gen-toks cap are not the benchmark's standard numbers.
-        "scoring": {
-            "max_gen_toks": args.max_gen_toks,
-            "standard": args.max_gen_toks is None,
-            "eval_limit": args.eval_limit,
-        },
-        "baseline": {
-            "validation": trace.baseline_validation,
-            "validation_ci95": trace.baseline_validation_ci95,
-            "test": trace.baseline_test,
-            "flags": trace.baseline_flags,
-        },
-        "best": {"loop": best.loop, "validation": best.validation, "test": best.test, "flags": best.flags}
-        if best
-        else None,
-        "loops": rows,
-    }
-
-
-def write_report(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
-    """report.md (a plain summary) and report.html (tables, plots, diffs: rdft.report)."""
-    from rdft.report import write_report as write_html
-
-    write_markdown(log_dir, trace, args)
-    return write_html(log_dir)
-
-
-def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
-    s = summary(trace, args)
-    lines = [f"# rdft run: {args.base_model} on {args.benchmark}", ""]
-    if args.max_gen_toks:
-        lines += [f"Non-standard scores: generation capped at {args.max_gen_toks} tokens (--max-gen-toks).", ""]
-    base_flags = f" (degenerate: {'; '.join(s['baseline']['flags'])})" if s["baseline"]["flags"] else ""
-    lines += [
-        f"Base model: validation {s['baseline']['validation']}, test {s['baseline']['test']}{base_flags}",
-        "",
-        "| loop | decision | validation | 95% CI | test | leakage dropped | hypothesis |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in s["loops"]:
-        decision = row["decision"] + (f" (degenerate: {'; '.join(row['flags'])})" if row["flags"] else "")
-        leaked = ", ".join(f"{k} {v}" for k, v in (row["leakage"] or {}).items() if v) or "0"
-        lines.append(
-            f"| {row['loop']} | {decision} | {row['validation']} | {row['validation_ci95']} | "
-            f"{row['test']} | {leaked} | {row['hypothesis'][:120]} |"
-        )
-    best = s["best"]
-    lines += [
-        "",
-        f"Best: loop {best['loop']} (validation {best['validation']}, test {best['test']})"
-        if best
-        else "Best: the base model (no experiment beat it significantly)",
-    ]
-    path = log_dir / "report.md"
-    write_atomic(path, "\n".join(lines) + "\n")
-    return path
 
 
 def new_log_dir(settings: Settings) -> Path:

@@ -24,31 +24,13 @@ from rdft.errors import RdftError
 from rdft.evaluation.items import prepared_items
 from rdft.evaluation.run import evaluate_splits
 from rdft.files import write_atomic
-from rdft.loop.coding import StepFailed, managed_config, read_samples, run_data_script, write_config
 from rdft.loop.provenance import NotDescendant, check_descendant
+from rdft.loop.records import step, steps
 from rdft.loop.scenario import Scenario
+from rdft.loop.workspace import StepFailed, managed_config, read_samples, run_data_script, write_config
 from rdft.resources import evaluation_dir
 from rdft.settings import Settings
 from rdft.training.run import TrainingFailed, train
-
-
-def write_json(path: Path, value: dict) -> None:
-    write_atomic(path, json.dumps(value, indent=1, default=str))
-
-
-def step(stage_dir: Path, name: str, work: Callable[[], dict]) -> dict:
-    """`work()`'s record, computed once: a finished step is read back on resume."""
-    return steps(stage_dir, [name], lambda missing: {name: work()})[name]
-
-
-def steps(stage_dir: Path, names: list[str], work: Callable[[list[str]], dict[str, dict]]) -> dict[str, dict]:
-    """Several steps done by one piece of work (scoring two splits in one lm-eval run): only the
-    ones without a record are asked for, and each record is written as soon as it is known."""
-    missing = [name for name in names if not (stage_dir / f"{name}.json").exists()]
-    if missing:
-        for name, record in work(missing).items():
-            write_json(stage_dir / f"{name}.json", record)
-    return {name: json.loads((stage_dir / f"{name}.json").read_text()) for name in names}
 
 
 def scored(

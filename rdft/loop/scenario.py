@@ -15,10 +15,11 @@ from rdft.datasets.registry import get_dataset, registry
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.hardware import probe_in_env
 from rdft.loop.provenance import fingerprint
 from rdft.settings import Settings
+from rdft.training.models import build_tiny_model
 from rdft.training.planner import estimate_gib, shape_from_config
-from rdft.training.run import build_tiny_model, probe_in_env
 
 # What each benchmark asks, for the LLM (overridable with --benchmark-description); how it is
 # scored comes from evaluation/benchmarks.yaml, the one table of metrics.
@@ -81,11 +82,16 @@ class Scenario(BaseModel):
     upper_data_size_limit: int
     budgets: dict[str, float | None]
     demo: bool = False
+    target: str | None = None  # the user's own words for what to improve (--target, FT_USER_TARGET_SCENARIO)
+    force_think: bool = False  # FT_FORCE_THINK_TOKEN: answers reason inside <think>…</think>
 
     def text(self) -> str:
         """What the LLM reads."""
         m = self.base_model
-        lines = [
+        lines = []
+        if self.target:
+            lines += ["# The user's target", self.target, f"(scored by the benchmark {self.benchmark})\n"]
+        lines += [
             f"# Target benchmark: {self.benchmark} (primary metric: {self.primary_metric}, higher is better)",
             self.description,
             f"\n# Base model: {m.name}",
@@ -197,6 +203,7 @@ def build_scenario(
     workspace: Path,
     console: Console,
     demo: bool = False,
+    target: str | None = None,
 ) -> Scenario:
     entry = get_benchmark(benchmark)
     for name in datasets:
@@ -226,6 +233,8 @@ def build_scenario(
         upper_data_size_limit=settings.ft_upper_data_size_limit,
         budgets=budgets,
         demo=demo,
+        target=target,
+        force_think=settings.ft_force_think_token,
     )
 
 

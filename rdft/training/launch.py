@@ -137,7 +137,12 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
     if layout.cpu:
         # Several CPU processes need accelerate's MULTI_CPU (gloo) mode; `--cpu` would run one.
         lines.append("export ACCELERATE_USE_CPU=true")
-    lines.append("exec accelerate launch --config_file accelerate.yaml sft.py --config train.yaml " + '"$@"')
+    if layout.processes * config.distributed.num_machines == 1 and layout.strategy not in ("zero2", "zero3"):
+        # One process needs no launcher: accelerate launch would only start a second interpreter
+        # (and import torch twice); accelerate.yaml stays for whoever launches by hand.
+        lines.append('exec python sft.py --config train.yaml "$@"')
+    else:
+        lines.append("exec accelerate launch --config_file accelerate.yaml sft.py --config train.yaml " + '"$@"')
     launch = workspace / "launch.sh"
     write_atomic(launch, "\n".join(lines) + "\n", mode=0o755)
     return launch

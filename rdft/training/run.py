@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
-import subprocess
 import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from filelock import FileLock
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rdft.envs import Env, EnvManager
+from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.files import write_atomic
+from rdft.hardware import host_hardware, probe_in_env
 from rdft.resources import recipes_dir
-from rdft.runner import run_in_env
 from rdft.settings import Settings
 from rdft.training.config import TrainConfig, load_config
 from rdft.training.launch import Layout, choose_layout, write_launch_files
+from rdft.training.models import build_tiny_model, model_config_json, resolve_model
 from rdft.training.planner import Plan, plan, shape_from_config
 
 
@@ -44,76 +42,6 @@ def parse_gpus(text: str | None) -> list[int] | None:
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise RdftError(f"--gpus {text!r} is not a comma-separated list of GPU indices like 0,1") from None
-
-
-def host_hardware() -> dict:
-    """GPUs as nvidia-smi sees them (no env needed), for --dry-run."""
-    gpus = []
-    binary = shutil.which("nvidia-smi")
-    if binary:
-        query = ["--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"]
-        proc = subprocess.run([binary, *query], capture_output=True, text=True)
-        for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
-            index, name, memory = (part.strip() for part in line.split(","))
-            gpus.append({"index": int(index), "name": name, "memory_gib": round(float(memory) / 1024, 2)})
-    ram = 0.0
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemTotal:"):
-                ram = int(line.split()[1]) / 2**20
-    return {"gpu_count": len(gpus), "gpus": gpus, "ram_gib": round(ram, 2)}
-
-
-def probe_in_env(env: Env, workspace: Path) -> dict:
-    result = run_in_env(
-        env, ["python", str(recipes_dir() / "probe_hardware.py"), "--disk", str(workspace)], echo=False, cwd=workspace
-    )
-    if not result.ok:
-        raise RdftError(f"the hardware probe failed in the train env: {result.tail.strip().splitlines()[-1:]}")
-    return json.loads(result.tail.strip().splitlines()[-1])
-
-
-def build_tiny_model(env: Env, arch: str, model_dir: Path, console: Console, verbose: bool = False) -> Path:
-    """The tiny test model at `model_dir`, built in the train env the first time (once, when
-    several runs ask at the same time)."""
-    if (model_dir / "config.json").is_file():
-        return model_dir
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(model_dir.parent / f".{model_dir.name}.lock"):
-        if (model_dir / "config.json").is_file():  # another process built it meanwhile
-            return model_dir
-        console.print(f"rdft: building the tiny {arch} model at {model_dir}")
-        command = ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model_dir), "--arch", arch]
-        built = run_in_env(env, command, echo=verbose)
-        if not built.ok:
-            raise RdftError(f"building the tiny model failed: {built.tail.strip().splitlines()[-1:]}")
-    return model_dir
-
-
-def resolve_model(config: TrainConfig, settings: Settings) -> Path | None:
-    """The local model folder (tiny models live under FT_FILE_PATH/models), or None for a hub id."""
-    arch = config.model.tiny_arch
-    if arch:
-        if arch not in ("llama", "qwen2"):
-            raise RdftError(f"model.path tiny:{arch} is unknown; use tiny:llama or tiny:qwen2")
-        return settings.ft_file_path.expanduser().resolve() / "models" / f"tiny-{arch}"
-    path = Path(config.model.path)
-    return path if path.is_absolute() else None
-
-
-def model_config_json(config: TrainConfig, model_dir: Path | None, settings: Settings) -> Path | None:
-    if model_dir is not None:
-        return model_dir / "config.json" if (model_dir / "config.json").is_file() else None
-    from huggingface_hub import hf_hub_download
-
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    try:
-        return Path(hf_hub_download(config.model.path, "config.json", token=token))
-    except Exception as error:  # hub errors come in many types; all mean "cannot read the config"
-        raise RdftError(
-            f"cannot fetch config.json of {config.model.path!r} ({type(error).__name__}); "
-            "check the repo id, HF_TOKEN, or give a local folder"
-        ) from None
 
 
 def make_plan(config: TrainConfig, layout: Layout, hardware: dict, config_json: Path | None) -> Plan | None:
@@ -229,8 +157,7 @@ def train(
         follower = threading.Thread(target=_follow, args=(metrics, progress, task, stop), daemon=True)
         follower.start()
         try:
-            result = run_in_env(
-                env, ["bash", str(launch)], extra_env=extra, cwd=workspace, log_path=log_path, echo=verbose,
+            result = env.run(["bash", str(launch)], extra_env=extra, cwd=workspace, log_path=log_path, echo=verbose,
                 timeout=timeout,
             )  # fmt: skip
         finally:

@@ -49,12 +49,13 @@ with torch.no_grad():
     token_losses = token_losses_of(
         model(packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits, packed["labels"]
     )
-    means, start = [], 0
+    means, counts, start = [], [], 0
     for s in samples:
         n = len(s["input_ids"])
         # token t's loss sits at t-1 after the shift; a sample's first token is never a target
         targets = sum(1 for label in s["labels"][1:] if label != -100)
         means.append(float(token_losses[start : start + n - 1].sum()) / targets)
+        counts.append(targets)
         start += n
     model_loss_packed = float(model(**packed, use_cache=False).loss)
 
@@ -67,6 +68,7 @@ print(
             "n": len(samples),
             "model_loss_packed": model_loss_packed,
             "per_sample": means,
+            "targets": counts,
             "two_turn_target_text": tokenizer.decode(targets),
         }
     )

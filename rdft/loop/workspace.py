@@ -1,0 +1,119 @@
+"""What the coding and running stages do in an experiment's workspace: run its data script in the
+data env, read and check the rows it wrote, and write its train.yaml with the fields rdft
+manages. A failure is a `StepFailed` naming the step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from rdft.datasets.prepare import datasets_dir
+from rdft.datasets.toolkit import data_script_environment
+from rdft.envs import EnvManager
+from rdft.errors import RdftError
+from rdft.files import write_atomic
+from rdft.loop.scenario import Scenario
+from rdft.settings import Settings
+from rdft.training.config import load_config
+
+DATA_FILES = ("data.jsonl", "data.json")
+
+
+class StepFailed(RdftError):
+    """A step of an experiment failed; `stage` says which (data, config, debug_train, train, eval)."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage
+
+
+def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
+    """The coder's train.yaml with the fields rdft manages set by rdft. The run trains its base
+    model only: a train.yaml naming another model is refused (a tuned checkpoint would pass
+    for this run's work)."""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise StepFailed("config", f"train.yaml is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise StepFailed("config", "train.yaml must be a mapping with model, data, method, train, output")
+    model = config.setdefault("model", {})
+    if not isinstance(model, dict):
+        raise StepFailed("config", "train.yaml's model must be a mapping (dtype, attn_implementation)")
+    named = model.get("path")
+    base = scenario.base_model
+    if named not in (None, "", base.path, base.name) and Path(str(named)).expanduser().resolve() != Path(base.path):
+        raise StepFailed(
+            "config",
+            f"train.yaml sets model.path to {named}, but this run fine-tunes its base model {base.name} only; "
+            "remove model.path (rdft sets it)",
+        )
+    model["path"] = base.path
+    config.setdefault("data", {})["path"] = data_file
+    config.setdefault("output", {})["dir"] = "output"
+    return config
+
+
+def run_data_script(settings: Settings, workspace: Path, *, debug: bool, timeout: float, log_path: Path) -> Path:
+    """Run process_data.py in the data env; the samples file it wrote, checked."""
+    for name in DATA_FILES:
+        (workspace / name).unlink(missing_ok=True)
+    env = EnvManager(settings).ensure("data")
+    variables = {
+        **data_script_environment(settings, with_secrets=True),
+        "RDFT_DATASETS_DIR": str(datasets_dir(settings)),
+    }
+    command = ["python", "process_data.py", *(["--debug"] if debug else [])]
+    result = env.run(command, extra_env=variables, cwd=workspace, timeout=timeout, log_path=log_path, echo=False)
+    if result.timed_out:
+        raise StepFailed("data", f"the data script timed out after {timeout:g} s")
+    if not result.ok:
+        raise StepFailed("data", f"the data script failed (exit {result.returncode}):\n{result.tail[-2000:]}")
+    produced = [workspace / name for name in DATA_FILES if (workspace / name).is_file()]
+    if not produced:
+        raise StepFailed("data", "the data script wrote neither data.jsonl nor data.json in its folder")
+    check_samples(read_samples(produced[0]), force_think=settings.ft_force_think_token)
+    return produced[0]
+
+
+def read_samples(path: Path) -> list[dict]:
+    try:
+        if path.suffix == ".json":
+            rows = json.loads(path.read_text())
+            return rows if isinstance(rows, list) else []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise StepFailed("data", f"{path.name} is not valid JSON: {error.msg} (line {error.lineno})") from None
+
+
+def check_samples(rows: list[dict], force_think: bool = False) -> None:
+    if not rows:
+        raise StepFailed("data", "the data script wrote no samples")
+    for number, row in enumerate(rows[:50]):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if messages:
+            if messages[-1].get("role") != "assistant" or not str(messages[-1].get("content", "")).strip():
+                raise StepFailed("data", f"sample {number} does not end with a non-empty assistant message")
+            answer = str(messages[-1].get("content"))
+        elif not (isinstance(row, dict) and row.get("instruction") and row.get("output")):
+            raise StepFailed("data", f"sample {number} is neither chat (messages) nor alpaca (instruction, output)")
+        else:
+            answer = str(row["output"])
+        if force_think and not ("<think>" in answer and "</think>" in answer):
+            raise StepFailed(
+                "data",
+                f"sample {number}'s answer has no <think>…</think> (FT_FORCE_THINK_TOKEN is set): put the reasoning "
+                "in <think>…</think> and the final answer after it",
+            )
+
+
+def write_config(workspace: Path, config: dict, name: str = "train.yaml") -> Path:
+    path = workspace / name
+    write_atomic(path, yaml.safe_dump(config, sort_keys=False))
+    try:
+        load_config(path)
+    except RdftError as error:
+        raise StepFailed("config", str(error)) from None
+    return path

@@ -1,0 +1,58 @@
+"""Model folders for training and the loop: tiny test models (built once in the train env),
+local folders and Hub ids, and their config.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filelock import FileLock
+from rich.console import Console
+
+from rdft.envs import Env
+from rdft.errors import RdftError
+from rdft.resources import recipes_dir
+from rdft.settings import Settings
+from rdft.training.config import TrainConfig
+
+
+def build_tiny_model(env: Env, arch: str, model_dir: Path, console: Console, verbose: bool = False) -> Path:
+    """The tiny test model at `model_dir`, built in the train env the first time (once, when
+    several runs ask at the same time)."""
+    if (model_dir / "config.json").is_file():
+        return model_dir
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(model_dir.parent / f".{model_dir.name}.lock"):
+        if (model_dir / "config.json").is_file():  # another process built it meanwhile
+            return model_dir
+        console.print(f"rdft: building the tiny {arch} model at {model_dir}")
+        command = ["python", str(recipes_dir() / "tiny_model.py"), "--out", str(model_dir), "--arch", arch]
+        built = env.run(command, echo=verbose)
+        if not built.ok:
+            raise RdftError(f"building the tiny model failed: {built.tail.strip().splitlines()[-1:]}")
+    return model_dir
+
+
+def resolve_model(config: TrainConfig, settings: Settings) -> Path | None:
+    """The local model folder (tiny models live under FT_FILE_PATH/models), or None for a hub id."""
+    arch = config.model.tiny_arch
+    if arch:
+        if arch not in ("llama", "qwen2"):
+            raise RdftError(f"model.path tiny:{arch} is unknown; use tiny:llama or tiny:qwen2")
+        return settings.ft_file_path.expanduser().resolve() / "models" / f"tiny-{arch}"
+    path = Path(config.model.path)
+    return path if path.is_absolute() else None
+
+
+def model_config_json(config: TrainConfig, model_dir: Path | None, settings: Settings) -> Path | None:
+    if model_dir is not None:
+        return model_dir / "config.json" if (model_dir / "config.json").is_file() else None
+    from huggingface_hub import hf_hub_download
+
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    try:
+        return Path(hf_hub_download(config.model.path, "config.json", token=token))
+    except Exception as error:  # hub errors come in many types; all mean "cannot read the config"
+        raise RdftError(
+            f"cannot fetch config.json of {config.model.path!r} ({type(error).__name__}); "
+            "check the repo id, HF_TOKEN, or give a local folder"
+        ) from None
