@@ -77,6 +77,10 @@ class Env(BaseModel):
     def command(self, command: list[str], environ: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """The argv and environment that run `command` inside this env."""
         environ = {**environ, **self.record.variables}
+        # uv installs no .pyc files (compiling everything costs more than the first imports), so the
+        # env's processes write their own bytecode caches, also where PYTHONDONTWRITEBYTECODE is set
+        # (as on CI hosts): without them every process compiles torch's modules again, 3 s per start.
+        environ.pop("PYTHONDONTWRITEBYTECODE", None)
         if self.record.backend == "venv":
             environ["VIRTUAL_ENV"] = str(self.prefix)
             environ["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
@@ -358,11 +362,8 @@ class EnvManager:
             sources += ["--extra-index-url", index]
         uv = self._uv()
         if uv is not None:
-            # --compile-bytecode as pip does: without .pyc files every process compiles torch's
-            # modules again wherever PYTHONDONTWRITEBYTECODE is set (as on CI hosts) — 3 s per start.
             command = [uv, "pip", "install", "--python", str(python), "--require-hashes", "--no-deps",
-                       "--compile-bytecode", "--index-strategy", "unsafe-best-match", "-r", str(lock_path),
-                       *sources]  # fmt: skip
+                       "--index-strategy", "unsafe-best-match", "-r", str(lock_path), *sources]  # fmt: skip
             for link in pip_lock.find_links(variant):
                 command += ["--find-links", link]
             self.log(f"env {spec.name}: uv pip install -r {lock_path.name} (log: {build_log})")
