@@ -21,6 +21,7 @@ to feedback.
 from __future__ import annotations
 
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 import json
 import shutil
 import time
@@ -154,6 +155,21 @@ class Run:
         )
         write_atomic(self.log_dir / "scenario.md", scenario.text() + "\n")
         write_json(path, scenario.model_dump())
+        return scenario
+
+    def scenario_with_envs(self) -> Scenario:
+        """The scenario, with the three envs a first run builds: the train env first (the tiny
+        model and the hardware probe need it), the data and eval envs meanwhile in the background
+        (mostly downloads and unpacking, while the tiny model trains); steps that need one wait
+        for it on its file lock."""
+        manager = EnvManager(self.settings)
+        manager.ensure("train")
+        with ThreadPoolExecutor(1) as pool:
+            others = pool.submit(manager.ensure_all, ["data", "eval"])
+            try:
+                scenario = self.scenario()
+            finally:
+                others.result()  # a build failure surfaces here, after the scenario's own error if any
         return scenario
 
     def choose_datasets(self) -> list[str]:
@@ -418,8 +434,7 @@ class Run:
             self.console.print(f"rdft: stopped {leftovers} process group(s) left running by the interrupted run")
         track_process_groups(groups)
         try:
-            EnvManager(self.settings).ensure_all(["train", "data", "eval"])  # a first run builds all three
-            scenario = self.scenario()
+            scenario = self.scenario_with_envs()
             self.baseline(scenario)
             for index in range(self.args.loop_n):  # Loop_0, Loop_1, … as in RD-Agent's log tree
                 self.loop(index, scenario)
