@@ -21,10 +21,10 @@ to feedback.
 from __future__ import annotations
 
 import datetime
-from concurrent.futures import ThreadPoolExecutor
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel, field_validator
