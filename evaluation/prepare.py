@@ -50,16 +50,19 @@ def read_local(path: Path) -> list[dict]:
     return value if isinstance(value, list) else [value]
 
 
-def check_schema(rows: list, benchmark: str, family: str) -> None:
-    fields = SCHEMA.get(benchmark) or SCHEMA.get(family) or []
+def check_schema(rows: list, benchmark: str, family: str, table: dict | None = None, what: str = "item") -> None:
+    """Every row holds the fields `table` (default: the benchmark's doc schema) names for the
+    benchmark or its family; the first that does not stops with one line."""
+    table = SCHEMA if table is None else table
+    fields = table.get(benchmark) or table.get(family) or []
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
-            raise SystemExit(f"prepare: item {number} is not a JSON object; give {benchmark}'s own docs")
+            raise SystemExit(f"prepare: {what} {number} is not a JSON object; give {benchmark}'s own docs")
         for options in fields:
             if not any(row.get(name) not in (None, "") for name in options.split("|")):
                 shown = " or ".join(repr(name) for name in options.split("|"))
                 raise SystemExit(
-                    f"prepare: item {number} has no {shown}, which {benchmark} docs hold; give {benchmark}'s own docs"
+                    f"prepare: {what} {number} has no {shown}, which {benchmark} docs hold; give {benchmark}'s own docs"
                 )
 
 

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from prepare import check_schema  # noqa: E402  (beside this file)
 
 
 def load_table() -> dict:
@@ -44,6 +46,17 @@ def read_docs(path: Path) -> list[dict]:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     value = json.loads(text)
     return value if isinstance(value, list) else [value]
+
+
+# The fields the scorers read from a doc (prepare.py checks the whole doc schema).
+SCORED_FIELDS = {
+    "aime": ["answer|Answer"],
+    "panorama_par4pc": ["gold_answers"],
+    "panorama_pi4pc": ["gold_answers", "options"],
+    "panorama_noc4pc": ["answer"],
+    "chemcotbench": ["subtask|task|prop"],
+    "demo": ["answer"],
+}
 
 
 def group_predictions(docs: list[dict], rows: list[dict]) -> list[list[str]]:
@@ -74,22 +87,57 @@ class Family:
         self.judge = self.module.Judge(judge_model, judge_retry) if judge_model and benchmark == "aime25" else None
 
     def score(self, doc: dict, responses: list[str]) -> dict:
+        """The item's scores. AIME scores its k samples itself (avg@k, pass@k); the other
+        families score each sample, and an item of k samples keeps them under `per_sample` (its
+        top-level fields are the first sample's, for the diagnostics)."""
         if self.name == "aime":
             return self.module.score_item(doc, responses, self.judge)
+        per_sample = [self._score_one(doc, response) for response in responses]
+        return per_sample[0] if len(per_sample) == 1 else {**per_sample[0], "per_sample": per_sample}
+
+    def _score_one(self, doc: dict, response: str) -> dict:
         if self.name == "panorama":
-            item_fn = self.module.SCORERS[self.benchmark][0]
-            return item_fn(doc, responses[0])
-        return self.module.score_item(doc, responses[0])
+            return self.module.SCORERS[self.benchmark][0](doc, response)
+        return self.module.score_item(doc, response)
+
+    @staticmethod
+    def sample_sets(items: list[dict]) -> list[list[dict]]:
+        """The split scored once per sample index: metrics such as macro-F1 are computed over a
+        whole split, so avg@k is their mean over the k sets, not a mean of per-item means."""
+        k = min(len(item.get("per_sample", [item])) for item in items)
+        return [[item["per_sample"][j] if "per_sample" in item else item for item in items] for j in range(k)]
 
     def metrics(self, items: list[dict]) -> dict:
+        return mean_tree([self._metrics_one(group) for group in self.sample_sets(items)])
+
+    def _metrics_one(self, items: list[dict]) -> dict:
         if self.name == "panorama":
             return self.module.SCORERS[self.benchmark][1](items)
         return self.module.summarize(items)
 
     def primary(self, items: list[dict], metric: str) -> float | None:
+        values = [self._primary_one(group, metric) for group in self.sample_sets(items)]
+        values = [value for value in values if value is not None]
+        return sum(values) / len(values) if values else None
+
+    def _primary_one(self, items: list[dict], metric: str) -> float | None:
         if self.name == "chemcotbench":
             return self.module.primary_value(items)
-        return self.metrics(items)[metric]
+        return self._metrics_one(items)[metric]
+
+
+def mean_tree(trees: list):
+    """Numbers averaged leaf by leaf over several metric dicts (None where every one is None);
+    anything else (names, lists) taken from the first."""
+    first = trees[0]
+    if len(trees) == 1:
+        return first
+    if isinstance(first, dict):
+        return {key: mean_tree([tree.get(key) for tree in trees]) for key in first}
+    numbers = [t for t in trees if isinstance(t, (int, float)) and not isinstance(t, bool)]
+    if isinstance(first, (int, float, type(None))) and not isinstance(first, bool) and numbers:
+        return sum(numbers) / len(numbers)
+    return first
 
 
 def bootstrap_ci(family: Family, items: list[dict], metric: str, resamples: int = 1000) -> list[float] | None:
@@ -210,7 +258,13 @@ def main() -> None:
         summaries = []
         for number, (docs_path, predictions_path) in enumerate(zip(args.docs, args.predictions, strict=True)):
             docs = read_docs(docs_path)
+            try:
+                check_schema(docs, args.benchmark, load_table()[args.benchmark]["family"], SCORED_FIELDS, "doc")
+            except SystemExit as error:
+                raise SystemExit(str(error).replace("prepare: ", "score: ", 1)) from None
             predictions = [json.loads(line) for line in predictions_path.read_text().splitlines() if line.strip()]
+            if not predictions:
+                raise SystemExit(f"score: {predictions_path} holds no predictions; give JSONL rows with a response")
             items = args.items[number] if args.items else None
             responses = group_predictions(docs, predictions)
             summaries.append(summarize(args.benchmark, docs, responses, args.judge_model, args.judge_retry, items))

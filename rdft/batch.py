@@ -23,17 +23,19 @@ import sys
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from rdft.errors import RdftError
+from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import get_benchmark
-from rdft.loop.run import parse_duration
+from rdft.loop.run import STOPPED_EXIT_CODE, parse_duration
 
 
 class Task(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (lop_n) must not be dropped silently
+
     model: str
     benchmark: str
     gpus: str = ""
@@ -60,6 +62,8 @@ class Task(BaseModel):
 
 
 class TasksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     tasks: list[Task] = Field(min_length=1)
 
 
@@ -82,6 +86,12 @@ def load_tasks(path: Path) -> list[Task]:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            key = str(first["loc"][-1])
+            known = list(Task.model_fields) if len(first["loc"]) > 1 else list(TasksFile.model_fields)
+            raise RdftError(
+                f"{path}: {where}: unknown key {key!r}; {did_you_mean(key, known)}a task has {', '.join(known)}"
+            ) from None
         raise RdftError(f"{path}: {where}: {first['msg']}; see `rdft batch --help` for the format") from None
     available = gpu_count()
     owner: dict[int, int] = {}
@@ -89,7 +99,10 @@ def load_tasks(path: Path) -> list[Task]:
         get_benchmark(task.benchmark)
         if task.timeout:
             parse_duration(task.timeout)
-        for gpu in task.gpu_list():
+        gpus = task.gpu_list()
+        for gpu in gpus:
+            if gpus.count(gpu) > 1:
+                raise RdftError(f'task {number}: GPU {gpu} is listed twice in gpus "{task.gpus}"; list each GPU once')
             if gpu in owner:
                 raise RdftError(f"tasks {owner[gpu]} and {number} both use GPU {gpu}; give each task its own GPUs")
             owner[gpu] = number
@@ -213,10 +226,16 @@ def run_batch(path: Path, *, dry_run: bool, no_sync: bool, max_parallel: int | N
             output.close()
             console.print(f"  task {number}: resume with `rdft run --resume {plan[2]}`", highlight=False)
         return 130
-    failed = [n for n, code in finished.items() if code != 0]
+    failed = [n for n, code in finished.items() if code not in (0, STOPPED_EXIT_CODE)]
     for number, _task, log_dir, _ in plans:
-        state = (
-            "ok" if finished[number] == 0 else f"FAILED (exit {finished[number]}; see {log_dir.with_suffix('.out')})"
-        )
+        code = finished[number]
+        if code == 0:
+            state = "ok"
+        elif code == STOPPED_EXIT_CODE:  # its timeout ran out: a pause, not a failure
+            state = f"stopped at its timeout (resume with `rdft run --resume {log_dir} --timeout DURATION`)"
+        else:
+            state = f"FAILED (exit {code}; see {log_dir.with_suffix('.out')})"
         console.print(f"task {number}: {state}; log {log_dir}", highlight=False)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return STOPPED_EXIT_CODE if STOPPED_EXIT_CODE in finished.values() else 0

@@ -29,6 +29,7 @@ STATE = ".rdft-sync.json"
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
 ALWAYS_LOCAL = (STATE, ".processes/*", "*/.debug/*", "probe/*")
 BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+SCHEMES = ("file", *BACKENDS)
 
 
 @dataclass
@@ -43,6 +44,8 @@ def open_remote(url: str, settings: Settings):
     import fsspec
 
     protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol not in SCHEMES:
+        raise RdftError(f"--remote {url}: {protocol}:// is not supported; use file://, s3://, gs:// or az://")
     options = {}
     if protocol in ("az", "abfs", "abfss"):
         sas = settings.rdft_azure_sas_token.get_secret_value() if settings.rdft_azure_sas_token else None
@@ -146,18 +149,34 @@ def sync_up(log_dir: Path, url: str, settings: Settings, *, include_weights: boo
     return stats
 
 
-def sync_down(log_dir: Path, url: str, settings: Settings) -> SyncStats:
-    """Fetch `<remote>/<log_dir name>` into `log_dir`: files that are missing or differ in size."""
+def sync_down(log_dir: Path, url: str, settings: Settings, *, force: bool = False) -> SyncStats:
+    """Fetch `<remote>/<log_dir name>` into `log_dir`: files that are missing or differ in size.
+    A local file that differs from the remote (another size, or changed since it was last
+    fetched) is not overwritten without `force`: nothing is fetched and the error names it."""
     log_dir = log_dir.resolve()
     fs, root = open_remote(url, settings)
     source = f"{root.rstrip('/')}/{log_dir.name}"
     remote = _remote_sizes(fs, source)
     if not remote:
         raise RdftError(f"{url} holds no run named {log_dir.name}; check --remote and the folder name")
+    fetched = _load_state(log_dir, f"down:{url}")
+    conflicts = []
+    for relative, size in sorted(remote.items()):
+        local = log_dir / relative
+        if local.is_file() and relative != STATE:
+            changed_here = relative in fetched and _sha256(local) != fetched[relative]
+            if local.stat().st_size != size or changed_here:
+                conflicts.append(relative)
+    if conflicts and not force:
+        more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
+        raise RdftError(
+            f"{log_dir / conflicts[0]}{more} differ(s) from the remote; nothing was fetched — rerun with --force "
+            "to replace the local copies"
+        )
     stats = SyncStats()
     for relative, size in sorted(remote.items()):
         local = log_dir / relative
-        if local.is_file() and local.stat().st_size == size:
+        if local.is_file() and relative not in conflicts:
             stats.skipped += 1
             continue
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +187,8 @@ def sync_down(log_dir: Path, url: str, settings: Settings) -> SyncStats:
             os.replace(tmp, local)
         finally:
             Path(tmp).unlink(missing_ok=True)
+        fetched[relative] = _sha256(local)
+        _save_state(log_dir, f"down:{url}", fetched)
         stats.sent += 1
         stats.bytes += size or 0
     return stats

@@ -25,9 +25,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def repos(tmp_path) -> dict[str, Path]:
     """Fixture repos in the datasets' real layouts (PANORAMA: per-task train/validation/test)."""
     panorama = tmp_path / "repos" / "panorama"
-    for task in ("PAR4PC", "PI4PC", "NOC4PC"):
+    per_task = {  # the fields each task's rows hold besides the application's (abridged values)
+        "PAR4PC": {"options": {"A": {"title": "t"}}, "gold_answers": ["A"]},
+        "PI4PC": {"prior_art_specification": {"title": "t"}, "options": {"3": "p"}, "gold_answers": [3]},
+        "NOC4PC": {"prior_art_specifications": [{"title": "t"}], "answer": {"code": "102", "reason": "r"}},
+    }
+    for task, fields in per_task.items():
         for split in ("train", "validation", "test"):
-            rows = [{"application_number": f"{split}{i}", "claim_number": i, "context": {"claim": "a claim"}}
+            rows = [{"application_number": f"{split}{i}", "claim_number": i, "context": {"claim": "a claim"}, **fields}
                     for i in range(5)]  # fmt: skip
             write_jsonl(panorama / task / f"{split}.jsonl", rows)
     (panorama / "README.md").write_text("# PANORAMA\n")
@@ -99,16 +104,18 @@ def test_prepare_killed_mid_download_resumes_with_the_finished_files(rdft, repos
         proc = subprocess.Popen(["rdft", "datasets", "prepare", "panorama"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         local = tmp_path / "ft" / "datasets" / ".hub" / "LG-AI-Research--PANORAMA"
-        finished = [local / "PAR4PC" / "train.jsonl", local / "NOC4PC" / "train.jsonl"]
-        deadline = time.monotonic() + 60  # the stalled file is requested and another one is on disk: kill
-        while time.monotonic() < deadline and not (
-            hub.downloads("PI4PC/train.jsonl") and any(path.is_file() for path in finished)
-        ):
+
+        def finished(name):  # huggingface_hub writes its metadata after moving the file in: both mean done
+            return (local / name).is_file() and (local / ".cache/huggingface/download" / f"{name}.metadata").is_file()
+
+        names = ("PAR4PC/train.jsonl", "NOC4PC/train.jsonl")
+        deadline = time.monotonic() + 60  # the stalled file is requested and another one is finished: kill
+        while time.monotonic() < deadline and not (hub.downloads("PI4PC/train.jsonl") and any(map(finished, names))):
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not prepared(tmp_path, "panorama").exists()  # no half dataset under its name
-        done_before = {f for f in ("PAR4PC/train.jsonl", "NOC4PC/train.jsonl") if (local / f).is_file()}
+        done_before = {name for name in names if finished(name)}
         assert done_before, "nothing finished before the kill"
 
         hub.stall.clear()
@@ -175,6 +182,19 @@ def test_local_copies_stand_in_for_the_hub(rdft, repos, tmp_path):
     assert rcr[0]["meta"]["gt"] == "CCO"
     single = rdft("datasets", "prepare", "deepscaler", "--source", str(repos[DEEPSCALER] / "deepscaler.json"))
     assert single.returncode == 0 and (prepared(tmp_path, "deepscaler") / "deepscaler.json").is_file()
+    # A copy, not a link: editing the source leaves the prepared dataset as it was.
+    copied = prepared(tmp_path, "deepscaler") / "deepscaler.json"
+    assert copied.stat().st_nlink == 1 and not copied.samefile(repos[DEEPSCALER] / "deepscaler.json")
+
+    # A file that is not the dataset (another schema) is refused, and nothing is left behind.
+    other = tmp_path / "other.jsonl"
+    write_jsonl(other, [{"question": "Is 4 even?", "answer": "yes"}])
+    refused = one_line_error(rdft("datasets", "prepare", "deepscaler", "--force", "--source", str(other)))
+    assert "other.jsonl has no 'problem' field, which deepscaler rows have; give a copy of" in refused
+    assert copied.read_bytes() == (repos[DEEPSCALER] / "deepscaler.json").read_bytes()  # the old copy stands
+    assert "has no 'prior_art_specifications' field" in one_line_error(
+        rdft("datasets", "prepare", "panorama-noc4pc", "--force", "--source", str(repos[PANORAMA] / "PAR4PC"))
+    )
 
     assert "does not exist" in one_line_error(rdft("datasets", "prepare", "deepscaler", "--force",
                                                    "--source", str(tmp_path / "nowhere")))  # fmt: skip

@@ -225,8 +225,12 @@ def test_profile_numbers_match_hand_computed_values(rdft_data, tmp_path):
 
 def test_profile_cli_runs_in_the_data_env_and_caches(rdft, shared_dirs, data_env, tmp_path):
     write_profile_fixture(tmp_path / "src")
+    # A local copy must hold deepscaler's fields (prepare checks them): the top-level file too.
+    row = {"problem": "hello world", "answer": "5", "solution": ""}
+    (tmp_path / "src" / "extra.json").write_text(json.dumps([row]))
     env = {**shared_dirs, "FT_FILE_PATH": str(tmp_path / "ft")}
-    assert rdft("datasets", "prepare", "deepscaler", "--source", str(tmp_path / "src"), env=env).returncode == 0
+    prepared = rdft("datasets", "prepare", "deepscaler", "--source", str(tmp_path / "src"), env=env)
+    assert prepared.returncode == 0, prepared.output
     first = rdft("datasets", "profile", "deepscaler", "--json", env=env)
     assert first.returncode == 0, first.output
     profile = json.loads(first.stdout)

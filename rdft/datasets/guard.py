@@ -33,6 +33,7 @@ def run_guard(
     *,
     output: Path | None = None,
     log_path: Path | None = None,
+    timeout: float | None = None,
 ) -> dict:
     """The guard in the data env: {"rows", "kept", "dropped": {reason: n}, "evaluation_items_hit",
     "dropped_rows"}; the kept rows are written to `output` when given."""
@@ -44,7 +45,10 @@ def run_guard(
                    "--train", *map(str, train), "--report", str(report)]  # fmt: skip
         if output is not None:
             command += ["--output", str(output)]
-        result = env.run(command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path)
+        result = env.run(command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path,
+                         timeout=timeout)  # fmt: skip
+        if result.timed_out:
+            raise RdftError(f"the leakage guard timed out after {timeout:g} s")
         if not result.ok or not report.is_file():
             lines = [line for line in result.tail.strip().splitlines() if line.strip()] or ["no output"]
             raise RdftError(f"the leakage guard failed: {lines[-1].removeprefix('leakage: ')}")

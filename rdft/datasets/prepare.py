@@ -184,8 +184,9 @@ def local_files(entry: DatasetEntry, source: Path) -> dict[str, Path]:
     return _walk(source)
 
 
-def _stage(entry: DatasetEntry, files: dict[str, Path], staging: Path) -> list[str]:
-    """Hard-link (or copy) the entry's files into `staging`; returns the removed ones."""
+def _stage(entry: DatasetEntry, files: dict[str, Path], staging: Path, *, link: bool) -> list[str]:
+    """Hard-link (files of rdft's own download folder) or copy (a user's --source: editing it must
+    not change the prepared copy) the entry's files into `staging`; returns the removed ones."""
     removed = []
     for relative, path in sorted(files.items()):
         if entry.folder and not relative.startswith(entry.folder + "/"):
@@ -195,11 +196,75 @@ def _stage(entry: DatasetEntry, files: dict[str, Path], staging: Path) -> list[s
             continue
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+        if link:
+            try:
+                os.link(path, target)
+                continue
+            except OSError:
+                pass
+        shutil.copy2(path, target)
     return removed
+
+
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
+
+
+def _first_fields(path: Path, settings: Settings) -> set[str] | None:
+    """The field names of a data file's rows (its first row; a parquet file's schema, read in
+    the data env, which has pyarrow); None when the file holds no rows."""
+    if path.suffix == ".parquet":
+        from rdft.datasets.toolkit import data_env_variables
+        from rdft.envs import EnvManager
+
+        env = EnvManager(settings).ensure("data")
+        code = "import sys, pyarrow.parquet as pq; print('\\t'.join(pq.read_schema(sys.argv[1]).names))"
+        result = env.run(["python", "-c", code, str(path)], extra_env=data_env_variables(settings.envs_dir),
+                         echo=False)  # fmt: skip
+        if not result.ok:
+            raise RdftError(f"{path.name} is not a readable parquet file; give the dataset's own files")
+        return set(result.tail.strip().splitlines()[-1].split("\t"))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if path.suffix == ".jsonl":
+                line = next((line for line in handle if line.strip()), None)
+                row = json.loads(line) if line else None
+            elif path.suffix == ".csv":
+                import csv
+
+                return set(next(csv.reader(handle), []))
+            else:
+                value = json.load(handle)
+                row = value[0] if isinstance(value, list) and value else value if isinstance(value, dict) else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RdftError(f"{path.name} is not UTF-8 JSON ({error}); give the dataset's own files") from None
+    return set(row) if isinstance(row, dict) else None
+
+
+def _selection(entry: DatasetEntry, files: dict[str, Path]) -> dict[str, Path]:
+    """The files `prepare` would keep: the entry's folder, minus what it removes."""
+    return {
+        relative: path
+        for relative, path in files.items()
+        if (not entry.folder or relative.startswith(entry.folder + "/")) and _selected(relative, entry)
+    }
+
+
+def check_fields(entry: DatasetEntry, files: dict[str, Path], settings: Settings) -> None:
+    """A local copy must be the dataset, in its schema: every data file's rows have the fields
+    the registry names (alternatives separated by |)."""
+    data = {relative: path for relative, path in sorted(files.items()) if path.suffix in DATA_SUFFIXES}
+    if not data:
+        raise RdftError(f"--source holds no data files ({', '.join(DATA_SUFFIXES)}) for {entry.name}")
+    for relative, path in data.items():
+        fields = _first_fields(path, settings)
+        if fields is None:
+            raise RdftError(f"{relative} holds no rows; give a copy of {entry.source}")
+        for options in entry.fields:
+            if not fields & set(options.split("|")):
+                shown = " or ".join(repr(name) for name in options.split("|"))
+                raise RdftError(
+                    f"{relative} has no {shown} field, which {entry.name} rows have; give a copy of {entry.source}"
+                )
 
 
 def prepare(
@@ -209,7 +274,13 @@ def prepare(
     root = datasets_dir(settings)
     final = entry.local_path(root)
     if not force and read_manifest(final) is not None:
+        if source is not None:
+            raise RdftError(
+                f"{entry.name} is already prepared at {final}; add --force to prepare it again from {source}"
+            )
         return final, False
+    if source is not None and entry.fields:  # a user's copy is checked before anything is written
+        check_fields(entry, _selection(entry, local_files(entry, source)), settings)
     (root / ".locks").mkdir(parents=True, exist_ok=True)
     with FileLock(root / ".locks" / f"{entry.name}.lock"):
         if not force and read_manifest(final) is not None:  # another process finished it meanwhile
@@ -223,7 +294,7 @@ def prepare(
             files = _walk(hub_dir)
         staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{entry.name}-"))
         try:
-            removed = _stage(entry, files, staging)
+            removed = _stage(entry, files, staging, link=source is None)
             files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
             if not files:
                 raise RdftError(f"{entry.name}: no files found for {entry.source}; check the repo layout or --source")

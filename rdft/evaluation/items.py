@@ -62,6 +62,7 @@ def write_docs(
     *,
     data: Path | None = None,
     limit: int | None = None,
+    timeout: float | None = None,
 ) -> int:
     """The items of `splits` (validation, test, all) as JSONL at `out` — one file, or one per
     split (a list) — read from `data`, else the prepared copy, else the Hub (or the bundled
@@ -83,7 +84,9 @@ def write_docs(
         command += ["--limit", str(limit)]
     for path in outs:
         path.parent.mkdir(parents=True, exist_ok=True)
-    result = env.run(command, extra_env=extra, echo=False)
+    result = env.run(command, extra_env=extra, echo=False, timeout=timeout)
+    if result.timed_out:
+        raise RdftError(f"reading the {benchmark} items timed out after {timeout:g} s")
     if not result.ok:
         lines = [line for line in result.tail.strip().splitlines() if line.strip()] or ["no output"]
         if lines[-1].startswith("prepare: "):  # the script's own one-line reason

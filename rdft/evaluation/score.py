@@ -47,13 +47,28 @@ def compare_runs(settings: Settings, benchmark: str, base_items: Path, candidate
 
 
 def _readable(path: Path, what: str) -> Path:
+    """A file (or a folder of JSON docs) that exists, can be read, holds something, and is UTF-8:
+    each said in one line here, not as the scorer's traceback."""
     if not path.exists():
         raise RdftError(f"{what} {path} does not exist; give the path of the file")
-    if path.is_file():
+    files = [path] if path.is_file() else sorted(path.glob("*.json"))
+    if path.is_dir() and not files:
+        raise RdftError(f"{what} folder {path} holds no .json files; give a JSONL file or a folder of JSON docs")
+    for file in files:
         try:
-            path.open().read(1)
+            with open(file, "rb") as handle:
+                head = handle.read(1 << 16)
         except OSError as error:
-            raise RdftError(f"cannot read {what} {path} ({error.strerror}); fix its permissions") from None
+            raise RdftError(f"cannot read {what} {file} ({error.strerror}); fix its permissions") from None
+        if not head.strip():
+            raise RdftError(f"{what} {file} is empty; give a file with one JSON row per line")
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start < len(head) - 4:  # not just a character cut at the end of the sample
+                raise RdftError(
+                    f"{what} {file} is not UTF-8 text (byte {error.start}); save it as UTF-8 JSON"
+                ) from None
     return path.resolve()
 
 

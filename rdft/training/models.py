@@ -3,6 +3,7 @@ local folders and Hub ids, and their config.json."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from filelock import FileLock
@@ -13,6 +14,9 @@ from rdft.errors import RdftError
 from rdft.resources import recipes_dir
 from rdft.settings import Settings
 from rdft.training.config import TrainConfig
+
+# A Hugging Face Hub model id, e.g. Qwen/Qwen2.5-7B-Instruct.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def build_tiny_model(env: Env, arch: str, model_dir: Path, console: Console, verbose: bool = False) -> Path:
@@ -43,15 +47,21 @@ def resolve_model(config: TrainConfig, settings: Settings) -> Path | None:
     return path if path.is_absolute() else None
 
 
-def model_config_json(config: TrainConfig, model_dir: Path | None, settings: Settings) -> Path | None:
+def model_config_json(
+    config: TrainConfig, model_dir: Path | None, settings: Settings, *, required: bool = True
+) -> Path | None:
+    """The model's config.json: local, or fetched from the Hub (a few KB). When not `required` (a
+    dry run) a model not built or not reachable yet gives None instead of an error."""
     if model_dir is not None:
         return model_dir / "config.json" if (model_dir / "config.json").is_file() else None
     from huggingface_hub import hf_hub_download
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     try:
-        return Path(hf_hub_download(config.model.path, "config.json", token=token))
+        return Path(hf_hub_download(config.model.path, "config.json", token=token, endpoint=settings.hf_endpoint))
     except Exception as error:  # hub errors come in many types; all mean "cannot read the config"
+        if not required:
+            return None
         raise RdftError(
             f"cannot fetch config.json of {config.model.path!r} ({type(error).__name__}); "
             "check the repo id, HF_TOKEN, or give a local folder"
