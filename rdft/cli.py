@@ -11,7 +11,7 @@ import click
 
 from rdft import __version__
 from rdft.errors import EnvBuildError, RdftError
-from rdft.settings import Settings, get_settings
+from rdft.settings import Settings, check_file_path, get_settings
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -35,6 +35,10 @@ def cli(ctx: click.Context) -> None:
     """
     settings = get_settings()
     ctx.obj = settings
+    if ctx.invoked_subcommand not in (None, "doctor"):
+        created = check_file_path(settings)
+        if created:
+            click.echo(f"rdft: {created}", err=True)
     ignored = settings.ignored_in_use()
     if ignored:
         click.echo(
@@ -58,20 +62,39 @@ def doctor(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--schema", is_flag=True, help="Print every config key with its type, default and meaning; run nothing.")
 @click.option("--gpus", help="Comma-separated GPU indices, e.g. 0,1 (default: all; empty: CPU).")
 @click.option(
     "--workspace", type=click.Path(file_okay=False, path_type=Path), help="Folder for launch files and output."
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and the launch script; run nothing.")
+@click.option("--assume-gpus", metavar="NxMEM", help="With --dry-run: plan for N GPUs of MEM GiB each, e.g. 8x80GiB.")
 @click.option("--verbose", "-v", is_flag=True, help="Stream the training output instead of a progress bar.")
 @click.pass_context
-def train(ctx: click.Context, config: Path, gpus: str | None, workspace: Path | None, dry_run: bool, verbose: bool):
+def train(
+    ctx: click.Context,
+    config: Path | None,
+    schema: bool,
+    gpus: str | None,
+    workspace: Path | None,
+    dry_run: bool,
+    assume_gpus: str | None,
+    verbose: bool,
+):
     """Fine-tune with a recipe config (see recipes/configs/): LoRA, QLoRA or full, on CPU or GPUs."""
+    if schema:
+        from rdft.training.config import schema_reference
+
+        click.echo(schema_reference())
+        return
+    if config is None:
+        raise click.UsageError("give a train YAML (see recipes/configs/), or --schema to see its keys")
     from rdft.training.run import parse_gpus
     from rdft.training.run import train as run_training
 
-    run_training(_settings(ctx), config, gpus=parse_gpus(gpus), workspace=workspace, dry_run=dry_run, verbose=verbose)
+    run_training(_settings(ctx), config, gpus=parse_gpus(gpus), workspace=workspace, dry_run=dry_run, verbose=verbose,
+                 assume_gpus=assume_gpus)  # fmt: skip
 
 
 @cli.group()
@@ -214,35 +237,55 @@ def datasets_profile(ctx: click.Context, name: str, tokenizer: str | None, refre
 @click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
 @click.option("--max-gen-toks", type=click.IntRange(min=1),
               help="Cap generation for every scoring call (non-standard scores; for CPU runs).")  # fmt: skip
+@click.option("--samples", type=click.IntRange(min=1), help="Answers per validation/test item (default: enough that "
+              "items x samples >= 100 on small splits, else 1; 1 = greedy).")  # fmt: skip
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
 def run_command(ctx, base_model, benchmark, benchmark_description, target, datasets, loop_n, step_n, timeout,
-                resume_dir, demo, eval_limit, max_gen_toks, no_sync) -> None:  # fmt: skip
+                resume_dir, demo, eval_limit, max_gen_toks, samples, no_sync) -> None:  # fmt: skip
     """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
     import signal
 
     from rich.console import Console
 
     from rdft.loop.records import RunArgs
-    from rdft.loop.run import DEMO, parse_duration, resume, start
+    from rdft.loop.run import DEMO, STOPPED_EXIT_CODE, parse_duration, resume, start
 
     def stop(signum, frame):  # `rdft batch` and service managers stop runs with SIGTERM
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C stops the run even when it was started from a shell's background job, which starts
+    # its children with SIGINT ignored (Python then keeps ignoring it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _settings(ctx)
     console = Console(stderr=True, soft_wrap=True)
+    given = {name for name in ("base_model", "benchmark", "benchmark_description", "target", "datasets", "loop_n",
+                               "step_n", "timeout", "demo", "eval_limit", "max_gen_toks", "samples", "no_sync")
+             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}  # fmt: skip
     if resume_dir is not None:
-        log_dir, finished = (
-            resume_dir.expanduser().resolve(),
-            resume(settings, resume_dir.expanduser().resolve(), console),
-        )
+        fixed = sorted(given - {"loop_n", "step_n", "timeout", "no_sync"})
+        if fixed:
+            option = "--" + fixed[0].replace("_", "-")
+            raise RdftError(
+                f"{option} cannot change when resuming (it would make another run); resume with --timeout, --loop-n, "
+                f"--step-n or --no-sync only, or start a new run"
+            )
+        changes = {"timeout_s": parse_duration(timeout) if "timeout" in given else None, "loop_n": loop_n,
+                   "step_n": step_n, "no_sync": no_sync}  # fmt: skip
+        changes = {key: value for key, value in changes.items() if key.removesuffix("_s") in given}
+        run = resume(settings, resume_dir.expanduser().resolve(), console, changes)
     else:
         options = {"loop_n": loop_n, "step_n": step_n, "eval_limit": eval_limit, "no_sync": no_sync,
-                   "max_gen_toks": max_gen_toks, "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
+                   "max_gen_toks": max_gen_toks, "samples": samples,
+                   "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
         if demo:
+            clash = sorted(given & {"base_model", "benchmark", "datasets", "target", "benchmark_description"})
+            if clash:
+                raise RdftError(f"--demo runs the tiny model on demo_letter: drop --{clash[0].replace('_', '-')}, or "
+                                "drop --demo to run your own")  # fmt: skip
             options.update(DEMO, demo=True)
-            options["loop_n"] = loop_n if ctx.get_parameter_source("loop_n").name != "DEFAULT" else DEMO["loop_n"]
+            options["loop_n"] = loop_n if "loop_n" in given else DEMO["loop_n"]
         else:
             base_model = base_model or settings.ft_base_model
             benchmark = benchmark or settings.ft_target_benchmark
@@ -262,9 +305,15 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
             chosen = list(datasets) or ([settings.ft_dataset] if settings.ft_dataset else [])
             options.update(base_model=base_model, benchmark=benchmark, datasets=chosen)
         options["description"] = benchmark_description or settings.ft_benchmark_description
-        log_dir, finished = start(settings, RunArgs(**options), console)
-    state = "finished" if finished else "stopped (resume with --resume)"
-    click.echo(f"rdft: run {state}\nlog: {log_dir}\nreport: {log_dir / 'report.html'}")
+        run = start(settings, RunArgs(**options), console)
+    if run.finished:
+        click.echo(f"rdft: run finished\nlog: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")
+        return
+    # Stopped by its budget or --step-n: resumable, said so, and a distinct exit code.
+    hint = " --timeout DURATION" if run.stopped and "budget" in run.stopped else ""
+    click.echo(f"rdft: run stopped: {run.stopped}; resume with `rdft run --resume {run.log_dir}{hint}`\n"
+               f"log: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")  # fmt: skip
+    sys.exit(STOPPED_EXIT_CODE)
 
 
 @cli.command("batch")
@@ -274,7 +323,11 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Run at most N tasks at once (default: all).")
 def batch_command(tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None) -> None:
     """Run the tasks of TASKS_FILE side by side, each as its own `rdft run` on its own GPUs."""
+    import signal
+
     from rich.console import Console
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops the batch, even from a background job
 
     from rdft.batch import run_batch
 
@@ -293,8 +346,9 @@ def logs() -> None:
 @click.argument("log_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--remote", help="fsspec URL: file://, s3://, gs://, az:// (default: RDFT_REMOTE).")
 @click.option("--include-weights", is_flag=True, help="Upload model weights too (default: they stay local).")
+@click.option("--force", is_flag=True, help="down: replace local files that differ from the remote.")
 @click.pass_context
-def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, include_weights: bool) -> None:
+def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, include_weights: bool, force: bool):
     """Copy a run's log folder to (up) or from (down) a remote; only what changed is sent."""
     from rdft.sync import sync_down, sync_up
 
@@ -312,7 +366,7 @@ def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, inc
     if direction == "up":
         stats = sync_up(log_dir, remote, settings, include_weights=include_weights)
     else:
-        stats = sync_down(log_dir, remote, settings)
+        stats = sync_down(log_dir, remote, settings, force=force)
     verb = "sent" if direction == "up" else "fetched"
     click.echo(f"{log_dir.name}: {stats.sent} file(s) {verb} ({stats.bytes:,} bytes), {stats.skipped} unchanged")
 
@@ -325,6 +379,73 @@ def report_command(log_dir: Path, output: Path | None) -> None:
     from rdft.report import write_report
 
     click.echo(str(write_report(log_dir, output)))
+
+
+@cli.command("prompt")
+@click.argument("log_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--stage", type=click.Choice(["proposal", "coding", "feedback"]), required=True)
+@click.option("--loop", "loop", type=click.IntRange(min=0), help="The loop (default: the next one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
+@click.pass_context
+def prompt_command(ctx: click.Context, log_dir: Path, stage: str, loop: int | None, as_json: bool) -> None:
+    """The exact messages a stage's LLM call sent in a run (or would send next), offline runs too."""
+    from rich.console import Console
+
+    from rdft.loop.run import open_run
+
+    run = open_run(_settings(ctx), log_dir.expanduser().resolve(), Console(stderr=True))
+    messages, state = run.messages(stage, loop)
+    if as_json:
+        click.echo(json.dumps({"state": state, "messages": messages}, indent=1, ensure_ascii=False))
+        return
+    shown = loop if loop is not None else len(run.trace.nodes)
+    click.echo(f"# {stage} of loop {shown}: the messages it {'sent' if state == 'sent' else 'would send'}")
+    for message in messages:
+        click.echo(f"\n===== {message['role']} =====\n{message['content']}")
+
+
+@cli.group()
+def knowledge() -> None:
+    """Experience across runs: error fixes and recipes that worked (FT_FILE_PATH/knowledge)."""
+
+
+@knowledge.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
+@click.pass_context
+def knowledge_list(ctx: click.Context, as_json: bool) -> None:
+    """Every remembered fix and recipe."""
+    from rdft.knowledge import listing, store_dir
+
+    settings = _settings(ctx)
+    records = listing(settings)
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    if not records:
+        click.echo(f"the knowledge store ({store_dir(settings)}) is empty")
+        return
+    for record in records:
+        if record["kind"] == "fix":
+            click.echo(f"fix     {record['family']:<13} {record['signature'][:100]}  ({record['time']})")
+        else:
+            click.echo(f"recipe  {record['family']:<13} {record['benchmark']} +{record['gain']:.4g} with "
+                       f"{record['base_model']}: {record['hypothesis'][:80]}  ({record['time']})")  # fmt: skip
+
+
+@knowledge.command("clear")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def knowledge_clear(ctx: click.Context, yes: bool) -> None:
+    """Forget every remembered fix and recipe."""
+    from rdft.knowledge import clear, listing, store_dir
+
+    settings = _settings(ctx)
+    count = len(listing(settings))
+    if count and not yes:
+        click.confirm(f"remove {count} record(s) from {store_dir(settings)}?", abort=True)
+    clear(settings)
+    click.echo(f"removed {count} record(s)")
 
 
 @cli.group()
@@ -431,7 +552,7 @@ def env_list(ctx: click.Context) -> None:
         locks = []
         if spec.conda_lock_path.is_file():
             locks.append(spec.conda_lock_path.name)
-        locks += [spec.pip_lock_path(v).name for v in ("cpu", "cuda") if spec.pip_lock_path(v).is_file()]
+        locks += [spec.pip_lock_path(v).name for v in spec.variants if spec.pip_lock_path(v).is_file()]
         click.echo(f"{spec.name:<12} {manager.backend(spec):<6} locks: {', '.join(locks) or 'none'}")
 
 
@@ -454,6 +575,21 @@ def env_create(ctx: click.Context, name: str) -> None:
     """Create env NAME from its locks (does nothing when it exists and its lock is unchanged)."""
     handle = _manager(ctx).ensure(name)
     click.echo(str(handle.link))
+
+
+@env.command("adopt")
+@click.argument("name")
+@click.option("--python", "python", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The interpreter to use as env NAME, e.g. /opt/cluster/py311/bin/python.")  # fmt: skip
+@click.option("--allow-missing", multiple=True, metavar="PACKAGE",
+              help="A package of the spec the runs will not use (repeatable), e.g. deepspeed on one GPU.")  # fmt: skip
+@click.pass_context
+def env_adopt(ctx: click.Context, name: str, python: Path, allow_missing: tuple[str, ...]) -> None:
+    """Use a prebuilt interpreter as env NAME (checked against the spec; never rebuilt)."""
+    env, notes = _manager(ctx).adopt(name, python, allow_missing=allow_missing)
+    for note in notes:
+        click.echo(f"rdft: note: {note}", err=True)
+    click.echo(f"{env.name}: adopted {env.python}")
 
 
 @env.command("rebuild")

@@ -80,11 +80,11 @@ def score_figure(summary: dict):
         axes.axhline(baseline, linestyle="--", color="#888", label="base model")
     best, steps = baseline, []
     for row in rows:
-        if row["decision"] == "new best":
+        if row["decision"] == "confirmed":
             best = row["validation"]
         steps.append(best)
     if loops and any(s is not None for s in steps):
-        axes.step(loops, steps, where="post", color="#2ca02c", label="best so far")
+        axes.step(loops, steps, where="post", color="#2ca02c", label="confirmed best")
     axes.set_xlabel("loop")
     axes.set_ylabel(summary.get("metric") or "primary metric")
     if loops:
@@ -160,7 +160,7 @@ def build(log_dir: Path) -> str:
         f"</head><body><h1>{e(title)}</h1>"
     ]
     base = summary.get("baseline") or {}
-    best = summary.get("best")
+    best, confirmed = summary.get("best"), summary.get("confirmed")
     scoring = summary.get("scoring") or {}
     if scoring.get("max_gen_toks"):
         out.append(
@@ -171,13 +171,19 @@ def build(log_dir: Path) -> str:
         out.append(f"<p><b>Base model degenerate:</b> {e('; '.join(base['flags']))}</p>")
     out.append(
         f"<p>Base model: validation {_fmt(base.get('validation'))} {_fmt(base.get('validation_ci95'))}, "
-        f"test {_fmt(base.get('test'))}. Best: "
+        f"test {_fmt(base.get('test'))}. Best by mean: "
         + (
             f"loop {best['loop']} (validation {_fmt(best['validation'])}, test {_fmt(best['test'])})"
             if best
             else "the base model"
         )
-        + f". Loops planned: {run['loop_n']}.</p>"
+        + ". Confirmed best (significant): "
+        + (
+            f"loop {confirmed['loop']} (validation {_fmt(confirmed['validation'])}, test {_fmt(confirmed['test'])})"
+            if confirmed
+            else "the base model"
+        )
+        + f". Scored with {_sampling(scoring)}. Loops planned: {run['loop_n']}.</p>"
     )
     out.append(
         "<table id='summary'><tr><th>loop</th><th>hypothesis</th><th>decision</th><th>validation ± 95% CI</th>"
@@ -187,7 +193,7 @@ def build(log_dir: Path) -> str:
         ci = row.get("validation_ci95")
         shown = _fmt(row["validation"]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
         seconds = ", ".join(f"{k} {v:.0f}" for k, v in (row.get("seconds") or {}).items())
-        css = "best" if row["decision"] == "new best" else "failed" if row["decision"] == "failed" else ""
+        css = "best" if row["decision"] == "confirmed" else "failed" if row["decision"] == "failed" else ""
         decision = row["decision"] + (f" (degenerate: {'; '.join(row['flags'])})" if row.get("flags") else "")
         leaked = ", ".join(f"{k} {v}" for k, v in (row.get("leakage") or {}).items() if v) or "0"
         out.append(
@@ -248,13 +254,25 @@ def write_report(log_dir: Path, output: Path | None = None) -> Path:
 
 
 # --- a run's summary.json and report.md (rdft run writes them as it goes) ---------------------------
+def _sampling(scoring: dict) -> str:
+    samples = scoring.get("samples") or 1
+    if samples == 1:
+        return "one greedy answer per item"
+    settings = f"temperature {scoring.get('temperature')}, top-p {scoring.get('top_p')}"
+    return f"{samples} samples per item (avg@{samples}; {settings})"
+
+
+def _best(node) -> dict | None:
+    return {"loop": node.loop, "validation": node.validation, "test": node.test, "flags": node.flags} if node else None
+
+
 def summary(trace: Trace, args: RunArgs) -> dict:
     rows = []
     for node in trace.nodes:
         decision = (
-            "new best"
-            if node.accepted
-            else ("failed" if node.status == "failed" else "rejected" if node.status == "done" else "running")
+            "confirmed"
+            if node.confirmed
+            else ("failed" if node.status == "failed" else "done" if node.status == "done" else "running")
         )
         rows.append(
             {
@@ -272,12 +290,12 @@ def summary(trace: Trace, args: RunArgs) -> dict:
                 "seconds": node.seconds,
             }
         )
-    best = trace.best()
     return {
         "benchmark": args.benchmark,
         "base_model": args.base_model,
         # Scores under a --max-gen-toks cap are not the benchmark's standard numbers.
         "scoring": {
+            **trace.scoring,
             "max_gen_toks": args.max_gen_toks,
             "standard": args.max_gen_toks is None,
             "eval_limit": args.eval_limit,
@@ -288,9 +306,8 @@ def summary(trace: Trace, args: RunArgs) -> dict:
             "test": trace.baseline_test,
             "flags": trace.baseline_flags,
         },
-        "best": {"loop": best.loop, "validation": best.validation, "test": best.test, "flags": best.flags}
-        if best
-        else None,
+        "best": _best(trace.best()),  # by validation mean, above the base model: what the search built on
+        "confirmed": _best(trace.confirmed_best()),  # the last significant gain over the confirmed best
         "loops": rows,
     }
 
@@ -314,12 +331,16 @@ def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
             f"| {row['loop']} | {decision} | {row['validation']} | {row['validation_ci95']} | "
             f"{row['test']} | {leaked} | {row['hypothesis'][:120]} |"
         )
-    best = s["best"]
+    best, confirmed = s["best"], s["confirmed"]
     lines += [
         "",
-        f"Best: loop {best['loop']} (validation {best['validation']}, test {best['test']})"
+        f"Best by mean: loop {best['loop']} (validation {best['validation']}, test {best['test']})"
         if best
-        else "Best: the base model (no experiment beat it significantly)",
+        else "Best by mean: the base model (no experiment beat its validation mean)",
+        f"Confirmed best: loop {confirmed['loop']} (validation {confirmed['validation']}, test {confirmed['test']})"
+        if confirmed
+        else "Confirmed best: the base model (no experiment beat it significantly)",
+        f"Scored with {_sampling(s['scoring'])}.",
     ]
     path = log_dir / "report.md"
     write_atomic(path, "\n".join(lines) + "\n")

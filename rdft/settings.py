@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import io
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -76,6 +78,7 @@ class Settings(BaseSettings):
         "auto", validation_alias="FT_Coder_CoSTEER_env_type"
     )
     ft_api_max_workers: int = Field(8, ge=1)
+    rdft_llm_timeout: float = Field(120.0, gt=0)  # seconds per call of the data toolkit's model pools
     ft_strong_models: Annotated[list[str], NoDecode] = ["gpt-5", "gpt-5.1"]
     ft_weak_models: Annotated[list[str], NoDecode] = ["gpt-4o-mini"]
     ft_target_benchmark: str | None = None
@@ -96,7 +99,7 @@ class Settings(BaseSettings):
 
     # --- rdft's agent loop ---
     rdft_search: Literal["greedy", "aide"] = "greedy"  # parent = best node, or AIDE drafts/improve/debug
-    rdft_significance: float = Field(0.05, gt=0, lt=1)  # a new best needs p(not better) below this
+    rdft_significance: float = Field(0.05, gt=0, lt=1)  # a confirmed gain needs p(not better) below this
     rdft_llm_reask: int = Field(3, ge=0)  # re-asks of an LLM reply that fails validation
     rdft_remote: str | None = None  # log sync target (fsspec URL), see `rdft logs sync`
     rdft_azure_account: str | None = None  # az:// remotes: the storage account
@@ -112,6 +115,7 @@ class Settings(BaseSettings):
     rdft_envs_dir: Path | None = None  # where envs are created; default FT_FILE_PATH/envs
     rdft_torch_variant: TorchVariant = "auto"  # which pip lock: cpu, cuda, or by nvidia-smi
     rdft_env_installer: Literal["auto", "pip"] = "auto"  # auto: uv where it runs, else pip
+    rdft_knowledge_dir: Path | None = None  # the experience store shared by runs; default FT_FILE_PATH/knowledge
     rdft_chem_oracle_dir: Path | None = None  # TDC's drd2/gsk3b/jnk3 pickles for ChemCoTBench mol_opt
 
     # The template's ignored keys are declared so they validate and never count as unknown.
@@ -193,8 +197,50 @@ def _one_line(error: ValidationError) -> str:
     return f"setting {key}{shown} is invalid: {message}; fix it in .env or the environment{more}"
 
 
+def check_env_file(env_file: str | Path | None) -> None:
+    """A line of .env that is no KEY=VALUE is an error with its line number (python-dotenv would
+    drop it silently — an API key on such a line would just be missing)."""
+    if env_file is None or not Path(env_file).is_file():
+        return
+    from dotenv.parser import parse_stream
+
+    try:
+        text = Path(env_file).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RdftError(f"{env_file} is not UTF-8 text; save it as UTF-8") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            shown = binding.original.string.strip()[:40]
+            raise RdftError(
+                f"{env_file} line {binding.original.line} is not KEY=VALUE ({shown!r}); fix or remove that line"
+            )
+
+
+def check_file_path(settings: Settings) -> str | None:
+    """FT_FILE_PATH is a writable folder. A missing one is created — but a path the user gave
+    only when its parent exists (a typo must not grow a tree somewhere); returns the note to show."""
+    path = settings.ft_file_path.expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise RdftError(f"FT_FILE_PATH {path} is a file, not a folder; point FT_FILE_PATH at a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise RdftError(f"FT_FILE_PATH {path} is not writable; fix its permissions or choose another folder")
+        return None
+    given = "ft_file_path" in settings.model_fields_set
+    if given and not path.parent.is_dir():
+        raise RdftError(
+            f"FT_FILE_PATH {path} does not exist and neither does its parent {path.parent}; create it or fix the path"
+        )
+    try:
+        path.mkdir(parents=not given)
+    except OSError as error:
+        raise RdftError(f"cannot create FT_FILE_PATH {path} ({error.strerror}); choose a writable folder") from None
+    return f"created FT_FILE_PATH {path}"
+
+
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Settings from the environment and `env_file`; bad values raise a one-line RdftError."""
+    check_env_file(env_file)
     try:
         return Settings(_env_file=env_file)
     except ValidationError as error:

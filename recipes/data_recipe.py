@@ -29,27 +29,17 @@ and written to `data_stats.json`. `--debug` keeps the first 100 rows.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
 import sys
 from pathlib import Path
 
-from rdft_data import TokenCounter, debug_sample, filter_by_tokens, write_chat_jsonl
+from rdft_data import TokenCounter, debug_sample, filter_by_tokens, scorer, write_chat_jsonl
 from rdft_data.profile import data_files, read_rows
 from rdft_data.records import write_atomically
 
 DEBUG_ROWS = 100
-
-
-def load_family(tasks_dir: Path, family: str):
-    """The family's scorer module (prompts, answers, scoring), as lm-eval loads it."""
-    sys.path.insert(0, str(tasks_dir))  # the scorers import `answers`
-    spec = importlib.util.spec_from_file_location(f"family_{family}", tasks_dir / family / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def chat(user: str, assistant: str) -> dict:
@@ -177,7 +167,7 @@ def read_datasets(root: Path, names: list[str]) -> list[dict]:
 def main() -> None:
     recipe = json.loads(Path("data_recipe.json").read_text())
     debug = "--debug" in sys.argv[1:]
-    family = load_family(Path(recipe["tasks_dir"]), recipe["benchmark_family"])
+    family = scorer(recipe["benchmark_family"], recipe["tasks_dir"])
     rows = read_datasets(Path(os.environ["RDFT_DATASETS_DIR"]), recipe["datasets"])
     random.Random(recipe.get("seed", 0)).shuffle(rows)
     builder = Builder(recipe, family)

@@ -57,7 +57,8 @@ def runs(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> dict:
         log = root / "log" / benchmark
         start = time.monotonic()
         proc = cli({**env, "LOG_TRACE_PATH": str(log)}, "run", "--base-model", "tiny:llama", "--benchmark", benchmark,
-                   "--loop-n", "1", "--max-gen-toks", "64", "--eval-limit", "8", cwd=root)  # fmt: skip
+                   "--loop-n", "1", "--max-gen-toks", "64", "--eval-limit", "8", "--samples", "2",
+                   cwd=root)  # fmt: skip
         print(f"{benchmark}: {time.monotonic() - start:.0f} s")
         return proc, log
 
@@ -89,7 +90,19 @@ def test_every_benchmark_runs_a_loop_end_to_end(benchmark, runs, data_env):
         assert summary["primary"]["name"] == entry.primary.metric
         assert (summary["max_gen_toks"], summary["standard"]) == (64, False)  # capped, and said so
     run_summary = json.loads((log / "summary.json").read_text())
-    assert run_summary["scoring"] == {"max_gen_toks": 64, "standard": False, "eval_limit": 8}
+    # Two sampled answers per item (--samples 2), with the tiny model's sampling settings (its
+    # generation config names none: 0.6/0.95); the split is the --eval-limit's 8 items.
+    assert run_summary["scoring"] == {"items": 8, "samples": 2, "temperature": 0.6, "top_p": 0.95,
+                                      "max_gen_toks": 64, "standard": False, "eval_limit": 8}  # fmt: skip
+    assert record["samples"] == 2
+    # The coder's data-quality gate passed the offline recipe's rows: reasoning where the benchmark
+    # scores reasoned answers, every answer right by the scorer where the dataset holds the gold.
+    gate = coding["rounds"][-1]["quality"]
+    assert gate["reasons"] == [] and gate["stats"]["rows"] > 0
+    if entry.reasoning:
+        assert gate["stats"]["with_reasoning"] == gate["stats"]["rows"]
+    if gate["stats"]["gold_checked"]:
+        assert gate["stats"]["gold_correct"] == gate["stats"]["gold_checked"]
     assert "Non-standard scores: generation capped at 64 tokens" in (log / "report.md").read_text()
     assert "id='non-standard'" in (log / "report.html").read_text()
 

@@ -80,10 +80,10 @@ def test_outages_and_invalid_replies_raise_after_their_budget(tmp_path):
 def test_parent_choice_greedy_and_aide():
     trace = Trace(baseline_validation=0.1)
     assert trace.choose_parent("greedy", 1) == (None, "draft")
-    trace.nodes.append(Node(loop=1, parent=None, kind="draft", status="done", validation=0.3, accepted=True))
+    trace.nodes.append(Node(loop=1, parent=None, kind="draft", status="done", validation=0.3, confirmed=True))
     trace.nodes.append(Node(loop=2, parent=1, kind="improve", status="failed", error_type="oom"))
     assert trace.choose_parent("greedy", 3) == (1, "improve")
-    assert trace.best().loop == 1 and trace.best_score() == 0.3
+    assert trace.best().loop == 1 and trace.confirmed_best().loop == 1
     # AIDE: a second draft first, then debugging the failed node, then improving the best.
     assert trace.choose_parent("aide", 3) == (None, "draft")
     trace.nodes.append(Node(loop=3, parent=None, kind="draft", status="done", validation=0.2))

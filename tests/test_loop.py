@@ -57,18 +57,18 @@ def check_run(log: Path, loops: int) -> dict:
         assert (log / name).is_file(), name
     summary = json.loads((log / "summary.json").read_text())
     assert [row["loop"] for row in summary["loops"]] == list(range(loops))  # Loop_0, Loop_1, …
-    best = summary["baseline"]["validation"]
+    confirmed = summary["baseline"]["validation"]
     for row in summary["loops"]:
         loop = log / f"Loop_{row['loop']}"
         for name in LOOP_FILES:
             assert (loop / name).is_file(), f"Loop_{row['loop']}/{name}"
         feedback = json.loads((loop / "feedback" / "feedback.json").read_text())
         comparison = feedback["comparison"]
-        assert comparison["base"] == best  # compared with the best so far, on the same items
+        assert comparison["base"] == confirmed  # compared with the confirmed best so far, on the same items
         significant = comparison["difference"] > 0 and comparison["p_not_better"] < 0.05
-        assert feedback["decision"] == significant == (row["decision"] == "new best"), row
+        assert feedback["decision"] == significant == (row["decision"] == "confirmed"), row
         if significant:
-            best = row["validation"]
+            confirmed = row["validation"]
         # The guard: no evaluation question (validation or test, all of them) reaches the training data,
         # and nothing of the evaluation is in the workspace the data script and the training ran in.
         items = (log / "baseline" / "evaluation_items.jsonl").read_text().splitlines()
@@ -84,6 +84,11 @@ def check_run(log: Path, loops: int) -> dict:
         )
         assert set(train["provenance"]["base_weights"]) == {"model.safetensors"}
     assert summary["best"] is not None and summary["best"]["validation"] > summary["baseline"]["validation"]
+    scored = [row for row in summary["loops"] if row["validation"] is not None]
+    assert summary["best"]["validation"] == max(row["validation"] for row in scored)  # the best by mean
+    assert summary["confirmed"]["validation"] == confirmed
+    # The demo's 30 validation items are scored with 4 sampled answers each (30 x 4 >= 100).
+    assert summary["scoring"]["samples"] == 4 and summary["scoring"]["temperature"] == 0.6
     return summary
 
 
@@ -144,6 +149,9 @@ samples = [{"messages": [{"role": "user", "content": r["question"] + suffix},
 write_chat_jsonl(debug_sample(samples), "data.jsonl")
 print("SUMMARY", len(samples))
 """.replace("COPIED", json.dumps(COPIED))
+PADDED = 'rows = [dict(r, question=("filler " * 300) + r["question"]) if i % 2 else r for i, r in enumerate(rows)]'
+# Every other row 300 words longer than data.max_length allows: training drops half the rows.
+LONG = FIXED.replace("samples = [", PADDED + "\nsamples = [")
 TRAIN_YAML = (
     "model: {dtype: float32}\ndata: {max_length: 256, packing: true}\nmethod: {type: full}\n"
     "train: {epochs: EPOCHS, learning_rate: 0.003, warmup_ratio: 0.0, micro_batch_size: 4, "
@@ -157,8 +165,10 @@ def agent(body: dict) -> str:
     asked = body["messages"][-2]["content"] if len(body["messages"]) > 1 else ""
     if "You review one fine-tuning experiment" in system:
         reply = {"explanation": "Format learned; the letters partly.", "next_steps": "More epochs."}
+    elif "You check training data" in system:
+        reply = {"passed": True, "reasons": "answers boxed as the scorer reads them"}
     elif "Propose the next experiment" in asked:
-        epochs = 4 if "Parent (loop" in asked else 3
+        epochs = 4 if "Improve on loop" in asked else 3
         reply = {
             "hypothesis": f"A full fine-tune for {epochs} epochs on letter chats teaches the task",
             "reason": "the base model never answers in the format",
@@ -170,7 +180,12 @@ def agent(body: dict) -> str:
     else:  # coding: a broken script, then a train.yaml that names another model, then the fix
         epochs = "4" if "full, lr 3e-3, 4 epochs" in asked else "3"
         train_yaml = TRAIN_YAML.replace("EPOCHS", epochs)
-        if "The last round failed" not in asked:
+        if epochs == "4":  # loop 1: rows too long for data.max_length first, the gate refuses them
+            script = FIXED if "longer than data.max_length" in asked else LONG
+            reply = {"process_data_py": script, "train_yaml": train_yaml}
+        elif "Fixes that resolved this same error before" in asked:  # a second run: the fix remembered
+            reply = {"process_data_py": FIXED, "train_yaml": train_yaml}
+        elif "The last round failed" not in asked:
             reply = {"process_data_py": BROKEN, "train_yaml": train_yaml}
         elif "no column named problem" in asked:
             swapped = train_yaml.replace("model: {dtype: float32}", "model: {dtype: float32, path: /models/tuned}")
@@ -189,9 +204,11 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
             "RDFT_REMOTE": (tmp_path / "remote").as_uri(),
             "CHAT_MODEL": "agent-model",
             "RETRY_WAIT_SECONDS": "0.1",
+            "RDFT_KNOWLEDGE_DIR": str(tmp_path / "knowledge"),  # this test's own experience store
         }
         log = tmp_path / "log-run"
         environ = clean_environ(**{**env, "LOG_TRACE_PATH": str(log)})
+        started = time.monotonic()
         proc = subprocess.Popen(
             ["rdft", "run", "--demo"],
             cwd=rdft.workdir,
@@ -208,12 +225,17 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
         trainer = wait_for_trainer(log / "Loop_1" / "workspace")  # the training the kill will orphan
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        killed_after = time.monotonic() - started
         assert process_alive(trainer)
         before = {p: p.read_bytes() for p in (log / "Loop_0").rglob("*.json")}
         assert not (log / "Loop_1" / "feedback" / "feedback.json").exists()
 
+        resuming = time.monotonic()
         resumed = rdft("run", "--resume", str(log), env=env, timeout=900)
+        resumed_for = time.monotonic() - resuming
     assert resumed.returncode == 0, resumed.output[-3000:]
+    # The killed session's time is counted too (from its last files), not only the resumed one's.
+    assert json.loads((log / "run.json").read_text())["spent_s"] >= killed_after + resumed_for - 15
     assert "proposals by the LLM agent-model" in resumed.stderr
     # The resumed run stopped the training the killed one left running, then redid it.
     assert "stopped 1 process group(s) left running by the interrupted run" in resumed.stderr
@@ -244,6 +266,62 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
         in (log / "Loop_0" / "feedback" / "chat.jsonl").read_text()
     )
     assert "You review one fine-tuning experiment" in (log / "Loop_0" / "feedback" / "chat.jsonl").read_text()
+    # Loop 1's proposal read loop 0's record: the explanation, next steps, data counts, loss curve,
+    # validation with its interval, and the role of each loop.
+    asked = [user_text(r) for r in server.requests]
+    proposal = next(text for text in asked if "# This loop (1, improve)" in text)
+    for part in ("Format learned; the letters partly.", "next steps it suggested: More epochs.", "written 605",
+                 "trained on 600", "dropped as leakage 5", "training: loss ", "validation: ", "(95% CI ",
+                 "Loop 0 (your parent: the best so far by validation mean", "Improve on loop 0"):  # fmt: skip
+        assert part in proposal, part
+    # The coder's contract holds every train.yaml key and every public toolkit function's
+    # signature, introspected here from the schema and from the toolkit the data env imports.
+    coding = next(r["body"]["messages"][0]["content"] for r in server.requests if is_coding(r))
+    schema = rdft("train", "--schema").stdout
+    for key in schema_keys():
+        assert f"{key}:" in coding and f"{key}:" in schema, key
+    entries = {}  # the toolkit reference's entries, by name: "- name(…)" or "- class Name" and its lines
+    for block in coding.split("\n- ")[1:]:
+        entries[block.removeprefix("class ").split("(")[0].split(" ")[0]] = block.split("\n\n")[0]
+    for name, parameters in toolkit_signatures():
+        assert name in entries, name
+        assert all(f"{p}:" in entries[name] or f"{p}=" in entries[name] or f"*{p}" in entries[name]
+                   for p in parameters), (name, parameters, entries[name])  # fmt: skip
+    assert "Measured on this host by the last debug run" in coding or "not measured yet" in coding
+    assert "def doc_to_text(doc: dict) -> str:" in coding and "Put the letter in" in coding  # the scoring prompt
+    # Loop 1's first data had half its rows over data.max_length: the gate refused it and the
+    # reason reached the next round, which passed.
+    rounds = [json.loads(p.read_text()) for p in sorted((log / "Loop_1" / "coding").glob("round_*/evaluation.json"))]
+    assert [(r["ok"], r["stage"]) for r in rounds] == [(False, "quality"), (True, None)]
+    assert "rows are longer than data.max_length (256 tokens" in rounds[0]["error"]
+    assert any("Fix the files" in text and "rows are longer than data.max_length" in text for text in asked)
+    assert rounds[1]["quality"]["judge"]["passed"] is True  # the LLM judge read the passing rows
+    # `rdft prompt` shows what a stage sent (and what the next call would send).
+    shown = rdft("prompt", str(log), "--stage", "proposal", "--loop", "1", "--json", env=env)
+    assert shown.returncode == 0, shown.output
+    sent = json.loads(shown.stdout)
+    assert sent["state"] == "sent" and "Format learned; the letters partly." in sent["messages"][1]["content"]
+    upcoming = rdft("prompt", str(log), "--stage", "proposal", env=env)
+    assert "# proposal of loop 2: the messages it would send" in upcoming.stdout
+    assert "Loop 1 (your parent" in upcoming.stdout or "Loop 1 (a " in upcoming.stdout
+
+    # A second run meets the first run's data error: its coder is shown the fix the first run
+    # found, and the recipes that beat the base model.
+    listed = rdft("knowledge", "list", env=env).stdout
+    assert "data: KeyError: no column named problem" in listed  # the error's signature, by its last line
+    assert "recipe  demo          demo_letter +" in listed
+    with LLMServer(agent) as again:
+        second = rdft("run", "--demo", "--step-n", "4", env={**env, "OPENAI_API_BASE": again.base_url}, timeout=600)
+    assert second.returncode == 3, second.output[-3000:]
+    prompts = [user_text(r) for r in again.requests if is_coding(r)]
+    assert "Fixes that resolved this same error before" not in prompts[0]  # round 1 has no error yet
+    assert "Recipes that beat the base model in earlier runs on this benchmark family" in prompts[0]
+    assert "Fixes that resolved this same error before" in prompts[1] and "no column named problem" in prompts[1]
+    assert "+from rdft_data import debug_sample, write_chat_jsonl" in prompts[1]  # the diff that fixed it
+    cleared = rdft("knowledge", "clear", "--yes", env=env)
+    assert cleared.returncode == 0 and "removed" in cleared.stdout
+    assert "is empty" in rdft("knowledge", "list", env=env).stdout
+
     # The key reached the server and nothing else.
     assert all(r["auth"] == f"Bearer {SECRET}" for r in server.requests)
     assert any(r["body"].get("stream") for r in server.requests)
@@ -260,6 +338,56 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
     assert not list(synced.rglob("*.safetensors"))
     for path in synced.rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+
+def user_text(request: dict) -> str:
+    return "\n".join(m["content"] for m in request["body"]["messages"] if m["role"] == "user")
+
+
+def is_coding(request: dict) -> bool:
+    return request["body"]["messages"][0]["content"].startswith("You write the files of one fine-tuning experiment")
+
+
+def schema_keys() -> list[str]:
+    """Every key of the training config, walked from the pydantic models here."""
+    from pydantic import BaseModel
+
+    from rdft.training.config import TrainConfig
+
+    def walk(model, prefix):
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from walk(field.annotation, f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}"
+
+    return list(walk(TrainConfig, ""))
+
+
+def toolkit_signatures() -> list[tuple[str, list[str]]]:
+    """(name, its parameter names) of every public name of the toolkit data scripts import."""
+    import importlib
+    import inspect
+    import sys
+    import tempfile
+
+    from rdft.datasets.toolkit import toolkit_path
+
+    sys.path.insert(0, str(toolkit_path(Path(tempfile.mkdtemp()))))
+    try:
+        toolkit = importlib.import_module("rdft_data")
+        out = []
+        for name in toolkit.__all__:
+            value = getattr(toolkit, name)
+            if inspect.isclass(value) and "__init__" not in vars(value):  # an exception: its base's arguments
+                out.append((name, []))
+                continue
+            target = value.__init__ if inspect.isclass(value) else value
+            parameters = [p for p in inspect.signature(target).parameters if p != "self" and not p.startswith("_")]
+            out.append((name, parameters))
+        return out
+    finally:
+        sys.path.pop(0)
 
 
 def wait_for_trainer(workspace: Path, timeout: float = 300) -> int:
@@ -329,7 +457,7 @@ def test_report_opens_in_headless_chromium(demo_run, rdft, tmp_path):
 
     figure = score_figure(json.loads((log / "summary.json").read_text()))
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert labels == ["validation", "hidden test", "base model (test)", "base model", "best so far"]
+    assert labels == ["validation", "hidden test", "base model (test)", "base model", "confirmed best"]
     assert re.search(r'<img id="score-plot"[^>]+src="data:image/png;base64,', dom)
     artifacts = Path(os.environ.get("RDFT_TEST_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -342,3 +470,53 @@ def test_report_opens_in_headless_chromium(demo_run, rdft, tmp_path):
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] >= 1000 and pixels.std() > 0.01  # drawn, not blank
     print(f"screenshot: {shot}")
+
+
+def run_cli(shared_dirs, workdir: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
+    env = clean_environ(**shared_dirs, **({"LOG_TRACE_PATH": str(log)} if log else {}))
+    return subprocess.run(["rdft", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+
+
+def no_failed_experiment(log: Path) -> None:
+    assert not list(log.rglob("failure.json")), list(log.rglob("failure.json"))
+    nodes = json.loads((log / "trace.json").read_text())["nodes"] if (log / "trace.json").exists() else []
+    assert all(node["status"] != "failed" for node in nodes), nodes
+
+
+def test_budget_pauses_and_resumes_with_new_limits(shared_dirs, data_env, eval_env, train_env, tmp_path):
+    """--timeout ends a run mid-step without a failed experiment (exit 3, the resume command);
+    a resume with a new --timeout finishes what was started; --loop-n extends a finished run."""
+    work = tmp_path / "work"
+    work.mkdir()
+    # A 20-second budget: stopped somewhere in the setup or the first loop, never a failure.
+    short = run_cli(shared_dirs, work, "run", "--demo", "--timeout", "20s", log=tmp_path / "short")
+    assert short.returncode == 3, short.stdout + short.stderr[-2000:]
+    assert f"resume with `rdft run --resume {tmp_path / 'short'} --timeout DURATION`" in short.stdout
+    no_failed_experiment(tmp_path / "short")
+    spent = run_cli(shared_dirs, work, "run", "--resume", str(tmp_path / "short"))  # the budget is still spent
+    assert spent.returncode == 3 and "the --timeout budget (20 s) is spent" in spent.stdout
+
+    log = tmp_path / "budget"
+    started = time.monotonic()
+    stopped = run_cli(shared_dirs, work, "run", "--demo", "--timeout", "60s", log=log)
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr[-2000:]
+    no_failed_experiment(log)
+    recorded = json.loads((log / "run.json").read_text())
+    assert 55 <= recorded["spent_s"] <= time.monotonic() - started
+
+    resumed = run_cli(shared_dirs, work, "run", "--resume", str(log), "--timeout", "30m")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-3000:]
+    nodes = json.loads((log / "trace.json").read_text())["nodes"]
+    assert [n["loop"] for n in nodes] == [0, 1]
+    assert all(n["status"] == "done" and n["validation"] is not None and n["test"] is not None for n in nodes)
+    no_failed_experiment(log)
+    before = {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")}
+
+    extended = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "3")
+    assert extended.returncode == 0, extended.stdout + extended.stderr[-3000:]
+    nodes = json.loads((log / "trace.json").read_text())["nodes"]
+    assert [n["loop"] for n in nodes] == [0, 1, 2] and nodes[2]["status"] == "done"
+    assert {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")} == before  # exactly one more loop
+    assert json.loads((log / "run.json").read_text())["loop_n"] == 3
+    fewer = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "2")
+    assert fewer.returncode == 2 and "the run already started 3 loop(s); give --loop-n 3 or more" in fewer.stderr

@@ -160,6 +160,23 @@ def test_noc4pc_counts_unreadable_answers(score):
     assert summary["metrics"]["accuracy"] == pytest.approx(2 / 4)
     assert summary["metrics"]["n_unreadable"] == 1
 
+    # Two samples per item: macro-F1 is a split-level metric, so avg@2 is the mean of each
+    # sample set's macro-F1 — sample 1 is the set above (5/9); sample 2 answers all four right (1).
+    sampled = score(
+        "panorama_noc4pc",
+        docs,
+        rows(
+            ['{"code": "102"}', '{"code": "102"}'],
+            ['{"code": 103}', '{"code": "103"}'],
+            ["Rejected under 35 U.S.C. 102.", '{"code": "ALLOW"}'],
+            ['{"reason": "..", "code": "allow"}', '{"code": "102"}'],
+        ),
+    )
+    assert sampled["primary"]["value"] == pytest.approx((5 / 9 + 1) / 2)
+    assert sampled["metrics"]["accuracy"] == pytest.approx((2 / 4 + 1) / 2)
+    assert sampled["metrics"]["n_unreadable"] == pytest.approx(0.5)
+    assert sampled["n"] == 4
+
 
 def chem(subtask: str, gt=None, **meta) -> dict:
     task = {"add": "mol_edit", "delete": "mol_edit", "sub": "mol_edit", "fs": "reaction", "retro": "reaction"}

@@ -14,6 +14,11 @@ import re
 THINK = re.compile(r"<think>.*?</think>", re.S)
 
 
+def responses_of(results: list) -> list[str]:
+    """The responses lm-eval hands a task's process_results: one string, or k of them (repeats)."""
+    return list(results[0]) if isinstance(results[0], list) else [results[0]]
+
+
 def strip_think(text: str) -> str:
     text = THINK.sub("", text or "")
     # A reasoning model whose opening tag was part of the prompt emits only the closing one.

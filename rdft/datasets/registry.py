@@ -27,6 +27,8 @@ class DatasetEntry(BaseModel):
     remove: list[str] = []
     post_download: Literal["normalise_rcr"] | None = None  # a step of rdft/datasets/prepare.py
     bundled: str | None = None  # shipped with rdft (rdft/datasets/data/): prepared from there
+    fields: list[str] = []  # what every row holds (alternatives a|b): a --source copy is checked against it
+    gold: bool = False  # rows hold the benchmark's gold fields: the data-quality gate checks answers against them
 
     @property
     def bundled_path(self) -> Path | None:

@@ -61,6 +61,8 @@ def data_script_environment(settings, *, with_secrets: bool) -> dict[str, str]:
         "STRONG_MODEL_POOL": json.dumps(settings.ft_strong_models),
         "WEAK_MODEL_POOL": json.dumps(settings.ft_weak_models),
         "FT_API_MAX_WORKERS": str(settings.ft_api_max_workers),
+        "RDFT_LLM_TIMEOUT": f"{settings.rdft_llm_timeout:g}",
+        "RDFT_TASKS_DIR": str(evaluation_dir() / "tasks"),  # prompts and scorers, no evaluation items
         "RDFT_LLM_CACHE": str(settings.ft_file_path.expanduser().resolve() / "llm-cache"),
     }
     if settings.openai_api_base:
@@ -75,3 +77,77 @@ def data_env_variables(envs_dir: Path) -> dict[str, str]:
     path = str(toolkit_path(envs_dir / ".toolkit"))
     existing = os.environ.get("PYTHONPATH")
     return {"PYTHONPATH": path + (os.pathsep + existing if existing else "")}
+
+
+def toolkit_reference() -> str:
+    """Every public name of `rdft_data` (its `__all__`) with its signature and docstring, read
+    from the sources with `ast` (the main env does not import the data env's modules): what the
+    coder is told, generated from the code so it cannot drift."""
+    import ast
+
+    sources = toolkit_sources()
+    init = ast.parse(sources["__init__.py"].read_text())
+    public: list[str] = []
+    where: dict[str, str] = {}
+    for node in init.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for alias in node.names:
+                where[alias.asname or alias.name] = f"{node.module}.py"
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            public = [element.value for element in node.value.elts]
+    trees = {name: ast.parse(path.read_text()) for name, path in sources.items()}
+
+    def definition(name: str, module: str):
+        """The def or class of `name`, following `from .other import name` re-exports."""
+        for node in trees[module].body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+                return node, module
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and any(a.name == name for a in node.names):
+                return definition(name, f"{node.module}.py")
+        raise LookupError(f"rdft_data.{name} has no definition in {module}")
+
+    lines = [f"rdft_data ({len(public)} public names; `from rdft_data import NAME`):"]
+    for name in public:
+        node, module = definition(name, where[name])
+        lines.append(_describe(node, f"rdft_data.{module.removesuffix('.py')}"))
+    return "\n".join(lines)
+
+
+def _signature(function, skip_self: bool = False) -> str:
+    import ast
+
+    args = function.args
+    if skip_self and args.args and args.args[0].arg in ("self", "cls"):
+        args = ast.arguments(
+            posonlyargs=args.posonlyargs, args=args.args[1:], vararg=args.vararg, kwonlyargs=args.kwonlyargs,
+            kw_defaults=args.kw_defaults, kwarg=args.kwarg, defaults=args.defaults,
+        )  # fmt: skip
+    returns = f" -> {ast.unparse(function.returns)}" if function.returns else ""
+    return f"({ast.unparse(args)}){returns}"
+
+
+def _doc(node, indent: str) -> str:
+    import ast
+
+    text = ast.get_docstring(node) or ""
+    return "".join(f"\n{indent}{line}" for line in text.splitlines() if line.strip())
+
+
+def _describe(node, module: str) -> str:
+    import ast
+
+    if isinstance(node, ast.FunctionDef):
+        return f"- {node.name}{_signature(node)}  [{module}]{_doc(node, '    ')}"
+    lines = [f"- class {node.name}  [{module}]{_doc(node, '    ')}"]
+    for member in node.body:
+        if isinstance(member, ast.AnnAssign) and isinstance(member.target, ast.Name):
+            if not member.target.id.startswith("_"):
+                lines.append(f"    field {member.target.id}: {ast.unparse(member.annotation)}")
+        elif isinstance(member, ast.FunctionDef) and (member.name == "__init__" or not member.name.startswith("_")):
+            if any(isinstance(d, ast.Name) and d.id == "property" for d in member.decorator_list):
+                returns = f": {ast.unparse(member.returns)}" if member.returns else ""
+                lines.append(f"    .{member.name}{returns} (property){_doc(member, '        ')}")
+                continue
+            shown = node.name if member.name == "__init__" else f".{member.name}"
+            lines.append(f"    {shown}{_signature(member, skip_self=True)}{_doc(member, '        ')}")
+    return "\n".join(lines)

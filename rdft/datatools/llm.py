@@ -14,6 +14,7 @@ messages and parameters, so a rerun of the same script costs nothing.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -144,6 +145,8 @@ class MalformedReply(ValueError):
 
 
 class ModelPool:
+    """A pool of models behind one call: fail-over, retries, cache, usage accounting."""
+
     def __init__(
         self,
         models: Sequence[str],
@@ -171,6 +174,7 @@ class ModelPool:
         self.params = params  # defaults for every call (temperature, max_tokens ...)
         self.cache = None if cache is False else ResponseCache(default_cache_dir() if cache is True else Path(cache))
         self.usage = Usage()
+        _POOLS.append(self)
 
     def __repr__(self) -> str:  # never shows the key
         return f"ModelPool({self.models}, workers={self.workers}, timeout={self.timeout})"
@@ -288,6 +292,34 @@ class ModelPool:
             bar.close()
         log.info("%s: %s", desc, self.usage)
         return results
+
+
+_POOLS: list[ModelPool] = []  # every pool this process made: what they spent is written at exit
+
+
+def _write_usage() -> None:
+    """The summed usage of every pool, to RDFT_USAGE_FILE (rdft sets it for data scripts: the
+    coder's debug run projects the full run's API cost from it)."""
+    target = os.environ.get("RDFT_USAGE_FILE")
+    if not target or not _POOLS:
+        return
+    total: dict = {}
+    for pool in _POOLS:
+        for key, value in pool.usage.as_dict().items():
+            if key == "per_model":
+                merged = total.setdefault(key, {})
+                for model, count in value.items():
+                    merged[model] = merged.get(model, 0) + count
+            else:
+                total[key] = total.get(key, 0) + value
+    path = Path(target)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as out:
+        json.dump(total, out)
+    os.replace(temporary, path)
+
+
+atexit.register(_write_usage)
 
 
 def _progress(total: int, desc: str):

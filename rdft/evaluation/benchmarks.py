@@ -31,6 +31,7 @@ class Benchmark(BaseModel):
     data: str | None = None  # items shipped with rdft, relative to evaluation/ (the demo benchmark)
     n: int | None
     primary: Primary
+    reasoning: bool = False  # scored after reasoning: training rows must carry it (the data-quality gate)
 
     @property
     def split_size(self) -> int | None:

@@ -11,8 +11,8 @@ exact command so a baseline is scored the same way.
 from __future__ import annotations
 
 import json
-import re
 import shutil
+import time
 from pathlib import Path
 
 import yaml
@@ -26,8 +26,7 @@ from rdft.evaluation.score import scorer_options
 from rdft.files import write_atomic
 from rdft.resources import evaluation_dir
 from rdft.settings import Settings
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from rdft.training.models import HUB_ID
 
 
 class Function(str):
@@ -65,7 +64,40 @@ def check_model(model: str, adapter: Path | None) -> tuple[str, Path | None]:
     return model, adapter
 
 
-def task_yaml(entry: Benchmark, task: str, docs: Path, samples: int, max_gen_toks: int | None) -> str:
+GENERATIONS = 100  # items × samples a small split is scored with, at least: no one lucky answer decides
+MAX_SAMPLES = 16
+SAMPLING = (0.6, 0.95)  # temperature, top-p: the usual reasoning-model settings, when the model names none
+
+
+def samples_for(items: int) -> int:
+    """Samples per item: 1 (greedy) for splits of GENERATIONS items or more, else enough that
+    items × samples reaches GENERATIONS (at most MAX_SAMPLES)."""
+    return 1 if items >= GENERATIONS else min(MAX_SAMPLES, -(-GENERATIONS // max(1, items)))
+
+
+def model_sampling(model: str | Path) -> tuple[float, float]:
+    """(temperature, top-p) from the model's generation_config.json, else SAMPLING."""
+    path = Path(model) / "generation_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return SAMPLING
+    temperature, top_p = config.get("temperature"), config.get("top_p")
+    valid = isinstance(temperature, (int, float)) and temperature > 0
+    return (
+        float(temperature) if valid else SAMPLING[0],
+        float(top_p) if isinstance(top_p, (int, float)) and 0 < top_p <= 1 else SAMPLING[1],
+    )
+
+
+def task_yaml(
+    entry: Benchmark,
+    task: str,
+    docs: Path,
+    samples: int,
+    max_gen_toks: int | None,
+    sampling: tuple[float, float] = SAMPLING,
+) -> str:
     """The benchmark's task YAML, re-pointed at the split's local docs."""
     folder = evaluation_dir() / "tasks" / entry.family
     config = yaml.load((folder / f"{entry.name}.yaml").read_text(), Loader=_Loader)  # keeps !function tags
@@ -76,7 +108,7 @@ def task_yaml(entry: Benchmark, task: str, docs: Path, samples: int, max_gen_tok
     if max_gen_toks:
         generation["max_gen_toks"] = max_gen_toks
     if samples > 1:
-        generation.update(do_sample=True, temperature=0.6, top_p=0.95)
+        generation.update(do_sample=True, temperature=sampling[0], top_p=sampling[1])
         config["repeats"] = samples
         config["filter_list"] = [{"name": f"all_{samples}", "filter": [{"function": "take_first_k", "k": samples}]}]
     config["generation_kwargs"] = generation
@@ -168,11 +200,18 @@ def evaluate_splits(
     max_gen_toks: int | None = None,
     batch_size: str | None = None,
     verbose: bool = False,
+    timeout: float | None = None,
+    sampling: tuple[float, float] | None = None,
 ) -> dict[str, dict]:
     """Score several splits with ONE lm-eval run (one model load: the validation and test
     splits of a loop cost one start-up, not two); each split gets its own output folder with
     its docs, predictions, per-item scores and summary. The task YAMLs, lm-eval's own files and
-    its log are in the first split's folder."""
+    its log are in the first split's folder. `timeout` bounds the whole scoring (a run's budget)."""
+    stop_at = None if timeout is None else time.monotonic() + timeout
+
+    def left() -> float | None:
+        return None if stop_at is None else max(1.0, stop_at - time.monotonic())
+
     entry = get_benchmark(benchmark)
     model, adapter = check_model(model, adapter)
     if data is not None and not data.exists():
@@ -180,6 +219,7 @@ def evaluate_splits(
     if samples < 1:
         raise RdftError("--samples must be at least 1")
     outputs = {split: path.expanduser().resolve() for split, path in outputs.items()}
+    sampling = sampling or model_sampling(model)
     first = next(iter(outputs.values()))
     env = EnvManager(settings).ensure("eval")
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
@@ -187,12 +227,12 @@ def evaluate_splits(
 
     docs = {split: output / f"docs.{split}.jsonl" for split, output in outputs.items()}
     write_docs(settings, benchmark, list(outputs), list(docs.values()), data=data.resolve() if data else None,
-               limit=limit)  # fmt: skip
+               limit=limit, timeout=left())  # fmt: skip
     tasks = {}
     for split in outputs:  # every task YAML in one folder: lm-eval takes one include path
         tasks[split] = f"rdft_{benchmark}_{split}"
         write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs[split], samples,
-                                                                    max_gen_toks))  # fmt: skip
+                                                                    max_gen_toks, sampling))  # fmt: skip
 
     gpus = len(hardware.gpus())
     if backend == "auto":
@@ -210,7 +250,10 @@ def evaluate_splits(
     ]  # fmt: skip
     if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
         extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = env.run(command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose)
+    result = env.run(command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose,
+                     timeout=left())  # fmt: skip
+    if result.timed_out:
+        raise RdftError(f"scoring timed out after {timeout:g} s; see {first / 'lm_eval.log'}")
     if not result.ok:
         why = "out of GPU memory" if result.oom else f"exit {result.returncode}"
         raise RdftError(f"lm-eval failed ({why}); see {first / 'lm_eval.log'}")
@@ -220,7 +263,7 @@ def evaluate_splits(
         write_predictions(results, tasks[split], output / "predictions.jsonl")
         scoring += ["--docs", str(docs[split]), "--predictions", str(output / "predictions.jsonl"),
                     "--items", str(output / "items.jsonl"), "--output", str(output / "scores.json")]  # fmt: skip
-    scored = env.run(scoring, extra_env=judge_env, echo=False)
+    scored = env.run(scoring, extra_env=judge_env, echo=False, timeout=left())
     if not scored.ok:
         raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
     summaries = {}
@@ -232,6 +275,8 @@ def evaluate_splits(
             adapter=str(adapter) if adapter else None,
             backend=backend,
             samples=samples,
+            temperature=sampling[0] if samples > 1 else None,
+            top_p=sampling[1] if samples > 1 else None,
             lm_eval_version=installed_version(env, "lm_eval"),
             command=command,
             lm_eval_output=str(results),

@@ -176,14 +176,7 @@ class ChatLLM:
 
     def structured(self, messages: list[dict], schema: type[Schema], *, purpose: str) -> Schema:
         """A reply validated as `schema`; invalid replies are re-asked with the error."""
-        shape = json.dumps(schema.model_json_schema(), indent=1)
-        conversation = [
-            *messages,
-            {
-                "role": "user",
-                "content": (f"Reply with one JSON object in a ```json block that matches this JSON schema:\n{shape}"),
-            },
-        ]
+        conversation = structured_messages(messages, schema)
         error = "no reply"
         for _ in range(self.settings.rdft_llm_reask + 1):
             reply = self.complete(conversation, purpose=purpose)
@@ -200,3 +193,16 @@ class ChatLLM:
                 },
             ]
         raise InvalidReply(f"the chat model's {purpose} reply never validated: {error.splitlines()[0]}")
+
+
+def structured_messages(messages: list[dict], schema: type[BaseModel]) -> list[dict]:
+    """`messages` and the request for one JSON object of `schema`: what a structured call sends
+    first (and what `rdft prompt` shows)."""
+    shape = json.dumps(schema.model_json_schema(), indent=1)
+    return [
+        *messages,
+        {
+            "role": "user",
+            "content": f"Reply with one JSON object in a ```json block that matches this JSON schema:\n{shape}",
+        },
+    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -25,15 +26,19 @@ from rich.console import Console
 from rdft.datasets.guard import run_guard
 from rdft.errors import RdftError
 from rdft.files import write_atomic
+from rdft.knowledge import files_diff, fixes_for, recipes_for, remember_fix, render_fixes, render_recipes
 from rdft.llm import ChatLLM
+from rdft.loop.contract import coder_contract
 from rdft.loop.proposal import Params, Proposal, default_params
+from rdft.loop.quality import gate
 from rdft.loop.scenario import Scenario
-from rdft.loop.workspace import StepFailed, managed_config, run_data_script, write_config
+from rdft.loop.workspace import Interrupted, StepFailed, managed_config, read_samples, run_data_script, write_config
 from rdft.resources import evaluation_dir, recipes_dir
 from rdft.settings import Settings
 from rdft.training.run import train
 
 CODE_FILES = ("process_data.py", "data_recipe.json", "train.yaml")
+GUARD_TIMEOUT = 3600.0  # the leakage guard's own limit (a big dataset against a big benchmark)
 TEMPLATE_TOKENS = 16  # what a chat template adds around a row's text, at most, for the tiny and usual models
 
 
@@ -48,6 +53,8 @@ class Round(BaseModel):
     stage: str | None = None
     error: str | None = None
     seconds: float
+    measured: dict | None = None  # what the debug run measured: rows, seconds, API cost, tokens/s
+    quality: dict | None = None  # the data-quality gate's record (statistics, projection, verdict)
 
 
 class CodingResult(BaseModel):
@@ -111,33 +118,45 @@ def offline_files(scenario: Scenario, proposal: Proposal) -> dict[str, str]:
 CODER_SYSTEM = """You write the files of one fine-tuning experiment.
 
 process_data.py runs in a Python env with datasets, litellm, rdkit, sympy and the toolkit `rdft_data`
-(strong_pool/weak_pool model pools, math_check/same_molecule/json_fields checkers, TokenCounter,
-filter_by_tokens, debug_sample, write_chat_jsonl, write_alpaca_json). It reads the prepared datasets
-under the folder in the RDFT_DATASETS_DIR environment variable, supports --debug (process only a
-small sample, e.g. with debug_sample), and writes data.jsonl (chat: {{"messages": [...]}} ending with
-the assistant's answer) in the current folder, at most {limit} samples, with the answer in the
-benchmark's format.{think}
+(every public name below). It reads the prepared datasets under the folder in the RDFT_DATASETS_DIR
+environment variable, supports --debug (process only a small sample, e.g. with debug_sample), and writes
+data.jsonl (chat: {{"messages": [...]}} ending with the assistant's answer) in the current folder, at
+most {limit} samples, with the answer in the benchmark's format.{think}
 
-train.yaml follows rdft's schema (example below). rdft sets model.path, data.path and output.dir
-itself.
+train.yaml follows rdft's schema (every key below); rdft sets model.path, data.path and output.dir.
 
-Example train.yaml:
+Each round is proven in order: the data script runs with --debug; the leakage guard refuses rows that
+hold evaluation items; a 2-step training runs on the rows; the data-quality gate checks the rows
+(reasoning where the benchmark scores reasoned answers, length against data.max_length, duplicates,
+answers against the dataset's gold, the projected full data time and API cost){judge}. A failure comes
+back to you with its reason.
+
+{contract}
+
+The offline planner's train.yaml for this model and host (a known-good start):
 {example}
 
 {scenario}"""
 
 
-def llm_files(
-    llm: ChatLLM, scenario: Scenario, proposal: Proposal, current: dict[str, str], error: str | None
-) -> dict[str, str]:
-    example = yaml.safe_dump(train_config(scenario, proposal.params or default_params(scenario)), sort_keys=False)
-    files = "\n\n".join(f"--- {name} ---\n{text}" for name, text in current.items()) or "(none yet)"
-    task = (
-        f"Hypothesis: {proposal.hypothesis}\nData recipe: {proposal.data_recipe}\n"
-        f"Training recipe: {proposal.training_recipe}\nDatasets: {', '.join(proposal.datasets)}"
-    )
-    ask = f"{task}\n\nCurrent files:\n{files}\n\n"
-    ask += f"The last round failed:\n{error}\n\nFix the files." if error else "Write the files."
+def coder_messages(
+    settings: Settings,
+    scenario: Scenario,
+    proposal: Proposal,
+    current: dict[str, str],
+    failure: tuple[str, str] | None,
+    *,
+    measured: dict | None,
+    with_judge: bool,
+    budget_left: float | None = None,
+) -> list[dict]:
+    """The coding call's messages: the contract (generated from the code), the task, the
+    current files, the last failure with the fixes remembered for it, and — in a first round —
+    the recipes that worked before on this benchmark family."""
+    params = proposal.params or default_params(scenario)
+    config = train_config(scenario, params)
+    rows = params.max_samples if proposal.params else scenario.upper_data_size_limit
+    current_config = yaml.safe_load(current["train.yaml"]) if "train.yaml" in current else config
     think = (
         "\nFT_FORCE_THINK_TOKEN is set: every assistant answer puts its reasoning in <think>…</think> and the final "
         "answer after </think>."
@@ -145,21 +164,42 @@ def llm_files(
         else ""
     )
     system = CODER_SYSTEM.format(
-        limit=scenario.upper_data_size_limit, example=example, scenario=scenario.text(), think=think
+        limit=scenario.upper_data_size_limit,
+        think=think,
+        judge=", then an LLM judge reads the statistics and sample rows" if with_judge else "",
+        contract=coder_contract(settings, scenario, measured,
+                                current_config if isinstance(current_config, dict) else config, rows, budget_left),
+        example=yaml.safe_dump(config, sort_keys=False),
+        scenario=scenario.text(),
+    )  # fmt: skip
+    task = (
+        f"Hypothesis: {proposal.hypothesis}\nData recipe: {proposal.data_recipe}\n"
+        f"Training recipe: {proposal.training_recipe}\nDatasets: {', '.join(proposal.datasets)}"
     )
-    reply = llm.structured(
-        [{"role": "system", "content": system}, {"role": "user", "content": ask}], CodeFiles, purpose="coding"
-    )
-    return {"process_data.py": reply.process_data_py, "train.yaml": reply.train_yaml}
+    files = "\n\n".join(f"--- {name} ---\n{text}" for name, text in current.items()) or "(none yet)"
+    ask = f"{task}\n\n"
+    if failure is None:
+        remembered = render_recipes(recipes_for(settings, scenario.benchmark_family))
+        ask += f"{remembered}\n\n" if remembered else ""
+    ask += f"Current files:\n{files}\n\n"
+    if failure is not None:
+        stage, error = failure
+        fixes = render_fixes(fixes_for(settings, stage, error))
+        ask += f"The last round failed:\n[{stage}] {error}\n\n" + (f"{fixes}\n\n" if fixes else "") + "Fix the files."
+    else:
+        ask += "Write the files."
+    return [{"role": "system", "content": system}, {"role": "user", "content": ask}]
 
 
 # --- proving ---------------------------------------------------------------------------------
 
 
-def guard_debug_data(settings: Settings, scenario: Scenario, data: Path, guard_docs: Path, log: Path) -> dict:
+def guard_debug_data(
+    settings: Settings, scenario: Scenario, data: Path, guard_docs: Path, log: Path, timeout: float
+) -> dict:
     """The leakage guard on the debug rows: any row holding an evaluation item fails the round."""
     try:
-        report = run_guard(settings, scenario.benchmark, [guard_docs], [data], log_path=log)
+        report = run_guard(settings, scenario.benchmark, [guard_docs], [data], log_path=log, timeout=timeout)
     except RdftError as error:
         raise StepFailed("leakage", str(error)) from None
     dropped = report["dropped"]
@@ -174,17 +214,36 @@ def guard_debug_data(settings: Settings, scenario: Scenario, data: Path, guard_d
     return report
 
 
-def prove(settings: Settings, scenario: Scenario, workspace: Path, guard_docs: Path, console: Console) -> None:
-    """One round's checks (raises StepFailed)."""
+def prove(
+    settings: Settings,
+    scenario: Scenario,
+    proposal: Proposal,
+    workspace: Path,
+    guard_docs: Path,
+    console: Console,
+    *,
+    llm: ChatLLM | None = None,
+    deadline: Callable[[float], float] = lambda seconds: seconds,
+) -> dict:
+    """One round's checks (raises StepFailed), every step within deadline(its own timeout);
+    returns the gate's record. What the debug run measured (rows, seconds, API cost, training
+    throughput) is written to .debug/measured.json as soon as it is known, so a failing round
+    still tells the next one how fast this host is."""
     debug = workspace / ".debug"
     shutil.rmtree(debug, ignore_errors=True)
     debug.mkdir()
-    data = run_data_script(
-        settings, workspace, debug=True, timeout=settings.ft_debug_data_processing_timeout, log_path=debug / "data.log"
-    )
+    timeout = deadline(settings.ft_debug_data_processing_timeout)
+    started = time.monotonic()
+    data = run_data_script(settings, workspace, family=scenario.benchmark_family, debug=True, timeout=timeout,
+                           log_path=debug / "data.log", usage_path=debug / "api_usage.json")  # fmt: skip
+    data_seconds = round(time.monotonic() - started, 1)
     shutil.move(data, debug / data.name)
     data = debug / data.name
-    guard_debug_data(settings, scenario, data, guard_docs, debug / "leakage.log")
+    usage = json.loads((debug / "api_usage.json").read_text()) if (debug / "api_usage.json").is_file() else {}
+    measured = {"rows": len(read_samples(data)), "data_seconds": data_seconds,
+                "api_cost_usd": usage.get("cost_usd", 0.0), "api_calls": usage.get("calls", 0)}  # fmt: skip
+    write_atomic(debug / "measured.json", json.dumps(measured))
+    guard_debug_data(settings, scenario, data, guard_docs, debug / "leakage.log", deadline(GUARD_TIMEOUT))
     config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name)
     write_config(workspace, config)
     micro = {**config, "data": {**config["data"], "path": f".debug/{data.name}"}}
@@ -192,11 +251,32 @@ def prove(settings: Settings, scenario: Scenario, workspace: Path, guard_docs: P
     micro["output"] = {**config["output"], "dir": "output", "merge": False}
     path = write_config(workspace, micro, ".debug-train.yaml")
     try:
-        train(settings, path, workspace=debug / "train", console=console, timeout=settings.ft_micro_batch_timeout)
+        result = train(settings, path, workspace=debug / "train", console=console,
+                       timeout=deadline(settings.ft_micro_batch_timeout))  # fmt: skip
     except RdftError as error:
         log = debug / "train" / "train.log"
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise StepFailed("debug_train", f"{error}\n{tail}") from None
+    measured.update(tokens_per_s=result.get("tokens_per_s"),
+                    dropped_too_long=(result.get("data") or {}).get("dropped_too_long"))  # fmt: skip
+    write_atomic(debug / "measured.json", json.dumps(measured))
+    params = proposal.params or default_params(scenario)
+    try:
+        return gate(
+            settings,
+            scenario,
+            data=data,
+            datasets=proposal.datasets or [d.name for d in scenario.datasets],
+            measured=measured,
+            config=config,
+            rows_full=params.max_samples if proposal.params else scenario.upper_data_size_limit,
+            recipe=proposal.data_recipe,
+            llm=llm,
+            log=debug / "quality.log",
+            timeout=deadline(settings.ft_debug_data_processing_timeout),
+        )
+    finally:  # with the rows' mean length the gate measured
+        write_atomic(debug / "measured.json", json.dumps(measured))
 
 
 def code(
@@ -210,23 +290,37 @@ def code(
     guard_docs: Path,
     llm: ChatLLM | None,
     console: Console,
+    measured: dict | None = None,
+    deadline: Callable[[float], float] = lambda seconds: seconds,
+    out_of_budget: Callable[[], bool] = lambda: False,
+    budget_left: Callable[[], float | None] = lambda: None,
+    source: str = "",
 ) -> CodingResult:
+    """Rounds of writing and proving the files. `measured`: what the last debug run of this run
+    measured (the coder sizes its data and training with it); `source`: the run and loop, for
+    the fixes it teaches the knowledge store."""
     workspace.mkdir(parents=True, exist_ok=True)
     if parent_workspace is not None:  # the coder starts from the parent's files
         for name in CODE_FILES:
             if (parent_workspace / name).is_file():
                 shutil.copy2(parent_workspace / name, workspace / name)
     rounds: list[Round] = []
-    error = None
+    failure: tuple[str, str] | None = None
+    failed_files: list[tuple[tuple[str, str], dict[str, str]]] = []  # each failure with the files that failed
     for number in range(1, settings.ft_coder_max_loop + 1):
+        if out_of_budget():  # the run's budget is spent: no more rounds (the stage is redone on resume)
+            raise Interrupted
         start = time.monotonic()
         if llm is None:
-            if error is not None:  # the offline recipe is fixed: a second round would fail the same way
+            if failure is not None:  # the offline recipe is fixed: a second round would fail the same way
                 break
             files = offline_files(scenario, proposal)
         else:
             current = {n: (workspace / n).read_text() for n in CODE_FILES if (workspace / n).is_file()}
-            files = llm_files(llm, scenario, proposal, current, error)
+            messages = coder_messages(settings, scenario, proposal, current, failure, measured=measured,
+                                      with_judge=True, budget_left=budget_left())  # fmt: skip
+            reply = llm.structured(messages, CodeFiles, purpose="coding")
+            files = {"process_data.py": reply.process_data_py, "train.yaml": reply.train_yaml}
         round_dir = stage_dir / f"round_{number}"
         round_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
@@ -234,22 +328,35 @@ def code(
             write_atomic(round_dir / name, text)
         console.print(f"rdft: coding round {number}: proving the files")
         try:
-            prove(settings, scenario, workspace, guard_docs, console)
-        except StepFailed as failure:
-            error = f"[{failure.stage}] {failure}"
-            rounds.append(
-                Round(
-                    round=number,
-                    ok=False,
-                    stage=failure.stage,
-                    error=error[-4000:],
-                    seconds=round(time.monotonic() - start, 1),
-                )
-            )
+            record = prove(settings, scenario, proposal, workspace, guard_docs, console, llm=llm, deadline=deadline)
+        except StepFailed as error:
+            if out_of_budget():
+                raise Interrupted from None
+            measured = _measured(workspace) or measured
+            failure = (error.stage, str(error))
+            failed_files.append((failure, files))
+            rounds.append(Round(round=number, ok=False, stage=error.stage, error=f"[{error.stage}] {error}"[-4000:],
+                                seconds=round(time.monotonic() - start, 1), measured=measured))  # fmt: skip
             write_atomic(round_dir / "evaluation.json", rounds[-1].model_dump_json(indent=1))
-            console.print(f"rdft: coding round {number} failed at {failure.stage}: {str(failure).splitlines()[0]}")
+            console.print(f"rdft: coding round {number} failed at {error.stage}: {str(error).splitlines()[0]}")
             continue
-        rounds.append(Round(round=number, ok=True, seconds=round(time.monotonic() - start, 1)))
+        measured = _measured(workspace) or measured
+        rounds.append(Round(round=number, ok=True, seconds=round(time.monotonic() - start, 1), measured=measured,
+                            quality=record))  # fmt: skip
         write_atomic(round_dir / "evaluation.json", rounds[-1].model_dump_json(indent=1))
+        for (stage, error), before in failed_files if llm is not None else []:
+            fix = files_diff(before, files)
+            if fix:  # what made this error go away, for the next run that meets it
+                remember_fix(settings, family=scenario.benchmark_family, stage=stage, error=error, fix=fix,
+                             source=source)  # fmt: skip
         return CodingResult(ok=True, rounds=rounds)
-    return CodingResult(ok=False, rounds=rounds, error=f"no round passed ({len(rounds)} tried); last: {error}")
+    last = f"[{failure[0]}] {failure[1]}" if failure else None
+    return CodingResult(ok=False, rounds=rounds, error=f"no round passed ({len(rounds)} tried); last: {last}")
+
+
+def _measured(workspace: Path) -> dict | None:
+    path = workspace / ".debug" / "measured.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

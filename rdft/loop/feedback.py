@@ -1,7 +1,9 @@
-"""Stage `feedback`: compare with the best so far numerically (paired bootstrap over the
-validation items), show up to 10 wrong validation samples, explain, decide.
+"""Stage `feedback`: compare with the confirmed best numerically (paired bootstrap over the
+validation items' means), show up to 10 wrong validation samples, explain, decide.
 
-A new best needs a higher primary metric with p(not better) below RDFT_SIGNIFICANCE. Failures
+A loop is *confirmed* when its primary metric is higher than the confirmed best's (or the base
+model's) with p(not better) below RDFT_SIGNIFICANCE. Whether it is also the best by mean — what
+the search builds on next — follows from the numbers in the trace. Failures
 (coder exhaustion, OOM, timeouts, evaluation crashes, LLM outages) are feedback too: recorded
 with their type, never fatal to the run. Rows the leakage guard dropped are named, and a model
 whose answers are degenerate (one answer for nearly every item, mostly unreadable, or empty) is
@@ -33,7 +35,7 @@ class Explanation(BaseModel):
 
 
 class Feedback(BaseModel):
-    decision: bool  # the experiment becomes the best node
+    decision: bool  # confirmed: significantly better than the confirmed best (or the base model)
     status: str  # done | failed
     error_type: str | None = None
     error: str | None = None
@@ -48,7 +50,7 @@ class Feedback(BaseModel):
     def verdict(self) -> str:
         if self.status == "failed":
             return "failed"
-        word = "new best" if self.decision else "rejected"
+        word = "confirmed" if self.decision else "not confirmed"
         return f"{word} (degenerate: {'; '.join(self.flags)})" if self.flags else word
 
     def markdown(self, loop: int, proposal: Proposal | None) -> str:
@@ -61,7 +63,7 @@ class Feedback(BaseModel):
             c = self.comparison
             lines += [
                 "",
-                f"Validation {c['metric']}: {c['candidate']} vs best {c['base']} "
+                f"Validation {c['metric']}: {c['candidate']} vs the confirmed best {c['base']} "
                 f"(difference {c['difference']}, 95% CI {c['ci95']}, p(not better) {c['p_not_better']})",
             ]
         lines += ["", self.explanation]
@@ -92,84 +94,105 @@ def wrong_samples(eval_dir: Path, metric: str, limit: int = MAX_WRONG, seed: int
     return out
 
 
+def assess(
+    settings: Settings,
+    scenario: Scenario,
+    outcome: dict | None,
+    failure: tuple[str, str] | None,
+    reference_items: Path,
+) -> Feedback:
+    """The numbers of the feedback (no explanation yet): the failure, or the comparison with
+    the confirmed best's validation items, the wrong samples, the flags and the leakage."""
+    if failure is not None:
+        kind, message = failure
+        return Feedback(decision=False, status="failed", error_type=kind, error=message[-4000:], explanation="")
+    validation = outcome["validation"]
+    try:
+        comparison = compare_runs(settings, scenario.benchmark, reference_items, Path(validation["items"]))
+    except RdftError as error:  # an evaluation crash is this loop's feedback, not the run's end
+        return Feedback(decision=False, status="failed", error_type="eval", error=str(error),
+                        explanation=f"The comparison failed: {error}")  # fmt: skip
+    confirmed = (comparison["difference"] or 0) > 0 and comparison["p_not_better"] < settings.rdft_significance
+    return Feedback(
+        decision=confirmed,
+        status="done",
+        comparison=comparison,
+        wrong_samples=wrong_samples(Path(validation["dir"]), scenario.primary_metric),
+        explanation="",
+        flags=(validation.get("diagnostics") or {}).get("flags", []),
+        leakage=outcome["data"].get("leakage") or {},
+    )
+
+
+def facts(scenario: Scenario, result: Feedback, outcome: dict | None, reference: str, best: str) -> str:
+    """What the reviewer reads: the numbers, the leakage, the flags, the wrong samples.
+    `reference`: what the loop was compared with (the confirmed best); `best`: the best by mean."""
+    if result.error_type and not outcome:
+        return f"The experiment failed at {result.error_type}:\n{(result.error or '')[-3000:]}"
+    if result.error_type:
+        return f"The comparison with {reference} failed: {result.error}"
+    validation, data, train = outcome["validation"], outcome["data"], outcome["train"]
+    comparison = result.comparison
+    text = (
+        f"Validation {scenario.primary_metric}: {validation['value']} (95% CI {validation['ci95']}; "
+        f"{validation.get('samples', 1)} sample(s) per item) against {reference} {comparison['base']}; paired "
+        f"bootstrap difference {comparison['difference']}, p(not better) {comparison['p_not_better']}. The best by "
+        f"mean so far: {best}. Training loss {train.get('first_loss')} -> {train.get('final_loss')} over "
+        f"{train.get('steps')} steps; {data['samples']} training samples."
+    )
+    too_long = (train.get("data") or {}).get("dropped_too_long")
+    if too_long:
+        text += f" Training dropped {too_long} samples longer than data.max_length."
+    leakage = result.leakage
+    if sum(leakage.values()):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in leakage.items() if n)
+        text += (
+            f" The leakage guard dropped {sum(leakage.values())} of {data['written']} rows the data script wrote "
+            f"({reasons}; {data.get('evaluation_items_hit', '?')} evaluation item(s) copied): the data must not "
+            "contain evaluation items, and the score is on the cleaned data."
+        )
+    if result.flags:
+        text += f" Degenerate answers: {'; '.join(result.flags)} — the score does not show that the task was learned."
+    verdict = "significantly better: confirmed" if result.decision else "not significantly better: not confirmed"
+    if result.decision and result.flags:
+        verdict += ", flagged as degenerate"
+    wrong = "\n".join(
+        f"- Q: {w['question'][:300]} | gold: {w['gold']} | model: {w['response'][:200]}" for w in result.wrong_samples
+    )
+    return f"{text} Decision: {verdict}.\nWrong validation samples:\n{wrong}"
+
+
+def feedback_messages(scenario: Scenario, proposal: Proposal | None, text: str) -> list[dict]:
+    hypothesis = proposal.hypothesis if proposal else "(no proposal: the proposal step failed)"
+    return [
+        {"role": "system", "content": FEEDBACK_SYSTEM.format(scenario=scenario.text())},
+        {"role": "user", "content": f"Hypothesis: {hypothesis}\n\n{text}"},
+    ]
+
+
 def judge(
     settings: Settings,
     scenario: Scenario,
     proposal: Proposal | None,
     outcome: dict | None,
     failure: tuple[str, str] | None,
-    best_items: Path,
+    reference_items: Path,
     *,
     llm: ChatLLM | None,
-    best_label: str,
+    reference: str,
+    best: str,
 ) -> Feedback:
-    if failure is not None:
-        kind, message = failure
-        explanation = _explain(
-            llm,
-            scenario,
-            proposal,
-            f"The experiment failed at {kind}:\n{message[-3000:]}",
-            default=f"The experiment failed at the {kind} step; the run goes on without it.",
-        )
-        return Feedback(
-            decision=False,
-            status="failed",
-            error_type=kind,
-            error=message[-4000:],
-            explanation=explanation.explanation,
-            next_steps=explanation.next_steps,
-        )
-    validation = outcome["validation"]
+    result = assess(settings, scenario, outcome, failure, reference_items)
+    text = facts(scenario, result, outcome, reference, best)
+    if llm is None:
+        if result.status == "failed" and outcome is None:
+            text = f"The experiment failed at the {result.error_type} step; the run goes on without it."
+        return result.model_copy(update={"explanation": result.explanation or text})
     try:
-        comparison = compare_runs(settings, scenario.benchmark, best_items, Path(validation["items"]))
-    except RdftError as error:  # an evaluation crash is this loop's feedback, not the run's end
-        return Feedback(decision=False, status="failed", error_type="eval", error=str(error),
-                        explanation=f"The comparison with {best_label} failed: {error}")  # fmt: skip
-    better = (comparison["difference"] or 0) > 0 and comparison["p_not_better"] < settings.rdft_significance
-    wrong = wrong_samples(Path(validation["dir"]), scenario.primary_metric)
-    data = outcome["data"]
-    leakage = data.get("leakage") or {}
-    flags = (validation.get("diagnostics") or {}).get("flags", [])
-    summary = (
-        f"Validation {scenario.primary_metric}: {validation['value']} (95% CI {validation['ci95']}) against "
-        f"{best_label} {comparison['base']}; paired bootstrap difference {comparison['difference']}, "
-        f"p(not better) {comparison['p_not_better']}. Training loss {outcome['train'].get('first_loss')} -> "
-        f"{outcome['train'].get('final_loss')} over {outcome['train'].get('steps')} steps; "
-        f"{data['samples']} training samples."
-    )
-    if sum(leakage.values()):
-        reasons = ", ".join(f"{reason} {n}" for reason, n in leakage.items() if n)
-        summary += (
-            f" The leakage guard dropped {sum(leakage.values())} of {data['written']} rows the data script wrote "
-            f"({reasons}; {data.get('evaluation_items_hit', '?')} evaluation item(s) copied): the data must not "
-            "contain evaluation items, and the score is on the cleaned data."
-        )
-    if flags:
-        summary += f" Degenerate answers: {'; '.join(flags)} — the score does not show that the task was learned."
-    wrong_text = "\n".join(
-        f"- Q: {w['question'][:300]} | gold: {w['gold']} | model: {w['response'][:200]}" for w in wrong
-    )
-    verdict = "a significant gain: it becomes the best" if better else "no significant gain: rejected"
-    if better and flags:
-        verdict += ", flagged as degenerate"
-    explanation = _explain(
-        llm,
-        scenario,
-        proposal,
-        f"{summary}\nWrong validation samples:\n{wrong_text}",
-        default=f"{summary} Decision: {verdict}.",
-    )
-    return Feedback(
-        decision=better,
-        status="done",
-        comparison=comparison,
-        wrong_samples=wrong,
-        explanation=explanation.explanation,
-        next_steps=explanation.next_steps,
-        flags=flags,
-        leakage=leakage,
-    )
+        explained = llm.structured(feedback_messages(scenario, proposal, text), Explanation, purpose="feedback")
+    except RdftError as error:  # the explanation is optional; the numbers decide
+        return result.model_copy(update={"explanation": f"{text} (no LLM explanation: {error})"})
+    return result.model_copy(update={"explanation": explained.explanation, "next_steps": explained.next_steps})
 
 
 FEEDBACK_SYSTEM = """You review one fine-tuning experiment. Explain the outcome in 3-5 sentences and say what to
@@ -177,17 +200,3 @@ try next. Describe error patterns; never name or target specific evaluation ques
 suggest building data aimed at them.
 
 {scenario}"""
-
-
-def _explain(llm: ChatLLM | None, scenario: Scenario, proposal: Proposal | None, facts: str, default: str):
-    if llm is None:
-        return Explanation(explanation=default, next_steps="")
-    hypothesis = proposal.hypothesis if proposal else "(no proposal: the proposal step failed)"
-    messages = [
-        {"role": "system", "content": FEEDBACK_SYSTEM.format(scenario=scenario.text())},
-        {"role": "user", "content": f"Hypothesis: {hypothesis}\n\n{facts}"},
-    ]
-    try:
-        return llm.structured(messages, Explanation, purpose="feedback")
-    except RdftError as error:  # the explanation is optional; the numbers decide
-        return Explanation(explanation=f"{default} (no LLM explanation: {error})", next_steps="")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from rdft.llm import ChatLLM
 from rdft.loop.scenario import Scenario
-from rdft.loop.trace import Node, Trace
+from rdft.loop.trace import Node
 
 
 class Params(BaseModel):
@@ -55,34 +55,45 @@ Guidance:
 {scenario}"""
 
 
-def history(trace: Trace, parent: Node | None) -> str:
-    lines = [f"Base model validation score: {trace.baseline_validation}"]
-    if parent is not None:
-        lines.append(f"Parent (loop {parent.loop}, the best so far, score {parent.validation}): {parent.hypothesis}")
-    for sibling in trace.children(parent.loop if parent else None):
-        outcome = (
-            f"failed ({sibling.error_type}: {(sibling.error or '')[:200]})"
-            if sibling.status == "failed"
-            else f"score {sibling.validation}, {'accepted' if sibling.accepted else 'rejected'}"
+def task_text(node: Node, parent: Node | None) -> str:
+    """What this loop is asked to do, by its kind (AIDE search drafts, improves and debugs)."""
+    if node.kind == "debug" and parent is not None:
+        tail = (parent.error or "")[-1500:]
+        return (
+            f"Debug loop {parent.loop}: it FAILED at {parent.error_type} with the error below. Propose the same "
+            f"experiment with what broke fixed; keep what it tried.\nThe end of loop {parent.loop}'s error:\n{tail}"
         )
-        lines.append(f"- tried (loop {sibling.loop}): {sibling.hypothesis} -> {outcome}")
-    return "\n".join(lines)
+    if parent is not None:
+        return (
+            f"Improve on loop {parent.loop}, your parent: the best so far by validation mean "
+            f"({parent.validation})"
+            + (", confirmed significant" if parent.confirmed else ", not confirmed yet")
+            + ". Change one thing its outcome and its siblings' point to."
+        )
+    if node.kind == "draft":
+        return "Draft a new experiment from the base model alone, unlike the approaches tried so far."
+    return "No loop has beaten the base model yet: propose an experiment from the base model."
 
 
-def propose_with_llm(
-    llm: ChatLLM, scenario: Scenario, trace: Trace, parent: Node | None, parent_files: dict[str, str]
-) -> Proposal:
+def proposal_messages(
+    scenario: Scenario, history: str, node: Node, parent: Node | None, parent_files: dict[str, str]
+) -> list[dict]:
+    """The proposal call's messages: the scenario, the history tree with each loop's role, the
+    task for this loop's kind, and the parent's files."""
     files = "\n\n".join(f"--- {name} ---\n{text}" for name, text in parent_files.items())
-    messages = [
+    return [
         {"role": "system", "content": SYSTEM.format(scenario=scenario.text())},
         {
             "role": "user",
             "content": (
-                f"{history(trace, parent)}\n\nThe parent's files:\n{files or '(none: start from scratch)'}\n\n"
-                "Propose the next experiment."
+                f"# History\n{history}\n\n# This loop ({node.loop}, {node.kind})\n{task_text(node, parent)}\n\n"
+                f"The parent's files:\n{files or '(none: start from scratch)'}\n\nPropose the next experiment."
             ),
         },
     ]
+
+
+def propose_with_llm(llm: ChatLLM, messages: list[dict]) -> Proposal:
     return llm.structured(messages, Proposal, purpose="proposal")
 
 

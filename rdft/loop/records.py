@@ -13,6 +13,8 @@ from rdft.files import write_atomic
 
 
 class RunArgs(BaseModel):
+    """What `rdft run` was asked (run.json), plus the time the run has spent across its sessions."""
+
     base_model: str
     benchmark: str
     description: str | None = None
@@ -23,8 +25,11 @@ class RunArgs(BaseModel):
     demo: bool = False
     eval_limit: int | None = None
     max_gen_toks: int | None = Field(None, ge=1)  # caps every scoring call: non-standard scores, said so
+    samples: int | None = Field(None, ge=1)  # per item; None: chosen from the split's size (evaluation.run)
     no_sync: bool = False
     target: str | None = None  # the user's words for the goal; the benchmark scores it
+    spent_s: float = 0.0  # wall-clock seconds of work so far, all sessions together
+    budget_from_s: float = 0.0  # spent_s when the current --timeout budget began (a resume may set a new one)
 
 
 def write_json(path: Path, value: dict) -> None:

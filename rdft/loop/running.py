@@ -40,11 +40,12 @@ def scored(
     *,
     model: str,
     adapter: Path | None,
-    limit: int | None,
-    max_gen_toks: int | None,
     console: Console,
+    timeout: float | None = None,
 ) -> dict[str, dict]:
-    """The records of scoring `outputs`' splits (split → folder), in one lm-eval run."""
+    """The records of scoring `outputs`' splits (split → folder), in one lm-eval run, as the
+    scenario's scoring plan says (limit, generation budget, samples per item)."""
+    plan = scenario.scoring
     try:
         with console.status(f"scoring the {' and '.join(outputs)} split(s) with lm-eval ({scenario.benchmark})"):
             summaries = evaluate_splits(
@@ -53,8 +54,11 @@ def scored(
                 adapter=adapter,
                 benchmark=scenario.benchmark,
                 outputs=outputs,
-                limit=limit,
-                max_gen_toks=max_gen_toks,
+                limit=plan.limit,
+                max_gen_toks=plan.max_gen_toks,
+                samples=plan.samples,
+                sampling=plan.sampling(),
+                timeout=timeout,
             )
     except RdftError as error:
         raise StepFailed("eval", str(error)) from None
@@ -69,16 +73,17 @@ def scored(
             "diagnostics": summary.get("diagnostics", {}),
             "max_gen_toks": summary.get("max_gen_toks"),
             "standard": summary.get("standard", True),
+            "samples": summary.get("samples", 1),
+            "temperature": summary.get("temperature"),
+            "top_p": summary.get("top_p"),
         }
         for split, summary in summaries.items()
     }
 
 
-def baseline_key(
-    settings: Settings, scenario: Scenario, split: str, limit: int | None, max_gen_toks: int | None
-) -> str:
-    """Same model files, benchmark items, split, limit, generation budget and scorer code: the
-    same scores."""
+def baseline_key(settings: Settings, scenario: Scenario, split: str) -> str:
+    """Same model files, benchmark items, split, scoring plan (limit, generation budget,
+    samples) and scorer code: the same scores."""
     model = Path(scenario.base_model.path)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model.iterdir() if p.is_file())
     items = prepared_items(settings, scenario.benchmark)
@@ -88,7 +93,7 @@ def baseline_key(
         for p in evaluation_dir().rglob("*")
         if p.is_file() and p.suffix in (".py", ".yaml", ".jsonl")
     )
-    blob = json.dumps([str(model), files, scenario.benchmark, split, limit, max_gen_toks, scorers, items])
+    blob = json.dumps([str(model), files, scenario.benchmark, split, scenario.scoring.model_dump(), scorers, items])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -97,20 +102,19 @@ def baseline_scores(
     scenario: Scenario,
     outputs: dict[str, Path],
     *,
-    limit: int | None,
-    max_gen_toks: int | None,
     console: Console,
+    timeout: float | None = None,
 ) -> dict[str, dict]:
     """The base model's scores on `outputs`' splits, cached under FT_FILE_PATH/baselines (RD-Agent
     caches them too): every run of the same model and benchmark starts from the same,
     once-computed numbers. The splits the cache lacks are scored together."""
     root = settings.ft_file_path.expanduser().resolve() / "baselines"
-    caches = {split: root / baseline_key(settings, scenario, split, limit, max_gen_toks) for split in outputs}
+    caches = {split: root / baseline_key(settings, scenario, split) for split in outputs}
     records = {}
     missing = {split: out for split, out in outputs.items() if not (caches[split] / "record.json").is_file()}
     if missing:
-        fresh = scored(settings, scenario, missing, model=scenario.base_model.path, adapter=None, limit=limit,
-                       max_gen_toks=max_gen_toks, console=console)  # fmt: skip
+        fresh = scored(settings, scenario, missing, model=scenario.base_model.path, adapter=None, console=console,
+                       timeout=timeout)  # fmt: skip
         for split, record in fresh.items():
             _cache(record, outputs[split], caches[split])
         records.update(fresh)
@@ -138,6 +142,9 @@ def _cache(record: dict, output: Path, cache: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+SCORING_TIMEOUT = 7 * 24 * 3600.0  # scoring has no limit of its own; the run's --timeout caps it
+
+
 def run_experiment(
     settings: Settings,
     scenario: Scenario,
@@ -146,8 +153,6 @@ def run_experiment(
     guard_docs: Path,
     *,
     deadline: Callable[[float], float],
-    eval_limit: int | None,
-    max_gen_toks: int | None,
     console: Console,
 ) -> dict:
     """deadline(t) caps a step's timeout `t` by the run's remaining budget."""
@@ -157,9 +162,11 @@ def run_experiment(
         produced = run_data_script(
             settings,
             workspace,
+            family=scenario.benchmark_family,
             debug=False,
             timeout=deadline(settings.ft_data_processing_timeout),
             log_path=stage_dir / "data.log",
+            usage_path=stage_dir / "api_usage.json",
         )
         guarded = stage_dir / f"guarded{produced.suffix}"
         try:
@@ -245,8 +252,8 @@ def run_experiment(
     def score(splits: list[str]) -> dict[str, dict]:
         provenance(train_record)  # the weights may have been touched since training: check again
         outputs = {split: stage_dir / split for split in splits}
-        return scored(settings, scenario, outputs, model=model, adapter=adapter, limit=eval_limit,
-                      max_gen_toks=max_gen_toks, console=console)  # fmt: skip
+        return scored(settings, scenario, outputs, model=model, adapter=adapter, console=console,
+                      timeout=deadline(SCORING_TIMEOUT))  # fmt: skip
 
     records = steps(stage_dir, ["validation", "test"], score)  # one lm-eval run for both
     return {"data": data_record, "train": train_record, **records}

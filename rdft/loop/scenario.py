@@ -15,6 +15,7 @@ from rdft.datasets.registry import get_dataset, registry
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.evaluation.run import model_sampling, samples_for
 from rdft.hardware import probe_in_env
 from rdft.loop.provenance import fingerprint
 from rdft.settings import Settings
@@ -70,6 +71,34 @@ class DatasetView(BaseModel):
     p99_tokens: int | None = None  # the longest task folder's row: its fields' p99 lengths, summed
 
 
+class Scoring(BaseModel):
+    """How every split of the run is scored (the base model and every loop alike)."""
+
+    items: int | None  # validation items (None: unknown until the docs are written)
+    samples: int = 1  # per item: avg@k over sampled answers where the split is small, else greedy
+    temperature: float | None = None
+    top_p: float | None = None
+    limit: int | None = None  # --eval-limit
+    max_gen_toks: int | None = None  # --max-gen-toks
+
+    def sampling(self) -> tuple[float, float] | None:
+        return (self.temperature, self.top_p) if self.samples > 1 else None
+
+
+def scoring_plan(benchmark: str, model_path: Path, *, limit: int | None, max_gen_toks: int | None,
+                 samples: int | None) -> Scoring:  # fmt: skip
+    """k samples per item where the validation split is small (items × k ≥ ~100), with the
+    model's own sampling settings (or 0.6/0.95); greedy for large splits; `samples` overrides."""
+    entry = get_benchmark(benchmark)
+    items = entry.split_size if entry.split_size is not None else limit
+    if limit is not None and items is not None:
+        items = min(items, limit)
+    k = samples or (samples_for(items) if items else 1)
+    temperature, top_p = model_sampling(model_path)
+    return Scoring(items=items, samples=k, temperature=temperature if k > 1 else None,
+                   top_p=top_p if k > 1 else None, limit=limit, max_gen_toks=max_gen_toks)  # fmt: skip
+
+
 class Scenario(BaseModel):
     benchmark: str
     benchmark_family: str
@@ -84,6 +113,7 @@ class Scenario(BaseModel):
     demo: bool = False
     target: str | None = None  # the user's own words for what to improve (--target, FT_USER_TARGET_SCENARIO)
     force_think: bool = False  # FT_FORCE_THINK_TOKEN: answers reason inside <think>…</think>
+    scoring: Scoring = Scoring(items=None)
 
     def text(self) -> str:
         """What the LLM reads."""
@@ -103,6 +133,15 @@ class Scenario(BaseModel):
             self.memory,
             "\n# Budgets (seconds)",
             json.dumps(self.budgets),
+            "\n# Scoring",
+            f"validation split: {self.scoring.items or '?'} items, "
+            + (
+                f"{self.scoring.samples} sampled answers per item (avg@{self.scoring.samples}; temperature "
+                f"{self.scoring.temperature}, top-p {self.scoring.top_p})"
+                if self.scoring.samples > 1
+                else "one greedy answer per item"
+            )
+            + "; the hidden test split is scored the same way for the report only",
             f"\n# Training data: at most {self.upper_data_size_limit} samples per experiment, sampled by code.",
         ]
         for dataset in self.datasets:
@@ -204,6 +243,9 @@ def build_scenario(
     console: Console,
     demo: bool = False,
     target: str | None = None,
+    eval_limit: int | None = None,
+    max_gen_toks: int | None = None,
+    samples: int | None = None,
 ) -> Scenario:
     entry = get_benchmark(benchmark)
     for name in datasets:
@@ -235,6 +277,7 @@ def build_scenario(
         demo=demo,
         target=target,
         force_think=settings.ft_force_think_token,
+        scoring=scoring_plan(benchmark, model_path, limit=eval_limit, max_gen_toks=max_gen_toks, samples=samples),
     )
 
 

@@ -1,6 +1,13 @@
 """The tree of experiments (`trace.json`): one node per loop, its parent, what it tried, how it
-scored, whether it became the best. Greedy search extends the best node; AIDE-style search
-(RDFT_SEARCH=aide) also drafts from scratch and debugs failed nodes."""
+scored, whether it was confirmed. Two bests, both shown in the summary and the report:
+
+- the best by mean: the highest validation mean above the base model's. The search builds on it
+  (greedy extends it; AIDE-style search, RDFT_SEARCH=aide, also drafts from scratch and debugs
+  failed nodes) — on a 15-item split a real gain is rarely significant, and waiting for
+  significance would leave the search without a parent;
+- the confirmed best: the last loop significantly better (paired bootstrap, p(not better) below
+  RDFT_SIGNIFICANCE) than the confirmed best before it, or the base model.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ class Node(BaseModel):
     validation: float | None = None
     validation_ci95: list[float] | None = None
     test: float | None = None
-    accepted: bool = False
+    confirmed: bool = False  # significantly better than the confirmed best before it
     flags: list[str] = []  # degenerate answers
     leakage: dict[str, int] = {}  # training rows the guard dropped, by reason
     seconds: dict[str, float] = {}
@@ -35,25 +42,29 @@ class Trace(BaseModel):
     baseline_validation_ci95: list[float] | None = None
     baseline_test: float | None = None
     baseline_flags: list[str] = []
+    scoring: dict = {}  # how every split is scored: items, samples (k), temperature, top_p
     nodes: list[Node] = []
 
     def node(self, loop: int) -> Node | None:
         return next((n for n in self.nodes if n.loop == loop), None)
 
     def best(self) -> Node | None:
-        """The last accepted node: acceptance needs a significant gain over the best so far."""
-        accepted = [n for n in self.nodes if n.accepted]
-        return accepted[-1] if accepted else None
+        """The finished experiment with the highest validation mean, above the base model's
+        (the earliest on ties): what the search builds on."""
+        scored = [n for n in self.nodes if n.status == "done" and n.validation is not None]
+        above = [n for n in scored if self.baseline_validation is None or n.validation > self.baseline_validation]
+        return max(above, key=lambda n: (n.validation, -n.loop)) if above else None
+
+    def confirmed_best(self) -> Node | None:
+        """The last confirmed node: each was significantly better than the confirmed best before it."""
+        confirmed = [n for n in self.nodes if n.confirmed]
+        return confirmed[-1] if confirmed else None
 
     def best_scored(self) -> Node | None:
-        """The finished experiment with the highest validation score, accepted or not (the
-        earliest on ties): what the offline planner builds on."""
+        """The finished experiment with the highest validation score, above the base model's or
+        not (the earliest on ties): what the offline planner's local search centres on."""
         scored = [n for n in self.nodes if n.status == "done" and n.validation is not None]
         return max(scored, key=lambda n: (n.validation, -n.loop)) if scored else None
-
-    def best_score(self) -> float | None:
-        best = self.best()
-        return best.validation if best else self.baseline_validation
 
     def children(self, parent: int | None) -> list[Node]:
         return [n for n in self.nodes if n.parent == parent and n.status != "running"]

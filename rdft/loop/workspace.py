@@ -21,6 +21,11 @@ from rdft.training.config import load_config
 DATA_FILES = ("data.jsonl", "data.json")
 
 
+class Interrupted(Exception):
+    """The run's --timeout budget ran out in the middle of a step: the step is no failure and is
+    redone when the run resumes."""
+
+
 class StepFailed(RdftError):
     """A step of an experiment failed; `stage` says which (data, config, debug_train, train, eval)."""
 
@@ -56,15 +61,28 @@ def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
     return config
 
 
-def run_data_script(settings: Settings, workspace: Path, *, debug: bool, timeout: float, log_path: Path) -> Path:
-    """Run process_data.py in the data env; the samples file it wrote, checked."""
+def run_data_script(
+    settings: Settings,
+    workspace: Path,
+    *,
+    family: str,
+    debug: bool,
+    timeout: float,
+    log_path: Path,
+    usage_path: Path | None = None,
+) -> Path:
+    """Run process_data.py in the data env; the samples file it wrote, checked. `usage_path`:
+    where the toolkit's model pools write what they spent (calls, tokens, cost)."""
     for name in DATA_FILES:
         (workspace / name).unlink(missing_ok=True)
     env = EnvManager(settings).ensure("data")
     variables = {
         **data_script_environment(settings, with_secrets=True),
         "RDFT_DATASETS_DIR": str(datasets_dir(settings)),
+        "RDFT_BENCHMARK_FAMILY": family,
     }
+    if usage_path is not None:
+        variables["RDFT_USAGE_FILE"] = str(usage_path)
     command = ["python", "process_data.py", *(["--debug"] if debug else [])]
     result = env.run(command, extra_env=variables, cwd=workspace, timeout=timeout, log_path=log_path, echo=False)
     if result.timed_out:

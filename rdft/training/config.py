@@ -28,7 +28,7 @@ class ModelSection(Section):
         description="Local folder or Hugging Face repo id; `tiny:llama` or `tiny:qwen2` for the test model"
     )
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    attn_implementation: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = "auto"
 
     @property
     def tiny_arch(self) -> str | None:
@@ -65,6 +65,7 @@ class TrainSection(Section):
     gradient_checkpointing: bool | Literal["auto"] = "auto"
     seed: int = 42
     liger: Literal["auto", "on", "off"] = "auto"
+    compile: bool = Field(False, description="Compile each decoder layer with torch.compile (GPU; first step slower)")
     logging_steps: int = Field(1, ge=1)
     save_steps: int = Field(0, ge=0, description="Checkpoint every N optimizer steps; 0 = only the final weights")
     save_total_limit: int = Field(2, ge=1)
@@ -87,6 +88,8 @@ class DistributedSection(Section):
 
     @model_validator(mode="after")
     def _multi_node(self) -> DistributedSection:
+        """Several machines need distributed.main_process_ip (rank 0's address) and machine_rank below
+        num_machines; distributed.offload needs strategy zero3."""
         if self.num_machines > 1 and not self.main_process_ip:
             raise ValueError("num_machines > 1 needs main_process_ip (the rank-0 machine's address)")
         if self.machine_rank >= self.num_machines:
@@ -106,6 +109,8 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _combinations(self) -> TrainConfig:
+        """output.merge applies to LoRA/QLoRA only (a full fine-tune saves the whole model); QLoRA
+        cannot be sharded with zero3 (use zero2 or ddp)."""
         if self.method.type == "full" and self.output.merge:
             raise ValueError("output.merge applies to LoRA/QLoRA; a full fine-tune already saves the whole model")
         if self.method.type == "qlora" and self.distributed.strategy == "zero3":
@@ -166,3 +171,85 @@ def load_config(path: Path) -> TrainConfig:
         config.model.path = str((base / config.model.path).resolve())
     config.data.path = (base / config.data.path).resolve()
     return config
+
+
+# --- the schema as text: what `rdft train --schema` prints and the coder is told ------------------
+AUTO_VALUES = {
+    "train.micro_batch_size": "the memory planner's fastest micro-batch that fits in 90% of the GPU's memory "
+    "(4 on CPU)",
+    "train.gradient_checkpointing": "on only when the planner's fastest fit needs it",
+    "model.attn_implementation": "flex_attention for packed rows on a GPU (attention within each sample, masked "
+    "blocks skipped); sdpa otherwise",
+    "train.liger": "Liger's fused kernels when liger-kernel is installed in the train env and a GPU is used",
+    "distributed.strategy": "single for one process; ddp for LoRA/QLoRA and zero3 for a full fine-tune on several GPUs",
+    "data.format": "chat when rows hold `messages`, alpaca when they hold `instruction`/`output`",
+}
+
+
+def _type_text(annotation) -> str:
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "|".join(str(value) for value in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(_type_text(arg) for arg in typing.get_args(annotation) if arg is not type(None)) + (
+            "|null" if type(None) in typing.get_args(annotation) else ""
+        )
+    if origin is list:
+        return f"list[{_type_text(typing.get_args(annotation)[0])}]"
+    if annotation is Path:
+        return "path"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraints(field) -> str:
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    out = []
+    for item in field.metadata:
+        for name, symbol in symbols.items():
+            value = getattr(item, name, None)
+            if value is not None:
+                out.append(f"{symbol} {value}")
+    return ", ".join(out)
+
+
+def schema_rows(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[dict]:
+    """Every key of the schema (`section.key`) with its type, default, constraints and meaning,
+    read from the pydantic models themselves."""
+    rows = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += schema_rows(annotation, f"{prefix}{name}.")
+            continue
+        key = f"{prefix}{name}"
+        default = "required" if field.is_required() else f"default {field.default!s}"
+        rows.append({"key": key, "type": _type_text(annotation), "default": default,
+                     "constraints": _constraints(field), "description": field.description or "",
+                     "auto": AUTO_VALUES.get(key, "")})  # fmt: skip
+    return rows
+
+
+def _rules() -> list[str]:
+    """The cross-key rules, from the validators' docstrings."""
+    validators = (TrainConfig._combinations, DistributedSection._multi_node)
+    return [" ".join((v.__doc__ or "").split()) for v in validators if v.__doc__]
+
+
+def schema_reference() -> str:
+    lines = ["train.yaml keys (unknown keys are refused; omitted keys take the default):"]
+    for row in schema_rows():
+        parts = [f"{row['key']}: {row['type']}", row["default"]]
+        if row["constraints"]:
+            parts.append(row["constraints"])
+        text = ", ".join(parts)
+        if row["description"]:
+            text += f" — {row['description']}"
+        if row["auto"]:
+            text += f" (auto: {row['auto']})"
+        lines.append("  " + text)
+    lines.append("Rules across keys:")
+    lines += [f"  {rule}" for rule in _rules()]
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -14,12 +15,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.files import write_atomic
-from rdft.hardware import host_hardware, probe_in_env
+from rdft.hardware import host_hardware, probe_in_env, ram_gib
 from rdft.resources import recipes_dir
 from rdft.settings import Settings
 from rdft.training.config import TrainConfig, load_config
 from rdft.training.launch import Layout, choose_layout, write_launch_files
-from rdft.training.models import build_tiny_model, model_config_json, resolve_model
+from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model
 from rdft.training.planner import Plan, plan, shape_from_config
 
 
@@ -33,6 +34,29 @@ class TrainingFailed(RdftError):
         self.oom, self.timed_out = oom, timed_out
 
 
+def check_inputs(config: TrainConfig) -> None:
+    """The model and the data exist and can be read: said in one line, before anything starts."""
+    path = config.model.path
+    if not config.model.tiny_arch:
+        local = Path(path).expanduser()
+        if local.exists() or path.startswith((".", "/", "~")) or not HUB_ID.match(path):
+            if not (local / "config.json").is_file():
+                why = "does not exist" if not local.exists() else "has no config.json"
+                raise RdftError(
+                    f"model.path {path} {why}; give a Hugging Face model folder or a Hub id like Qwen/Qwen2.5-7B"
+                )
+    data = Path(config.data.path)
+    if not data.is_file():
+        raise RdftError(f"data.path {data} does not exist; give a chat or alpaca JSONL file")
+    try:
+        with open(data, "rb") as handle:
+            first = handle.read(1)
+    except OSError as error:
+        raise RdftError(f"cannot read data.path {data} ({error.strerror}); fix its permissions") from None
+    if not first:
+        raise RdftError(f"data.path {data} is empty; give a chat or alpaca JSONL file with rows")
+
+
 def parse_gpus(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -44,15 +68,40 @@ def parse_gpus(text: str | None) -> list[int] | None:
         raise RdftError(f"--gpus {text!r} is not a comma-separated list of GPU indices like 0,1") from None
 
 
+def resolve_attention(config: TrainConfig, layout: Layout) -> None:
+    """attn_implementation auto: flex_attention for packed rows on a GPU — it reads the samples'
+    boundaries from the position ids and skips the blocks between samples, where sdpa runs its
+    masked kernel over a dense block-diagonal mask; sdpa otherwise (flex has no CPU backward)."""
+    if config.model.attn_implementation == "auto":
+        flex = bool(layout.gpus) and config.data.packing
+        config.model.attn_implementation = "flex_attention" if flex else "sdpa"
+
+
+ASSUME_GPUS = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+(?:\.\d+)?)\s*(?:GiB|GB|G)?\s*$")
+
+
+def assumed_hardware(text: str) -> dict:
+    """`8x80GiB`: the hardware a dry run plans for instead of this host's (a laptop planning a
+    cluster run). GPUs are taken at their nominal memory; the train env is assumed to be the
+    cuda one (Liger installed)."""
+    match = ASSUME_GPUS.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise RdftError(f"--assume-gpus {text!r} is not COUNTxMEMORY like 8x80GiB or 1x141GiB")
+    count, memory = int(match.group(1)), float(match.group(2))
+    gpus = [{"index": i, "name": f"assumed {memory:g} GiB", "memory_gib": memory} for i in range(count)]
+    return {"gpu_count": count, "gpus": gpus, "ram_gib": ram_gib(), "assumed": True}
+
+
 def make_plan(config: TrainConfig, layout: Layout, hardware: dict, config_json: Path | None) -> Plan | None:
-    """Fill micro_batch_size / gradient_checkpointing set to auto; None when nothing was auto."""
+    """Fill micro_batch_size / gradient_checkpointing set to auto; None when nothing was auto, or
+    when the model's config.json is not at hand (a dry run before the model is built or fetched)."""
     train = config.train
     fixed_size = train.micro_batch_size if train.micro_batch_size != "auto" else None
     fixed_ckpt = train.gradient_checkpointing if train.gradient_checkpointing != "auto" else None
     if fixed_size is not None and fixed_ckpt is not None:
         return None
-    if config_json is None:  # the tiny model, not built yet (dry run)
-        chosen = Plan(fixed_size or 4, bool(fixed_ckpt), 0.0, 0.0)
+    if config_json is None:  # a dry run without the model's config.json: no plan is invented
+        return None
     else:
         if layout.gpus:
             memory = min(g["memory_gib"] for g in hardware["gpus"] if g["index"] in layout.gpus)
@@ -70,9 +119,10 @@ def make_plan(config: TrainConfig, layout: Layout, hardware: dict, config_json: 
             offload=config.distributed.offload,
             micro_batch_size=fixed_size,
             checkpointing=fixed_ckpt,
-            packing=config.data.packing,
             attention=config.model.attn_implementation,
             device="cuda" if layout.gpus else "cpu",
+            # Liger runs on a GPU when liger-kernel is in the train env (the cuda lock has it).
+            liger=bool(layout.gpus) and config.train.liger != "off" and hardware.get("liger", True),
         )
     train.micro_batch_size = chosen.micro_batch_size
     train.gradient_checkpointing = chosen.gradient_checkpointing
@@ -111,9 +161,14 @@ def train(
     verbose: bool = False,
     console: Console | None = None,
     timeout: float | None = None,
+    assume_gpus: str | None = None,
 ) -> dict | None:
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
+    if assume_gpus and not dry_run:
+        raise RdftError("--assume-gpus plans for hardware this host does not have; use it with --dry-run")
+    assumed = assumed_hardware(assume_gpus) if assume_gpus else None
     config = load_config(config_path)
+    check_inputs(config)  # before any env starts: a missing model or data file is one line, not 49
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     workspace = (workspace or settings.ft_file_path / "workspaces" / f"train-{stamp}").expanduser().resolve()
     workspace.mkdir(parents=True, exist_ok=True)
@@ -122,18 +177,21 @@ def train(
 
     manager = EnvManager(settings, log=lambda message: console.print(f"rdft: {message}", highlight=False))
     env = None if dry_run else manager.ensure("train")
-    hardware = host_hardware() if env is None else probe_in_env(env, workspace)
+    hardware = assumed or (host_hardware() if env is None else probe_in_env(env, workspace))
     layout = choose_layout(config, hardware, gpus)
 
     if config.model.tiny_arch and env is not None:
         build_tiny_model(env, config.model.tiny_arch, model_dir, console, verbose)
     if model_dir is not None:
         config.model.path = str(model_dir)
-    chosen = make_plan(
-        config, layout, hardware, model_config_json(config, model_dir, settings) if env or model_dir else None
-    )
+    config_json = model_config_json(config, model_dir, settings, required=env is not None)
+    resolve_attention(config, layout)
+    chosen = make_plan(config, layout, hardware, config_json)
     launch = write_launch_files(config, layout, workspace, recipes_dir())
-    summary = {"workspace": str(workspace), "layout": asdict(layout), "plan": asdict(chosen) if chosen else None}
+    plan_shown: dict | str | None = asdict(chosen) if chosen else None
+    if chosen is None and "auto" in (config.train.micro_batch_size, config.train.gradient_checkpointing):
+        plan_shown = "unknown: the model's config.json is not here yet (it is built or fetched when training starts)"
+    summary = {"workspace": str(workspace), "layout": asdict(layout), "plan": plan_shown}
     write_atomic(workspace / "plan.json", json.dumps({**summary, "hardware": hardware}, indent=2) + "\n")
     if dry_run:
         console.print_json(json.dumps(summary))

@@ -29,7 +29,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy
-from answers import last_json_value
+from answers import last_json_value, responses_of
 from rdkit import Chem, DataStructs, RDConfig, RDLogger
 from rdkit.Chem import QED, AllChem, Crippen, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
@@ -384,10 +384,10 @@ def reaction_docs(dataset):
 def process_results(doc: dict, results: list) -> dict:
     """One number per item for lm-eval's own table (rdft's summary uses `summarize`); NaN marks
     an item whose oracle is unavailable, so it can never pass for a 0."""
-    item = score_item(doc, results[0])
-    if item.get("unavailable"):
-        return {"score": float("nan")}
-    for key in ("correct", "score", "success"):
-        if key in item:
-            return {"score": float(item[key])}
-    return {"score": 0.0}
+    values = []
+    for response in responses_of(results):  # k sampled responses: their mean
+        item = score_item(doc, response)
+        if item.get("unavailable"):
+            return {"score": float("nan")}
+        values.append(next((float(item[key]) for key in ("correct", "score", "success") if key in item), 0.0))
+    return {"score": sum(values) / len(values)}

@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from answers import last_boxed
+from answers import last_boxed, responses_of
 
 PROMPT_SUFFIX = "\nPut the letter in \\boxed{}."
 
@@ -46,5 +46,5 @@ def summarize(items: list[dict]) -> dict:
 
 
 def process_results(doc: dict, results: list) -> dict:
-    response = results[0][0] if isinstance(results[0], list) else results[0]
-    return {"accuracy": score_item(doc, response)["accuracy"]}
+    values = [score_item(doc, r)["accuracy"] for r in responses_of(results)]  # mean over k samples
+    return {"accuracy": sum(values) / len(values)}

@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from answers import last_json_value
+from answers import last_json_value, responses_of
 
 NOC_LABELS = ("102", "103", "ALLOW")
 
@@ -244,13 +244,17 @@ def target_text(benchmark: str, doc: dict) -> str | None:
     return f"{reason}\n\n{code}" if reason else code
 
 
+# lm-eval's own table: the item's metric averaged over its k sampled responses.
 def par4pc_process_results(doc: dict, results: list) -> dict:
-    return {"f1": par4pc_item(doc, results[0])["f1"]}
+    values = [par4pc_item(doc, r)["f1"] for r in responses_of(results)]
+    return {"f1": sum(values) / len(values)}
 
 
 def pi4pc_process_results(doc: dict, results: list) -> dict:
-    return {"gold_hit": pi4pc_item(doc, results[0])["gold_hit"]}
+    values = [pi4pc_item(doc, r)["gold_hit"] for r in responses_of(results)]
+    return {"gold_hit": sum(values) / len(values)}
 
 
 def noc4pc_process_results(doc: dict, results: list) -> dict:
-    return {"correct": noc4pc_item(doc, results[0])["correct"]}
+    values = [noc4pc_item(doc, r)["correct"] for r in responses_of(results)]
+    return {"correct": sum(values) / len(values)}

@@ -1,0 +1,23 @@
+"""The target benchmark's own prompt and scorer, as lm-eval scores with them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+
+def scorer(family: str | None = None, tasks_dir: str | Path | None = None):
+    """The benchmark family's scorer module (evaluation/tasks/<family>/utils.py, no evaluation
+    items): `doc_to_text(doc)` is the exact user prompt lm-eval scores with (build training
+    prompts with it), `process_results(doc, [response])` scores a response against a doc's gold.
+    Defaults: RDFT_BENCHMARK_FAMILY and RDFT_TASKS_DIR, which rdft sets for data scripts."""
+    family = family or os.environ["RDFT_BENCHMARK_FAMILY"]
+    root = Path(tasks_dir or os.environ["RDFT_TASKS_DIR"])
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # the scorers import `answers`
+    spec = importlib.util.spec_from_file_location(f"rdft_scorer_{family}", root / family / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
