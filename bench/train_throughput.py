@@ -102,7 +102,9 @@ def run_baseline(samples: list[dict], steps: int, warmup: int) -> dict:
         # Pad to the longest sample of the batch, as DataCollatorForSeq2Seq does.
         width = max(len(r["input_ids"]) for r in batch)
         batch_tokens.append((width * len(batch), sum(len(r["input_ids"]) for r in batch)))
-        return sft.collate_padded(batch, 0)
+        padded = sft.collate_padded(batch, 0)
+        padded.pop("num_tokens")
+        return padded
 
     args = TrainingArguments(
         output_dir="/tmp/bench-baseline", per_device_train_batch_size=4, max_steps=warmup + steps,
@@ -142,11 +144,12 @@ def run_rdft(samples: list[dict], steps: int, warmup: int, memory_gib: float) ->
     chosen = plan(shape, method="lora", dtype="bfloat16", lora_r=16, max_length=2048, memory_gib=memory_gib)
     model = build_model(chosen.gradient_checkpointing, liger)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    batches = sft.pack(samples, chosen.micro_batch_size * 2048)
+    batches = sft.pack(samples, 2048, chosen.micro_batch_size, 0)
     torch.cuda.reset_peak_memory_stats()
     model.train()
     timed, real = 0.0, 0
     for index, batch in enumerate(batches[: warmup + steps]):
+        tokens = batch.pop("num_tokens")
         batch = {k: v.cuda() for k, v in batch.items()}
         torch.cuda.synchronize()
         start = time.perf_counter()
@@ -156,10 +159,10 @@ def run_rdft(samples: list[dict], steps: int, warmup: int, memory_gib: float) ->
         torch.cuda.synchronize()
         if index >= warmup:
             timed += time.perf_counter() - start
-            real += batch["input_ids"].numel()
+            real += tokens
     result = {
         "tokens_per_s": real / timed,
-        "effective_tokens_per_s": real / timed,  # packed rows carry no padding
+        "effective_tokens_per_s": real / timed,  # padding excluded
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
         "plan": {"micro_batch_size": chosen.micro_batch_size, "gradient_checkpointing": chosen.gradient_checkpointing,
                  "estimate_gib": chosen.estimate_gib},

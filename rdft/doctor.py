@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from rdft import __version__
 from rdft.envs.conda import CONDA_BINARIES
+from rdft.envs.manager import ADOPTED, MARKER
 from rdft.hardware import NoGpus, query_gpus
 from rdft.settings import IGNORED, SECRET_NAMES, Settings
 
@@ -76,8 +78,23 @@ def report(settings: Settings) -> list[tuple[str, str]]:
     rows.append(("envs dir", str(settings.envs_dir)))
     rows.append(("env backend", settings.ft_coder_costeer_env_type))
     rows.append(("torch variant", settings.rdft_torch_variant))
+    rows += _adopted_envs(settings.envs_dir)
     for name in settings.ignored_in_use():
         rows.append((f"ignored {name}", IGNORED[name]))
     for key in settings.unknown_keys():
         rows.append(("unknown .env key", key))
+    return rows
+
+
+def _adopted_envs(envs_dir: Path) -> list[tuple[str, str]]:
+    """Envs that are the user's own interpreters (`rdft env adopt`): named, so no one wonders
+    why rdft never rebuilds them."""
+    rows = []
+    for marker in sorted(envs_dir.glob(f"*/{MARKER}")) if envs_dir.is_dir() else []:
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("backend") == ADOPTED and (envs_dir / record["name"]).resolve() == marker.parent.resolve():
+            rows.append((f"env {record['name']}", f"adopted: {record['python']}"))
     return rows

@@ -9,6 +9,7 @@ CUDA_VISIBLE_DEVICES included); imports nothing from rdft.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -50,6 +51,8 @@ def probe(disk: str) -> dict:
         "cuda": torch.version.cuda,
         "bf16": bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # Whether the recipe's `liger: auto` will find the kernels (the planner counts their memory).
+        "liger": importlib.util.find_spec("liger_kernel") is not None,
     }
 
 

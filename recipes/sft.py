@@ -8,8 +8,14 @@ DeepSpeed ZeRO-2/3 through the accelerate config) and imports nothing from rdft.
 The config is the fully resolved YAML that `rdft train` writes (every key present). What it does:
 - loss only on assistant tokens, found with the model's own chat template; each assistant
   turn's end-of-turn token is a target, so the model learns to stop;
-- padding-free packing: samples are concatenated into one row with position ids restarting
-  at 0, and the attention mask is block-diagonal (no attention across samples);
+- packing: samples are concatenated into rows of at most `data.max_length` tokens with position
+  ids restarting at 0 at each sample; `micro_batch_size` rows make a micro-batch. transformers
+  reads the samples' boundaries from the position ids, so no token attends across samples:
+  flex_attention (GPU) skips the blocks between samples, sdpa gets a block-diagonal mask. A
+  row's tail padding is one more "sample" with no targets, so no attention mask is needed;
+- on a GPU: bf16/fp16 autocast for LoRA (PEFT keeps the adapters in fp32), no host sync except
+  every `logging_steps`, and with `train.compile` each decoder layer compiled (regional
+  torch.compile: one compilation serves every layer);
 - samples longer than `data.max_length` are dropped and counted, never truncated;
 - a metrics JSONL (step, loss, lr, tokens/s, MFU, peak memory), checkpoints with resume from
   the latest one, and a final `result.json`;
@@ -120,31 +126,44 @@ def load_samples(config: dict, tokenizer) -> tuple[list[dict], dict]:
     return samples, stats
 
 
-def pack(samples: list[dict], token_budget: int) -> list[dict]:
-    """Greedy in-order packing into rows of at most `token_budget` tokens, padding-free."""
-    rows, current = [], []
+def pack(samples: list[dict], row_length: int, rows_per_batch: int, pad_id: int) -> list[dict]:
+    """Greedy in-order packing into rows of at most `row_length` tokens, `rows_per_batch` rows
+    per micro-batch."""
+    rows, current, used = [], [], 0
     for sample in samples:
-        if current and sum(len(s["input_ids"]) for s in current) + len(sample["input_ids"]) > token_budget:
-            rows.append(collate_packed(current))
-            current = []
+        if current and used + len(sample["input_ids"]) > row_length:
+            rows.append(current)
+            current, used = [], 0
         current.append(sample)
+        used += len(sample["input_ids"])
     if current:
-        rows.append(collate_packed(current))
-    return rows
+        rows.append(current)
+    return [collate_packed(rows[i : i + rows_per_batch], pad_id) for i in range(0, len(rows), rows_per_batch)]
 
 
-def collate_packed(samples: list[dict]) -> dict:
+def collate_packed(rows: list[list[dict]], pad_id: int) -> dict:
+    """Rows of samples as one micro-batch. Each row's tail padding gets positions from 0, which
+    makes it a sample of its own with no targets: the real samples never attend to it and no
+    attention mask is needed (one would switch off transformers' boundary detection)."""
+    width = max(sum(len(s["input_ids"]) for s in row) for row in rows)
     input_ids, labels, positions = [], [], []
-    for sample in samples:
-        input_ids += sample["input_ids"]
-        # The first token of a sample is never a target: without this, the last token of the
-        # previous sample would be trained to predict it.
-        labels += [IGNORE, *sample["labels"][1:]]
-        positions += range(len(sample["input_ids"]))
+    for row in rows:
+        ids, targets, pos = [], [], []
+        for sample in row:
+            ids += sample["input_ids"]
+            # The first token of a sample is never a target: without this, the last token of
+            # the previous sample would be trained to predict it.
+            targets += [IGNORE, *sample["labels"][1:]]
+            pos += range(len(sample["input_ids"]))
+        pad = width - len(ids)
+        input_ids.append(ids + [pad_id] * pad)
+        labels.append(targets + [IGNORE] * pad)
+        positions.append(pos + list(range(pad)))
     return {
-        "input_ids": torch.tensor([input_ids]),
-        "labels": torch.tensor([labels]),
-        "position_ids": torch.tensor([positions]),
+        "input_ids": torch.tensor(input_ids),
+        "labels": torch.tensor(labels),
+        "position_ids": torch.tensor(positions),
+        "num_tokens": sum(len(s["input_ids"]) for row in rows for s in row),  # padding excluded
     }
 
 
@@ -158,7 +177,7 @@ def collate_padded(samples: list[dict], pad_id: int) -> dict:
         ids[row, :n] = torch.tensor(sample["input_ids"])
         labels[row, :n] = torch.tensor(sample["labels"])
         mask[row, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "num_tokens": int(mask.sum())}
 
 
 def epoch_batches(samples: list[dict], config: dict, epoch: int, pad_id: int) -> list[dict]:
@@ -168,7 +187,7 @@ def epoch_batches(samples: list[dict], config: dict, epoch: int, pad_id: int) ->
     shuffled = [samples[i] for i in order]
     size = config["train"]["micro_batch_size"]
     if config["data"]["packing"]:
-        return pack(shuffled, size * config["data"]["max_length"])
+        return pack(shuffled, config["data"]["max_length"], size, pad_id)
     return [collate_padded(shuffled[i : i + size], pad_id) for i in range(0, len(shuffled), size)]
 
 
@@ -203,6 +222,12 @@ def load_model(config: dict, accelerator):
             _apply_liger_kernel_to_instance(model=model)
     if config["train"]["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config["train"]["compile"]:
+        # Regional compilation: every decoder layer has the same code, so one compilation serves
+        # them all (seconds, not the minutes of compiling the whole model).
+        for module in model.modules():
+            if type(module).__name__.endswith("DecoderLayer"):
+                module.compile()
     if method["type"] in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -365,7 +390,15 @@ def train(config: dict, config_path: Path) -> None:
 
     model.train()
     device = accelerator.device
-    window_loss, window_tokens, window_micro = 0.0, 0, 0
+    # PEFT keeps LoRA weights in fp32 next to a bf16 base: autocast runs their matmuls in bf16.
+    # A full fine-tune trains the weights in their own dtype and needs none.
+    autocast = torch.autocast(
+        device.type,
+        dtype=getattr(torch, config["model"]["dtype"]),
+        enabled=device.type == "cuda" and config["method"]["type"] != "full" and config["model"]["dtype"] != "float32",
+    )
+    # The loss stays on the device until a step is logged: one host sync per logged step.
+    window_loss, window_tokens, window_micro = torch.zeros((), device=device), 0, 0
     total_tokens, run_start, last = 0, time.perf_counter(), time.perf_counter()
     micro_done = state["step"] * accum
     final_loss = None
@@ -373,9 +406,11 @@ def train(config: dict, config_path: Path) -> None:
         epoch, offset = divmod(micro_done, per_epoch)
         batches = epoch_batches(samples, config, epoch, tokenizer.pad_token_id)[rank::world][:per_epoch]
         for batch in batches[offset:]:
-            batch = {k: v.to(device) for k, v in batch.items()}
+            window_tokens += batch.pop("num_tokens")  # real (non-pad) tokens: what a user means by throughput
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                loss = model(**batch, use_cache=False).loss
+                with autocast:
+                    loss = model(**batch, use_cache=False).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tcfg["max_grad_norm"] > 0:
                     accelerator.clip_grad_norm_(trainable, tcfg["max_grad_norm"])
@@ -383,36 +418,35 @@ def train(config: dict, config_path: Path) -> None:
                 scheduler.step()
                 optimizer.zero_grad()
             micro_done += 1
-            window_loss += loss.detach().float().item()
+            window_loss += loss.detach().float()
             window_micro += 1
-            # Real (non-pad) tokens: what a user means by throughput.
-            mask = batch.get("attention_mask")
-            window_tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
             if micro_done % accum:
                 continue
             state["step"] += 1
-            step_loss = accelerator.reduce(torch.tensor(window_loss / window_micro, device=device), "mean").item()
-            step_tokens = int(accelerator.reduce(torch.tensor(window_tokens, device=device), "sum").item())
-            now = time.perf_counter()
-            total_tokens += step_tokens
-            tokens_per_s = step_tokens / max(now - last, 1e-9)
-            last = now
-            state["first_loss"] = state["first_loss"] if state["first_loss"] is not None else step_loss
-            final_loss = step_loss
-            if metrics and (state["step"] % tcfg["logging_steps"] == 0 or state["step"] == total_steps):
-                record = {
-                    "step": state["step"],
-                    "epoch": epoch,
-                    "loss": round(step_loss, 6),
-                    "lr": scheduler.get_last_lr()[0],
-                    "tokens": step_tokens,
-                    "tokens_per_s": round(tokens_per_s, 2),
-                    "mfu": round(flops_per_token * tokens_per_s / (peak_flops * world), 4) if peak_flops else None,
-                    "peak_memory_gib": round(peak_memory_gib(), 3),
-                    "total_steps": total_steps,
-                }
-                metrics.write(json.dumps(record) + "\n")
-            window_loss, window_tokens, window_micro = 0.0, 0, 0
+            logged = state["step"] in (1, total_steps) or state["step"] % tcfg["logging_steps"] == 0
+            if logged:  # the mean loss of the micro-batches since the last logged step
+                step_loss = accelerator.reduce(window_loss / window_micro, "mean").item()
+                step_tokens = int(accelerator.reduce(torch.tensor(window_tokens, device=device), "sum").item())
+                now = time.perf_counter()
+                total_tokens += step_tokens
+                tokens_per_s = step_tokens / max(now - last, 1e-9)
+                last = now
+                state["first_loss"] = state["first_loss"] if state["first_loss"] is not None else step_loss
+                final_loss = step_loss
+                if metrics:
+                    record = {
+                        "step": state["step"],
+                        "epoch": epoch,
+                        "loss": round(step_loss, 6),
+                        "lr": scheduler.get_last_lr()[0],
+                        "tokens": step_tokens,
+                        "tokens_per_s": round(tokens_per_s, 2),
+                        "mfu": round(flops_per_token * tokens_per_s / (peak_flops * world), 4) if peak_flops else None,
+                        "peak_memory_gib": round(peak_memory_gib(), 3),
+                        "total_steps": total_steps,
+                    }
+                    metrics.write(json.dumps(record) + "\n")
+                window_loss, window_tokens, window_micro = torch.zeros((), device=device), 0, 0
             save_every = tcfg["save_steps"]
             if save_every > 0 and state["step"] % save_every == 0 and state["step"] < total_steps:
                 save_checkpoint(accelerator, output, state, tcfg["save_total_limit"])

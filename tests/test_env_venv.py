@@ -1,6 +1,9 @@
 """The venv backend end to end with a small real pip lock (six, a pure-Python package from PyPI)."""
 
 import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -173,3 +176,86 @@ def test_build_progress_reads_the_installers_lines():
     for text in ["Collecting six==1.16.0", "Collecting rich==13.0", "Installing collected packages: six, rich, x"]:
         pip.line(text)
     assert (pip.ready, pip.total) == (3, 3)
+
+
+def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
+    """`rdft env adopt` registers a venv built outside rdft, after checking it has the spec's packages."""
+    prebuilt = tmp_path / "prebuilt"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prebuilt)], check=True)
+    python = prebuilt / "bin" / "python"
+    lacking = rdft("env", "adopt", "tiny", "--python", str(python), env=venv_env)
+    assert "lacks what env 'tiny' needs: six (not installed)" in one_line_error(lacking)
+    assert not (rdft.envs_dir / "tiny").exists()
+
+    # Give the prebuilt venv six: rdft's own build of the spec, reached through a .pth file.
+    assert rdft("env", "create", "tiny", env=venv_env).returncode == 0
+    managed = (rdft.envs_dir / "tiny").resolve()
+    site = next(prebuilt.glob("lib/python*/site-packages"))
+    # The managed build is removed when the prebuilt one replaces it: copy six, then point a .pth at it.
+    shutil.copytree(next(managed.glob("lib/python*/site-packages")), tmp_path / "six-site")
+    (site / "six.pth").write_text(str(tmp_path / "six-site") + "\n")
+
+    adopted = rdft("env", "adopt", "tiny", "--python", str(python), env=venv_env)
+    assert adopted.returncode == 0, adopted.output
+    assert adopted.stdout.strip() == f"tiny: adopted {python}"
+    assert not managed.exists()  # the managed build it replaced is gone
+    ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)",
+               env=venv_env)  # fmt: skip
+    assert ran.returncode == 0, ran.output
+    assert ran.stdout.split() == ["1.16.0", str(prebuilt)]  # the runner uses the adopted interpreter
+    status = rdft("env", "status", env=venv_env)
+    assert re.search(rf"^tiny\s+adopted\s+cpu\s.*adopted: {re.escape(str(python))}", status.stdout, re.M), status.stdout
+    doctor = rdft("doctor", env=venv_env)
+    assert re.search(rf"^env tiny\s+adopted: {re.escape(str(python))}$", doctor.stdout, re.M), doctor.stdout
+    # Adopted envs are used as they are: ensure never rebuilds them.
+    settings = Settings(_env_file=None, rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"], rdft_envs_dir=rdft.envs_dir,
+                        ft_coder_costeer_env_type="venv", rdft_torch_variant="cpu")  # fmt: skip
+    assert EnvManager(settings).ensure("tiny").python == python
+    bad = rdft("env", "adopt", "tiny", "--python", str(tmp_path / "nope"), env=venv_env)
+    assert "is not an executable interpreter" in one_line_error(bad)
+
+
+def test_variant_packages_lock_for_their_variant_only(rdft, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    base = (
+        "name: kit\nchannels: [conda-forge]\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n      - six==1.16.0\n"
+    )
+    (specs / "kit.yml").write_text(base + "variant-pip:\n  cuda:\n    - packaging==24.1\n")
+    env = {"RDFT_ENV_SPECS_DIR": str(specs), "FT_Coder_CoSTEER_env_type": "venv", "RDFT_TORCH_VARIANT": "cpu"}
+    assert rdft("env", "lock", "kit", "--pip-only", env=env).returncode == 0
+    assert "packaging==24.1" in (specs / "kit.cuda.txt").read_text()
+    assert (
+        "packaging" not in (specs / "kit.cpu.txt").read_text() and "six==1.16.0" in (specs / "kit.cpu.txt").read_text()
+    )
+    # The cpu lock stays fresh when only the cuda packages change.
+    (specs / "kit.yml").write_text(base + "variant-pip:\n  cuda:\n    - packaging==24.2\n")
+    status = rdft("env", "status", env=env).stdout
+    assert re.search(r"^kit\s+venv\s+cpu\s.*\smissing\s+\S+$", status, re.M), status  # not "stale"
+    # An env limited to cuda hosts says so on a CPU host.
+    (specs / "gpuonly.yml").write_text(base.replace("name: kit", "name: gpuonly") + "variants: [cuda]\n")
+    assert rdft("env", "lock", "gpuonly", "--pip-only", env=env).returncode == 0
+    assert not (specs / "gpuonly.cpu.txt").exists() and (specs / "gpuonly.cuda.txt").is_file()
+    refused = rdft("env", "create", "gpuonly", env=env)
+    assert "exists for cuda hosts only and this one is cpu" in one_line_error(refused)
+    assert "variant 'gpu'" in one_line_error(
+        rdft("env", "list", env={**env, "RDFT_ENV_SPECS_DIR": str(_spec_dir(tmp_path, base + "variants: [gpu]\n"))})
+    )
+
+
+def _spec_dir(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "bad-specs"
+    folder.mkdir()
+    (folder / "kit.yml").write_text(text)
+    return folder
+
+
+def test_shipped_cuda_locks_hold_the_gpu_kernels():
+    from rdft.resources import env_specs_dir
+
+    train = (env_specs_dir() / "train.cuda.txt").read_text()
+    assert re.search(r"^liger-kernel==", train, re.M) and re.search(r"^bitsandbytes==", train, re.M)
+    assert not re.search(r"^(liger-kernel|bitsandbytes)==", (env_specs_dir() / "train.cpu.txt").read_text(), re.M)
+    score = (env_specs_dir() / "score.cuda.txt").read_text()
+    assert re.search(r"^vllm==", score, re.M) and re.search(r"^lm-eval==", score, re.M)
+    assert not (env_specs_dir() / "score.cpu.txt").exists()

@@ -5,8 +5,10 @@ import struct
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rdft.errors import RdftError
+from rdft.resources import recipes_dir
 from rdft.training.planner import estimate_gib, plan, shape_from_config
 
 # Qwen2.5-7B's published config.json (the fields the planner reads).
@@ -102,3 +104,40 @@ def test_estimate_within_25_percent_of_measured_peak_on_the_tiny_model(shared_di
         )
         measured = row["peak_bytes"] / 2**30
         assert abs(estimate / measured - 1) <= 0.25, (row, estimate, measured)
+
+
+def test_dry_run_plans_for_assumed_gpus(rdft, tmp_path):
+    """A laptop plans the 7B LoRA config for cards it does not have: a 141 GiB card takes ≥ 8k
+    tokens per micro-batch without recomputation, a 24 GiB one needs checkpointing."""
+    model = tmp_path / "qwen25-7b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(QWEN25_7B))
+    (tmp_path / "data.jsonl").write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
+    config = yaml.safe_load((recipes_dir() / "configs" / "lora_single_gpu.yaml").read_text())
+    config["model"]["path"], config["data"]["path"] = str(model), str(tmp_path / "data.jsonl")
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(config))
+
+    def dry_run(gpus: str) -> dict:
+        result = rdft(
+            "train", tmp_path / "lora.yaml", "--workspace", tmp_path / gpus, "--dry-run", "--assume-gpus", gpus
+        )
+        assert result.returncode == 0, result.output
+        assert "sft.py --config train.yaml" in result.stdout  # the launch script
+        shown = json.loads(result.stderr[result.stderr.index("{") :])
+        assert shown["layout"]["processes"] == int(gpus.split("x")[0])
+        written = yaml.safe_load((tmp_path / gpus / "train.yaml").read_text())
+        assert written["train"]["micro_batch_size"] == shown["plan"]["micro_batch_size"]
+        assert written["model"]["attn_implementation"] == "flex_attention"  # packed rows on a GPU
+        return shown["plan"]
+
+    large, small = dry_run("1x141GiB"), dry_run("1x24GiB")
+    assert large["tokens_per_micro_batch"] >= 8192 and large["gradient_checkpointing"] is False
+    assert large["estimate_gib"] <= 0.9 * 141 and large["memory_gib"] == 141
+    assert small["gradient_checkpointing"] is True and small["estimate_gib"] <= 0.9 * 24
+
+    cluster = dry_run("8x80GiB")  # LoRA on 8 cards: DDP, each card planned on its own memory
+    assert cluster["gradient_checkpointing"] is False and cluster["memory_gib"] == 80
+    refused = rdft("train", tmp_path / "lora.yaml", "--assume-gpus", "1x141GiB")
+    assert refused.returncode != 0 and "use it with --dry-run" in refused.output
+    bad = rdft("train", tmp_path / "lora.yaml", "--dry-run", "--assume-gpus", "lots")
+    assert bad.returncode != 0 and "like 8x80GiB" in bad.output and "Traceback" not in bad.output

@@ -54,14 +54,14 @@ def test_tiny_cpu_lora_end_to_end(train_cli, shared_dirs, train_env, tmp_path):
     assert final["adapter_dir"] == str(workspace / "output" / "adapter")
     assert final["merged_dir"] == str(workspace / "output" / "merged")
     assert final["tokens_per_s"] > 0 and final["peak_memory_gib"] > 0
-    assert final["steps"] == 24  # 256 samples packed 4×256 tokens per row → 12 rows per epoch, 2 epochs
+    assert final["steps"] == 26  # 256 samples in rows of 256 tokens, 4 rows per micro-batch → 13 per epoch, 2 epochs
     assert final["final_loss"] < 0.5 * final["first_loss"], final
     assert f"weights in {final['adapter_dir']}" in result.stderr
     # What a user runs by hand is there and readable.
     for name in ("launch.sh", "accelerate.yaml", "train.yaml", "sft.py", "train.log"):
         assert (workspace / name).is_file(), name
     metrics = [json.loads(line) for line in (workspace / "output" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == list(range(1, 25))
+    assert [m["step"] for m in metrics] == list(range(1, 27))
     assert {"loss", "lr", "tokens_per_s", "mfu", "peak_memory_gib"} <= set(metrics[0])
 
     hardware = json.loads((workspace / "plan.json").read_text())["hardware"]
@@ -97,6 +97,10 @@ def test_packing_equals_unpacked_and_only_assistant_tokens_train(train_cli, shar
     # (no sample's last position is scored against the next sample's first token).
     weighted = sum(m * t for m, t in zip(report["per_sample"], report["targets"], strict=True)) / sum(report["targets"])
     assert report["model_loss_packed"] == pytest.approx(weighted, rel=1e-5)
+    # No attention across samples or into padding: a sample's logits ignore its row-mates.
+    assert report["row_mates_diff"] < 1e-5
+    # Several padded rows per micro-batch give the same loss as one row.
+    assert report["multi_rows"] == 3 and report["multi_loss"] == pytest.approx(weighted, rel=1e-5)
     assert report["two_turn_target_text"] == "2<|im_end|>\n4<|im_end|>\n"
 
 

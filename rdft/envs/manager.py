@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -42,18 +43,20 @@ from rdft.settings import Settings
 
 MARKER = ".rdft-env.json"
 Backend = Literal["conda", "venv"]
+ADOPTED = "adopted"  # the backend of an env that is a prebuilt interpreter (`rdft env adopt`)
 
 
 class EnvRecord(BaseModel):
     """What a finished env remembers about how it was built (its `.rdft-env.json`)."""
 
     name: str
-    backend: Backend
     variant: str
+    backend: Backend | Literal["adopted"]
     lock_hash: str
     created: datetime.datetime
     rdft_version: str
     variables: dict[str, str] = {}  # the spec's `variables:`, set for every command
+    python: str | None = None  # an adopted env's interpreter, as the user gave it
 
 
 class Env(BaseModel):
@@ -66,6 +69,8 @@ class Env(BaseModel):
 
     @property
     def python(self) -> Path:
+        if self.record.python:
+            return Path(self.record.python)
         return self.prefix / "bin" / "python"
 
     def run(self, command: Sequence[str], *, extra_env: Mapping[str, str] | None = None, **kwargs) -> RunResult:
@@ -81,6 +86,14 @@ class Env(BaseModel):
         # env's processes write their own bytecode caches, also where PYTHONDONTWRITEBYTECODE is set
         # (as on CI hosts): without them every process compiles torch's modules again, 3 s per start.
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        if self.record.backend == ADOPTED:
+            # The interpreter's own folder first on PATH: its python, accelerate and the like.
+            bin_dir = self.python.parent
+            environ["PATH"] = f"{bin_dir}{os.pathsep}{environ.get('PATH', '')}"
+            if (bin_dir.parent / "pyvenv.cfg").is_file():
+                environ["VIRTUAL_ENV"] = str(bin_dir.parent)
+            environ.pop("PYTHONHOME", None)
+            return command, environ
         if self.record.backend == "venv":
             environ["VIRTUAL_ENV"] = str(self.prefix)
             environ["PATH"] = f"{self.prefix / 'bin'}{os.pathsep}{environ.get('PATH', '')}"
@@ -142,7 +155,7 @@ class EnvManager:
         return "venv"
 
     def lock(self, name: str, *, conda_part: bool = True, pip_part: bool = True) -> list[Path]:
-        """Solve and write the locks of env `name`: conda (this platform) and pip (both variants)."""
+        """Solve and write the locks of env `name`: conda (this platform) and pip (each variant)."""
         spec = self.spec(name)
         written = []
         if conda_part:
@@ -151,7 +164,7 @@ class EnvManager:
             conda.solve_lock(spec, self._lock_platforms(spec), self._cache_dir())
             written.append(spec.conda_lock_path)
         if pip_part and spec.pip:
-            for variant in ("cpu", "cuda"):
+            for variant in spec.variants:
                 written.append(pip_lock.compile_lock(spec, variant))
         return written
 
@@ -236,13 +249,74 @@ class EnvManager:
         with ThreadPoolExecutor(len(names)) as pool:
             return list(pool.map(self.ensure, names))
 
+    def adopt(self, name: str, python: Path, *, allow_missing: Sequence[str] = ()) -> tuple[Env, list[str]]:
+        """Register a prebuilt interpreter (a cluster's module stack, a host without internet) as
+        env `name`, after checking in it that every package of the spec's pip part is installed
+        and imports. Returns the env and notes: version differences from the lock, and the
+        variant-only packages (CUDA kernels) it lacks, which the recipes do without."""
+        spec = self.spec(name)
+        variant = self.variant()
+        interpreter = Path(python).expanduser().absolute()
+        if not interpreter.is_file() or not os.access(interpreter, os.X_OK):
+            raise RdftError(f"--python {python} is not an executable interpreter; give the path of its python")
+        lock = spec.pip_lock_path(variant)
+        locked = _locked_versions(lock) if lock.is_file() else {}
+        needed = [_requirement_name(req) for req in spec.pip]
+        optional = [_requirement_name(req) for req in spec.variant_pip.get(variant, [])]
+        probe = run([str(interpreter), "-c", _ADOPT_PROBE, *needed, *optional], echo=False, timeout=300)
+        if not probe.ok:
+            raise RdftError(f"{interpreter} could not run the package check ({_last_line(probe.tail)})")
+        found = json.loads(next(line for line in reversed(probe.tail.splitlines()) if line.startswith("{")))
+        allowed = {_normalise(n) for n in allow_missing}
+        missing = [f"{n} ({found[n]['error']})" for n in needed if found[n]["error"] and _normalise(n) not in allowed]
+        if missing:
+            raise RdftError(
+                f"{interpreter} lacks what env {name!r} needs: {', '.join(missing)}; install them there "
+                "(or pass --allow-missing NAME for one the runs will not use)"
+            )
+        notes = [f"{n} not installed (optional on {variant})" for n in optional if found[n]["error"]]
+        for n in needed + optional:
+            want, have = locked.get(_normalise(n)), found[n]["version"]
+            if want and have and want != have:
+                notes.append(f"{n} {have} (the lock has {want})")
+        self.envs_dir.mkdir(parents=True, exist_ok=True)
+        link = self.envs_dir / name
+        if link.exists() and not link.is_symlink():
+            raise RdftError(f"{link} exists and was not made by rdft; move it away and retry")
+        folder = self.envs_dir / f"{name}-{ADOPTED}"
+        old = self.current(name)
+        tmp = self.envs_dir / f".{name}-{ADOPTED}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        record = EnvRecord(
+            name=name, backend=ADOPTED, variant=variant, lock_hash="", python=str(interpreter),
+            created=datetime.datetime.now(datetime.UTC), rdft_version=__version__, variables=spec.variables,
+        )  # fmt: skip
+        (tmp / MARKER).write_text(record.model_dump_json(indent=2))
+        if old and old.prefix != folder:
+            shutil.rmtree(old.prefix, ignore_errors=True)  # a managed build it replaces
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        tmp_link = self.envs_dir / f".{name}.link.tmp"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(folder.name)
+        os.replace(tmp_link, link)
+        return Env(name=name, prefix=folder, link=link, record=record), notes
+
     def rebuild(self, name: str) -> Env:
         return self._ensure(name, force=True)
 
     def _ensure(self, name: str, *, force: bool) -> Env:
         spec = self.spec(name)
         backend, variant = self.backend(spec), self.variant()
+        if variant not in spec.variants:
+            raise RdftError(
+                f"env {name!r} exists for {', '.join(spec.variants)} hosts only and this one is {variant}; "
+                "use it on a GPU host (or set RDFT_TORCH_VARIANT)"
+            )
         existing = self.current(name)
+        if not force and existing and existing.record.backend == ADOPTED:
+            return existing  # the user's own interpreter: used as it is, never rebuilt
         if (
             not force
             and existing
@@ -404,7 +478,11 @@ class EnvManager:
                 problem = None
             except RdftError as error:
                 fresh, problem = None, str(error).split(";")[0]
-            if existing is None:
+            if existing is not None and existing.record.backend == ADOPTED:
+                state = f"adopted: {existing.record.python}"
+            elif variant not in spec.variants and existing is None:
+                state = f"not for this host ({', '.join(spec.variants)} only)"
+            elif existing is None:
                 state = "missing" + (f" ({problem})" if problem else "")
             elif problem:
                 state = f"stale: {problem}"
@@ -453,6 +531,48 @@ def uv_binary() -> str | None:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else "no output"
+
+
+# Run by the adopted interpreter: each distribution's version and whether its modules import.
+_ADOPT_PROBE = """
+import importlib, importlib.metadata as md, json, sys
+modules = {}
+for module, dists in md.packages_distributions().items():
+    for dist in dists:
+        modules.setdefault(dist.lower().replace("_", "-"), []).append(module)
+out = {}
+for name in sys.argv[1:]:
+    key = name.lower().replace("_", "-")
+    try:
+        version, error = md.version(name), None
+    except md.PackageNotFoundError:
+        out[name] = {"version": None, "error": "not installed"}
+        continue
+    for module in sorted(m for m in modules.get(key, []) if not m.startswith("_"))[:1]:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            error = f"import {module} failed: {type(exc).__name__}"
+    out[name] = {"version": version, "error": error}
+print(json.dumps(out))
+"""
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0]
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _locked_versions(lock: Path) -> dict[str, str]:
+    out = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][\w.-]*)==([^\s;\\]+)", line)
+        if match:
+            out[_normalise(match.group(1))] = match.group(2)
+    return out
 
 
 def _matches(env: Env, backend: str, variant: str, lock_hash: str | None) -> bool:

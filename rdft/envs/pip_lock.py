@@ -59,7 +59,7 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
     """Resolve the pip part of `spec` for `variant` with uv and write its lock atomically."""
     import uv
 
-    if not spec.pip:
+    if not spec.pip_for(variant):
         raise RdftError(f"env {spec.name!r} has no `pip:` dependencies to lock")
     python = spec.python_version
     if python is None:
@@ -68,7 +68,7 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
     out = spec.pip_lock_path(variant)
     tmp = out.with_suffix(".txt.tmp")
     requirements = out.with_suffix(".in.tmp")
-    requirements.write_text("\n".join(spec.pip) + "\n")
+    requirements.write_text("\n".join(spec.pip_for(variant)) + "\n")
     command = [
         uv.find_uv_bin(),
         "pip",

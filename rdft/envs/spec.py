@@ -5,6 +5,10 @@ Next to each spec lie its locks:
 - `<name>.<variant>.txt`: pip locks with hashes, variant `cpu` or `cuda`.
 Each lock records a hash of the part of the spec it was solved from, so an edited spec makes
 the lock stale instead of silently diverging from it.
+
+Two keys of rdft's own sit next to conda's: `variant-pip` lists pip packages for one torch
+variant only (kernels that exist for CUDA alone, e.g. liger-kernel, bitsandbytes), and
+`variants` limits an env to some variants (vLLM's `score` env is cuda only).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # The keys of conda's environment.yml that conda-lock reads, plus `variables` (conda's own).
 SPEC_KEYS = ("name", "channels", "dependencies", "variables", "platforms", "pip-repositories",
-             "allow-pypi-requests", "category")  # fmt: skip
+             "allow-pypi-requests", "category", "variant-pip", "variants")  # fmt: skip
+VARIANTS = ("cpu", "cuda")
 
 
 class EnvSpec(BaseModel):
@@ -42,6 +47,8 @@ class EnvSpec(BaseModel):
     pip_repositories: list[str] = []  # extra pip indexes, for the lock and the install
     allow_pypi_requests: bool = True  # False: pip packages come from pip_repositories only
     category: str = "main"  # the conda-lock category the packages are recorded under
+    variant_pip: dict[str, list[str]] = {}  # pip packages for one variant only, locked with the rest
+    variants: list[str] = list(VARIANTS)  # the torch variants this env exists for
 
     @property
     def folder(self) -> Path:
@@ -63,14 +70,20 @@ class EnvSpec(BaseModel):
                 return match.group(1)
         return None
 
+    def pip_for(self, variant: str) -> list[str]:
+        """The pip requirements of one variant: the common ones plus the variant's own."""
+        return self.pip + self.variant_pip.get(variant, [])
+
     def conda_hash(self) -> str:
         return _sha256({"channels": self.channels, "dependencies": self.conda})
 
     def pip_hash(self, variant: str) -> str:
         sources = {"repositories": self.pip_repositories, "pypi": self.allow_pypi_requests}
-        if sources == {"repositories": [], "pypi": True}:  # the default: hashes of older locks stay valid
-            return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant})
-        return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant, **sources})
+        # Keys at their defaults stay out of the hash, so locks made before they existed stay valid.
+        extra = {"variant_pip": self.variant_pip[variant]} if self.variant_pip.get(variant) else {}
+        if sources != {"repositories": [], "pypi": True}:
+            extra.update(sources)
+        return _sha256({"pip": self.pip, "python": self.python_version, "variant": variant, **extra})
 
     def pip_indexes(self) -> list[tuple[str, str]]:
         """(option, url) for the pip lock and install: PyPI plus the spec's repositories, or, with
@@ -118,6 +131,14 @@ def load_spec(path: Path) -> EnvSpec:
         raise RdftError(f"{path}: allow-pypi-requests must be true or false")
     if raw.get("allow-pypi-requests") is False and not raw.get("pip-repositories"):
         raise RdftError(f"{path}: allow-pypi-requests is false but there are no pip-repositories to install from")
+    variant_pip = raw.get("variant-pip") or {}
+    if not isinstance(variant_pip, dict) or not all(isinstance(v, list) for v in variant_pip.values()):
+        raise RdftError(f"{path}: variant-pip must map a variant (cpu, cuda) to a list of pip requirements")
+    variants = raw.get("variants") or list(VARIANTS)
+    for variant in [*variant_pip, *variants]:
+        if variant not in VARIANTS:
+            raise RdftError(f"{path}: unknown variant {variant!r}; {did_you_mean(str(variant), list(VARIANTS))}"
+                            f"use {' or '.join(VARIANTS)}")  # fmt: skip
     name = raw.get("name") or path.stem
     if name != path.stem:
         raise RdftError(f"{path}: name {name!r} must match the file name {path.stem!r}")
@@ -135,6 +156,8 @@ def load_spec(path: Path) -> EnvSpec:
             pip_repositories=[str(u) for u in raw.get("pip-repositories") or []],
             allow_pypi_requests=raw.get("allow-pypi-requests", True),
             category=str(raw.get("category") or "main"),
+            variant_pip={str(k): [str(r) for r in v] for k, v in variant_pip.items()},
+            variants=[str(v) for v in variants],
         )
     except ValidationError as error:
         raise RdftError(f"{path}: {error.errors()[0]['msg']}") from None

@@ -10,21 +10,30 @@ in one micro-batch:
     LoRA states  = 16·L                (fp32 weight + grad + two Adam moments)
     full states  = 3·P·b               (grad + two Adam moments in the weight dtype; ZeRO-2/3: /W)
     activations  = T·layers·A          without checkpointing, A = b·(10·hidden + 4·intermediate)
+                                       (Liger's fused SwiGLU recomputes one intermediate tensor:
+                                       A = b·(10·hidden + 3·intermediate))
                  = T·(layers·hidden·b + A) with checkpointing (saved layer inputs + one layer)
-    logits       = T·vocab·4·2         (fp32 logits and their gradient for the loss)
+    logits       = T·vocab·4·2         (fp32 logits and their gradient for the loss; 0 with
+                                        Liger, whose fused loss never materialises them)
     mask         = T·R·8               (R tokens per row: the 4-D attention mask transformers builds
                                         for sdpa/eager, e.g. block-diagonal for packed rows; 0 for
-                                        flash_attention_2; 8 bytes per element measured on CPU)
+                                        flex_attention and flash_attention_2, which work from the
+                                        samples' boundaries; 8 bytes per element measured on CPU)
     peak         = (weights + states + activations + logits + mask)·1.1 + context
                    (context: 0.75 GiB on a GPU for the CUDA context and allocator; 0 on CPU)
 
-The planner tries micro-batches 1…64 with and without checkpointing and keeps the choice with
-the most tokens per second (checkpointing costs ~1.39× the time) that fits in 90% of memory.
+The planner tries 1…64 rows per micro-batch with and without checkpointing and keeps the
+fastest choice that fits in 90% of memory. Speed model: tokens/s grows with the tokens T of a
+micro-batch as T/(T + 900) — fitted to the H200 anchors, where 8,192 → 16,384 tokens gave +5%
+(Liger, no checkpointing) — and recomputation costs 1.39×. So larger micro-batches win while
+they fit, and checkpointing is chosen only when memory requires it (a 16k-token micro-batch
+with checkpointing is slower than an 8k one without).
 
-Error against measured peaks (Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048, micro-batch 4,
-bf16, SDPA, H200, stock HF stack; bench/RESULTS.md): with checkpointing 30.3 GiB measured, 30.9
-estimated (+2%); without, 80.0 measured, 79.8 estimated (−0.2%). Liger's fused loss never
-materialises the logits, so with Liger the estimate is high (safe).
+Error against measured peaks (Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048, bf16, SDPA, H200,
+stock HF stack; bench/RESULTS.md, ../gpu-anchors): micro-batch 4 with checkpointing 30.3 GiB
+measured, 30.9 estimated (+2%); without, 80.0 measured, 79.8 estimated (−0.2%); with Liger and no
+checkpointing 56.0 measured, 60.7 estimated (+8%), micro-batch 8: 97.2 measured, 104.4
+estimated (+7%, safe).
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from rdft.errors import RdftError
 GIB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 CONTEXT_GIB = 0.75
-SATURATION_TOKENS = 4096
+HALF_SPEED_TOKENS = 900  # tokens/s ∝ T/(T + 900): fitted to the H200 anchors
 RECOMPUTE_COST = 1.39
+FLASH_ATTENTION = ("flex_attention", "flash_attention_2")  # attention from the samples' boundaries, no mask
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,7 @@ def estimate_gib(
     row_length: int | None = None,
     attention: str = "sdpa",
     device: str = "cuda",
+    liger: bool = False,
 ) -> float:
     """Estimated peak memory of one GPU, in GiB (formula in the module docstring)."""
     b = DTYPE_BYTES[dtype]
@@ -145,13 +156,13 @@ def estimate_gib(
             states = 0 if offload else states / processes
     else:
         states = 16 * shape.lora_params(lora_r)
-    per_layer = b * (10 * shape.hidden + 4 * shape.intermediate)
+    per_layer = b * (10 * shape.hidden + (3 if liger else 4) * shape.intermediate)
     if checkpointing:
         activations = tokens * (shape.layers * shape.hidden * b + per_layer)
     else:
         activations = tokens * shape.layers * per_layer
-    logits = tokens * shape.vocab * 4 * 2
-    mask = 0 if attention == "flash_attention_2" else tokens * (row_length or tokens) * 8
+    logits = 0 if liger else tokens * shape.vocab * 4 * 2
+    mask = 0 if attention in FLASH_ATTENTION else tokens * (row_length or tokens) * 8
     context = CONTEXT_GIB if device == "cuda" else 0.0
     return ((weights + states + activations + logits + mask) * 1.1) / GIB + context
 
@@ -162,6 +173,7 @@ class Plan:
     gradient_checkpointing: bool
     estimate_gib: float
     memory_gib: float
+    tokens_per_micro_batch: int  # at most: rows of max_length tokens (packed) or samples of it
 
 
 def plan(
@@ -177,9 +189,9 @@ def plan(
     offload: bool = False,
     micro_batch_size: int | None = None,
     checkpointing: bool | None = None,
-    packing: bool = True,
     attention: str = "sdpa",
     device: str = "cuda",
+    liger: bool = False,
 ) -> Plan:
     """The fastest micro-batch/checkpointing pair that fits; fixed values are respected."""
 
@@ -187,7 +199,8 @@ def plan(
         return estimate_gib(
             shape, method=method, dtype=dtype, lora_r=lora_r, tokens=size * max_length,
             checkpointing=mode, processes=processes, strategy=strategy, offload=offload,
-            row_length=size * max_length if packing else max_length, attention=attention, device=device,
+            row_length=max_length, attention=attention, device=device,
+            liger=liger,
         )  # fmt: skip
 
     best: tuple[float, Plan] | None = None
@@ -198,10 +211,9 @@ def plan(
             needed = need(size, mode)
             if needed > 0.9 * memory_gib:
                 continue
-            # Throughput grows with tokens per micro-batch until the GPU is saturated (~4k tokens
-            # for a 7B model); recomputation cost 1.39× on an H200 (bench/RESULTS.md).
-            score = min(size * max_length, SATURATION_TOKENS) / (RECOMPUTE_COST if mode else 1.0)
-            candidate = Plan(size, mode, round(needed, 2), memory_gib)
+            tokens = size * max_length
+            score = tokens / (tokens + HALF_SPEED_TOKENS) / (RECOMPUTE_COST if mode else 1.0)
+            candidate = Plan(size, mode, round(needed, 2), memory_gib, tokens)
             if best is None or score > best[0] + 1e-9:
                 best = (score, candidate)
     if best is None:

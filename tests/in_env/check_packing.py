@@ -14,6 +14,7 @@ import sft
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
+PAD = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 model = AutoModelForCausalLM.from_pretrained(sys.argv[2], dtype=torch.float32).eval()
 rows = sft.read_jsonl(sys.argv[3])[:6]
 # A two-turn conversation too: both assistant turns must be targets, the user turn not.
@@ -42,10 +43,11 @@ def token_losses_of(logits, labels):
 with torch.no_grad():
     alone = []
     for s in samples:
-        batch = sft.collate_packed([s])
+        batch = sft.collate_packed([[s]], PAD)
         losses = token_losses_of(model(batch["input_ids"], use_cache=False).logits, batch["labels"])
         alone.append(float(losses.sum() / (batch["labels"][0, 1:] != -100).sum()))
-    packed = sft.collate_packed(samples)
+    packed = sft.collate_packed([samples], PAD)
+    packed.pop("num_tokens")
     token_losses = token_losses_of(
         model(packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits, packed["labels"]
     )
@@ -59,6 +61,31 @@ with torch.no_grad():
         start += n
     model_loss_packed = float(model(**packed, use_cache=False).loss)
 
+    # A sample's logits do not depend on its row-mates: the same sample after two different
+    # neighbours, and in a two-row micro-batch whose shorter row is padded.
+    a, b, c = samples[0], samples[1], samples[2]
+
+    def logits_of_last(rows, row, start, length):
+        batch = sft.collate_packed(rows, PAD)
+        batch.pop("num_tokens")
+        out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        return out[row, start : start + length]
+
+    n_a = len(a["input_ids"])
+    after_b = logits_of_last([[b, a]], 0, len(b["input_ids"]), n_a)
+    after_c = logits_of_last([[c, a]], 0, len(c["input_ids"]), n_a)
+    padded = logits_of_last([[c, b, c], [a]], 1, 0, n_a)  # row 1 is `a` and tail padding
+    row_mates_diff = max(float((after_b - after_c).abs().max()), float((after_b - padded).abs().max()))
+    # The micro-batch loss of several padded rows is the token-weighted mean of its samples' losses.
+    multi = sft.pack(samples, max(len(s["input_ids"]) for s in samples) + 8, 3, PAD)
+    multi_rows = multi[0]["input_ids"].shape[0]
+    multi_losses = []
+    for batch in multi:
+        batch.pop("num_tokens")
+        token_count = int((batch["labels"] != -100).sum())
+        multi_losses.append((float(model(**batch, use_cache=False).loss), token_count))
+    multi_loss = sum(loss * count for loss, count in multi_losses) / sum(count for _, count in multi_losses)
+
 two_turn = samples[-1]
 targets = [token for token, label in zip(two_turn["input_ids"], two_turn["labels"], strict=True) if label != -100]
 print(
@@ -67,6 +94,9 @@ print(
             "max_abs_diff": max(abs(a - b) for a, b in zip(alone, means, strict=True)),
             "n": len(samples),
             "model_loss_packed": model_loss_packed,
+            "row_mates_diff": row_mates_diff,
+            "multi_rows": multi_rows,
+            "multi_loss": multi_loss,
             "per_sample": means,
             "targets": counts,
             "two_turn_target_text": tokenizer.decode(targets),

@@ -56,7 +56,8 @@ for budget in budgets:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    batch = sft.pack(samples, budget)[0]
+    batch = sft.pack(samples, budget, 1, tokenizer.pad_token_id or 0)[0]  # one row of `budget` tokens
+    batch.pop("num_tokens")
     frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     with PeakTensorMemory() as tracker:
