@@ -3,7 +3,7 @@
 Both runs score the same AIME-style items with the same model through `lm_eval run` in the
 eval env; only the model arguments and batching differ. Baseline: what `lm_eval run --model hf
 --model_args pretrained=M` does by default (batch size 1, the model's default dtype). rdft: the
-arguments `rdft eval` chooses (`rdft.evaluation.run.model_args`, `--batch_size auto`). Tokens
+arguments and batch size `rdft eval` chooses (`rdft/evaluation/generation.py`). Tokens
 are counted with the model's tokenizer over the generated responses; each run's wall time
 includes loading the model, so use enough items (`--items`) for decoding to dominate.
 
@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from rdft.envs import EnvManager  # noqa: E402
 from rdft.evaluation.benchmarks import get_benchmark  # noqa: E402
+from rdft.evaluation.generation import hf_batch_size, longest_prompt_bound  # noqa: E402
 from rdft.evaluation.run import model_args, task_yaml, write_predictions, write_task  # noqa: E402
 from rdft.hardware import gpus as host_gpus  # noqa: E402
 from rdft.settings import get_settings  # noqa: E402
@@ -66,8 +67,8 @@ def main() -> None:
     parser.add_argument("--max-gen-toks", type=int, default=256)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rdft-bench-eval"))
     args = parser.parse_args()
-    gpus = len(host_gpus())
-    if not gpus:
+    memory = [gpu.memory_gib for gpu in host_gpus()]
+    if not memory:
         raise SystemExit("bench/eval_throughput.py needs a CUDA GPU (H100/H200)")
     env = EnvManager(get_settings()).ensure("eval")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -76,8 +77,10 @@ def main() -> None:
                                         "answer": str(8 * i)}) + "\n" for i in range(args.items)))  # fmt: skip
     model = str(Path(args.model).resolve())
     baseline = run(env, "baseline", args.work, docs, model, f"pretrained={model}", "1", args.max_gen_toks)
-    ours = run(env, "rdft", args.work, docs, model, model_args("hf", model, None, gpus, args.max_gen_toks), "auto",
-               args.max_gen_toks)  # fmt: skip
+    prompt_tokens = longest_prompt_bound([docs])
+    batch = hf_batch_size(model, min(memory), args.max_gen_toks, prompt_tokens)
+    ours = run(env, "rdft", args.work, docs, model, model_args("hf", model, None, memory, args.max_gen_toks,
+               prompt_tokens), str(batch or "auto"), args.max_gen_toks)  # fmt: skip
     print(
         json.dumps(
             {"baseline": baseline, "rdft": ours, "ratio": ours["tokens_per_s"] / baseline["tokens_per_s"]}, indent=2

@@ -205,19 +205,45 @@ def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
 
 
 def test_backend_model_args(tmp_path):
-    """What rdft passes lm-eval per backend: vLLM sees every GPU and an adapter's real rank."""
+    """What rdft passes lm-eval per backend, from the model's shape and the cards' memory."""
+    from rdft.evaluation.generation import hf_batch_size
     from rdft.evaluation.run import model_args
 
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 32768}))
+    def folder(name: str, config: dict) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps(config))
+        return path
+
+    qwen7b = {"model_type": "qwen2", "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
+              "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+              "max_position_embeddings": 32768}  # fmt: skip
+    model = folder("qwen7b", qwen7b)
+    big = folder("big", {**qwen7b, "hidden_size": 8192, "intermediate_size": 29568, "num_hidden_layers": 80,
+                         "num_attention_heads": 64, "num_key_value_heads": 8})  # ~72B: 135 GiB in bf16  # fmt: skip
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 100}))
-    vllm = dict(part.split("=", 1) for part in model_args("vllm", str(model), adapter, 4, 32768).split(","))
-    assert vllm["tensor_parallel_size"] == "4" and vllm["max_lora_rank"] == "128"
-    assert vllm["lora_local_path"] == str(adapter) and int(vllm["max_model_len"]) >= 32768 + 8192
-    hf = dict(part.split("=", 1) for part in model_args("hf", str(model), adapter, 1, 32768).split(","))
+
+    def parsed(text: str) -> dict:
+        return dict(part.split("=", 1) for part in text.split(","))
+
+    # 14.2 GiB of weights fit one 80 GiB card: one replica per GPU; the prompt bound is short.
+    vllm = parsed(model_args("vllm", str(model), adapter, [80.0] * 4, 1024, 3000))
+    assert (vllm["tensor_parallel_size"], vllm["data_parallel_size"]) == ("1", "4")
+    assert vllm["max_model_len"] == str(3000 + 1024) and vllm["max_lora_rank"] == "128"
+    assert vllm["lora_local_path"] == str(adapter)
+    assert parsed(model_args("vllm", str(model), None, [80.0], 32768, 9000))["max_model_len"] == "32768"
+    # 135 GiB need 4 cards of 80 (each holds ≤ 40 GiB of weights): tensor parallel 4, two replicas on 8.
+    sharded = parsed(model_args("vllm", str(big), None, [80.0] * 8, 1024, 3000))
+    assert (sharded["tensor_parallel_size"], sharded["data_parallel_size"]) == ("4", "2")
+    hf = parsed(model_args("hf", str(model), adapter, [80.0], 32768, 3000))
     assert hf["peft"] == str(adapter) and hf["dtype"] == "bfloat16" and int(hf["max_length"]) > 32768
-    cpu = dict(part.split("=", 1) for part in model_args("hf", str(model), None, 0, 256).split(","))
+    cpu = parsed(model_args("hf", str(model), None, [], 256, 3000))
     assert cpu == {"pretrained": str(model), "dtype": "float32"}
+    # hf batch: (0.8·24 − 1.1·14.185) GiB left = 3.596; one sequence of 1000 + 1024 tokens holds
+    # 2·28 layers·4 heads·128·2 bytes = 57,344 bytes per token = 0.1081 GiB; 3.596 / (1.25·0.1081) = 26.6.
+    assert hf_batch_size(str(model), 24.0, 1024, 1000) == 26
+    assert hf_batch_size(str(model), 80.0, 1024, 1000) == 64  # capped
+    assert hf_batch_size(str(model), 16.0, 1024, 1000) == 1  # the weights leave nothing: one at a time
+    assert hf_batch_size(str(tmp_path), 80.0, 1024, 1000) is None  # no config.json: lm-eval's auto

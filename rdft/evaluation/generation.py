@@ -1,0 +1,105 @@
+"""How scoring generates on a GPU: lm-eval's backend arguments from the model's shape and the
+cards' memory, instead of lm-eval's defaults.
+
+- vLLM (the `score` env, or an eval env that has it): `max_model_len` = min(the model's limit,
+  the longest prompt + max_gen_toks), so the KV cache is not reserved for 32k-token rows nobody
+  asks for; one replica per GPU (`data_parallel_size`) when the weights fit one card, tensor
+  parallel over the fewest cards that hold them otherwise; an adapter through vLLM's LoRA.
+- hf (the fallback): bf16; an explicit batch size from memory — what is left after the weights,
+  divided by one sequence's KV cache at the longest prompt + max_gen_toks, at most 64 — in place
+  of `batch_size auto`, whose probe at 32k tokens settles near batch 4 (gpu-anchors.md); an
+  adapter merged into a copy of the base first (PEFT's unmerged LoRA layers cost a matmul pair
+  per linear per token). No static cache: lm-eval's batches differ in length, and a static
+  cache compiles the forward again for every new shape (35 s each on an H200).
+
+Prompt lengths are bounded from the docs without a tokenizer: a token is at least one
+character, so a doc's JSON length (which holds more than its prompt) plus room for the chat
+template bounds its prompt's tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rdft.errors import RdftError
+from rdft.training.planner import ModelShape, shape_from_config
+
+TEMPLATE_ROOM = 1024  # tokens for the chat template and the prompt's fixed text
+MAX_HF_BATCH = 64  # the anchors' batch: 2.5k tokens/s at 64 against ~0.3k at lm-eval's default
+VLLM_MEMORY = 0.85  # vLLM's gpu_memory_utilization
+WEIGHTS_SHARE = 0.5  # weights up to this share of a card leave the KV cache room for a replica
+
+
+def shape_of(model: str) -> ModelShape | None:
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return shape_from_config(config)
+    except RdftError:
+        return None  # an architecture the planner does not know: lm-eval's defaults
+
+
+def context_length(model: str) -> int | None:
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    raw = json.loads(config.read_text())
+    return raw.get("max_position_embeddings") or raw.get("text_config", {}).get("max_position_embeddings")
+
+
+def longest_prompt_bound(docs: list[Path]) -> int:
+    """An upper bound of the tokens of any prompt in the docs files."""
+    longest = 0
+    for path in docs:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            longest = max(longest, len(line))
+    return longest + TEMPLATE_ROOM
+
+
+def weights_gib(shape: ModelShape) -> float:
+    return shape.params * 2 / 2**30  # bf16
+
+
+def kv_bytes_per_token(shape: ModelShape) -> int:
+    return 2 * shape.layers * shape.kv_heads * shape.head_dim * 2  # K and V, bf16
+
+
+def vllm_args(
+    model: str, adapter: Path | None, gpu_memory: list[float], max_gen_toks: int, prompt_tokens: int
+) -> list[str]:
+    context = context_length(model)
+    length = prompt_tokens + max_gen_toks
+    max_model_len = min(context, length) if context else length
+    count = max(len(gpu_memory), 1)
+    tensor = 1
+    shape = shape_of(model)
+    if shape is not None and gpu_memory:
+        card = min(gpu_memory)
+        while tensor < count and weights_gib(shape) / tensor > WEIGHTS_SHARE * card:
+            tensor *= 2
+        tensor = min(tensor, count)
+    elif shape is None:
+        tensor = count  # unknown size: shard it over every card, as lm-eval's users do
+    args = [f"pretrained={model}", "dtype=auto", f"gpu_memory_utilization={VLLM_MEMORY}",
+            f"tensor_parallel_size={tensor}", f"data_parallel_size={max(count // tensor, 1)}",
+            f"max_model_len={max_model_len}"]  # fmt: skip
+    if adapter is not None:
+        rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 16)
+        args += [f"lora_local_path={adapter}", f"max_lora_rank={max(16, 1 << (int(rank) - 1).bit_length())}"]
+    return args
+
+
+def hf_batch_size(model: str, gpu_memory: float, max_gen_toks: int, prompt_tokens: int) -> int | None:
+    """The largest batch whose KV cache fits beside the weights (80% of the card), at most 64;
+    None when the model's shape is unknown (then lm-eval's `auto`)."""
+    shape = shape_of(model)
+    if shape is None:
+        return None
+    context = context_length(model)
+    sequence = min(context, prompt_tokens + max_gen_toks) if context else prompt_tokens + max_gen_toks
+    free = 0.8 * gpu_memory - 1.1 * weights_gib(shape)
+    per_sequence = kv_bytes_per_token(shape) * sequence / 2**30
+    # Generation's activations are one token per sequence: the KV cache is the memory that grows.
+    return max(1, min(MAX_HF_BATCH, int(free / (1.25 * per_sequence)))) if free > 0 else 1
