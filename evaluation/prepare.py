@@ -36,6 +36,22 @@ SCHEMA = {
 }  # fmt: skip
 
 
+def load_table() -> dict:
+    """The shipped benchmark table plus the user's own benchmarks (`rdft benchmarks add`), whose
+    registrations rdft points to with RDFT_USER_BENCHMARKS."""
+    table = yaml.safe_load((HERE / "benchmarks.yaml").read_text())
+    user = os.environ.get("RDFT_USER_BENCHMARKS")
+    if user:
+        for path in sorted(Path(user).glob("*/benchmark.yaml")):
+            table.setdefault(path.parent.name, yaml.safe_load(path.read_text()))
+    return table
+
+
+def schema_of(benchmark: str, entry: dict) -> dict | None:
+    """A user benchmark's doc schema: its prompt and answer fields (None: the shipped SCHEMA)."""
+    return {benchmark: entry["custom"]["fields"]} if entry["family"] == "custom" else None
+
+
 def read_local(path: Path) -> list[dict]:
     if path.is_dir():
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(path.glob("*.json"))]
@@ -107,7 +123,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    entry = yaml.safe_load((HERE / "benchmarks.yaml").read_text())[args.benchmark]
+    table = load_table()
+    if args.benchmark not in table:
+        raise SystemExit(f"prepare: unknown benchmark {args.benchmark}; see `rdft benchmarks list`")
+    entry = table[args.benchmark]
     if args.data:
         rows = read_local(args.data)
     elif entry.get("data"):
@@ -116,7 +135,7 @@ def main() -> None:
         rows = read_hub(entry["hub"])
     if not rows:
         raise SystemExit(f"prepare: the data holds no items for {args.benchmark}")
-    check_schema(rows, args.benchmark, entry["family"])
+    check_schema(rows, args.benchmark, entry["family"], schema_of(args.benchmark, entry))
     rows = in_family(rows, args.benchmark)
     if len(args.out) not in (1, len(args.split)):
         raise SystemExit("prepare: give one --out file, or one per --split")

@@ -21,13 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from prepare import check_schema  # noqa: E402  (beside this file)
-
-
-def load_table() -> dict:
-    import yaml
-
-    return yaml.safe_load((HERE / "benchmarks.yaml").read_text())
+from prepare import check_schema, load_table  # noqa: E402  (beside this file)
 
 
 def load_family(family: str):
@@ -83,6 +77,8 @@ class Family:
     def __init__(self, name: str, benchmark: str, judge_model: str | None = None, judge_retry: int = 3):
         self.name, self.benchmark = name, benchmark
         self.module = load_family(name)
+        if name == "custom":  # a user's benchmark: its prompt, answer rule and metric
+            self.module.SPEC = load_table()[benchmark]["custom"]
         # The LLM-judge cascade is for aime25 only, and only where a judge model is configured.
         self.judge = self.module.Judge(judge_model, judge_retry) if judge_model and benchmark == "aime25" else None
 
@@ -259,7 +255,9 @@ def main() -> None:
         for number, (docs_path, predictions_path) in enumerate(zip(args.docs, args.predictions, strict=True)):
             docs = read_docs(docs_path)
             try:
-                check_schema(docs, args.benchmark, load_table()[args.benchmark]["family"], SCORED_FIELDS, "doc")
+                entry = load_table()[args.benchmark]
+                scored = {args.benchmark: [entry["custom"]["answer_field"]]} if entry["family"] == "custom" else None
+                check_schema(docs, args.benchmark, entry["family"], scored or SCORED_FIELDS, "doc")
             except SystemExit as error:
                 raise SystemExit(str(error).replace("prepare: ", "score: ", 1)) from None
             predictions = [json.loads(line) for line in predictions_path.read_text().splitlines() if line.strip()]

@@ -35,6 +35,8 @@ def cli(ctx: click.Context) -> None:
     """
     settings = get_settings()
     ctx.obj = settings
+    # The eval env's scripts (prepare, score, compare) find the user's own benchmarks here.
+    os.environ["RDFT_USER_BENCHMARKS"] = str(settings.ft_file_path.expanduser().resolve() / "benchmarks")
     if ctx.invoked_subcommand not in (None, "doctor"):
         created = check_file_path(settings)
         if created:
@@ -104,12 +106,43 @@ def datasets() -> None:
 
 @datasets.command("list")
 def datasets_list() -> None:
-    """Name, Hugging Face repo (and folder), license, and the benchmarks each serves."""
+    """Name, Hugging Face repo (and folder), license, and the benchmarks each serves; then yours."""
     from rdft.datasets.registry import registry
 
     click.echo(f"{'dataset':<18} {'license':<13} {'source':<50} benchmarks")
     for entry in registry().values():
-        click.echo(f"{entry.name:<18} {entry.license:<13} {entry.source:<50} {', '.join(entry.benchmarks)}")
+        if not entry.user:
+            click.echo(f"{entry.name:<18} {entry.license:<13} {entry.source:<50} {', '.join(entry.benchmarks)}")
+    mine = [entry for entry in registry().values() if entry.user]
+    click.echo(f"\nyour datasets ({len(mine)}; `rdft datasets add NAME --source PATH`)")
+    for entry in mine:
+        click.echo(f"{entry.name:<18} {entry.format:<8} {entry.rows:>7} rows  {entry.source}")
+
+
+@datasets.command("add")
+@click.argument("name")
+@click.option("--source", required=True, type=click.Path(path_type=Path),
+              help="A JSONL, JSON, CSV or parquet file, or a folder of them.")  # fmt: skip
+@click.option("--description", help="What the rows are, for the agent (default: a summary).")
+@click.option("--license", "license_", help="The data's license, shown with it.")
+@click.pass_context
+def datasets_add(ctx: click.Context, name: str, source: Path, description: str | None, license_: str | None) -> None:
+    """Register your own files as dataset NAME, usable as `rdft run --dataset NAME`."""
+    from rdft.datasets.user import add_dataset
+
+    entry = add_dataset(_settings(ctx), name, source, description=description, license=license_)
+    columns = ", ".join(f"{k} ({v})" for k, v in entry.columns.items())
+    click.echo(f"{entry.name}: {entry.rows} {entry.format} rows; columns {columns}")
+
+
+@datasets.command("remove")
+@click.argument("name")
+@click.pass_context
+def datasets_remove(ctx: click.Context, name: str) -> None:
+    """Remove dataset NAME that you added (its copy under FT_FILE_PATH goes with it)."""
+    from rdft.datasets.user import remove_dataset
+
+    click.echo(f"{name}: removed ({remove_dataset(_settings(ctx), name)})")
 
 
 @datasets.command("info")
@@ -125,11 +158,17 @@ def datasets_info(ctx: click.Context, name: str) -> None:
     entry = get_dataset(name)
     local = entry.local_path(datasets_dir(_settings(ctx)))
     manifest = read_manifest(local)
+    hub = f"https://huggingface.co/datasets/{entry.repo}" + (f" (folder {entry.folder})" if entry.folder else "")
     rows = [
         ("dataset", entry.name),
-        (
-            "source",
-            f"https://huggingface.co/datasets/{entry.repo}" + (f" (folder {entry.folder})" if entry.folder else ""),
+        ("source", entry.source if entry.user else hub),
+        *(
+            (
+                ("format", f"{entry.format}, {entry.rows} rows"),
+                ("columns", ", ".join(f"{k} ({v})" for k, v in entry.columns.items())),
+            )
+            if entry.user
+            else ()
         ),
         ("license", entry.license),
         ("serves", ", ".join(entry.benchmarks)),
@@ -294,8 +333,9 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
                 raise RdftError("no base model: give --base-model (a Hub id or a local folder) or set FT_BASE_MODEL")
             if not benchmark and target:
                 raise RdftError(
-                    "a target needs a benchmark that scores it: give --benchmark (see `rdft benchmarks list`) "
-                    "or set FT_TARGET_BENCHMARK"
+                    "a target needs a benchmark that scores it: give --benchmark (see `rdft benchmarks list`), "
+                    "set FT_TARGET_BENCHMARK, or add your own with `rdft benchmarks add NAME --docs FILE "
+                    "--prompt-field F --answer-field A --metric M`"
                 )
             if not benchmark:
                 raise RdftError(
@@ -455,13 +495,62 @@ def benchmarks() -> None:
 
 @benchmarks.command("list")
 def benchmarks_list() -> None:
-    """Name, dataset repo, split sizes, primary metric and its direction."""
+    """Name, dataset repo, split sizes, primary metric and its direction; then yours."""
     from rdft.evaluation.benchmarks import benchmarks as table
+
+    def line(entry) -> str:
+        size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
+        return f"{entry.name:<24} {size:>8}  {entry.primary.metric:<20} {entry.primary.direction:<7} {entry.repo}"
 
     click.echo(f"{'benchmark':<24} {'val/test':>8}  {'primary metric':<20} {'better':<7} dataset")
     for entry in table().values():
-        size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
-        click.echo(f"{entry.name:<24} {size:>8}  {entry.primary.metric:<20} {entry.primary.direction:<7} {entry.repo}")
+        if not entry.custom:
+            click.echo(line(entry))
+    mine = [entry for entry in table().values() if entry.custom]
+    click.echo(f"\nyour benchmarks ({len(mine)}; `rdft benchmarks add NAME --docs FILE ...`)")
+    for entry in mine:
+        click.echo(line(entry))
+
+
+@benchmarks.command("add")
+@click.argument("name")
+@click.option("--docs", required=True, type=click.Path(path_type=Path),
+              help="Your evaluation items: JSONL, JSON, CSV or parquet (a file or a folder).")  # fmt: skip
+@click.option("--prompt-field", help="The item field that is the prompt.")
+@click.option("--prompt-template", help="The prompt as a template of item fields, e.g. 'Review: {text}'.")
+@click.option("--answer-field", required=True, help="The item field that holds the gold answer.")
+@click.option("--metric", help="exact_match, accuracy, f1, numeric_tolerance or json_field_match.")
+@click.option("--answer-key", help="Read the answer from the last JSON object with this key (default: last \\boxed{}).")
+@click.option(
+    "--tolerance", type=float, help="numeric_tolerance: allowed |answer - gold| as a share of max(1, |gold|)."
+)
+@click.option("--scorer", type=click.Path(path_type=Path),
+              help="A Python file with score(doc, response) -> dict, replacing --metric.")  # fmt: skip
+@click.option("--scorer-key", default="score", show_default=True, help="The key of the scorer's dict that is averaged.")
+@click.option("--description", help="What the benchmark asks, for the agent.")
+@click.pass_context
+def benchmarks_add(ctx: click.Context, name: str, docs: Path, prompt_field: str | None, prompt_template: str | None,
+                   answer_field: str, metric: str | None, answer_key: str | None, tolerance: float | None,
+                   scorer: Path | None, scorer_key: str, description: str | None) -> None:  # fmt: skip
+    """Register your own evaluation file as benchmark NAME (seeded validation and hidden test splits)."""
+    from rdft.evaluation.custom import add_benchmark
+
+    entry = add_benchmark(
+        _settings(ctx), name, docs=docs, prompt_field=prompt_field, prompt_template=prompt_template,
+        answer_field=answer_field, metric=metric, answer_key=answer_key, tolerance=tolerance, scorer=scorer,
+        scorer_key=scorer_key, description=description,
+    )  # fmt: skip
+    click.echo(f"{entry.name}: {entry.n} items, {entry.split_size} validation / {entry.split_size} test; "
+               f"primary {entry.primary.metric}: {entry.primary.description}")  # fmt: skip
+
+
+@benchmarks.command("remove")
+@click.argument("name")
+def benchmarks_remove(name: str) -> None:
+    """Remove benchmark NAME that you added."""
+    from rdft.evaluation.custom import remove_benchmark
+
+    click.echo(f"{name}: removed ({remove_benchmark(name)})")
 
 
 @benchmarks.command("prepare")

@@ -20,7 +20,10 @@ scorer before it is kept, so a row whose answer would not score is never trained
   `{"answer": <gold paragraph>}` (PI4PC), the examiner's reasoning then `{"code": …}` (NOC4PC);
 - chemcotbench (ChemCoT's per-subtask files: `query`, `raw_cot`/`struct_cot`, gold in `meta`):
   the chain-of-thought, ending with the subtask's answer JSON (appended from the gold when the
-  chain-of-thought lacks it).
+  chain-of-thought lacks it);
+- custom (a user's benchmark, `rdft benchmarks add`; rows in its schema): the answer as its
+  rule reads it, `{"<answer_key>": answer}` or `\\boxed{answer}`; chat rows (`messages`) of a
+  user's dataset are kept as they are.
 
 With `force_think` (FT_FORCE_THINK_TOKEN) the reasoning sits in <think>…</think> and the answer
 follows it. Rows over `max_tokens` (the base model's tokenizer) are dropped. Every drop is counted by reason
@@ -55,12 +58,15 @@ class Builder:
         self.recipe, self.family, self.drops = recipe, family, {}
         self.benchmark = recipe["benchmark"]
         self.force_think = bool(recipe.get("force_think"))
-        self.answers = {"demo": self.demo, "aime": self.aime, "panorama": self.panorama, "chemcotbench": self.chem}
+        self.answers = {"demo": self.demo, "aime": self.aime, "panorama": self.panorama, "chemcotbench": self.chem,
+                        "custom": self.custom}  # fmt: skip
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
     def row(self, doc: dict) -> dict | None:
+        if self.recipe["benchmark_family"] == "custom" and isinstance(doc.get("messages"), list):
+            return {"messages": doc["messages"]}  # the user's own chat rows
         try:
             prompt = self.family.doc_to_text(doc)
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -134,6 +140,12 @@ class Builder:
             return None
         return cot.strip(), json.dumps({key: gold}, ensure_ascii=False)
 
+    def custom(self, doc: dict) -> tuple[str, str] | None:
+        if doc.get(self.family.SPEC["answer_field"]) in (None, ""):
+            self.drop("no answer")
+            return None
+        return "", self.family.doc_to_target(doc)
+
     def scores(self, doc: dict, answer: str) -> bool:
         """The answer earns full marks under the benchmark's own scorer (mol_opt: an improvement;
         an oracle rdft does not have accepts a valid molecule)."""
@@ -142,6 +154,8 @@ class Builder:
             return self.family.score_item(doc, answer)["accuracy"] == 1
         if name == "aime":
             return self.family.score_item(doc, [answer])["accuracy"] == 1
+        if name == "custom":
+            return float(self.family.score_item(doc, answer).get(self.family.value_key()) or 0) == 1.0
         if name == "panorama":
             item = self.family.SCORERS[self.benchmark][0](doc, answer)
             return item.get("f1", item.get("gold_hit", item.get("correct"))) == 1

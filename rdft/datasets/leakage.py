@@ -48,13 +48,14 @@ MIN_EXACT_WORDS = 6  # shorter texts are not matched exactly (they say too littl
 MIN_IDENTIFIER_CHARS = 6  # application numbers have 8 digits; shorter ones would match by chance
 TASK_WORDS_SHARE = 0.6  # a chemistry row asks the item's subtask when it holds this share of its words
 REASONS = ("exact", "identifier", "molecule", "ngram")
-FAMILIES = ("aime", "panorama", "chemcotbench", "demo")
+FAMILIES = ("aime", "panorama", "chemcotbench", "demo", "custom")
 # What the guard compares, per family (`rdft datasets info` shows it).
 RULES = {
     "aime": "the problem text: exact (normalised) or a shared 13-word window that is the problem's own",
     "panorama": "the application number, and the application's claims and abstract: exact or a shared 13-word window",
     "chemcotbench": "the input molecule(s) in any SMILES spelling (RDKit) with the same subtask, and the query exactly",
     "demo": "the question text, exact (normalised)",
+    "custom": "every text field of the item (prompt, answer, the rest): exact or a shared 13-word window",
 }
 
 _LATEX_SPACING = re.compile(r"\\(?:[,;:! ]|quad|qquad|left|right)")
@@ -231,6 +232,9 @@ def item_of(family: str, doc: dict, index: int, molecules: Molecules | None) -> 
             group=f"item-{index}", exact_only=[query] if query else [], molecules=found,
             subtask=subtask, question=question,
         )  # fmt: skip
+    if family == "custom":  # a user's benchmark: its schema is theirs, so every text field is a key
+        texts = [value for value in doc.values() if isinstance(value, str) and value.strip()]
+        return Item(group=f"item-{index}", texts=texts, parts=True)
     raise ValueError(f"unknown benchmark family {family!r}; one of {', '.join(FAMILIES)}")
 
 

@@ -1,4 +1,5 @@
-"""The dataset registry (`registry.yaml` beside this module), validated with pydantic."""
+"""The dataset registry (`registry.yaml` beside this module), validated with pydantic, plus the
+user's own datasets (`rdft datasets add`), registered inside their prepared copies."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import benchmarks
 
 REGISTRY = Path(__file__).with_name("registry.yaml")
+USER_ENTRY = ".rdft-user-dataset.yaml"  # a user dataset's registration, inside its prepared copy
 
 
 class DatasetEntry(BaseModel):
@@ -29,6 +31,11 @@ class DatasetEntry(BaseModel):
     bundled: str | None = None  # shipped with rdft (rdft/datasets/data/): prepared from there
     fields: list[str] = []  # what every row holds (alternatives a|b): a --source copy is checked against it
     gold: bool = False  # rows hold the benchmark's gold fields: the data-quality gate checks answers against them
+    user: bool = False  # added by the user (`rdft datasets add`)
+    source_path: str | None = None  # a user dataset: the file or folder it was read from
+    format: str | None = None  # a user dataset: chat, alpaca or columns
+    columns: dict[str, str] = {}  # a user dataset: each column's type(s)
+    rows: int | None = None  # a user dataset: how many rows
 
     @property
     def bundled_path(self) -> Path | None:
@@ -44,6 +51,8 @@ class DatasetEntry(BaseModel):
 
     @property
     def source(self) -> str:
+        if self.user:
+            return f"local: {self.source_path}"
         return f"{self.repo}/{self.folder}" if self.folder else self.repo
 
     def local_path(self, datasets_dir: Path) -> Path:
@@ -52,9 +61,23 @@ class DatasetEntry(BaseModel):
 
 
 @functools.cache
-def registry() -> dict[str, DatasetEntry]:
+def builtin() -> dict[str, DatasetEntry]:
     raw = yaml.safe_load(REGISTRY.read_text())
     return {name: DatasetEntry(name=name, **entry) for name, entry in raw.items()}
+
+
+@functools.cache
+def registry() -> dict[str, DatasetEntry]:
+    from rdft.settings import get_settings
+
+    table = dict(builtin())
+    folder = get_settings().ft_file_path.expanduser().resolve() / "datasets"
+    for path in sorted(folder.glob(f"*/{USER_ENTRY}")) if folder.is_dir() else []:
+        try:
+            table.setdefault(path.parent.name, DatasetEntry(name=path.parent.name, **yaml.safe_load(path.read_text())))
+        except (yaml.YAMLError, TypeError, ValueError):
+            continue  # a damaged registration is not a dataset; `rdft datasets remove` clears it
+    return table
 
 
 def get_dataset(name: str) -> DatasetEntry:

@@ -1,8 +1,10 @@
-"""The benchmark table (`evaluation/benchmarks.yaml`): one place for names, data, primary metrics."""
+"""The benchmark table (`evaluation/benchmarks.yaml`): one place for names, data, primary metrics;
+plus the user's own benchmarks (`rdft benchmarks add`), registered under FT_FILE_PATH/benchmarks."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
@@ -32,6 +34,14 @@ class Benchmark(BaseModel):
     n: int | None
     primary: Primary
     reasoning: bool = False  # scored after reasoning: training rows must carry it (the data-quality gate)
+    custom: dict | None = None  # a user benchmark's spec (prompt, answer rule, metric): family `custom`
+    description: str | None = None  # a user benchmark's own words for the LLM
+
+    @property
+    def task_template(self) -> Path:
+        """The lm-eval task YAML it is scored with (a user benchmark: the generic `custom` one)."""
+        folder = evaluation_dir() / "tasks" / self.family
+        return folder / ("custom.yaml" if self.custom else f"{self.name}.yaml")
 
     @property
     def split_size(self) -> int | None:
@@ -39,10 +49,32 @@ class Benchmark(BaseModel):
         return min(100, self.n // 2) if self.n else None
 
 
+SHIPPED = evaluation_dir() / "benchmarks.yaml"
+USER_SPEC = "benchmark.yaml"  # a user benchmark's registration, beside its items
+
+
+def user_benchmarks_dir() -> Path:
+    from rdft.settings import get_settings
+
+    return get_settings().ft_file_path.expanduser().resolve() / "benchmarks"
+
+
+@functools.cache
+def shipped() -> dict[str, Benchmark]:
+    raw = yaml.safe_load(SHIPPED.read_text())
+    return {name: Benchmark(name=name, **entry) for name, entry in raw.items()}
+
+
 @functools.cache
 def benchmarks() -> dict[str, Benchmark]:
-    raw = yaml.safe_load((evaluation_dir() / "benchmarks.yaml").read_text())
-    return {name: Benchmark(name=name, **entry) for name, entry in raw.items()}
+    table = dict(shipped())
+    folder = user_benchmarks_dir()
+    for path in sorted(folder.glob(f"*/{USER_SPEC}")) if folder.is_dir() else []:
+        try:
+            table.setdefault(path.parent.name, Benchmark(name=path.parent.name, **yaml.safe_load(path.read_text())))
+        except (yaml.YAMLError, TypeError, ValueError):
+            continue  # a damaged registration is not a benchmark; `rdft benchmarks remove` clears it
+    return table
 
 
 def get_benchmark(name: str) -> Benchmark:

@@ -20,6 +20,7 @@ import yaml
 from rdft import hardware
 from rdft.envs import Env, EnvManager
 from rdft.errors import RdftError
+from rdft.evaluation import generation
 from rdft.evaluation.benchmarks import Benchmark, get_benchmark
 from rdft.evaluation.items import write_docs
 from rdft.evaluation.score import scorer_options
@@ -99,19 +100,18 @@ def task_yaml(
     sampling: tuple[float, float] = SAMPLING,
 ) -> str:
     """The benchmark's task YAML, re-pointed at the split's local docs."""
-    folder = evaluation_dir() / "tasks" / entry.family
-    config = yaml.load((folder / f"{entry.name}.yaml").read_text(), Loader=_Loader)  # keeps !function tags
+    config = yaml.load(entry.task_template.read_text(), Loader=_Loader)  # keeps !function tags
     config.update(task=task, dataset_path="json", test_split="test")
     config["dataset_kwargs"] = {"data_files": {"test": str(docs)}}
     config.pop("process_docs", None)  # prepare.py already narrowed the rows
-    generation = dict(config.get("generation_kwargs") or {})
+    kwargs = dict(config.get("generation_kwargs") or {})
     if max_gen_toks:
-        generation["max_gen_toks"] = max_gen_toks
+        kwargs["max_gen_toks"] = max_gen_toks
     if samples > 1:
-        generation.update(do_sample=True, temperature=sampling[0], top_p=sampling[1])
+        kwargs.update(do_sample=True, temperature=sampling[0], top_p=sampling[1])
         config["repeats"] = samples
         config["filter_list"] = [{"name": f"all_{samples}", "filter": [{"function": "take_first_k", "k": samples}]}]
-    config["generation_kwargs"] = generation
+    config["generation_kwargs"] = kwargs
     return yaml.dump(config, Dumper=_Dumper, sort_keys=False)
 
 
@@ -125,6 +125,8 @@ def write_task(tasks: Path, entry: Benchmark, task: str, text: str) -> None:
     shutil.copy2(shipped / "answers.py", tasks / "answers.py")
     for module in (shipped / entry.family).glob("*.py"):
         shutil.copy2(module, family / module.name)
+    if entry.custom:  # the generic scorer reads the benchmark's spec beside it
+        write_atomic(family / "spec.json", json.dumps(entry.custom, indent=1))
     (family / f"{task}.yaml").write_text(text)
 
 
@@ -132,34 +134,37 @@ def _has_vllm(env: Env) -> bool:
     return env.run(["python", "-c", "import vllm"], echo=False).ok
 
 
-def _context_length(model: str) -> int | None:
-    config = Path(model) / "config.json"
-    if not config.is_file():
-        return None
-    raw = json.loads(config.read_text())
-    return raw.get("max_position_embeddings") or raw.get("text_config", {}).get("max_position_embeddings")
-
-
-def model_args(backend: str, model: str, adapter: Path | None, gpus: int, max_gen_toks: int) -> str:
-    context = _context_length(model)
+def model_args(backend: str, model: str, adapter: Path | None, gpu_memory: list[float], max_gen_toks: int,
+               prompt_tokens: int) -> str:  # fmt: skip
+    """lm-eval's --model_args (rdft/evaluation/generation.py says how each is chosen)."""
     if backend == "vllm":
-        args = [
-            f"pretrained={model}",
-            "dtype=auto",
-            "gpu_memory_utilization=0.85",
-            f"tensor_parallel_size={max(gpus, 1)}",
-        ]
-        args.append(f"max_model_len={max(context or 0, max_gen_toks + 8192)}")
-        if adapter is not None:
-            rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 16)
-            args += [f"lora_local_path={adapter}", f"max_lora_rank={max(16, 1 << (int(rank) - 1).bit_length())}"]
-        return ",".join(args)
-    args = [f"pretrained={model}", f"dtype={'bfloat16' if gpus else 'float32'}"]
+        return ",".join(generation.vllm_args(model, adapter, gpu_memory, max_gen_toks, prompt_tokens))
+    args = [f"pretrained={model}", f"dtype={'bfloat16' if gpu_memory else 'float32'}"]
     if adapter is not None:
         args.append(f"peft={adapter}")
+    context = generation.context_length(model)
     if context and max_gen_toks >= context:  # hf asserts max_length > max_gen_toks
         args.append(f"max_length={max_gen_toks + 4096}")
     return ",".join(args)
+
+
+MERGE = """
+import sys, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+base = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16)
+PeftModel.from_pretrained(base, sys.argv[2]).merge_and_unload().save_pretrained(sys.argv[3])
+AutoTokenizer.from_pretrained(sys.argv[2] if __import__("os").path.exists(sys.argv[2] + "/tokenizer_config.json")
+                              else sys.argv[1]).save_pretrained(sys.argv[3])
+"""
+
+
+def merged_copy(env: Env, model: str, adapter: Path, folder: Path, timeout: float | None) -> Path:
+    """The base with the adapter merged in, for the hf backend on a GPU (deleted after scoring)."""
+    result = env.run(["python", "-c", MERGE, model, str(adapter), str(folder)], echo=False, timeout=timeout)
+    if not result.ok:
+        raise RdftError(f"merging {adapter} into {model} for scoring failed: {result.tail.strip().splitlines()[-1:]}")
+    return folder
 
 
 def evaluate(
@@ -234,24 +239,42 @@ def evaluate_splits(
         write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs[split], samples,
                                                                     max_gen_toks, sampling))  # fmt: skip
 
-    gpus = len(hardware.gpus())
+    gpu_memory = [gpu.memory_gib for gpu in hardware.gpus()]
+    gpus = len(gpu_memory)
+    # On a GPU host the `score` env (vLLM with its own torch) generates when it has been built;
+    # the scorers below always run in the eval env.
+    score_env = EnvManager(settings).current("score") if gpus else None
+    generator = score_env if score_env is not None and backend in ("auto", "vllm") else env
     if backend == "auto":
-        backend = "vllm" if gpus and _has_vllm(env) else "hf"
-    generation = max_gen_toks or entry_max_gen_toks(entry)
+        backend = "vllm" if gpus and (generator is score_env or _has_vllm(env)) else "hf"
+    max_new = max_gen_toks or entry_max_gen_toks(entry)
+    prompt_tokens = generation.longest_prompt_bound(list(docs.values()))
+    scored_model, merged = model, None
+    if backend == "hf" and gpus and adapter is not None:
+        merged = merged_copy(env, model, adapter, first / ".merged", left())
+        scored_model = str(merged)
+    if batch_size is None:
+        planned = generation.hf_batch_size(scored_model, min(gpu_memory), max_new, prompt_tokens) if gpus else 4
+        batch_size = str(planned) if planned else "auto"
     results = first / "lm_eval"
     command = [
         "python", str(evaluation_dir() / "harness.py"), "--model", backend,
-        "--model_args", model_args(backend, model, adapter, gpus, generation),
+        "--model_args", model_args(backend, scored_model, None if merged else adapter, gpu_memory, max_new,
+                                   prompt_tokens),
         "--tasks", ",".join(tasks.values()),
         "--include_path", str(first / "tasks"),
         "--apply_chat_template", "--log_samples", "--output_path", str(results),
-        "--batch_size", batch_size or ("auto" if gpus else "4"), "--device", "cuda" if gpus else "cpu",
+        "--batch_size", "auto" if backend == "vllm" else batch_size, "--device", "cuda" if gpus else "cpu",
         "--seed", "0",
     ]  # fmt: skip
     if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
         extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = env.run(command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose,
-                     timeout=left())  # fmt: skip
+    try:
+        result = generator.run(command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose,
+                               timeout=left())  # fmt: skip
+    finally:
+        if merged is not None:
+            shutil.rmtree(merged, ignore_errors=True)
     if result.timed_out:
         raise RdftError(f"scoring timed out after {timeout:g} s; see {first / 'lm_eval.log'}")
     if not result.ok:
@@ -277,12 +300,13 @@ def evaluate_splits(
             samples=samples,
             temperature=sampling[0] if samples > 1 else None,
             top_p=sampling[1] if samples > 1 else None,
-            lm_eval_version=installed_version(env, "lm_eval"),
+            lm_eval_version=installed_version(generator, "lm_eval"),
+            generated_in=generator.name,
             command=command,
             lm_eval_output=str(results),
             predictions=str(output / "predictions.jsonl"),
             items=str(output / "items.jsonl"),
-            max_gen_toks=generation,
+            max_gen_toks=max_new,
             # Scores under a smaller generation budget than the benchmark's are not its standard numbers.
             standard=max_gen_toks is None or max_gen_toks >= entry_max_gen_toks(entry),
         )
@@ -299,7 +323,7 @@ def installed_version(env: Env, distribution: str) -> str | None:
 
 
 def entry_max_gen_toks(entry: Benchmark) -> int:
-    text = (evaluation_dir() / "tasks" / entry.family / f"{entry.name}.yaml").read_text()
+    text = entry.task_template.read_text()
     config = yaml.load(text, Loader=_Loader)
     return int(config["generation_kwargs"]["max_gen_toks"])
 

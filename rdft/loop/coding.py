@@ -235,7 +235,8 @@ def prove(
     timeout = deadline(settings.ft_debug_data_processing_timeout)
     started = time.monotonic()
     data = run_data_script(settings, workspace, family=scenario.benchmark_family, debug=True, timeout=timeout,
-                           log_path=debug / "data.log", usage_path=debug / "api_usage.json")  # fmt: skip
+                           log_path=debug / "data.log", usage_path=debug / "api_usage.json",
+                           benchmark=scenario.benchmark)  # fmt: skip
     data_seconds = round(time.monotonic() - started, 1)
     shutil.move(data, debug / data.name)
     data = debug / data.name

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from rdft.datasets.toolkit import toolkit_reference
+from rdft.evaluation.benchmarks import get_benchmark
 from rdft.loop.scenario import Scenario
 from rdft.resources import evaluation_dir
 from rdft.settings import Settings
@@ -53,7 +54,8 @@ def scoring_reference(scenario: Scenario) -> str:
     """How the benchmark scores a model: the prompt, the chat template, the generation settings."""
     family = scenario.benchmark_family
     folder = evaluation_dir() / "tasks" / family
-    lines = (folder / f"{scenario.benchmark}.yaml").read_text().splitlines()
+    entry = get_benchmark(scenario.benchmark)
+    lines = entry.task_template.read_text().splitlines()
     task = yaml.safe_load("\n".join(line for line in lines if "!function" not in line))  # no lm-eval tags
     generation = dict(task.get("generation_kwargs") or {})
     plan = scenario.scoring
@@ -73,6 +75,11 @@ def scoring_reference(scenario: Scenario) -> str:
         "answer the way the scorer reads it. In a data script, `rdft_data.scorer()` is this module: call its "
         f"`doc_to_text(row)` on a row in the benchmark's schema.\n"
         f"evaluation/tasks/{family}/utils.py (the prompt):\n{_module_sources(folder / 'utils.py', 'doc_to_text')}"
+        + (
+            f"\nThis benchmark is the user's own; its spec (SPEC above): {json.dumps(entry.custom)}"
+            if entry.custom
+            else ""
+        )
     )
 
 

@@ -25,7 +25,7 @@ from rdft.evaluation.benchmarks import get_benchmark
 from rdft.llm import ChatLLM
 from rdft.loop.contract import projection
 from rdft.loop.scenario import Scenario
-from rdft.loop.workspace import StepFailed, read_samples
+from rdft.loop.workspace import StepFailed, benchmark_spec_variable, read_samples
 from rdft.settings import Settings
 
 MIN_REASONING_SHARE = 0.5  # of rows with reasoning, where the benchmark scores reasoned answers
@@ -55,6 +55,7 @@ def statistics(settings: Settings, scenario: Scenario, data: Path, datasets: lis
     variables = {
         **data_script_environment(settings, with_secrets=False),
         "RDFT_BENCHMARK_FAMILY": scenario.benchmark_family,
+        **benchmark_spec_variable(scenario.benchmark),
     }
     result = env.run(command, extra_env=variables, timeout=timeout, log_path=log, echo=False)
     if not result.ok:

@@ -163,6 +163,7 @@ def run_experiment(
             settings,
             workspace,
             family=scenario.benchmark_family,
+            benchmark=scenario.benchmark,
             debug=False,
             timeout=deadline(settings.ft_data_processing_timeout),
             log_path=stage_dir / "data.log",

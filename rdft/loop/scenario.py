@@ -48,7 +48,16 @@ def describe(benchmark: str) -> str:
     entry = get_benchmark(benchmark)
     primary = entry.primary
     better = "higher" if primary.direction == "higher" else "lower"
-    text = DESCRIPTIONS.get(benchmark, f"{benchmark} ({entry.repo}).")
+    text = DESCRIPTIONS.get(benchmark) or entry.description or f"{benchmark} ({entry.repo})."
+    if entry.custom:  # a user's benchmark: say what the prompt is and how the answer is read
+        spec = entry.custom
+        shown = (
+            f"the template {spec['prompt_template']!r}"
+            if spec.get("prompt_template")
+            else f"its {spec['prompt_field']!r}"
+        )
+        text += (f" The user's own benchmark ({entry.n} items): the prompt is {shown}, the gold answer its "
+                 f"{spec['answer_field']!r}.")  # fmt: skip
     return f"{text} Primary metric: {primary.metric} ({primary.description}; {better} is better)."
 
 

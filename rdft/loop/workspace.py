@@ -61,6 +61,14 @@ def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
     return config
 
 
+def benchmark_spec_variable(benchmark: str | None) -> dict[str, str]:
+    """RDFT_BENCHMARK_SPEC for a user benchmark: where `rdft_data.scorer()` reads its spec."""
+    from rdft.evaluation.custom import spec_path
+
+    path = spec_path(benchmark) if benchmark else None
+    return {"RDFT_BENCHMARK_SPEC": str(path)} if path else {}
+
+
 def run_data_script(
     settings: Settings,
     workspace: Path,
@@ -70,6 +78,7 @@ def run_data_script(
     timeout: float,
     log_path: Path,
     usage_path: Path | None = None,
+    benchmark: str | None = None,
 ) -> Path:
     """Run process_data.py in the data env; the samples file it wrote, checked. `usage_path`:
     where the toolkit's model pools write what they spent (calls, tokens, cost)."""
@@ -80,6 +89,7 @@ def run_data_script(
         **data_script_environment(settings, with_secrets=True),
         "RDFT_DATASETS_DIR": str(datasets_dir(settings)),
         "RDFT_BENCHMARK_FAMILY": family,
+        **benchmark_spec_variable(benchmark),
     }
     if usage_path is not None:
         variables["RDFT_USAGE_FILE"] = str(usage_path)

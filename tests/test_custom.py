@@ -1,0 +1,210 @@
+"""Your own data and target: `rdft datasets add`, `rdft benchmarks add`, then the real loop on them,
+the scorer against hand-computed values, the leakage guard, and every bad input in one line."""
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import CliResult, clean_environ, one_line_error
+
+WORDS = {"positive": ["great", "lovely", "superb", "delightful", "wonderful"],
+         "negative": ["awful", "dreadful", "terrible", "boring", "horrible"]}  # fmt: skip
+TEMPLATE = "Review: {text}\nIs the review positive or negative?"
+
+
+def review(rng: random.Random, label: str, index: int) -> dict:
+    filler = " ".join(rng.choice(["the", "film", "plot", "cast", "music", "ending"]) for _ in range(4))
+    return {"id": f"r{index}", "text": f"{filler} was {rng.choice(WORDS[label])} number {index}", "label": label}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def user(tmp_path, shared_dirs):
+    """An FT_FILE_PATH of this test's own (the registries live there), sharing the built envs and
+    the tiny model; `call` runs the real CLI in it."""
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    (ft / "models").symlink_to(Path(shared_dirs["FT_FILE_PATH"]) / "models", target_is_directory=True)
+    env = clean_environ(**{**shared_dirs, "FT_FILE_PATH": str(ft)})
+
+    def call(*args, timeout: int = 900) -> CliResult:
+        proc = subprocess.run(["rdft", *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    call.ft = ft
+    return call
+
+
+def registry_state(ft: Path) -> list[str]:
+    return sorted(str(p.relative_to(ft)) for p in ft.rglob("*") if "models" not in p.parts and ".locks" not in p.parts)
+
+
+def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, eval_env, train_env):
+    rng = random.Random(0)
+    evaluation = [review(rng, label, i) for i, label in enumerate(["positive", "negative"] * 6)]
+    train = [review(rng, label, 100 + i) for i, label in enumerate(["positive", "negative"] * 40)]
+    planted = dict(evaluation[3], id="copy")  # a copy of an evaluation item: the guard must drop it
+    write_jsonl(tmp_path / "eval.jsonl", evaluation)
+    write_jsonl(tmp_path / "train.jsonl", train)
+    write_jsonl(tmp_path / "train_with_copy.jsonl", [*train, planted])
+
+    added = user("datasets", "add", "reviews", "--source", tmp_path / "train.jsonl", "--license", "CC0")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "reviews: 80 columns rows; columns id (string), text (string), label (string)"
+    listed = user("datasets", "list").stdout
+    mine = listed.split("your datasets")[1]
+    assert "reviews" in mine and "reviews" not in listed.split("your datasets")[0]
+    info = user("datasets", "info", "reviews").stdout
+    assert "columns, 80 rows" in info and f"local: {tmp_path / 'train.jsonl'}" in info
+
+    bench = user("benchmarks", "add", "sentiment", "--docs", tmp_path / "eval.jsonl", "--prompt-template", TEMPLATE,
+                 "--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    assert bench.stdout.startswith("sentiment: 12 items, 6 validation / 6 test; primary accuracy: ")
+    assert "sentiment" in user("benchmarks", "list").stdout.split("your benchmarks")[1]
+    # The leakage guard knows the new benchmark: a planted copy of one of its items is dropped.
+    copied = tmp_path / "train_with_copy.jsonl"
+    checked = user("datasets", "check-leakage", "--benchmark", "sentiment", copied, "--json")
+    assert checked.returncode == 0, checked.stderr
+    dropped = {"exact": 1, "identifier": 0, "molecule": 0, "ngram": 0}
+    assert json.loads(checked.stdout) == {"rows": 81, "kept": 80, "dropped": dropped}
+
+    run = user("run", "--base-model", "tiny:llama", "--benchmark", "sentiment", "--dataset", "reviews",
+               "--loop-n", "1", "--max-gen-toks", "32", "--samples", "1", "--target",
+               "Tell positive from negative film reviews", timeout=1500)  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    log = Path(run.stdout.split("log: ")[1].split()[0])
+    validation = json.loads((log / "Loop_0" / "running" / "validation" / "summary.json").read_text())
+    assert validation["benchmark"] == "sentiment" and validation["n"] == 6
+    assert validation["primary"]["name"] == "accuracy" and 0.0 <= validation["primary"]["value"] <= 1.0
+    data = json.loads((log / "Loop_0" / "running" / "data.json").read_text())
+    assert data["samples"] == 80 and data["dropped_leakage"] == 0
+    scenario = json.loads((log / "scenario.json").read_text())
+    assert scenario["target"] == "Tell positive from negative film reviews"
+    assert "The user's own benchmark (12 items)" in scenario["description"]
+
+    # Bad inputs: one line, non-zero, the registry as it was.
+    before = registry_state(user.ft)
+    (tmp_path / "noanswer.jsonl").write_text(json.dumps({"text": "x"}) + "\n" + json.dumps({"text": "y"}) + "\n")
+    (tmp_path / "one.jsonl").write_text(json.dumps({"text": "x", "label": "a"}) + "\n")
+    (tmp_path / "broken.jsonl").write_text('{"text": "x", "label": "a"}\n{oops\n')
+    (tmp_path / "noscore.py").write_text("def grade(doc, response):\n    return {}\n")
+    docs = ["--docs", tmp_path / "eval.jsonl", "--prompt-field", "text", "--answer-field", "label"]
+    cases = {
+        ("benchmarks", "add", "sentiment", *docs, "--metric", "accuracy"): "benchmark sentiment exists; remove it",
+        ("benchmarks", "add", "aime25", *docs, "--metric", "accuracy"): "aime25 is a built-in benchmark",
+        ("benchmarks", "add", "other", *docs, "--metric", "acuracy"): "metric 'acuracy'; did you mean 'accuracy'?",
+        ("benchmarks", "add", "other", *docs): "give --metric",
+        ("benchmarks", "add", "other", "--docs", tmp_path / "noanswer.jsonl", "--prompt-field", "text",
+         "--answer-field", "label", "--metric", "accuracy"): "--docs item 1 has no 'label'",
+        ("benchmarks", "add", "other", "--docs", tmp_path / "one.jsonl", "--prompt-field", "text",
+         "--answer-field", "label", "--metric", "accuracy"): "holds 1 item(s); a benchmark needs at least 2",
+        ("benchmarks", "add", "other", "--docs", tmp_path / "broken.jsonl", "--prompt-field", "text",
+         "--answer-field", "label", "--metric", "accuracy"): "broken.jsonl:2 is not valid JSON",
+        ("benchmarks", "add", "other", *docs, "--metric", "numeric_tolerance"): "'positive' is not a number",
+        ("benchmarks", "add", "other", *docs, "--metric", "json_field_match"): "is not a JSON object",
+        ("benchmarks", "add", "other", "--docs", tmp_path / "eval.jsonl", "--prompt-template", "Say {}",
+         "--answer-field", "label", "--metric", "accuracy"): "is not a plain doc field name",
+        ("benchmarks", "add", "other", *docs, "--scorer", tmp_path / "noscore.py"): "defines no score(doc, response)",
+        ("benchmarks", "add", "other", "--docs", tmp_path / "missing.jsonl", "--prompt-field", "text",
+         "--answer-field", "label", "--metric", "accuracy"): "missing.jsonl does not exist",
+        ("benchmarks", "remove", "aime25"): "aime25 is a built-in benchmark",
+        ("benchmarks", "remove", "sentimnt"): "no benchmark 'sentimnt' of yours; did you mean 'sentiment'?",
+        ("datasets", "add", "reviews", "--source", tmp_path / "train.jsonl"): "dataset reviews exists; remove it first",
+        ("datasets", "add", "deepscaler", "--source", tmp_path / "train.jsonl"): "deepscaler is a built-in dataset",
+        ("datasets", "add", "new", "--source", tmp_path / "broken.jsonl"): "broken.jsonl:2 is not valid JSON",
+        ("datasets", "add", "Bad Name", "--source", tmp_path / "train.jsonl"): "must be 2-41 lower-case letters",
+        ("datasets", "remove", "deepscaler"): "deepscaler is a built-in dataset",
+        ("run", "--base-model", "tiny:llama", "--target", "be good at reviews"): "rdft benchmarks add NAME --docs",
+    }  # fmt: skip
+    for args, message in cases.items():
+        result = user(*args)
+        assert message in one_line_error(result), (args, result.stderr)
+        assert registry_state(user.ft) == before, args
+
+    assert user("benchmarks", "remove", "sentiment").returncode == 0
+    assert user("datasets", "remove", "reviews").returncode == 0
+    assert "sentiment" not in user("benchmarks", "list").stdout
+    assert not (user.ft / "benchmarks" / "sentiment").exists() and not (user.ft / "datasets" / "reviews").exists()
+
+
+def score(user, tmp_path: Path, name: str, items: list[dict], responses: list[str], *options) -> dict:
+    write_jsonl(tmp_path / f"{name}.jsonl", items)
+    added = user("benchmarks", "add", name, "--docs", tmp_path / f"{name}.jsonl", "--prompt-field", "q", *options)
+    assert added.returncode == 0, added.stderr
+    predictions = write_jsonl(tmp_path / f"{name}.pred.jsonl",
+                              [{"doc_id": i, "response": r} for i, r in enumerate(responses)])  # fmt: skip
+    result = user("score", "--benchmark", name, "--docs", tmp_path / f"{name}.jsonl", "--predictions", predictions)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_each_metric_against_hand_computed_values(user, tmp_path, eval_env):
+    # accuracy on labels in JSON: case and spacing ignored; no JSON object = unreadable = wrong.
+    labels = [{"q": f"q{i}", "label": label} for i, label in enumerate(["pos", "neg", "pos", "neg"])]
+    summary = score(user, tmp_path, "labels", labels,
+                    ['{"label": "POS"}', 'I think {"label": " neg "}', "pos", '{"label": "pos"}'],
+                    "--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # fmt: skip
+    assert summary["primary"]["value"] == pytest.approx(2 / 4)  # items 1 and 2 right; 3 unreadable; 4 wrong
+    assert summary["metrics"]["n_unreadable"] == 1
+
+    # exact match on the last \boxed{}: case counts.
+    exact = [{"q": "a", "gold": "Paris"}, {"q": "b", "gold": "Rome"}]
+    summary = score(user, tmp_path, "capitals", exact, ["\\boxed{Lyon} then \\boxed{Paris}", "\\boxed{rome}"],
+                    "--answer-field", "gold", "--metric", "exact_match")  # fmt: skip
+    assert summary["primary"]["value"] == pytest.approx(1 / 2)
+
+    # f1: SQuAD words. "the big red dog" vs gold "a red dog barks": words {big, red, dog} vs {red, dog, barks}:
+    # 2 common; precision 2/3, recall 2/3 → F1 2/3. Second item exact → 1. Mean 5/6.
+    spans = [{"q": "a", "gold": "a red dog barks"}, {"q": "b", "gold": "blue"}]
+    summary = score(user, tmp_path, "spans", spans, ['{"a": "the big red dog"}', '{"a": "Blue."}'],
+                    "--answer-field", "gold", "--answer-key", "a", "--metric", "f1")  # fmt: skip
+    assert summary["primary"]["value"] == pytest.approx((2 / 3 + 1) / 2)
+
+    # numeric tolerance 0.01 of max(1, |gold|): 101 vs 100 passes (1 ≤ 1), 0.02 vs 0 fails (0.02 > 0.01),
+    # "1,000.5" vs 1000 passes (0.5 ≤ 10), "about 3" is unreadable.
+    numbers = [{"q": "a", "n": 100}, {"q": "b", "n": "0"}, {"q": "c", "n": 1000}, {"q": "d", "n": 3}]
+    summary = score(user, tmp_path, "numbers", numbers,
+                    ["\\boxed{101}", "\\boxed{0.02}", "\\boxed{1,000.5}", "\\boxed{about 3}"],
+                    "--answer-field", "n", "--metric", "numeric_tolerance", "--tolerance", "0.01")  # fmt: skip
+    assert summary["primary"]["value"] == pytest.approx(2 / 4)
+    assert summary["metrics"]["n_unreadable"] == 1
+
+    # json_field_match: the share of the gold object's fields matched: 2 of 3, then 2 of 2.
+    records = [{"q": "a", "rec": {"name": "Ada", "year": 1815, "city": "London"}},
+               {"q": "b", "rec": json.dumps({"name": "Alan", "year": 1912})}]  # fmt: skip
+    summary = score(user, tmp_path, "records", records,
+                    ['{"name": "ada", "year": 1815, "city": "Paris"}', 'x {"year": "1912", "name": "Alan"}'],
+                    "--answer-field", "rec", "--metric", "json_field_match")  # fmt: skip
+    assert summary["primary"]["value"] == pytest.approx((2 / 3 + 1) / 2)
+    assert summary["metrics"]["correct_rate"] == pytest.approx(1 / 2)
+
+    # A user scorer replaces the metric: its `hits` key is averaged.
+    (tmp_path / "scorer.py").write_text(
+        "def score(doc, response):\n    return {'hits': response.count(doc['word']) / 2}\n"
+    )
+    words = [{"q": "a", "word": "cat"}, {"q": "b", "word": "dog"}]
+    summary = score(user, tmp_path, "counting", words, ["cat cat", "dog"], "--answer-field", "word",
+                    "--scorer", tmp_path / "scorer.py", "--scorer-key", "hits")  # fmt: skip
+    assert summary["primary"]["name"] == "hits" and summary["primary"]["value"] == pytest.approx((1 + 0.5) / 2)
+
+
+def test_guard_drops_a_planted_copy_of_a_custom_item(user, tmp_path):
+    from rdft.datasets.leakage import Guard
+
+    items = [{"q": "Summarise the quarterly report of the northern lighthouse keepers guild", "a": "x"},
+             {"q": "Translate the harbour notice about winter mooring fees into French", "a": "y"}]  # fmt: skip
+    rows = [
+        {"messages": [{"role": "user", "content": "Please: " + items[1]["q"]}, {"role": "assistant", "content": "…"}]},
+        {"messages": [{"role": "user", "content": "Summarise the annual report of the city library"},
+                      {"role": "assistant", "content": "…"}]},
+    ]  # fmt: skip
+    report = Guard("custom", items).check(rows)
+    assert report.dropped == {0: "exact"} and report.counts()["exact"] == 1
