@@ -10,6 +10,15 @@ batch folder, output in `<log>.out`). No sleeps: envs shared by the tasks are bu
 whichever task gets the env manager's file lock first. A live table shows each task's loop,
 stage, best score and elapsed time. Ctrl-C stops every task (each stops its children) and
 prints how to resume them.
+
+With `--executor slurm` each task is an sbatch job instead (rdft/slurm.py): its GPUs as
+`--gpus` (a task's GPU count is how many indices it lists; which GPUs is Slurm's choice), CPUs
+and memory per GPU, `--time` from the task's timeout plus a margin (or the task's own `time`),
+partition/account/QOS/extra `#SBATCH` lines from options or per task, output into the task's log
+folder. The script resumes the run when its log holds one, so a job that was pre-empted, hit
+its time limit or was cancelled resumes when resubmitted (`sbatch <script>`; with `--requeue`,
+Slurm requeues it itself). The live table reads squeue (pending with its reason, running on
+which node) and the run's own log; Ctrl-C scancels the jobs (asked, or `--cancel-on-exit`).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,6 +52,12 @@ class Task(BaseModel):
     timeout: str | None = None
     benchmark_description: str | None = None
     loop_n: int | None = Field(None, ge=1)
+    # Slurm only (`--executor slurm`): per-task overrides of the command-line options.
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # the job's time limit (default: timeout + the margin)
+    sbatch: list[str] = []  # extra `#SBATCH` options, e.g. ["--constraint=h100"]
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -74,7 +90,7 @@ def gpu_count() -> int:
     return host_hardware()["gpu_count"]
 
 
-def load_tasks(path: Path) -> list[Task]:
+def load_tasks(path: Path, *, local: bool = True) -> list[Task]:
     try:
         raw = json.loads(path.read_text())
     except OSError:
@@ -93,16 +109,20 @@ def load_tasks(path: Path) -> list[Task]:
                 f"{path}: {where}: unknown key {key!r}; {did_you_mean(key, known)}a task has {', '.join(known)}"
             ) from None
         raise RdftError(f"{path}: {where}: {first['msg']}; see `rdft batch --help` for the format") from None
-    available = gpu_count()
+    available = gpu_count() if local else 0
     owner: dict[int, int] = {}
     for number, task in enumerate(tasks, 1):
         get_benchmark(task.benchmark)
         if task.timeout:
             parse_duration(task.timeout)
         gpus = task.gpu_list()
+        if task.time:
+            parse_duration(task.time)
         for gpu in gpus:
             if gpus.count(gpu) > 1:
                 raise RdftError(f'task {number}: GPU {gpu} is listed twice in gpus "{task.gpus}"; list each GPU once')
+            if not local:  # under Slurm the indices only count the GPUs: each job gets its own
+                continue
             if gpu in owner:
                 raise RdftError(f"tasks {owner[gpu]} and {number} both use GPU {gpu}; give each task its own GPUs")
             owner[gpu] = number
@@ -123,6 +143,12 @@ def task_command(task: Task, no_sync: bool) -> list[str]:
     if no_sync:
         command.append("--no-sync")
     return command
+
+
+def beside(log_dir: Path, suffix: str) -> Path:
+    """A file next to a task's log folder (its output, its sbatch script). Not `with_suffix`: a
+    folder named after Qwen2.5-7B has a dot that is not a suffix."""
+    return log_dir.parent / f"{log_dir.name}{suffix}"
 
 
 def _slug(text: str) -> str:
@@ -171,7 +197,7 @@ def run_batch(path: Path, *, dry_run: bool, no_sync: bool, max_parallel: int | N
         number, task, log_dir, command = plan
         log_dir.parent.mkdir(parents=True, exist_ok=True)
         environ = {**os.environ, "CUDA_VISIBLE_DEVICES": task.gpus, "LOG_TRACE_PATH": str(log_dir)}
-        output = open(log_dir.with_suffix(".out"), "w")  # the child writes it until it ends
+        output = open(beside(log_dir, ".out"), "w")  # the child writes it until it ends
         running[number] = (
             subprocess.Popen(
                 command,
@@ -234,8 +260,196 @@ def run_batch(path: Path, *, dry_run: bool, no_sync: bool, max_parallel: int | N
         elif code == STOPPED_EXIT_CODE:  # its timeout ran out: a pause, not a failure
             state = f"stopped at its timeout (resume with `rdft run --resume {log_dir} --timeout DURATION`)"
         else:
-            state = f"FAILED (exit {code}; see {log_dir.with_suffix('.out')})"
+            state = f"FAILED (exit {code}; see {beside(log_dir, '.out')})"
         console.print(f"task {number}: {state}; log {log_dir}", highlight=False)
     if failed:
         return 1
     return STOPPED_EXIT_CODE if STOPPED_EXIT_CODE in finished.values() else 0
+
+
+# --- Slurm --------------------------------------------------------------------------------------
+class SlurmOptions(BaseModel):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch: list[str] = []  # extra `#SBATCH` options for every task
+    cpus: int = 8  # per GPU (per task when it has none)
+    mem_per_gpu: str | None = None
+    time_margin_s: float = 1800.0  # beyond a task's timeout: env builds, start-up, the last save
+    requeue: bool = False
+    cancel_on_exit: bool = False
+    shared_ok: bool = False
+
+
+def signal_lead(limit_s: float) -> int:
+    """Seconds before the time limit at which Slurm sends TERM, so rdft run stops resumably
+    (a step in flight is redone on resume): 5 minutes, a tenth of a short job."""
+    return int(max(30, min(300, limit_s / 10)))
+
+
+def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], options: SlurmOptions) -> str:
+    """The job script of one task: plain sbatch, readable and resubmittable by hand."""
+    gpus = len(task.gpu_list())
+    limit = parse_duration(task.time) if task.time else (
+        parse_duration(task.timeout) + options.time_margin_s if task.timeout else None)  # fmt: skip
+    header = [
+        f"--job-name=rdft-{number}-{task.benchmark}",
+        f"--output={beside(log_dir, '.out')}",
+        "--open-mode=append",  # a resubmitted job adds to the same output
+        f"--chdir={Path.cwd()}",  # the .env a run reads sits where the batch was started
+        "--nodes=1",
+        "--ntasks=1",
+    ]
+    if gpus:
+        header += [f"--gpus={gpus}", f"--cpus-per-gpu={options.cpus}"]
+        if options.mem_per_gpu:
+            header.append(f"--mem-per-gpu={options.mem_per_gpu}")
+    else:
+        header.append(f"--cpus-per-task={options.cpus}")
+    if limit is not None:
+        from rdft.slurm import slurm_time
+
+        header += [f"--time={slurm_time(limit)}", f"--signal=B:TERM@{signal_lead(limit)}"]
+    for key in ("partition", "account", "qos"):
+        value = getattr(task, key) or getattr(options, key)
+        if value:
+            header.append(f"--{key}={value}")
+    if options.requeue:
+        header.append("--requeue")
+    header += [line if line.startswith("--") else f"--{line}" for line in (*options.sbatch, *task.sbatch)]
+    from rdft.slurm import environment_lines, rdft_command
+
+    rdft = rdft_command()
+    fresh = " ".join(shlex.quote(part) for part in command[3:])  # after `python -m rdft`
+    extra = " --no-sync" if "--no-sync" in command else ""
+    requeue = (
+        '    scontrol requeue "$SLURM_JOB_ID"  # --requeue: back in the queue; the run resumes\n'
+        if options.requeue
+        else ""
+    )
+    return (
+        "#!/bin/bash\n"
+        f"# Written by `rdft batch --executor slurm` (task {number}).\n"
+        f"# Resubmit with `sbatch {beside(log_dir, '.sbatch')}`: it resumes the run when its log holds one.\n"
+        + "".join(f"#SBATCH {line}\n" for line in header)
+        + "set -uo pipefail\n"
+        + "".join(f"{line}\n" for line in environment_lines())
+        + f"export LOG_TRACE_PATH={shlex.quote(str(log_dir))}\n"
+        + f"if [ -f {shlex.quote(str(log_dir / 'run.json'))} ]; then\n"
+        + f"    set -- {rdft} run --resume {shlex.quote(str(log_dir))}{extra}\n"
+        + "else\n"
+        + f"    set -- {rdft} {fresh}\n"
+        + "fi\n"
+        + 'echo "rdft batch: job $SLURM_JOB_ID on $(hostname): $*"\n'
+        + '"$@" &\nchild=$!\n'
+        + "on_term() {  # Slurm's TERM before the limit (or a pre-emption): the run stops resumably\n"
+        + '    kill -TERM "$child" 2>/dev/null\n    wait "$child"\n'
+        + requeue
+        + "    exit 143\n}\n"
+        + "trap on_term TERM\n"
+        + 'wait "$child"\n'
+    )  # fmt: skip
+
+
+def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmOptions, console: Console) -> int:
+    from rdft import slurm
+    from rdft.settings import get_settings
+
+    tasks = load_tasks(path, local=False)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d_%H-%M-%S")
+    root = (Path("log") / f"batch-{stamp}").resolve()
+    plans = []
+    for number, task in enumerate(tasks, 1):
+        log_dir = root / f"{number}-{_slug(task.model)}-{task.benchmark}"
+        plans.append(
+            (number, task, log_dir, sbatch_script(number, task, log_dir, task_command(task, no_sync), options))
+        )
+    if dry_run:
+        for number, _task, log_dir, script in plans:
+            console.print(f"# task {number}: {beside(log_dir, '.sbatch')}", highlight=False, markup=False)
+            console.print(script, highlight=False, markup=False)
+        console.print(f"dry run: {len(plans)} sbatch script(s), nothing submitted", highlight=False)
+        return 0
+    slurm.require_slurm()
+    settings = get_settings()
+    for note in slurm.check_shared({"FT_FILE_PATH": settings.ft_file_path.expanduser(), "the log folder": root.parent},
+                                   shared_ok=options.shared_ok):  # fmt: skip
+        console.print(f"rdft: note: {note}", highlight=False)
+    root.mkdir(parents=True, exist_ok=True)
+    jobs: dict[int, str] = {}
+    for number, _task, log_dir, script in plans:
+        script_path = beside(log_dir, ".sbatch")
+        script_path.write_text(script)
+        jobs[number] = slurm.submit(script_path)
+    (root / "jobs.json").write_text(json.dumps({str(n): j for n, j in jobs.items()}) + "\n")
+    started = time.monotonic()
+    seen: dict[str, slurm.JobState] = {}
+
+    def table() -> Table:
+        view = Table(title=f"rdft batch on Slurm ({root})")
+        for column in ("task", "job", "benchmark", "gpus", "slurm", "loop", "stage", "best", "elapsed"):
+            view.add_column(column)
+        for number, task, log_dir, _ in plans:
+            state = seen.get(jobs[number], slurm.JobState("PENDING"))
+            where = f"{state.state} ({state.reason})" if state.reason else state.state
+            if state.node and state.state == "RUNNING":
+                where += f" on {state.node}"
+            loop, stage, best = progress_of(log_dir)
+            view.add_row(str(number), jobs[number], task.benchmark, str(len(task.gpu_list()) or "cpu"), where, loop,
+                         stage, best, f"{time.monotonic() - started:.0f}s")  # fmt: skip
+        return view
+
+    try:
+        with Live(table(), console=console, refresh_per_second=1, transient=False) as live:
+            while True:
+                seen.update(slurm.states(list(jobs.values())))
+                live.update(table())
+                if all(state.final for state in seen.values()) and len(seen) == len(jobs):
+                    break
+                time.sleep(2)
+    except KeyboardInterrupt:
+        active = [job for job in jobs.values() if not seen.get(job, slurm.JobState("PENDING")).final]
+        question = f"cancel the {len(active)} job(s) still queued or running?"
+        cancel = options.cancel_on_exit or (sys.stdin.isatty() and click_confirm(question))
+        if cancel:
+            slurm.cancel(active)
+            wait_until_gone(active)
+            console.print(f"rdft: cancelled job(s) {', '.join(active)}", highlight=False)
+        else:
+            console.print(f"rdft: the jobs go on; follow them with `squeue -j {','.join(active)}`, "
+                          f"cancel them with `scancel {' '.join(active)}`", highlight=False)  # fmt: skip
+        for number, _task, log_dir, _ in plans:
+            console.print(f"  task {number}: resume with `sbatch {beside(log_dir, '.sbatch')}`", highlight=False)
+        return 130
+    failed = False
+    console.print()
+    for number, _task, log_dir, _ in plans:
+        state = seen[jobs[number]]
+        if state.state == "COMPLETED" and state.exit_code in (0, None):
+            verdict = "ok"
+        elif state.exit_code == STOPPED_EXIT_CODE:
+            verdict = f"stopped at its timeout (resume with `rdft run --resume {log_dir} --timeout DURATION`)"
+        elif state.state in ("TIMEOUT", "PREEMPTED", "CANCELLED") or state.exit_code == 143:
+            verdict = f"{state.state.lower()} (resume: `sbatch --time=HH:MM:SS {beside(log_dir, '.sbatch')}`)"
+            failed = True
+        else:
+            verdict = f"FAILED ({state.state}, exit {state.exit_code}; see {beside(log_dir, '.out')})"
+            failed = True
+        console.print(f"task {number}: job {jobs[number]} {verdict}; log {log_dir}", highlight=False)
+    return 1 if failed else 0
+
+
+def click_confirm(question: str) -> bool:
+    import click
+
+    return click.confirm(question, default=False)
+
+
+def wait_until_gone(job_ids: list[str], timeout: float = 120.0) -> None:
+    """After scancel: until squeue no longer lists the jobs (their runs have stopped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i"], capture_output=True, text=True)
+        if not set(listed.stdout.split()) & set(job_ids):
+            return
+        time.sleep(1)

@@ -72,6 +72,9 @@ def doctor(ctx: click.Context) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and the launch script; run nothing.")
 @click.option("--assume-gpus", metavar="NxMEM", help="With --dry-run: plan for N GPUs of MEM GiB each, e.g. 8x80GiB.")
+@click.option("--slurm-nodes", type=click.IntRange(min=1), metavar="N",
+              help="Run on N Slurm nodes: write train.sbatch (srun launch.sh per node) and submit it "
+              "(with --dry-run: print it). Give the nodes' GPUs with --assume-gpus.")  # fmt: skip
 @click.option("--verbose", "-v", is_flag=True, help="Stream the training output instead of a progress bar.")
 @click.pass_context
 def train(
@@ -82,6 +85,7 @@ def train(
     workspace: Path | None,
     dry_run: bool,
     assume_gpus: str | None,
+    slurm_nodes: int | None,
     verbose: bool,
 ):
     """Fine-tune with a recipe config (see recipes/configs/): LoRA, QLoRA or full, on CPU or GPUs."""
@@ -96,7 +100,7 @@ def train(
     from rdft.training.run import train as run_training
 
     run_training(_settings(ctx), config, gpus=parse_gpus(gpus), workspace=workspace, dry_run=dry_run, verbose=verbose,
-                 assume_gpus=assume_gpus)  # fmt: skip
+                 assume_gpus=assume_gpus, slurm_nodes=slurm_nodes)  # fmt: skip
 
 
 @cli.group()
@@ -358,21 +362,46 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
 
 @cli.command("batch")
 @click.argument("tasks_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Print the plan; start nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (with slurm: every sbatch script); start nothing.")
 @click.option("--no-sync", is_flag=True, help="Do not sync the tasks' logs to RDFT_REMOTE.")
-@click.option("--max-parallel", type=click.IntRange(min=1), help="Run at most N tasks at once (default: all).")
-def batch_command(tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None) -> None:
-    """Run the tasks of TASKS_FILE side by side, each as its own `rdft run` on its own GPUs."""
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Run at most N tasks at once (local; default: all).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: processes on this host; slurm: one sbatch job per task.")  # fmt: skip
+@click.option("--partition", help="slurm: the partition (a task's own `partition` wins).")
+@click.option("--account", help="slurm: the account to charge.")
+@click.option("--qos", help="slurm: the QOS.")
+@click.option("--sbatch", "sbatch_lines", multiple=True, metavar="OPTION",
+              help="slurm: an extra #SBATCH option for every job, e.g. --sbatch=--constraint=h100.")  # fmt: skip
+@click.option("--cpus", type=click.IntRange(min=1), default=8, show_default=True,
+              help="slurm: CPUs per GPU (per job for a CPU task).")  # fmt: skip
+@click.option("--mem-per-gpu", help="slurm: memory per GPU, e.g. 120G.")
+@click.option("--time-margin", default="30m", show_default=True,
+              help="slurm: added to a task's timeout for the job's --time (env builds, start-up, saving).")  # fmt: skip
+@click.option("--requeue", is_flag=True, help="slurm: a job that reaches its limit or is pre-empted requeues itself.")
+@click.option("--cancel-on-exit", is_flag=True, help="slurm: Ctrl-C cancels the jobs without asking.")
+@click.option("--shared-ok", is_flag=True, help="slurm: FT_FILE_PATH and ./log are on storage every node mounts.")
+def batch_command(tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None, executor: str,
+                  partition, account, qos, sbatch_lines, cpus, mem_per_gpu, time_margin, requeue, cancel_on_exit,
+                  shared_ok) -> None:  # fmt: skip
+    """Run the tasks of TASKS_FILE side by side, each as its own `rdft run`: on this host's GPUs, or
+    as Slurm jobs (--executor slurm)."""
     import signal
 
     from rich.console import Console
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops the batch, even from a background job
 
-    from rdft.batch import run_batch
+    from rdft.batch import SlurmOptions, run_batch, run_slurm_batch
+    from rdft.loop.run import parse_duration
 
     console = Console(soft_wrap=True)  # paths and commands stay whole in logs
-    code = run_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, max_parallel=max_parallel, console=console)
+    if executor == "slurm":
+        options = SlurmOptions(partition=partition, account=account, qos=qos, sbatch=list(sbatch_lines), cpus=cpus,
+                               mem_per_gpu=mem_per_gpu, time_margin_s=parse_duration(time_margin), requeue=requeue,
+                               cancel_on_exit=cancel_on_exit, shared_ok=shared_ok)  # fmt: skip
+        code = run_slurm_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, options=options, console=console)
+    else:
+        code = run_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, max_parallel=max_parallel, console=console)
     sys.exit(code)
 
 

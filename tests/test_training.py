@@ -79,7 +79,7 @@ def test_dry_run_writes_plan_and_runs_nothing(rdft, tmp_path):
     result = rdft("train", str(TINY_CONFIG), "--workspace", str(workspace), "--dry-run")
     assert result.returncode == 0, result.output
     # One process needs no launcher (accelerate.yaml is there for launching by hand).
-    assert 'exec python sft.py --config train.yaml "$@"' in result.stdout
+    assert 'command=(python sft.py --config train.yaml "$@")' in result.stdout
     assert '"strategy": "single"' in result.stderr
     assert not (workspace / "output").exists() and not (workspace / "result.json").exists()
     assert not (rdft.envs_dir / "train").exists()  # not even the env was built

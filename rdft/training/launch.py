@@ -137,12 +137,45 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
     if layout.cpu:
         # Several CPU processes need accelerate's MULTI_CPU (gloo) mode; `--cpu` would run one.
         lines.append("export ACCELERATE_USE_CPU=true")
-    if layout.processes * config.distributed.num_machines == 1 and layout.strategy not in ("zero2", "zero3"):
+    deepspeed = layout.strategy in ("zero2", "zero3")
+    lines += [
+        # Under Slurm (`srun launch.sh` on each of N nodes) the machines come from Slurm's own
+        # variables: the first node of the job is rank 0, each node's id is its rank.
+        "first_host() {  # the first host of a Slurm node list: scontrol's answer, else the list's own syntax",
+        "    local found prefix=${1%%[[,]*} rest",
+        '    found=$(scontrol show hostnames "$1" 2>/dev/null | head -n 1) || true',
+        '    if [ -n "$found" ]; then echo "$found"; return; fi',
+        '    if [ "${1:${#prefix}:1}" != "[" ]; then echo "$prefix"; return; fi',
+        "    rest=${1#*[}",
+        '    echo "$prefix${rest%%[],-]*}"',
+        "}",
+        "args=()",
+        'if [ "${SLURM_NNODES:-1}" -gt 1 ]; then',
+        '    head_node=$(first_host "$SLURM_JOB_NODELIST")',
+        '    args=(--num_machines "$SLURM_NNODES" --machine_rank "$SLURM_NODEID" --main_process_ip "$head_node"',
+        f'          --main_process_port "${{RDFT_MAIN_PROCESS_PORT:-{config.distributed.main_process_port}}}"',
+        f'          --num_processes "$((SLURM_NNODES * {layout.processes}))"'
+        + (" --deepspeed_multinode_launcher standard)" if deepspeed else ")"),
+    ]
+    if layout.processes * config.distributed.num_machines == 1 and not deepspeed:
         # One process needs no launcher: accelerate launch would only start a second interpreter
         # (and import torch twice); accelerate.yaml stays for whoever launches by hand.
-        lines.append('exec python sft.py --config train.yaml "$@"')
+        lines += [
+            '    command=(accelerate launch --config_file accelerate.yaml "${args[@]}"',
+            '             sft.py --config train.yaml "$@")',
+            "else",
+            '    command=(python sft.py --config train.yaml "$@")',
+            "fi",
+        ]
     else:
-        lines.append("exec accelerate launch --config_file accelerate.yaml sft.py --config train.yaml " + '"$@"')
+        lines += [
+            "fi",
+            'command=(accelerate launch --config_file accelerate.yaml "${args[@]}" sft.py --config train.yaml "$@")',
+        ]
+    lines += [
+        '[ -n "${RDFT_LAUNCH_PRINT:-}" ] && { echo "${command[*]}"; exit 0; }  # show the command, run nothing',
+        'exec "${command[@]}"',
+    ]
     launch = workspace / "launch.sh"
     write_atomic(launch, "\n".join(lines) + "\n", mode=0o755)
     return launch

@@ -162,12 +162,18 @@ def train(
     console: Console | None = None,
     timeout: float | None = None,
     assume_gpus: str | None = None,
+    slurm_nodes: int | None = None,
 ) -> dict | None:
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
-    if assume_gpus and not dry_run:
-        raise RdftError("--assume-gpus plans for hardware this host does not have; use it with --dry-run")
+    if assume_gpus and not dry_run and not slurm_nodes:
+        raise RdftError("--assume-gpus plans for hardware this host does not have; use it with --dry-run "
+                        "(or with --slurm-nodes, for the nodes' GPUs)")  # fmt: skip
     assumed = assumed_hardware(assume_gpus) if assume_gpus else None
     config = load_config(config_path)
+    if slurm_nodes:  # the machines come from Slurm at run time: launch.sh reads its variables
+        config.distributed.num_machines = slurm_nodes
+        config.distributed.machine_rank = 0
+        config.distributed.main_process_ip = config.distributed.main_process_ip or "slurm-first-node"
     check_inputs(config)  # before any env starts: a missing model or data file is one line, not 49
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     workspace = (workspace or settings.ft_file_path / "workspaces" / f"train-{stamp}").expanduser().resolve()
@@ -193,10 +199,25 @@ def train(
         plan_shown = "unknown: the model's config.json is not here yet (it is built or fetched when training starts)"
     summary = {"workspace": str(workspace), "layout": asdict(layout), "plan": plan_shown}
     write_atomic(workspace / "plan.json", json.dumps({**summary, "hardware": hardware}, indent=2) + "\n")
+    sbatch = None
+    if slurm_nodes:
+        from rdft import slurm
+
+        sbatch = workspace / "train.sbatch"
+        write_atomic(sbatch, slurm.train_script(workspace, nodes=slurm_nodes, gpus_per_node=len(layout.gpus)))
     if dry_run:
         console.print_json(json.dumps(summary))
         print(launch.read_text(), end="")
+        if sbatch is not None:
+            print(f"# {sbatch}\n{sbatch.read_text()}", end="")
         return None
+    if sbatch is not None:
+        from rdft import slurm
+
+        slurm.require_slurm()
+        job = slurm.submit(sbatch)
+        console.print(f"rdft: submitted job {job} ({slurm_nodes} nodes); output in {workspace}/slurm-{job}.out")
+        return {"job": job, **summary}
 
     log_path = workspace / "train.log"
     metrics = config.output.dir / "metrics.jsonl"

@@ -1,0 +1,177 @@
+"""Beyond one host: `rdft batch --executor slurm` on a real single-node Slurm cluster started by
+the test (Debian's slurmctld, slurmd and munge), the sbatch scripts field by field, and
+multi-node launch.sh under Slurm's variables."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import clean_environ
+from slurm_cluster import SlurmCluster, missing
+from test_planner import QWEN25_7B
+
+from rdft.resources import recipes_dir
+
+
+def sbatch_lines(script: str) -> list[str]:
+    return re.findall(r"^#SBATCH (\S+)$", script, re.M)
+
+
+def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps({"tasks": [
+        {"model": "Qwen/Qwen2.5-7B-Instruct", "benchmark": "aime25", "gpus": "0,1", "timeout": "2h",
+         "partition": "h100"},
+        {"model": "Qwen/Qwen2.5-7B-Instruct", "benchmark": "panorama_pi4pc", "gpus": "2,3", "loop_n": 3,
+         "sbatch": ["--constraint=nvlink"]},
+    ]}))  # fmt: skip
+    result = rdft("batch", tasks, "--executor", "slurm", "--dry-run", "--partition", "a100", "--account", "proj",
+                  "--qos", "high", "--cpus", "12", "--mem-per-gpu", "120G", "--time-margin", "30m", "--requeue",
+                  "--sbatch=--mail-type=END", "--no-sync")  # fmt: skip
+    assert result.returncode == 0, result.output
+    assert result.stdout.rstrip().endswith("dry run: 2 sbatch script(s), nothing submitted")
+    scripts = re.split(r"^# task \d+: ", result.stdout, flags=re.M)[1:]
+    assert len(scripts) == 2
+    first_path, first = scripts[0].split("\n", 1)
+    log1 = Path(first_path.removesuffix(".sbatch"))
+    assert log1.name == "1-Qwen-Qwen2.5-7B-Instruct-aime25" and log1.parent.name.startswith("batch-")
+    assert sbatch_lines(first) == [
+        "--job-name=rdft-1-aime25", f"--output={log1}.out", "--open-mode=append", f"--chdir={rdft.workdir}",
+        "--nodes=1", "--ntasks=1", "--gpus=2", "--cpus-per-gpu=12", "--mem-per-gpu=120G",
+        "--time=0-02:30:00", "--signal=B:TERM@300",  # 2h timeout + 30m margin; TERM 5 min before the end
+        "--partition=h100", "--account=proj", "--qos=high", "--requeue", "--mail-type=END",
+    ]  # fmt: skip
+    assert f"export LOG_TRACE_PATH={log1}" in first
+    assert re.search(rf"if \[ -f {re.escape(str(log1))}/run.json \]; then\n    set -- \S+ -m rdft run --resume "
+                     rf"{re.escape(str(log1))} --no-sync\n", first)  # fmt: skip
+    assert "run --base-model Qwen/Qwen2.5-7B-Instruct --benchmark aime25 --timeout 2h --no-sync" in first
+    assert 'scontrol requeue "$SLURM_JOB_ID"' in first and "trap on_term TERM" in first
+    second = scripts[1]
+    lines = sbatch_lines(second)
+    assert "--gpus=2" in lines and "--partition=a100" in lines and "--constraint=nvlink" in lines
+    assert not any(line.startswith(("--time=", "--signal=")) for line in lines)  # no timeout: the partition's limit
+    assert "--loop-n 3" in second
+    assert not list(rdft.workdir.glob("log/batch-*/*.sbatch"))  # a dry run writes nothing
+
+
+def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
+    model = tmp_path / "qwen25-7b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(QWEN25_7B))
+    (tmp_path / "data.jsonl").write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
+    config = yaml.safe_load((recipes_dir() / "configs" / "lora_single_gpu.yaml").read_text())
+    config["model"]["path"], config["data"]["path"] = str(model), str(tmp_path / "data.jsonl")
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(config))
+    workspace = tmp_path / "ws"
+    result = rdft("train", tmp_path / "lora.yaml", "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB",
+                  "--slurm-nodes", "2")  # fmt: skip
+    assert result.returncode == 0, result.output
+    sbatch = (workspace / "train.sbatch").read_text()
+    assert f"# {workspace / 'train.sbatch'}\n" in result.stdout and sbatch in result.stdout
+    assert sbatch_lines(sbatch) == [
+        f"--job-name=rdft-train-{workspace.name}", "--nodes=2", "--ntasks-per-node=1",
+        f"--output={workspace}/slurm-%j.out", f"--chdir={workspace}", "--gpus-per-node=4", "--cpus-per-gpu=8",
+    ]  # fmt: skip
+    assert re.search(rf"^srun --kill-on-bad-exit=1 \S+ -m rdft env run train -- bash {workspace}/launch.sh$", sbatch,
+                     re.M)  # fmt: skip
+    accelerate = yaml.safe_load((workspace / "accelerate.yaml").read_text().split("\n", 1)[1])
+    assert accelerate["num_machines"] == 2 and accelerate["num_processes"] == 8
+
+    def launched(**slurm: str) -> str:
+        env = clean_environ(RDFT_LAUNCH_PRINT="1", **slurm)
+        env.pop("SLURM_CONF", None)  # no cluster here: launch.sh reads the node list itself
+        proc = subprocess.run(["bash", str(workspace / "launch.sh")], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    nodes = {"SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    expected = (
+        "accelerate launch --config_file accelerate.yaml --num_machines 2 --machine_rank {rank} "
+        "--main_process_ip gpu07 --main_process_port 29500 --num_processes 8 sft.py --config train.yaml"
+    )
+    assert launched(**nodes, SLURM_NODEID="0") == expected.format(rank=0)
+    assert launched(**nodes, SLURM_NODEID="1") == expected.format(rank=1)
+    assert launched(SLURM_NNODES="2", SLURM_JOB_NODELIST="a1,b2", SLURM_NODEID="1", RDFT_MAIN_PROCESS_PORT="6000") == (
+        expected.format(rank=1).replace("gpu07", "a1").replace("29500", "6000")
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    absent = missing()
+    if absent:
+        pytest.skip(f"Slurm is not installed here ({', '.join(absent)} missing); .ci/run installs slurmctld, "
+                    "slurmd and munge from Debian")  # fmt: skip
+    if os.geteuid() != 0:
+        pytest.skip("the test Slurm cluster runs slurmd as root; run the tests as root (as CI does)")
+    started = SlurmCluster(Path(tmp_path_factory.mktemp("slurm"))).start()
+    yield started
+    started.stop()
+
+
+def job_state(cluster, job: str) -> str:
+    shown = subprocess.run(["scontrol", "show", "job", job, "-o"], capture_output=True, text=True,
+                           env={**os.environ, **cluster.env}).stdout  # fmt: skip
+    match = re.search(r"JobState=(\S+)", shown)
+    return match.group(1) if match else "UNKNOWN"
+
+
+def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, eval_env, train_env, tmp_path):
+    env = clean_environ(**shared_dirs, **cluster.env)
+    tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "loop_n": 1}
+    tasks = tmp_path / "tasks.json"
+    # The second is stopped by its limit: TERM 30 s before 2 minutes (Slurm may send it up to a minute
+    # early), while the run, which needs over two minutes here, is under way.
+    tasks.write_text(json.dumps({"tasks": [tiny, {**tiny, "time": "2m"}]}))
+    batch = subprocess.run(["rdft", "batch", str(tasks), "--executor", "slurm", "--cpus", "1", "--no-sync"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    out = batch.stdout
+    assert "is on a local" in out and "fine on this one-node cluster only" in out  # the shared-storage check
+    assert re.search(r"^task 1: job \d+ ok; log ", out, re.M), out + batch.stderr
+    match = re.search(r"^task 2: job (\d+) .*resume: `sbatch --time=HH:MM:SS (\S+\.sbatch)`", out, re.M)
+    assert match and batch.returncode == 1, out + batch.stderr
+    root = next((tmp_path / "log").glob("batch-*"))
+    jobs = json.loads((root / "jobs.json").read_text())
+    first_log = next(root.glob("1-*-demo_letter"))
+    assert (first_log / "Loop_0" / "feedback" / "feedback.json").is_file()
+    assert f"rdft batch: job {jobs['1']} on " in first_log.with_suffix(".out").read_text()
+
+    # The stopped run resumes when its script is resubmitted, and completes.
+    script = Path(match.group(2))
+    second_log = Path(str(script).removesuffix(".sbatch"))
+    assert (second_log / "run.json").is_file() and not (second_log / "Loop_0" / "feedback").is_dir()
+    job = subprocess.run(["sbatch", "--parsable", "--time=20", str(script)], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    deadline = time.monotonic() + 900
+    while (
+        job_state(cluster, job) not in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") and time.monotonic() < deadline
+    ):
+        time.sleep(2)
+    assert job_state(cluster, job) == "COMPLETED", second_log.with_suffix(".out").read_text()[-3000:]
+    assert (second_log / "Loop_0" / "feedback" / "feedback.json").is_file()
+    assert f"-m rdft run --resume {second_log}" in second_log.with_suffix(".out").read_text()
+
+    # Ctrl-C cancels a running job (--cancel-on-exit) and leaves nothing in the queue.
+    third = tmp_path / "third"
+    third.mkdir()
+    (third / "tasks.json").write_text(json.dumps({"tasks": [{**tiny, "loop_n": 3}]}))
+    proc = subprocess.Popen(["rdft", "batch", "tasks.json", "--executor", "slurm", "--cpus", "1", "--no-sync",
+                             "--cancel-on-exit"], cwd=third, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(third.glob("log/batch-*/1-*/baseline")):
+        time.sleep(1)
+    jobs = json.loads(next(third.glob("log/batch-*/jobs.json")).read_text())
+    assert job_state(cluster, jobs["1"]) == "RUNNING"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, output
+    assert f"cancelled job(s) {jobs['1']}" in output and "resume with `sbatch " in output
+    assert jobs["1"] not in cluster.queue()
+    assert job_state(cluster, jobs["1"]) == "CANCELLED"
