@@ -1,6 +1,7 @@
 """Your own data and target: `rdft datasets add`, `rdft benchmarks add`, then the real loop on them,
 the scorer against hand-computed values, the leakage guard, and every bad input in one line."""
 
+import csv
 import json
 import random
 import subprocess
@@ -63,6 +64,21 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     assert "reviews" in mine and "reviews" not in listed.split("your datasets")[0]
     info = user("datasets", "info", "reviews").stdout
     assert "columns, 80 rows" in info and f"local: {tmp_path / 'train.jsonl'}" in info
+    # CSV, and parquet (read in the data env), and a folder of them: the same rows and schema.
+    with open(tmp_path / "train.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "text", "label"])
+        writer.writeheader()
+        writer.writerows(train[:10])
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    to_parquet = "import sys, pandas; pandas.read_json(sys.argv[1], lines=True).to_parquet(sys.argv[2])"
+    assert data_env.run(["python", "-c", to_parquet, str(tmp_path / "train.jsonl"), str(folder / "a.parquet")]).ok
+    write_jsonl(folder / "b.jsonl", train[:5])
+    assert user("datasets", "add", "reviews_csv", "--source", tmp_path / "train.csv").stdout.strip() == (
+        "reviews_csv: 10 columns rows; columns id (string), text (string), label (string)"
+    )
+    both = user("datasets", "add", "reviews_parts", "--source", folder)
+    assert both.stdout.strip() == "reviews_parts: 85 columns rows; columns id (string), text (string), label (string)"
 
     bench = user("benchmarks", "add", "sentiment", "--docs", tmp_path / "eval.jsonl", "--prompt-template", TEMPLATE,
                  "--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # fmt: skip
