@@ -106,16 +106,23 @@ def test_estimate_within_25_percent_of_measured_peak_on_the_tiny_model(shared_di
         assert abs(estimate / measured - 1) <= 0.25, (row, estimate, measured)
 
 
+def lora_7b_config(folder: Path) -> Path:
+    """The shipped 7B LoRA config, pointed at a folder holding Qwen2.5-7B's config.json (all a
+    dry run reads of the model) and a one-row data file."""
+    model = folder / "qwen25-7b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(QWEN25_7B))
+    (folder / "data.jsonl").write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
+    config = yaml.safe_load((recipes_dir() / "configs" / "lora_single_gpu.yaml").read_text())
+    config["model"]["path"], config["data"]["path"] = str(model), str(folder / "data.jsonl")
+    (folder / "lora.yaml").write_text(yaml.safe_dump(config))
+    return folder / "lora.yaml"
+
+
 def test_dry_run_plans_for_assumed_gpus(rdft, tmp_path):
     """A laptop plans the 7B LoRA config for cards it does not have: a 141 GiB card takes ≥ 8k
     tokens per micro-batch without recomputation, a 24 GiB one needs checkpointing."""
-    model = tmp_path / "qwen25-7b"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps(QWEN25_7B))
-    (tmp_path / "data.jsonl").write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
-    config = yaml.safe_load((recipes_dir() / "configs" / "lora_single_gpu.yaml").read_text())
-    config["model"]["path"], config["data"]["path"] = str(model), str(tmp_path / "data.jsonl")
-    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(config))
+    lora_7b_config(tmp_path)
 
     def dry_run(gpus: str) -> dict:
         result = rdft(

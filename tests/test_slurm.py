@@ -14,9 +14,7 @@ import pytest
 import yaml
 from conftest import clean_environ
 from slurm_cluster import SlurmCluster, missing
-from test_planner import QWEN25_7B
-
-from rdft.resources import recipes_dir
+from test_planner import lora_7b_config
 
 
 def sbatch_lines(script: str) -> list[str]:
@@ -61,15 +59,8 @@ def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
 
 
 def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
-    model = tmp_path / "qwen25-7b"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps(QWEN25_7B))
-    (tmp_path / "data.jsonl").write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
-    config = yaml.safe_load((recipes_dir() / "configs" / "lora_single_gpu.yaml").read_text())
-    config["model"]["path"], config["data"]["path"] = str(model), str(tmp_path / "data.jsonl")
-    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(config))
     workspace = tmp_path / "ws"
-    result = rdft("train", tmp_path / "lora.yaml", "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB",
+    result = rdft("train", lora_7b_config(tmp_path), "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB",
                   "--slurm-nodes", "2")  # fmt: skip
     assert result.returncode == 0, result.output
     sbatch = (workspace / "train.sbatch").read_text()

@@ -57,6 +57,8 @@ def template_fields(template: str) -> list[str]:
 
 
 def _number(value) -> float | None:
+    # The scorer's own reading (evaluation/tasks/custom/utils.py, which runs in the eval env and
+    # imports nothing from rdft): a gold answer it could not read would score every answer 0.
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
