@@ -18,8 +18,8 @@ one run:
 - full:    Qwen2.5-0.5B shape, full fine-tune, the recipe's step.
 - qlora:   the 7B shape in 4-bit when bitsandbytes imports.
 - score:   Qwen2.5-1.5B shape, 64 prompts × 256 new tokens, greedy: lm-eval's hf default
-           (batch 1, dynamic cache), rdft's hf settings (batch 64, bf16, static cache), and vLLM
-           (random weights, `load_format="dummy"`) when it imports.
+           (batch 1), rdft's hf settings (bf16, the batch `rdft eval` plans from memory), and
+           vLLM (random weights, `load_format="dummy"`) when it imports.
 
 MFU is on the anchors' scale: useful FLOPs per token 4N (LoRA) or 6N (full), N = matmul
 weights, plus causal attention; against the bf16 matmul ceiling measured here (8192³). Prints
@@ -286,11 +286,9 @@ def case_score(backend: str, s: dict) -> dict:
     config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
-    batch = 1 if backend == "hf_default" else s["prompts"]
+    batch = 1 if backend == "hf_default" else rdft_hf_batch(shape, s, device)
     options = {"max_new_tokens": s["new_tokens"], "min_new_tokens": s["new_tokens"], "do_sample": False,
                "pad_token_id": 0}  # fmt: skip
-    if backend == "rdft_hf" and device.type == "cuda":
-        options["cache_implementation"] = "static"  # compiled decoding: pays at batch 64 (gpu-anchors)
 
     def generate(chunk):
         ids = torch.tensor(chunk, device=device)
@@ -306,12 +304,23 @@ def case_score(backend: str, s: dict) -> dict:
         generated += (out.shape[1] - s["prompt_len"]) * out.shape[0]
     synchronize()
     wall = time.perf_counter() - start
-    setup = (
-        "batch 1, dynamic cache"
-        if batch == 1
-        else f"batch {batch}, {options.get('cache_implementation', 'dynamic')} cache"
-    )
+    setup = f"batch {batch}, dynamic cache" + (" (rdft's planned batch)" if backend == "rdft_hf" else "")
     return {"tokens_per_s": generated / wall, "generated": generated, "setup": setup}
+
+
+def rdft_hf_batch(shape: str, s: dict, device) -> int:
+    """The batch `rdft eval` gives lm-eval's hf backend (rdft/evaluation/generation.py): from the
+    card's memory on a GPU, 4 on a CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return 4
+    from rdft.evaluation.generation import hf_batch_size
+
+    folder = Path(tempfile.mkdtemp(prefix="suite-score-"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", **SHAPES[shape]}))
+    memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return hf_batch_size(str(folder), memory, s["new_tokens"], s["prompt_len"]) or 1
 
 
 def matmul_ceiling() -> float:
@@ -364,9 +373,10 @@ def run_case(name: str, smoke: bool) -> dict:
 # --- the suite ----------------------------------------------------------------------------------
 def in_subprocess(name: str, smoke: bool, timeout: float) -> dict:
     command = [sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if smoke else None  # the smoke is CPU-only, even on a GPU host
     started = time.perf_counter()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:g} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -136,7 +136,7 @@ def datasets_add(ctx: click.Context, name: str, source: Path, description: str |
 
     entry = add_dataset(_settings(ctx), name, source, description=description, license=license_)
     columns = ", ".join(f"{k} ({v})" for k, v in entry.columns.items())
-    click.echo(f"{entry.name}: {entry.rows} {entry.format} rows; columns {columns}")
+    click.echo(f"{entry.name}: {entry.rows} rows ({entry.format}); columns {columns}")
 
 
 @datasets.command("remove")

@@ -58,7 +58,7 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
 
     added = user("datasets", "add", "reviews", "--source", tmp_path / "train.jsonl", "--license", "CC0")
     assert added.returncode == 0, added.stderr
-    assert added.stdout.strip() == "reviews: 80 columns rows; columns id (string), text (string), label (string)"
+    assert added.stdout.strip() == "reviews: 80 rows (columns); columns id (string), text (string), label (string)"
     listed = user("datasets", "list").stdout
     mine = listed.split("your datasets")[1]
     assert "reviews" in mine and "reviews" not in listed.split("your datasets")[0]
@@ -75,10 +75,10 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     assert data_env.run(["python", "-c", to_parquet, str(tmp_path / "train.jsonl"), str(folder / "a.parquet")]).ok
     write_jsonl(folder / "b.jsonl", train[:5])
     assert user("datasets", "add", "reviews_csv", "--source", tmp_path / "train.csv").stdout.strip() == (
-        "reviews_csv: 10 columns rows; columns id (string), text (string), label (string)"
+        "reviews_csv: 10 rows (columns); columns id (string), text (string), label (string)"
     )
     both = user("datasets", "add", "reviews_parts", "--source", folder)
-    assert both.stdout.strip() == "reviews_parts: 85 columns rows; columns id (string), text (string), label (string)"
+    assert both.stdout.strip() == "reviews_parts: 85 rows (columns); columns id (string), text (string), label (string)"
 
     bench = user("benchmarks", "add", "sentiment", "--docs", tmp_path / "eval.jsonl", "--prompt-template", TEMPLATE,
                  "--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # fmt: skip
@@ -185,12 +185,19 @@ def test_each_metric_against_hand_computed_values(user, tmp_path, eval_env):
     assert summary["primary"]["value"] == pytest.approx((2 / 3 + 1) / 2)
 
     # numeric tolerance 0.01 of max(1, |gold|): 101 vs 100 passes (1 ≤ 1), 0.02 vs 0 fails (0.02 > 0.01),
-    # "1,000.5" vs 1000 passes (0.5 ≤ 10), "about 3" is unreadable.
-    numbers = [{"q": "a", "n": 100}, {"q": "b", "n": "0"}, {"q": "c", "n": 1000}, {"q": "d", "n": 3}]
+    # "1,000.5" vs 1000 passes (0.5 ≤ 10), "about 3" is unreadable, 0.005 vs 0 passes only through
+    # the floor of 1 (0.005 ≤ 0.01, where 0.01·|0| would allow nothing).
+    numbers = [
+        {"q": "a", "n": 100},
+        {"q": "b", "n": "0"},
+        {"q": "c", "n": 1000},
+        {"q": "d", "n": 3},
+        {"q": "e", "n": 0},
+    ]
     summary = score(user, tmp_path, "numbers", numbers,
-                    ["\\boxed{101}", "\\boxed{0.02}", "\\boxed{1,000.5}", "\\boxed{about 3}"],
+                    ["\\boxed{101}", "\\boxed{0.02}", "\\boxed{1,000.5}", "\\boxed{about 3}", "\\boxed{0.005}"],
                     "--answer-field", "n", "--metric", "numeric_tolerance", "--tolerance", "0.01")  # fmt: skip
-    assert summary["primary"]["value"] == pytest.approx(2 / 4)
+    assert summary["primary"]["value"] == pytest.approx(3 / 5)
     assert summary["metrics"]["n_unreadable"] == 1
 
     # json_field_match: the share of the gold object's fields matched: 2 of 3, then 2 of 2.

@@ -186,6 +186,10 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     lacking = rdft("env", "adopt", "tiny", "--python", str(python), env=venv_env)
     assert "lacks what env 'tiny' needs: six (not installed)" in one_line_error(lacking)
     assert not (rdft.envs_dir / "tiny").exists()
+    # A package the runs will not use can be waived by name; it is adopted, and then replaced below.
+    waived = rdft("env", "adopt", "tiny", "--python", str(python), "--allow-missing", "six", env=venv_env)
+    assert waived.returncode == 0 and waived.stdout.strip() == f"tiny: adopted {python}", waived.output
+    assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0
 
     # Give the prebuilt venv six: rdft's own build of the spec, reached through a .pth file.
     assert rdft("env", "create", "tiny", env=venv_env).returncode == 0
@@ -194,10 +198,16 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     # The managed build is removed when the prebuilt one replaces it: copy six, then point a .pth at it.
     shutil.copytree(next(managed.glob("lib/python*/site-packages")), tmp_path / "six-site")
     (site / "six.pth").write_text(str(tmp_path / "six-site") + "\n")
+    # Its metadata says another version than the lock's: adopted, with a note saying so.
+    info = next((tmp_path / "six-site").glob("six-1.16.0.dist-info"))
+    metadata = (info / "METADATA").read_text().replace("Version: 1.16.0", "Version: 1.16.9")
+    (info / "METADATA").write_text(metadata)
+    info.rename(info.with_name("six-1.16.9.dist-info"))
 
     adopted = rdft("env", "adopt", "tiny", "--python", str(python), env=venv_env)
     assert adopted.returncode == 0, adopted.output
     assert adopted.stdout.strip() == f"tiny: adopted {python}"
+    assert "rdft: note: six 1.16.9 (the lock has 1.16.0)" in adopted.stderr
     assert not managed.exists()  # the managed build it replaced is gone
     ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)",
                env=venv_env)  # fmt: skip
@@ -232,6 +242,9 @@ def test_variant_packages_lock_for_their_variant_only(rdft, tmp_path):
     (specs / "kit.yml").write_text(base + "variant-pip:\n  cuda:\n    - packaging==24.2\n")
     status = rdft("env", "status", env=env).stdout
     assert re.search(r"^kit\s+venv\s+cpu\s.*\smissing\s+\S+$", status, re.M), status  # not "stale"
+    # ... while the cuda lock is stale: the variant's packages are part of its hash.
+    cuda = rdft("env", "status", env={**env, "RDFT_TORCH_VARIANT": "cuda"}).stdout
+    assert re.search(r"^kit\s+venv\s+cuda\s.*missing \(kit\.cuda\.txt is stale", cuda, re.M), cuda
     # An env limited to cuda hosts says so on a CPU host.
     (specs / "gpuonly.yml").write_text(base.replace("name: kit", "name: gpuonly") + "variants: [cuda]\n")
     assert rdft("env", "lock", "gpuonly", "--pip-only", env=env).returncode == 0

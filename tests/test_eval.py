@@ -8,6 +8,7 @@ import pytest
 import yaml
 from conftest import SHARED, one_line_error
 
+from rdft.errors import RdftError
 from rdft.resources import evaluation_dir
 
 SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -237,6 +238,12 @@ def test_backend_model_args(tmp_path):
     # 135 GiB need 4 cards of 80 (each holds ≤ 40 GiB of weights): tensor parallel 4, two replicas on 8.
     sharded = parsed(model_args("vllm", str(big), None, [80.0] * 8, 1024, 3000))
     assert (sharded["tensor_parallel_size"], sharded["data_parallel_size"]) == ("4", "2")
+    # On 6 cards the sizes vLLM accepts divide 6 and the 64 heads: 1 or 2. 135 / 2 = 67.5 GiB fits
+    # 0.85·80 = 68: tensor parallel 2, three replicas, every card used.
+    six = parsed(model_args("vllm", str(big), None, [80.0] * 6, 1024, 3000))
+    assert (six["tensor_parallel_size"], six["data_parallel_size"]) == ("2", "3")
+    with pytest.raises(RdftError, match="divides its 64 heads and the GPUs"):  # 3 cards: only size 1, too small
+        model_args("vllm", str(big), None, [80.0] * 3, 1024, 3000)
     hf = parsed(model_args("hf", str(model), adapter, [80.0], 32768, 3000))
     assert hf["peft"] == str(adapter) and hf["dtype"] == "bfloat16" and int(hf["max_length"]) > 32768
     cpu = parsed(model_args("hf", str(model), None, [], 256, 3000))

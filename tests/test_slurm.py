@@ -134,6 +134,10 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     assert f"rdft batch: job {jobs['1']} on " in first_log.with_suffix(".out").read_text()
 
     # The stopped run resumes when its script is resubmitted, and completes.
+    # Stopped by Slurm's early TERM (the script's clean exit 143), not killed at the limit (TIMEOUT).
+    stopped = subprocess.run(["scontrol", "show", "job", match.group(1), "-o"], env=env, capture_output=True,
+                             text=True).stdout  # fmt: skip
+    assert "JobState=FAILED" in stopped and "ExitCode=143:0" in stopped, stopped
     script = Path(match.group(2))
     second_log = Path(str(script).removesuffix(".sbatch"))
     assert (second_log / "run.json").is_file() and not (second_log / "Loop_0" / "feedback").is_dir()

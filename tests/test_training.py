@@ -54,7 +54,19 @@ def test_tiny_cpu_lora_end_to_end(train_cli, shared_dirs, train_env, tmp_path):
     assert final["adapter_dir"] == str(workspace / "output" / "adapter")
     assert final["merged_dir"] == str(workspace / "output" / "merged")
     assert final["tokens_per_s"] > 0 and final["peak_memory_gib"] > 0
-    assert final["steps"] == 26  # 256 samples in rows of 256 tokens, 4 rows per micro-batch → 13 per epoch, 2 epochs
+    # The recipe's own count: its packing of the 256 samples (rows of 256 tokens, 4 rows per
+    # micro-batch, the first epoch's shuffle) times the epochs; and the fixed value for this data.
+    count = (
+        "import sys, yaml; sys.path.insert(0, '.'); import sft; from transformers import AutoTokenizer\n"
+        "config = yaml.safe_load(open('train.yaml'))\n"
+        "tok = AutoTokenizer.from_pretrained(config['model']['path'])\n"
+        "samples, _ = sft.load_samples(config, tok)\n"
+        "batches = len(sft.epoch_batches(samples, config, 0, tok.pad_token_id or tok.eos_token_id))\n"
+        "print(max(batches // config['train']['gradient_accumulation_steps'], 1) * config['train']['epochs'])"
+    )
+    counted = train_env.run(["python", "-c", count], cwd=workspace, echo=False)
+    assert counted.ok, counted.tail
+    assert final["steps"] == int(counted.tail.strip().splitlines()[-1]) == 26
     assert final["final_loss"] < 0.5 * final["first_loss"], final
     assert f"weights in {final['adapter_dir']}" in result.stderr
     # What a user runs by hand is there and readable.

@@ -73,15 +73,8 @@ def vllm_args(
     length = prompt_tokens + max_gen_toks
     max_model_len = min(context, length) if context else length
     count = max(len(gpu_memory), 1)
-    tensor = 1
     shape = shape_of(model)
-    if shape is not None and gpu_memory:
-        card = min(gpu_memory)
-        while tensor < count and weights_gib(shape) / tensor > WEIGHTS_SHARE * card:
-            tensor *= 2
-        tensor = min(tensor, count)
-    elif shape is None:
-        tensor = count  # unknown size: shard it over every card, as lm-eval's users do
+    tensor = count if shape is None else tensor_parallel(shape, gpu_memory)  # unknown size: every card
     args = [f"pretrained={model}", "dtype=auto", f"gpu_memory_utilization={VLLM_MEMORY}",
             f"tensor_parallel_size={tensor}", f"data_parallel_size={max(count // tensor, 1)}",
             f"max_model_len={max_model_len}"]  # fmt: skip
@@ -89,6 +82,25 @@ def vllm_args(
         rank = json.loads((adapter / "adapter_config.json").read_text()).get("r", 16)
         args += [f"lora_local_path={adapter}", f"max_lora_rank={max(16, 1 << (int(rank) - 1).bit_length())}"]
     return args
+
+
+def tensor_parallel(shape: ModelShape, gpu_memory: list[float]) -> int:
+    """The fewest cards to shard the weights over: a size vLLM accepts (it divides the attention
+    heads and the cards, so the replicas use every card), the weights at most half of each card
+    (room for the KV cache), else at most VLLM_MEMORY of it."""
+    if not gpu_memory:
+        return 1
+    count, card = len(gpu_memory), min(gpu_memory)
+    sizes = [t for t in range(1, count + 1) if count % t == 0 and shape.heads % t == 0]
+    for share in (WEIGHTS_SHARE, VLLM_MEMORY):
+        for size in sizes:
+            if weights_gib(shape) / size <= share * card:
+                return size
+    raise RdftError(
+        f"the model's {weights_gib(shape):.0f} GiB of weights do not fit {count} GPU(s) of {card:.0f} GiB in a "
+        f"tensor-parallel size that divides its {shape.heads} heads and the GPUs ({', '.join(map(str, sizes))}); "
+        "use more GPUs (a power of two), or --backend hf"
+    )
 
 
 def hf_batch_size(model: str, gpu_memory: float, max_gen_toks: int, prompt_tokens: int) -> int | None:

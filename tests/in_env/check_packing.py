@@ -74,7 +74,8 @@ with torch.no_grad():
     n_a = len(a["input_ids"])
     after_b = logits_of_last([[b, a]], 0, len(b["input_ids"]), n_a)
     after_c = logits_of_last([[c, a]], 0, len(c["input_ids"]), n_a)
-    padded = logits_of_last([[c, b, c], [a]], 1, 0, n_a)  # row 1 is `a` and tail padding
+    # Two rows per micro-batch, `a` last in the first: boundaries are found in every row.
+    padded = logits_of_last([[c, b, a], [b]], 0, len(c["input_ids"]) + len(b["input_ids"]), n_a)
     row_mates_diff = max(float((after_b - after_c).abs().max()), float((after_b - padded).abs().max()))
     # The micro-batch loss of several padded rows is the token-weighted mean of its samples' losses.
     multi = sft.pack(samples, max(len(s["input_ids"]) for s in samples) + 8, 3, PAD)
