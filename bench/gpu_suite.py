@@ -5,7 +5,8 @@
 
 Runs with any interpreter that has torch, transformers, peft and accelerate (a bare GPU host
 needs nothing else: the planner is imported from this checkout, and liger-kernel, bitsandbytes
-and vLLM are used when they import). Random weights of real shapes, so no hub access is needed.
+and vLLM are used when they import; `--wheels DIR` installs carried wheels such as liger-kernel
+into a private folder the cases import from, offline). Random weights of real shapes, so no hub access is needed.
 Each case runs in its own subprocess (a fresh CUDA context and memory peak), side by side in
 one run:
 
@@ -324,11 +325,11 @@ def rdft_hf_batch(shape: str, s: dict, device) -> int:
 
 
 def matmul_ceiling() -> float:
-    """Measured dense matmul FLOP/s: bf16 8192³ on a GPU, fp32 512³ on a CPU."""
+    """Measured dense matmul FLOP/s: bf16 8192³ on a GPU, fp32 1024³ on a CPU."""
     import torch
 
     device, dtype = device_and_dtype()
-    n = 8192 if device.type == "cuda" else 512
+    n = 8192 if device.type == "cuda" else 1024
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
@@ -371,9 +372,28 @@ def run_case(name: str, smoke: bool) -> dict:
 
 
 # --- the suite ----------------------------------------------------------------------------------
-def in_subprocess(name: str, smoke: bool, timeout: float) -> dict:
+def carried_wheels(folder: Path) -> Path:
+    """Install the wheels of `folder` (small pure-Python ones a bare GPU host lacks, e.g.
+    liger-kernel) into a private folder the cases import from, without touching the host's
+    Python and without a network."""
+    target = Path(tempfile.mkdtemp(prefix="suite-wheels-"))
+    wheels = sorted(folder.glob("*.whl"))
+    if not wheels:
+        raise SystemExit(f"gpu_suite: --wheels {folder} holds no .whl files")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target", str(target),
+               *map(str, wheels)]  # fmt: skip
+    if subprocess.run(command).returncode != 0:
+        raise SystemExit(f"gpu_suite: installing the wheels of {folder} failed (see above)")
+    return target
+
+
+def in_subprocess(name: str, smoke: bool, timeout: float, site: Path | None = None) -> dict:
     command = [sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if smoke else None  # the smoke is CPU-only, even on a GPU host
+    env = dict(os.environ)
+    if smoke:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the smoke is CPU-only, even on a GPU host
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     started = time.perf_counter()
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -444,6 +464,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "gpu_suite.json")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "RESULTS.md")
     parser.add_argument("--case-timeout", type=float, default=150.0, help="Seconds per case (default 150).")
+    parser.add_argument("--wheels", type=Path, help="A folder of wheels to use (installed privately, offline).")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case, args.cpu_smoke)), flush=True)
@@ -462,10 +483,13 @@ def main() -> None:
         "versions": versions,
         "command": "python bench/gpu_suite.py" + (" --cpu-smoke" if args.cpu_smoke else ""),
     }
-    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout).get("flops")
+    site = carried_wheels(args.wheels) if args.wheels else None
+    if site is not None:
+        report["wheels"] = sorted(p.name for p in args.wheels.glob("*.whl"))
+    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout, site).get("flops")
     report["matmul_ceiling_tflops"] = ceiling / 1e12 if ceiling else None
     for name in CASES:
-        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout)
+        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout, site)
         print(f"gpu_suite: {name}: {json.dumps(report[name])[:400]}", file=sys.stderr, flush=True)
     report["ratios"] = ratios(report, ceiling)
     args.out.parent.mkdir(parents=True, exist_ok=True)
