@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from rdft import slurm
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.loop.run import STOPPED_EXIT_CODE, parse_duration
@@ -307,9 +308,7 @@ def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], op
     else:
         header.append(f"--cpus-per-task={options.cpus}")
     if limit is not None:
-        from rdft.slurm import slurm_time
-
-        header += [f"--time={slurm_time(limit)}", f"--signal=B:TERM@{signal_lead(limit)}"]
+        header += [f"--time={slurm.slurm_time(limit)}", f"--signal=B:TERM@{signal_lead(limit)}"]
     for key in ("partition", "account", "qos"):
         value = getattr(task, key) or getattr(options, key)
         if value:
@@ -317,9 +316,7 @@ def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], op
     if options.requeue:
         header.append("--requeue")
     header += [line if line.startswith("--") else f"--{line}" for line in (*options.sbatch, *task.sbatch)]
-    from rdft.slurm import environment_lines, rdft_command
-
-    rdft = rdft_command()
+    rdft = slurm.rdft_command()
     fresh = " ".join(shlex.quote(part) for part in command[3:])  # after `python -m rdft`
     extra = " --no-sync" if "--no-sync" in command else ""
     requeue = (
@@ -333,7 +330,7 @@ def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], op
         f"# Resubmit with `sbatch {beside(log_dir, '.sbatch')}`: it resumes the run when its log holds one.\n"
         + "".join(f"#SBATCH {line}\n" for line in header)
         + "set -uo pipefail\n"
-        + "".join(f"{line}\n" for line in environment_lines())
+        + "".join(f"{line}\n" for line in slurm.environment_lines())
         + f"export LOG_TRACE_PATH={shlex.quote(str(log_dir))}\n"
         + f"if [ -f {shlex.quote(str(log_dir / 'run.json'))} ]; then\n"
         + f"    set -- {rdft} run --resume {shlex.quote(str(log_dir))}{extra}\n"
@@ -352,7 +349,6 @@ def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], op
 
 
 def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmOptions, console: Console) -> int:
-    from rdft import slurm
     from rdft.settings import get_settings
 
     tasks = load_tasks(path, local=False)

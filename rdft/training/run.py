@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from rdft import slurm
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.files import write_atomic
@@ -201,8 +202,6 @@ def train(
     write_atomic(workspace / "plan.json", json.dumps({**summary, "hardware": hardware}, indent=2) + "\n")
     sbatch = None
     if slurm_nodes:
-        from rdft import slurm
-
         sbatch = workspace / "train.sbatch"
         write_atomic(sbatch, slurm.train_script(workspace, nodes=slurm_nodes, gpus_per_node=len(layout.gpus)))
     if dry_run:
@@ -212,8 +211,6 @@ def train(
             print(f"# {sbatch}\n{sbatch.read_text()}", end="")
         return None
     if sbatch is not None:
-        from rdft import slurm
-
         slurm.require_slurm()
         job = slurm.submit(sbatch)
         console.print(f"rdft: submitted job {job} ({slurm_nodes} nodes); output in {workspace}/slurm-{job}.out")
