@@ -19,6 +19,8 @@ folder. The script resumes the run when its log holds one, so a job that was pre
 its time limit or was cancelled resumes when resubmitted (`sbatch <script>`; with `--requeue`,
 Slurm requeues it itself). The live table reads squeue (pending with its reason, running on
 which node) and the run's own log; Ctrl-C scancels the jobs (asked, or `--cancel-on-exit`).
+Envs a run needs that are not built yet are built by one env job first, which the task jobs
+depend on: a file lock on shared storage may not hold between nodes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from rich.table import Table
 from rdft import slurm
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import get_benchmark
-from rdft.loop.run import STOPPED_EXIT_CODE, parse_duration
+from rdft.files import write_atomic
+from rdft.loop.run import RUN_ENVS, STOPPED_EXIT_CODE, parse_duration
 
 
 class Task(BaseModel):
@@ -276,7 +279,7 @@ class SlurmOptions(BaseModel):
     sbatch: list[str] = []  # extra `#SBATCH` options for every task
     cpus: int = 8  # per GPU (per task when it has none)
     mem_per_gpu: str | None = None
-    time_margin_s: float = 1800.0  # beyond a task's timeout: env builds, start-up, the last save
+    time_margin_s: float = 1800.0  # beyond a task's timeout: start-up, the last save
     requeue: bool = False
     cancel_on_exit: bool = False
     shared_ok: bool = False
@@ -288,7 +291,9 @@ def signal_lead(limit_s: float) -> int:
     return int(max(30, min(300, limit_s / 10)))
 
 
-def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], options: SlurmOptions) -> str:
+def sbatch_script(
+    number: int, task: Task, log_dir: Path, command: list[str], options: SlurmOptions, variant: str
+) -> str:
     """The job script of one task: plain sbatch, readable and resubmittable by hand."""
     gpus = len(task.gpu_list())
     limit = parse_duration(task.time) if task.time else (
@@ -330,7 +335,7 @@ def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], op
         f"# Resubmit with `sbatch {beside(log_dir, '.sbatch')}`: it resumes the run when its log holds one.\n"
         + "".join(f"#SBATCH {line}\n" for line in header)
         + "set -uo pipefail\n"
-        + "".join(f"{line}\n" for line in slurm.environment_lines())
+        + "".join(f"{line}\n" for line in slurm.environment_lines(variant))
         + f"export LOG_TRACE_PATH={shlex.quote(str(log_dir))}\n"
         + f"if [ -f {shlex.quote(str(log_dir / 'run.json'))} ]; then\n"
         + f"    set -- {rdft} run --resume {shlex.quote(str(log_dir))}{extra}\n"
@@ -348,63 +353,132 @@ def sbatch_script(number: int, task: Task, log_dir: Path, command: list[str], op
     )  # fmt: skip
 
 
+ENV_JOB_TIME_S = 3600.0  # building the three envs from their locks: minutes with uv, an hour is ample
+
+
+def envs_script(root: Path, names: list[str], tasks: list[Task], options: SlurmOptions, variant: str) -> str:
+    """The env job: builds the envs a run needs, once, before any task starts. Task jobs on
+    several nodes would otherwise build a missing env side by side, and whether the env
+    manager's file lock holds between nodes depends on the shared file system (NFS: yes,
+    Lustre: only mounted with `flock`); one job first holds on any of them."""
+    header = [
+        "--job-name=rdft-envs",
+        f"--output={root / 'envs.out'}",
+        "--open-mode=append",
+        f"--chdir={Path.cwd()}",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={options.cpus}",  # uv unpacks in parallel; no GPU needed to install CUDA wheels
+        f"--time={slurm.slurm_time(ENV_JOB_TIME_S)}",
+    ]
+    for key in ("partition", "account", "qos"):  # where the tasks run: the same file systems and modules
+        value = getattr(options, key) or next((getattr(t, key) for t in tasks if getattr(t, key)), None)
+        if value:
+            header.append(f"--{key}={value}")
+    header += [line if line.startswith("--") else f"--{line}" for line in options.sbatch]
+    return (
+        "#!/bin/bash\n"
+        "# Written by `rdft batch --executor slurm`: builds the envs the tasks need; every task job\n"
+        "# waits for it (sbatch --dependency=afterok:<this job>).\n"
+        + "".join(f"#SBATCH {line}\n" for line in header)
+        + "set -euo pipefail\n"
+        + "".join(f"{line}\n" for line in slurm.environment_lines(variant))
+        + 'echo "rdft batch: env job $SLURM_JOB_ID on $(hostname)"\n'
+        + f"exec {slurm.rdft_command()} env create {' '.join(names)}\n"
+    )
+
+
+def envs_to_build(settings, variant: str) -> list[str]:
+    """The envs a run needs that are not ready for the jobs' variant (adopted ones count as ready)."""
+    from rdft.envs import EnvManager
+
+    manager = EnvManager(settings.model_copy(update={"rdft_torch_variant": variant}))
+    ready = {row.name for row in manager.status() if row.state == "ready" or row.state.startswith("adopted")}
+    return [name for name in RUN_ENVS if name not in ready]
+
+
 def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmOptions, console: Console) -> int:
     from rdft.settings import get_settings
 
     tasks = load_tasks(path, local=False)
+    settings = get_settings()
+    variant = slurm.jobs_variant(settings.rdft_torch_variant, sum(len(task.gpu_list()) for task in tasks))
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d_%H-%M-%S")
     root = (Path("log") / f"batch-{stamp}").resolve()
     plans = []
     for number, task in enumerate(tasks, 1):
         log_dir = root / f"{number}-{_slug(task.model)}-{task.benchmark}"
-        plans.append(
-            (number, task, log_dir, sbatch_script(number, task, log_dir, task_command(task, no_sync), options))
-        )
+        script = sbatch_script(number, task, log_dir, task_command(task, no_sync), options, variant)
+        plans.append((number, task, log_dir, script))
+    missing = envs_to_build(settings, variant)
+    envs = envs_script(root, missing, tasks, options, variant) if missing else None
     if dry_run:
+        if envs is None:
+            console.print(f"# envs {', '.join(RUN_ENVS)}: ready ({variant}) in {settings.envs_dir}; no env job",
+                          highlight=False, markup=False)  # fmt: skip
+        else:
+            console.print(f"# envs: {root / 'envs.sbatch'} (every task job waits for it: --dependency=afterok)",
+                          highlight=False, markup=False)  # fmt: skip
+            console.print(envs, highlight=False, markup=False)
         for number, _task, log_dir, script in plans:
             console.print(f"# task {number}: {beside(log_dir, '.sbatch')}", highlight=False, markup=False)
             console.print(script, highlight=False, markup=False)
-        console.print(f"dry run: {len(plans)} sbatch script(s), nothing submitted", highlight=False)
+        console.print(f"dry run: {len(plans) + (envs is not None)} sbatch script(s), nothing submitted",
+                      highlight=False)  # fmt: skip
         return 0
     slurm.require_slurm()
-    settings = get_settings()
     for note in slurm.check_shared({"FT_FILE_PATH": settings.ft_file_path.expanduser(), "the log folder": root.parent},
                                    shared_ok=options.shared_ok):  # fmt: skip
         console.print(f"rdft: note: {note}", highlight=False)
     root.mkdir(parents=True, exist_ok=True)
+    env_job, after = None, []
+    if envs is not None:
+        write_atomic(root / "envs.sbatch", envs)
+        env_job = slurm.submit(root / "envs.sbatch")
+        # Not in the task scripts: resubmitted by hand, they must not wait for a job long gone.
+        # An env job that fails cancels the tasks instead of leaving them pending for ever.
+        after = [f"--dependency=afterok:{env_job}", "--kill-on-invalid-dep=yes"]
+        console.print(f"rdft: env job {env_job} builds {', '.join(missing)} ({variant}); the tasks wait for it",
+                      highlight=False)  # fmt: skip
     jobs: dict[int, str] = {}
     for number, _task, log_dir, script in plans:
         script_path = beside(log_dir, ".sbatch")
-        script_path.write_text(script)
-        jobs[number] = slurm.submit(script_path)
-    (root / "jobs.json").write_text(json.dumps({str(n): j for n, j in jobs.items()}) + "\n")
+        write_atomic(script_path, script)
+        jobs[number] = slurm.submit(script_path, after)
+    listed = {"envs": env_job} if env_job else {}
+    write_atomic(root / "jobs.json", json.dumps({**listed, **{str(n): j for n, j in jobs.items()}}) + "\n")
+    every_job = [*([env_job] if env_job else []), *jobs.values()]
     started = time.monotonic()
     seen: dict[str, slurm.JobState] = {}
+
+    def where(job: str) -> str:
+        state = seen.get(job, slurm.JobState("PENDING"))
+        text = f"{state.state} ({state.reason})" if state.reason else state.state
+        return text + (f" on {state.node}" if state.node and state.state == "RUNNING" else "")
 
     def table() -> Table:
         view = Table(title=f"rdft batch on Slurm ({root})")
         for column in ("task", "job", "benchmark", "gpus", "slurm", "loop", "stage", "best", "elapsed"):
             view.add_column(column)
+        if env_job:
+            view.add_row("envs", env_job, "-", "-", where(env_job), "-", f"building {', '.join(missing)}", "-",
+                         f"{time.monotonic() - started:.0f}s")  # fmt: skip
         for number, task, log_dir, _ in plans:
-            state = seen.get(jobs[number], slurm.JobState("PENDING"))
-            where = f"{state.state} ({state.reason})" if state.reason else state.state
-            if state.node and state.state == "RUNNING":
-                where += f" on {state.node}"
             loop, stage, best = progress_of(log_dir)
-            view.add_row(str(number), jobs[number], task.benchmark, str(len(task.gpu_list()) or "cpu"), where, loop,
-                         stage, best, f"{time.monotonic() - started:.0f}s")  # fmt: skip
+            view.add_row(str(number), jobs[number], task.benchmark, str(len(task.gpu_list()) or "cpu"),
+                         where(jobs[number]), loop, stage, best, f"{time.monotonic() - started:.0f}s")  # fmt: skip
         return view
 
     try:
         with Live(table(), console=console, refresh_per_second=1, transient=False) as live:
             while True:
-                seen.update(slurm.states(list(jobs.values())))
+                seen.update(slurm.states(every_job))
                 live.update(table())
-                if all(state.final for state in seen.values()) and len(seen) == len(jobs):
+                if all(state.final for state in seen.values()) and len(seen) == len(every_job):
                     break
                 time.sleep(2)
     except KeyboardInterrupt:
-        active = [job for job in jobs.values() if not seen.get(job, slurm.JobState("PENDING")).final]
+        active = [job for job in every_job if not seen.get(job, slurm.JobState("PENDING")).final]
         question = f"cancel the {len(active)} job(s) still queued or running?"
         cancel = options.cancel_on_exit or (sys.stdin.isatty() and click_confirm(question))
         if cancel:
@@ -414,14 +488,23 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
         else:
             console.print(f"rdft: the jobs go on; follow them with `squeue -j {','.join(active)}`, "
                           f"cancel them with `scancel {' '.join(active)}`", highlight=False)  # fmt: skip
+        if env_job in active:
+            console.print(f"  envs: not built yet; `sbatch --parsable {root / 'envs.sbatch'}` first, then each task "
+                          "with `sbatch --dependency=afterok:<that job>`", highlight=False)  # fmt: skip
         for number, _task, log_dir, _ in plans:
             console.print(f"  task {number}: resume with `sbatch {beside(log_dir, '.sbatch')}`", highlight=False)
         return 130
     failed = False
     console.print()
+    envs_failed = env_job is not None and not (seen[env_job].state == "COMPLETED" and seen[env_job].exit_code == 0)
+    if envs_failed:
+        console.print(f"env job {env_job}: FAILED ({seen[env_job].state}); see {root / 'envs.out'}", highlight=False)
     for number, _task, log_dir, _ in plans:
         state = seen[jobs[number]]
-        if state.state == "COMPLETED" and state.exit_code in (0, None):
+        if envs_failed and not (log_dir / "run.json").is_file():  # Slurm cancelled it: its dependency failed
+            verdict = f"not run: the env job failed (fix it, then `rdft batch {path} --executor slurm` again)"
+            failed = True
+        elif state.state == "COMPLETED" and state.exit_code in (0, None):
             verdict = "ok"
         elif state.exit_code == STOPPED_EXIT_CODE:
             verdict = f"stopped at its timeout (resume with `rdft run --resume {log_dir} --timeout DURATION`)"

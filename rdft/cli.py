@@ -376,7 +376,7 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
               help="slurm: CPUs per GPU (per job for a CPU task).")  # fmt: skip
 @click.option("--mem-per-gpu", help="slurm: memory per GPU, e.g. 120G.")
 @click.option("--time-margin", default="30m", show_default=True,
-              help="slurm: added to a task's timeout for the job's --time (env builds, start-up, saving).")  # fmt: skip
+              help="slurm: added to a task's timeout for the job's --time (start-up, the last save).")  # fmt: skip
 @click.option("--requeue", is_flag=True, help="slurm: a job that reaches its limit or is pre-empted requeues itself.")
 @click.option("--cancel-on-exit", is_flag=True, help="slurm: Ctrl-C cancels the jobs without asking.")
 @click.option("--shared-ok", is_flag=True, help="slurm: FT_FILE_PATH and ./log are on storage every node mounts.")
@@ -687,12 +687,12 @@ def env_status(ctx: click.Context) -> None:
 
 
 @env.command("create")
-@click.argument("name")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.pass_context
-def env_create(ctx: click.Context, name: str) -> None:
-    """Create env NAME from its locks (does nothing when it exists and its lock is unchanged)."""
-    handle = _manager(ctx).ensure(name)
-    click.echo(str(handle.link))
+def env_create(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Create each env NAME from its locks (nothing to do when it exists and its lock is unchanged)."""
+    for handle in _manager(ctx).ensure_all(list(names)):
+        click.echo(str(handle.link))
 
 
 @env.command("adopt")

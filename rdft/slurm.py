@@ -156,20 +156,30 @@ def cancel(job_ids: list[str]) -> None:
         subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
 
 
-def environment_lines() -> list[str]:
+def environment_lines(variant: str) -> list[str]:
     """The settings a job needs to find the same files: exported in its script (sbatch also
-    passes the submitting environment on by default; a cluster that disables it still works)."""
+    passes the submitting environment on by default; a cluster that disables it still works).
+    The torch variant is always fixed: the envs are shared, and a job that chose its own (a CPU
+    job on a node without GPUs) would rebuild them under the other jobs' feet."""
     lines = []
     for name in ("FT_FILE_PATH", "RDFT_ENVS_DIR", "RDFT_ENV_SPECS_DIR", "RDFT_USER_BENCHMARKS", "HF_HOME",
-                 "HF_ENDPOINT", "RDFT_TORCH_VARIANT", "FT_Coder_CoSTEER_env_type"):  # fmt: skip
+                 "HF_ENDPOINT", "FT_Coder_CoSTEER_env_type"):  # fmt: skip
         if os.environ.get(name):
             lines.append(f"export {name}={shlex.quote(os.environ[name])}")
-    return lines
+    return [*lines, f"export RDFT_TORCH_VARIANT={variant}"]
 
 
-def train_script(workspace: Path, *, nodes: int, gpus_per_node: int, cpus_per_gpu: int = 8) -> str:
-    """sbatch + srun for `rdft train --slurm-nodes N`: one task per node, each running the
-    workspace's launch.sh in the train env; launch.sh reads Slurm's variables for the ranks."""
+def jobs_variant(configured: str, gpus: int) -> str:
+    """The torch variant for jobs on other nodes: the setting, or `cuda` when the jobs get GPUs
+    (this login node's own nvidia-smi says nothing about the nodes)."""
+    return configured if configured != "auto" else ("cuda" if gpus else "cpu")
+
+
+def train_script(workspace: Path, *, nodes: int, gpus_per_node: int, variant: str, cpus_per_gpu: int = 8) -> str:
+    """sbatch + srun for `rdft train --slurm-nodes N`: first one step on one node builds the
+    train env when it is missing (N nodes building it at once would race on the shared envs
+    folder, where a file lock may not cross nodes), then one task per node runs the workspace's
+    launch.sh in it; launch.sh reads Slurm's variables for the ranks."""
     header = [
         f"--job-name=rdft-train-{workspace.name}",
         f"--nodes={nodes}",
@@ -185,7 +195,8 @@ def train_script(workspace: Path, *, nodes: int, gpus_per_node: int, cpus_per_gp
         f"# Written by `rdft train --slurm-nodes {nodes}`: submit with `sbatch {workspace / 'train.sbatch'}`.\n"
         + "".join(f"#SBATCH {line}\n" for line in header)
         + "set -euo pipefail\n"
-        + "".join(f"{line}\n" for line in environment_lines())
+        + "".join(f"{line}\n" for line in environment_lines(variant))
         + "export RDFT_MAIN_PROCESS_PORT=${RDFT_MAIN_PROCESS_PORT:-29500}\n"
+        + f"srun --nodes=1 --ntasks=1 {rdft_command()} env create train\n"
         + f"srun --kill-on-bad-exit=1 {rdft_command()} env run train -- bash {launch}\n"
     )

@@ -2,6 +2,7 @@
 the test (Debian's slurmctld, slurmd and munge), the sbatch scripts field by field, and
 multi-node launch.sh under Slurm's variables."""
 
+import datetime
 import json
 import os
 import re
@@ -33,9 +34,21 @@ def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
                   "--qos", "high", "--cpus", "12", "--mem-per-gpu", "120G", "--time-margin", "30m", "--requeue",
                   "--sbatch=--mail-type=END", "--no-sync")  # fmt: skip
     assert result.returncode == 0, result.output
-    assert result.stdout.rstrip().endswith("dry run: 2 sbatch script(s), nothing submitted")
-    scripts = re.split(r"^# task \d+: ", result.stdout, flags=re.M)[1:]
+    assert result.stdout.rstrip().endswith("dry run: 3 sbatch script(s), nothing submitted")
+    envs, *scripts = re.split(r"^# task \d+: ", result.stdout, flags=re.M)
     assert len(scripts) == 2
+    # No env is built yet: one job builds them first, on a node, for the tasks' variant (they have
+    # GPUs: cuda, whatever this login node has), and the task jobs wait for it.
+    envs_path = re.search(r"^# envs: (\S+) \(every task job waits for it: --dependency=afterok\)$", envs, re.M)
+    assert envs_path and envs_path.group(1).endswith("/envs.sbatch")
+    root = Path(envs_path.group(1)).parent
+    assert sbatch_lines(envs) == [
+        "--job-name=rdft-envs", f"--output={root}/envs.out", "--open-mode=append", f"--chdir={rdft.workdir}",
+        "--nodes=1", "--ntasks=1", "--cpus-per-task=12", "--time=0-01:00:00",
+        "--partition=a100", "--account=proj", "--qos=high", "--mail-type=END",
+    ]  # fmt: skip
+    assert "export RDFT_TORCH_VARIANT=cuda\n" in envs
+    assert re.search(r"^exec \S+ -m rdft env create train data eval$", envs, re.M)
     first_path, first = scripts[0].split("\n", 1)
     log1 = Path(first_path.removesuffix(".sbatch"))
     assert log1.name == "1-Qwen-Qwen2.5-7B-Instruct-aime25" and log1.parent.name.startswith("batch-")
@@ -45,7 +58,8 @@ def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
         "--time=0-02:30:00", "--signal=B:TERM@300",  # 2h timeout + 30m margin; TERM 5 min before the end
         "--partition=h100", "--account=proj", "--qos=high", "--requeue", "--mail-type=END",
     ]  # fmt: skip
-    assert f"export LOG_TRACE_PATH={log1}" in first
+    assert f"export LOG_TRACE_PATH={log1}" in first and "export RDFT_TORCH_VARIANT=cuda\n" in first
+    assert "--dependency" not in first  # given to sbatch, not written: a resubmitted script waits for nothing
     assert re.search(rf"if \[ -f {re.escape(str(log1))}/run.json \]; then\n    set -- \S+ -m rdft run --resume "
                      rf"{re.escape(str(log1))} --no-sync\n", first)  # fmt: skip
     assert "run --base-model Qwen/Qwen2.5-7B-Instruct --benchmark aime25 --timeout 2h --no-sync" in first
@@ -56,11 +70,13 @@ def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
     assert not any(line.startswith(("--time=", "--signal=")) for line in lines)  # no timeout: the partition's limit
     assert "--loop-n 3" in second
     assert not list(rdft.workdir.glob("log/batch-*/*.sbatch"))  # a dry run writes nothing
+    assert not (tmp_path / "envs").exists()  # and builds nothing
 
 
 def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
     workspace = tmp_path / "ws"
-    result = rdft("train", lora_7b_config(tmp_path), "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB",
+    config = lora_7b_config(tmp_path)
+    result = rdft("train", config, "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB",
                   "--slurm-nodes", "2")  # fmt: skip
     assert result.returncode == 0, result.output
     sbatch = (workspace / "train.sbatch").read_text()
@@ -69,8 +85,17 @@ def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
         f"--job-name=rdft-train-{workspace.name}", "--nodes=2", "--ntasks-per-node=1",
         f"--output={workspace}/slurm-%j.out", f"--chdir={workspace}", "--gpus-per-node=4", "--cpus-per-gpu=8",
     ]  # fmt: skip
-    assert re.search(rf"^srun --kill-on-bad-exit=1 \S+ -m rdft env run train -- bash {workspace}/launch.sh$", sbatch,
+    # One step on one node builds the train env when missing, then every node runs launch.sh in it.
+    assert re.search(r"^export RDFT_TORCH_VARIANT=cuda\n(.*\n)?"
+                     r"srun --nodes=1 --ntasks=1 \S+ -m rdft env create train\n"
+                     rf"srun --kill-on-bad-exit=1 \S+ -m rdft env run train -- bash {workspace}/launch.sh\n\Z", sbatch,
                      re.M)  # fmt: skip
+    assert not (tmp_path / "envs").exists()  # nothing built on this login node
+    refused = rdft("train", config, "--workspace", tmp_path / "ws2", "--slurm-nodes", "2")
+    assert refused.returncode != 0 and "Traceback" not in refused.output
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "rdft: error: --slurm-nodes plans for the nodes' GPUs: add --assume-gpus NxMEM, e.g. --assume-gpus 8x80GiB"
+    )
     accelerate = yaml.safe_load((workspace / "accelerate.yaml").read_text().split("\n", 1)[1])
     assert accelerate["num_machines"] == 2 and accelerate["num_processes"] == 8
 
@@ -106,15 +131,25 @@ def cluster(tmp_path_factory):
     started.stop()
 
 
-def job_state(cluster, job: str) -> str:
+def job_field(cluster, job: str, field: str) -> str:
     shown = subprocess.run(["scontrol", "show", "job", job, "-o"], capture_output=True, text=True,
                            env={**os.environ, **cluster.env}).stdout  # fmt: skip
-    match = re.search(r"JobState=(\S+)", shown)
+    match = re.search(rf"\b{field}=(\S+)", shown)
     return match.group(1) if match else "UNKNOWN"
 
 
+def job_state(cluster, job: str) -> str:
+    return job_field(cluster, job, "JobState")
+
+
 def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, eval_env, train_env, tmp_path):
-    env = clean_environ(**shared_dirs, **cluster.env)
+    # This envs folder lacks the data env (train and eval are the session's): the batch builds it
+    # in one env job first, and the task jobs wait for that job.
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    for name in ("train", "eval"):
+        (envs / name).symlink_to((Path(shared_dirs["RDFT_ENVS_DIR"]) / name).resolve())
+    env = clean_environ(**{**shared_dirs, "RDFT_ENVS_DIR": str(envs)}, **cluster.env)
     tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "loop_n": 1}
     tasks = tmp_path / "tasks.json"
     # The second is stopped by its limit: TERM 30 s before 2 minutes (Slurm may send it up to a minute
@@ -129,6 +164,13 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     assert match and batch.returncode == 1, out + batch.stderr
     root = next((tmp_path / "log").glob("batch-*"))
     jobs = json.loads((root / "jobs.json").read_text())
+    assert f"rdft: env job {jobs['envs']} builds data (cpu); the tasks wait for it" in out
+    assert job_state(cluster, jobs["envs"]) == "COMPLETED" and (envs / "data").resolve().parent == envs
+    assert "env data: ready" in (root / "envs.out").read_text()
+    # The dependency held: neither task started before the env job ended.
+    env_end = datetime.datetime.fromisoformat(job_field(cluster, jobs["envs"], "EndTime"))
+    starts = [datetime.datetime.fromisoformat(job_field(cluster, jobs[n], "StartTime")) for n in ("1", "2")]
+    assert all(start >= env_end for start in starts), (env_end, starts)
     first_log = next(root.glob("1-*-demo_letter"))
     assert (first_log / "Loop_0" / "feedback" / "feedback.json").is_file()
     assert f"rdft batch: job {jobs['1']} on " in first_log.with_suffix(".out").read_text()
@@ -170,3 +212,24 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     assert f"cancelled job(s) {jobs['1']}" in output and "resume with `sbatch " in output
     assert jobs["1"] not in cluster.queue()
     assert job_state(cluster, jobs["1"]) == "CANCELLED"
+    assert "envs" not in jobs and "env job" not in output  # every env is ready now: no env job
+
+
+def test_slurm_batch_env_job_that_fails_cancels_its_tasks(cluster, shared_dirs, tmp_path):
+    # Nodes that cannot reach the package index and hold no cache: the env job fails (a real
+    # build), Slurm cancels the task jobs that wait for it, and nothing is left queued.
+    offline = {"UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "PIP_NO_INDEX": "1"}
+    env = clean_environ(**{**shared_dirs, "RDFT_ENVS_DIR": str(tmp_path / "envs")}, **cluster.env, **offline)
+    (tmp_path / "tasks.json").write_text(json.dumps({"tasks": [{"model": "tiny:llama", "benchmark": "demo_letter"}]}))
+    batch = subprocess.run(["rdft", "batch", "tasks.json", "--executor", "slurm", "--cpus", "1", "--no-sync"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = batch.stdout
+    root = next((tmp_path / "log").glob("batch-*"))
+    jobs = json.loads((root / "jobs.json").read_text())
+    assert batch.returncode == 1, out + batch.stderr
+    assert f"rdft: env job {jobs['envs']} builds train, data, eval (cpu)" in out
+    assert f"env job {jobs['envs']}: FAILED (FAILED); see {root / 'envs.out'}" in out
+    assert re.search(rf"^task 1: job {jobs['1']} not run: the env job failed \(fix it, then `rdft batch ", out, re.M)
+    assert "could not install" in (root / "envs.out").read_text()
+    assert job_state(cluster, jobs["1"]) == "CANCELLED" and not set(jobs.values()) & set(cluster.queue())
+    assert not (tmp_path / "envs" / "train").exists() and not list(root.glob("1-*/run.json"))

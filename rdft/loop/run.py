@@ -53,6 +53,7 @@ from rdft.settings import Settings
 
 STAGES = ("direct_exp_gen", "coding", "running", "feedback")
 STOPPED_EXIT_CODE = 3  # `rdft run` stopped by its --timeout budget or --step-n: resumable
+RUN_ENVS = ("train", "data", "eval")  # the envs every run builds (scenario_with_envs)
 DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
 
 
@@ -188,9 +189,10 @@ class Run:
         (mostly downloads and unpacking, while the tiny model trains); steps that need one wait
         for it on its file lock."""
         manager = EnvManager(self.settings)
-        manager.ensure("train")
+        first, *rest = RUN_ENVS
+        manager.ensure(first)
         with ThreadPoolExecutor(1) as pool:
-            others = pool.submit(manager.ensure_all, ["data", "eval"])
+            others = pool.submit(manager.ensure_all, rest)
             try:
                 scenario = self.scenario()
             finally:

@@ -169,6 +169,8 @@ def train(
     if assume_gpus and not dry_run and not slurm_nodes:
         raise RdftError("--assume-gpus plans for hardware this host does not have; use it with --dry-run "
                         "(or with --slurm-nodes, for the nodes' GPUs)")  # fmt: skip
+    if slurm_nodes and not assume_gpus:  # this login node's hardware says nothing about the nodes'
+        raise RdftError("--slurm-nodes plans for the nodes' GPUs: add --assume-gpus NxMEM, e.g. --assume-gpus 8x80GiB")
     assumed = assumed_hardware(assume_gpus) if assume_gpus else None
     config = load_config(config_path)
     if slurm_nodes:  # the machines come from Slurm at run time: launch.sh reads its variables
@@ -183,7 +185,8 @@ def train(
     model_dir = resolve_model(config, settings)
 
     manager = EnvManager(settings, log=lambda message: console.print(f"rdft: {message}", highlight=False))
-    env = None if dry_run else manager.ensure("train")
+    # Under Slurm the job builds the env itself, on a node, with the nodes' torch variant.
+    env = None if dry_run or slurm_nodes else manager.ensure("train")
     hardware = assumed or (host_hardware() if env is None else probe_in_env(env, workspace))
     layout = choose_layout(config, hardware, gpus)
 
@@ -203,7 +206,10 @@ def train(
     sbatch = None
     if slurm_nodes:
         sbatch = workspace / "train.sbatch"
-        write_atomic(sbatch, slurm.train_script(workspace, nodes=slurm_nodes, gpus_per_node=len(layout.gpus)))
+        variant = slurm.jobs_variant(settings.rdft_torch_variant, len(layout.gpus))
+        write_atomic(
+            sbatch, slurm.train_script(workspace, nodes=slurm_nodes, gpus_per_node=len(layout.gpus), variant=variant)
+        )
     if dry_run:
         console.print_json(json.dumps(summary))
         print(launch.read_text(), end="")
