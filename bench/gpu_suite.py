@@ -3,10 +3,14 @@
     python bench/gpu_suite.py [--out bench/gpu_suite.json] [--results bench/RESULTS.md]
     python bench/gpu_suite.py --cpu-smoke --out /tmp/smoke.json --results /tmp/RESULTS.md
 
-Runs with any interpreter that has torch, transformers, peft and accelerate (a bare GPU host
-needs nothing else: the planner is imported from this checkout, and liger-kernel, bitsandbytes
-and vLLM are used when they import; `--wheels DIR` installs carried wheels such as liger-kernel
-into a private folder the cases import from, offline). Random weights of real shapes, so no hub access is needed.
+Runs with any interpreter that has torch, transformers, peft and accelerate: a bare GPU host
+with no rdft env and no network. The suite registers that interpreter as rdft's `train` env
+with `rdft env adopt` (rdft from this checkout; its checks that the spec's packages import, and
+its notes on versions that differ from the lock, go into the report) and runs every case
+through `rdft env run train`, as rdft's own runs go on such a host. `--wheels DIR` installs
+carried wheels into a private folder, offline: rdft's small dependencies a bare host lacks
+(pydantic-settings, python-dotenv) and extras such as liger-kernel; liger-kernel, bitsandbytes
+and vLLM are used when they import. Random weights of real shapes, so no hub access is needed.
 Each case runs in its own subprocess (a fresh CUDA context and memory peak), side by side in
 one run:
 
@@ -16,6 +20,8 @@ one run:
            Liger when installed, bf16 autocast for the adapters.
 - skewed:  the same pair on a skewed length mix (log-normal, mean ≈ 600, max 4096): effective
            (non-pad) tokens/s, padded vs packed.
+- skewed_sdpa: rdft's packed step with SDPA instead of flex_attention (GPU only): which kernel
+           the locked stack runs faster on packed rows, the choice behind `attention: auto`.
 - full:    Qwen2.5-0.5B shape, full fine-tune, the recipe's step.
 - qlora:   the 7B shape in 4-bit when bitsandbytes imports.
 - score:   Qwen2.5-1.5B shape, 64 prompts × 256 new tokens, greedy: lm-eval's hf default
@@ -57,7 +63,7 @@ SHAPES = {
     "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2),
 }  # fmt: skip
-CASES = ("lora", "skewed", "full", "qlora", "score")
+CASES = ("lora", "skewed", "skewed_sdpa", "full", "qlora", "score")
 
 
 # --- one case, in its own process ---------------------------------------------------------------
@@ -200,8 +206,9 @@ def case_baseline(mix: str, s: dict) -> dict:
     }
 
 
-def case_rdft(mix: str, s: dict, method: str = "lora") -> dict:
-    """The recipe's data path and step with the planner's choices."""
+def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = None) -> dict:
+    """The recipe's data path and step with the planner's choices (and the recipe's attention
+    for packed rows, unless `attention` names another)."""
     import importlib.util
 
     import sft
@@ -213,7 +220,7 @@ def case_rdft(mix: str, s: dict, method: str = "lora") -> dict:
     device, dtype = device_and_dtype()
     cuda = device.type == "cuda"
     liger = cuda and importlib.util.find_spec("liger_kernel") is not None
-    attention = "flex_attention" if cuda else "sdpa"
+    attention = attention or ("flex_attention" if cuda else "sdpa")
     folder = Path(tempfile.mkdtemp(prefix="suite-shape-"))
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", **SHAPES[shape]}))
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 8.0
@@ -347,6 +354,12 @@ def run_case(name: str, smoke: bool) -> dict:
         return {"baseline": case_baseline("uniform", s), "rdft": case_rdft("uniform", s)}
     if name == "skewed":
         return {"baseline": case_baseline("skewed", s), "rdft": case_rdft("skewed", s)}
+    if name == "skewed_sdpa":
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"skipped": "a CUDA GPU is needed (on a CPU the recipe's packed rows use SDPA anyway)"}
+        return {"rdft": case_rdft("skewed", s, attention="sdpa")}
     if name == "full":
         return {"rdft": case_rdft("uniform", s, method="full")}
     if name == "qlora":
@@ -387,21 +400,52 @@ def carried_wheels(folder: Path) -> Path:
     return target
 
 
-def in_subprocess(name: str, smoke: bool, timeout: float, site: Path | None = None) -> dict:
-    command = [sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])
-    env = dict(os.environ)
+def suite_environment(site: Path | None, smoke: bool) -> dict[str, str]:
+    """The environment of `rdft env adopt` / `rdft env run` and the cases: rdft from this checkout
+    (and the carried wheels) importable, a private envs folder, the variant of this host."""
+    import torch
+
+    root = Path(tempfile.mkdtemp(prefix="suite-rdft-"))
+    paths = [str(site) if site else "", str(REPO), os.environ.get("PYTHONPATH", "")]
+    variant = "cuda" if torch.cuda.is_available() and not smoke else "cpu"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths)), "RDFT_ENVS_DIR": str(root / "envs"),
+           "FT_FILE_PATH": str(root / "ft"), "RDFT_TORCH_VARIANT": variant}  # fmt: skip
     if smoke:
         env["CUDA_VISIBLE_DEVICES"] = ""  # the smoke is CPU-only, even on a GPU host
-    if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return env
+
+
+def adopt_this_python(env: dict[str, str]) -> list[str]:
+    """`rdft env adopt train --python <this interpreter>`: its notes, or exit with its one line.
+    DeepSpeed may be missing: the suite's cases run on one GPU without it."""
+    command = [sys.executable, "-m", "rdft", "env", "adopt", "train", "--python", sys.executable,
+               "--allow-missing", "deepspeed"]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
+        hint = ""
+        if "No module named" in proc.stderr:  # rdft's own dependencies are not on this host
+            hint = ("; carry them: `pip download --no-deps -d DIR pydantic-settings python-dotenv` where there "
+                    "is a network, then --wheels DIR")  # fmt: skip
+        raise SystemExit(f"gpu_suite: `rdft env adopt train` failed: {last}{hint}")
+    return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
+
+
+def in_subprocess(name: str, smoke: bool, timeout: float, env: dict[str, str]) -> dict:
+    """One case in its own process, through `rdft env run train` (its timeout kills the case's
+    whole process group: exit 124)."""
+    command = [sys.executable, "-m", "rdft", "env", "run", "train", "--timeout", f"{timeout:g}", "--",
+               sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])  # fmt: skip
     started = time.perf_counter()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 120, env=env)
     except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s (and rdft env run did not stop it)"}
+    if proc.returncode == 124:
         return {"error": f"timed out after {timeout:g} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         return {"error": f"exit {proc.returncode}: {tail[0][:300]}"}
     return {**json.loads(lines[-1]), "wall_s": round(time.perf_counter() - started, 1)}
 
@@ -416,6 +460,10 @@ def ratios(report: dict, ceiling: float | None) -> dict:
             out[f"{name}_effective_tokens_per_s"] = ours["effective_tokens_per_s"] / base["effective_tokens_per_s"]
             if base.get("peak_gib") and ours.get("peak_gib"):
                 out[f"{name}_peak_memory"] = ours["peak_gib"] / base["peak_gib"]
+    sdpa = report.get("skewed_sdpa", {}).get("rdft")
+    if sdpa and "rdft" in report.get("skewed", {}):
+        # > 1: flex_attention is the faster kernel for packed rows on this stack (attention: auto's choice)
+        out["skewed_flex_vs_sdpa"] = report["skewed"]["rdft"]["effective_tokens_per_s"] / sdpa["effective_tokens_per_s"]
     score = report.get("score", {})
     if "baseline" in score and "rdft" in score:
         out["score_rdft_hf"] = score["rdft"]["tokens_per_s"] / score["baseline"]["tokens_per_s"]
@@ -436,6 +484,7 @@ TARGETS = {"lora_tokens_per_s": 1.8, "skewed_effective_tokens_per_s": 3.0, "scor
 def table(report: dict) -> str:
     where = "CPU smoke: figures mean nothing" if report["smoke"] else report["device"]
     rows = [f"\n## GPU suite, {report['date']} ({where})", "", f"`{report['command']}` — {report['versions']}", "",
+            f"Interpreter: {report['env']}" + "".join(f"; {note}" for note in report["adopt_notes"]), "",
             "| case | side | tokens/s | effective tokens/s | peak GiB | MFU | setup |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in CASES:
@@ -486,10 +535,13 @@ def main() -> None:
     site = carried_wheels(args.wheels) if args.wheels else None
     if site is not None:
         report["wheels"] = sorted(p.name for p in args.wheels.glob("*.whl"))
-    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout, site).get("flops")
+    env = suite_environment(site, args.cpu_smoke)
+    report["adopt_notes"] = adopt_this_python(env)
+    report["env"] = f"{sys.executable}, adopted as rdft's train env ({env['RDFT_TORCH_VARIANT']})"
+    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout, env).get("flops")
     report["matmul_ceiling_tflops"] = ceiling / 1e12 if ceiling else None
     for name in CASES:
-        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout, site)
+        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout, env)
         print(f"gpu_suite: {name}: {json.dumps(report[name])[:400]}", file=sys.stderr, flush=True)
     report["ratios"] = ratios(report, ceiling)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,8 @@
-"""bench/gpu_suite.py cannot rot: its CPU smoke runs every case end to end on tiny shapes."""
+"""bench/gpu_suite.py cannot rot: its CPU smoke runs every case end to end on tiny shapes, in
+the train env's interpreter standing in for a bare GPU host's (torch, transformers, peft and
+accelerate, but not rdft's own dependencies, which come as carried wheels)."""
 
+import importlib.metadata
 import json
 import re
 import zipfile
@@ -8,10 +11,26 @@ from pathlib import Path
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "gpu_suite.py"  # bench/ lives in the tree, not the wheel
 
 
+def wheel_of_installed(name: str, folder: Path) -> Path:
+    """A wheel of a pure-Python package installed here, from its own files: what a user carries
+    (`pip download`), made offline."""
+    dist = importlib.metadata.distribution(name)
+    stem = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}"
+    path = folder / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for file in dist.files:
+            if file.suffix != ".pyc" and ".." not in file.parts:
+                wheel.write(file.locate(), str(file))
+    return path
+
+
 def test_gpu_suite_cpu_smoke(train_env, tmp_path):
     out, results = tmp_path / "smoke.json", tmp_path / "RESULTS.md"
-    wheels = tmp_path / "wheels"  # a carried wheel, installed privately and offline
+    bare = train_env.run(["python", "-c", "import pydantic_settings"], echo=False)
+    assert not bare.ok and "No module named 'pydantic_settings'" in bare.tail  # rdft cannot run there as it is
+    wheels = tmp_path / "wheels"  # carried wheels, installed privately and offline
     wheels.mkdir()
+    carried = [wheel_of_installed(name, wheels).name for name in ("pydantic-settings", "python-dotenv")]
     with zipfile.ZipFile(wheels / "probe-0.1-py3-none-any.whl", "w") as wheel:
         wheel.writestr("probe/__init__.py", "VERSION = '0.1'\n")
         wheel.writestr("probe-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: probe\nVersion: 0.1\n")
@@ -23,7 +42,10 @@ def test_gpu_suite_cpu_smoke(train_env, tmp_path):
     assert ran.ok, ran.tail
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["matmul_ceiling_tflops"] > 0
-    assert report["wheels"] == ["probe-0.1-py3-none-any.whl"]
+    assert report["wheels"] == sorted([*carried, "probe-0.1-py3-none-any.whl"])
+    # Every case ran through `rdft env run train` in the interpreter `rdft env adopt` registered.
+    assert report["env"] == f"{train_env.python}, adopted as rdft's train env (cpu)"
+    assert f"Interpreter: {train_env.python}, adopted as rdft's train env (cpu)" in results.read_text()
     for case in ("lora", "skewed"):
         for side in ("baseline", "rdft"):
             # MFU is computed (its value on tiny CPU shapes under a loaded CI host means nothing)
@@ -37,6 +59,7 @@ def test_gpu_suite_cpu_smoke(train_env, tmp_path):
     assert wasted_base > 0.3 and wasted_ours < wasted_base - 0.2, (wasted_base, wasted_ours)
     assert report["full"]["rdft"]["tokens_per_s"] > 0
     assert report["qlora"] == {"skipped": "bitsandbytes and a CUDA GPU are needed", "wall_s": report["qlora"]["wall_s"]}
+    assert report["skewed_sdpa"]["skipped"].startswith("a CUDA GPU is needed")
     assert report["score"]["baseline"]["generated"] == report["score"]["rdft"]["generated"] == 4 * 8
     assert set(report["ratios"]) >= {"lora_tokens_per_s", "skewed_effective_tokens_per_s", "score_rdft_hf"}
     table = results.read_text()
