@@ -393,8 +393,7 @@ def envs_to_build(settings, variant: str) -> list[str]:
     from rdft.envs import EnvManager
 
     manager = EnvManager(settings.model_copy(update={"rdft_torch_variant": variant}))
-    ready = {row.name for row in manager.status() if row.state == "ready" or row.state.startswith("adopted")}
-    return [name for name in RUN_ENVS if name not in ready]
+    return [name for name in RUN_ENVS if not manager.ready(name)]
 
 
 def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmOptions, console: Console) -> int:

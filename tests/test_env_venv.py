@@ -67,6 +67,9 @@ def test_create_run_ensure_remove(rdft, venv_env, tmp_path):
     started = time.monotonic()
     again = manager.ensure("tiny")
     assert time.monotonic() - started <= 1.0
+    assert manager.ready("tiny")
+    # Built for the CPU: not ready for GPU jobs (a login node without GPUs submitting to GPU nodes).
+    assert not EnvManager(settings.model_copy(update={"rdft_torch_variant": "cuda"})).ready("tiny")
     assert again.prefix == link.resolve() and again.record.backend == "venv"
 
     status = rdft("env", "status", env=venv_env)
@@ -221,6 +224,8 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     settings = Settings(_env_file=None, rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"], rdft_envs_dir=rdft.envs_dir,
                         ft_coder_costeer_env_type="venv", rdft_torch_variant="cpu")  # fmt: skip
     assert EnvManager(settings).ensure("tiny").python == python
+    assert EnvManager(settings).ready("tiny")  # what `rdft batch --executor slurm` asks before an env job
+    assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0 and not EnvManager(settings).ready("tiny")
     bad = rdft("env", "adopt", "tiny", "--python", str(tmp_path / "nope"), env=venv_env)
     assert "is not an executable interpreter" in one_line_error(bad)
 

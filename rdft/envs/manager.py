@@ -234,6 +234,16 @@ class EnvManager:
             return None
         return Env(name=name, prefix=link.resolve(), link=link, record=record)
 
+    def ready(self, name: str) -> bool:
+        """Whether env `name` can be used as it is: adopted, or built from its current lock (what
+        `ensure` checks before building; reads no package files, so it is cheap on NFS)."""
+        existing = self.current(name)
+        if existing is None or existing.record.backend == ADOPTED:
+            return existing is not None
+        spec = self.spec(name)
+        backend, variant = self.backend(spec), self.variant()
+        return _matches(existing, backend, variant, self._lock_hash_if_fresh(spec, backend, variant))
+
     def ensure(self, name: str) -> Env:
         """The env `name`, created when missing and rebuilt when its lock changed."""
         return self._ensure(name, force=False)
