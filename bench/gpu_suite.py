@@ -20,8 +20,9 @@ one run:
            Liger when installed, bf16 autocast for the adapters.
 - skewed:  the same pair on a skewed length mix (log-normal, mean ≈ 600, max 4096): effective
            (non-pad) tokens/s, padded vs packed.
-- skewed_sdpa: rdft's packed step with SDPA instead of flex_attention (GPU only): which kernel
-           the locked stack runs faster on packed rows, the choice behind `attention: auto`.
+- skewed_sdpa: rdft's packed step with SDPA instead of flex_attention: which kernel the locked
+           stack runs faster on packed rows, the choice behind `attention: auto` (on a CPU both
+           sides are SDPA: the smoke only checks it runs).
 - full:    Qwen2.5-0.5B shape, full fine-tune, the recipe's step.
 - qlora:   the 7B shape in 4-bit when bitsandbytes imports.
 - score:   Qwen2.5-1.5B shape, 64 prompts × 256 new tokens, greedy: lm-eval's hf default
@@ -30,8 +31,9 @@ one run:
 
 MFU is on the anchors' scale: useful FLOPs per token 4N (LoRA) or 6N (full), N = matmul
 weights, plus causal attention; against the bf16 matmul ceiling measured here (8192³). Prints
-and writes JSON, and appends a table to RESULTS.md. `--cpu-smoke` runs every case on tiny
-shapes on the CPU (float32) so the suite cannot rot; its figures mean nothing.
+and writes JSON (each case's output in `<out>-logs/<case>.log`), and appends a table to
+RESULTS.md. `--cpu-smoke` runs every case on tiny shapes on the CPU (float32) so the suite
+cannot rot; its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -355,10 +357,6 @@ def run_case(name: str, smoke: bool) -> dict:
     if name == "skewed":
         return {"baseline": case_baseline("skewed", s), "rdft": case_rdft("skewed", s)}
     if name == "skewed_sdpa":
-        import torch
-
-        if not torch.cuda.is_available():
-            return {"skipped": "a CUDA GPU is needed (on a CPU the recipe's packed rows use SDPA anyway)"}
         return {"rdft": case_rdft("skewed", s, attention="sdpa")}
     if name == "full":
         return {"rdft": case_rdft("uniform", s, method="full")}
@@ -431,23 +429,31 @@ def adopt_this_python(env: dict[str, str]) -> list[str]:
     return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
 
 
-def in_subprocess(name: str, smoke: bool, timeout: float, env: dict[str, str]) -> dict:
-    """One case in its own process, through `rdft env run train` (its timeout kills the case's
-    whole process group: exit 124)."""
-    command = [sys.executable, "-m", "rdft", "env", "run", "train", "--timeout", f"{timeout:g}", "--",
-               sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])  # fmt: skip
+RESULT = "gpu_suite result: "  # the line that carries a case's figures, among its other output
+
+
+def in_subprocess(name: str, smoke: bool, timeout: float, env: dict[str, str], logs: Path) -> dict:
+    """One case in its own process, through `rdft env run train`: its output in logs/<case>.log
+    (written by rdft's runner), its timeout killing the case's whole process group (exit 124)."""
+    log = logs / f"{name}.log"
+    command = [sys.executable, "-m", "rdft", "env", "run", "train", "--timeout", f"{timeout:g}", "--log", str(log),
+               "--", sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])  # fmt: skip
     started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 120, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s (and rdft env run did not stop it)"}
+        output, _ = proc.communicate(timeout=timeout + 120)
+    except subprocess.TimeoutExpired:  # rdft itself hung: stop it (it stops the case it started)
+        os.killpg(proc.pid, 15)
+        proc.communicate()
+        return {"error": f"timed out after {timeout:g} s (and rdft env run did not stop it); see {log}"}
     if proc.returncode == 124:
-        return {"error": f"timed out after {timeout:g} s"}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        return {"error": f"timed out after {timeout:g} s; see {log}"}
+    lines = [line.removeprefix(RESULT) for line in output.splitlines() if line.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-        return {"error": f"exit {proc.returncode}: {tail[0][:300]}"}
-    return {**json.loads(lines[-1]), "wall_s": round(time.perf_counter() - started, 1)}
+        tail = output.strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"exit {proc.returncode}: {tail[0][:300]}; see {log}"}
+    return {**json.loads(lines[-1]), "wall_s": round(time.perf_counter() - started, 1), "log": str(log)}
 
 
 def ratios(report: dict, ceiling: float | None) -> dict:
@@ -516,7 +522,7 @@ def main() -> None:
     parser.add_argument("--wheels", type=Path, help="A folder of wheels to use (installed privately, offline).")
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case, args.cpu_smoke)), flush=True)
+        print(RESULT + json.dumps(run_case(args.case, args.cpu_smoke)), flush=True)
         return
     import torch
 
@@ -538,10 +544,12 @@ def main() -> None:
     env = suite_environment(site, args.cpu_smoke)
     report["adopt_notes"] = adopt_this_python(env)
     report["env"] = f"{sys.executable}, adopted as rdft's train env ({env['RDFT_TORCH_VARIANT']})"
-    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout, env).get("flops")
+    logs = args.out.parent / f"{args.out.stem}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout, env, logs).get("flops")
     report["matmul_ceiling_tflops"] = ceiling / 1e12 if ceiling else None
     for name in CASES:
-        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout, env)
+        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout, env, logs)
         print(f"gpu_suite: {name}: {json.dumps(report[name])[:400]}", file=sys.stderr, flush=True)
     report["ratios"] = ratios(report, ceiling)
     args.out.parent.mkdir(parents=True, exist_ok=True)

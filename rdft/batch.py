@@ -426,24 +426,38 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
                       highlight=False)  # fmt: skip
         return 0
     slurm.require_slurm()
+    if any(c.isspace() for c in str(root)):  # #SBATCH --output=/--chdir= values end at a space
+        raise RdftError(f"{root.parent} has a space in its path, which #SBATCH lines cannot hold; "
+                        "start the batch from a folder whose path has none")  # fmt: skip
     for note in slurm.check_shared({"FT_FILE_PATH": settings.ft_file_path.expanduser(), "the log folder": root.parent},
                                    shared_ok=options.shared_ok):  # fmt: skip
         console.print(f"rdft: note: {note}", highlight=False)
     root.mkdir(parents=True, exist_ok=True)
-    env_job, after = None, []
-    if envs is not None:
-        write_atomic(root / "envs.sbatch", envs)
-        env_job = slurm.submit(root / "envs.sbatch")
-        # Not in the task scripts: resubmitted by hand, they must not wait for a job long gone.
-        # An env job that fails cancels the tasks instead of leaving them pending for ever.
-        after = [f"--dependency=afterok:{env_job}", "--kill-on-invalid-dep=yes"]
+    env_job, after, submitted = None, [], []
+    jobs: dict[int, str] = {}
+    try:
+        if envs is not None:
+            write_atomic(root / "envs.sbatch", envs)
+            # Held until every task is queued behind it: sbatch refuses `afterok` on a job that has
+            # already failed, which a quick failure would otherwise race with.
+            env_job = slurm.submit(root / "envs.sbatch", ["--hold"])
+            submitted.append(env_job)
+            # Not in the task scripts: resubmitted by hand, they must not wait for a job long gone.
+            # An env job that fails cancels the tasks instead of leaving them pending for ever.
+            after = [f"--dependency=afterok:{env_job}", "--kill-on-invalid-dep=yes"]
+        for number, _task, log_dir, script in plans:
+            script_path = beside(log_dir, ".sbatch")
+            write_atomic(script_path, script)
+            jobs[number] = slurm.submit(script_path, after)
+            submitted.append(jobs[number])
+        if env_job:
+            slurm.release(env_job)
+    except (RdftError, OSError, subprocess.SubprocessError):
+        slurm.cancel(submitted)  # all or nothing: no half a batch left in the queue
+        raise
+    if env_job:
         console.print(f"rdft: env job {env_job} builds {', '.join(missing)} ({variant}); the tasks wait for it",
                       highlight=False)  # fmt: skip
-    jobs: dict[int, str] = {}
-    for number, _task, log_dir, script in plans:
-        script_path = beside(log_dir, ".sbatch")
-        write_atomic(script_path, script)
-        jobs[number] = slurm.submit(script_path, after)
     listed = {"envs": env_job} if env_job else {}
     write_atomic(root / "jobs.json", json.dumps({**listed, **{str(n): j for n, j in jobs.items()}}) + "\n")
     every_job = [*([env_job] if env_job else []), *jobs.values()]
@@ -471,7 +485,9 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
     try:
         with Live(table(), console=console, refresh_per_second=1, transient=False) as live:
             while True:
-                seen.update(slurm.states(every_job))
+                # Only jobs not yet seen final: without accounting, Slurm forgets a finished job
+                # after MinJobAge (5 min), and its state would turn UNKNOWN.
+                seen.update(slurm.states([job for job in every_job if job not in seen or not seen[job].final]))
                 live.update(table())
                 if all(state.final for state in seen.values()) and len(seen) == len(every_job):
                     break
@@ -487,8 +503,8 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
         else:
             console.print(f"rdft: the jobs go on; follow them with `squeue -j {','.join(active)}`, "
                           f"cancel them with `scancel {' '.join(active)}`", highlight=False)  # fmt: skip
-        if env_job in active:
-            console.print(f"  envs: not built yet; `sbatch --parsable {root / 'envs.sbatch'}` first, then each task "
+        if cancel and env_job in active:  # resubmitted tasks would each build the envs: the env job first
+            console.print(f"  envs: not built; `sbatch --parsable {root / 'envs.sbatch'}` first, then each task "
                           "with `sbatch --dependency=afterok:<that job>`", highlight=False)  # fmt: skip
         for number, _task, log_dir, _ in plans:
             console.print(f"  task {number}: resume with `sbatch {beside(log_dir, '.sbatch')}`", highlight=False)
@@ -497,11 +513,13 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
     console.print()
     envs_failed = env_job is not None and not (seen[env_job].state == "COMPLETED" and seen[env_job].exit_code == 0)
     if envs_failed:
-        console.print(f"env job {env_job}: FAILED ({seen[env_job].state}); see {root / 'envs.out'}", highlight=False)
+        console.print(f"env job {env_job}: {seen[env_job].state} (exit {seen[env_job].exit_code}); see "
+                      f"{root / 'envs.out'}", highlight=False)  # fmt: skip
     for number, _task, log_dir, _ in plans:
         state = seen[jobs[number]]
         if envs_failed and not (log_dir / "run.json").is_file():  # Slurm cancelled it: its dependency failed
-            verdict = f"not run: the env job failed (fix it, then `rdft batch {path} --executor slurm` again)"
+            verdict = (f"not run: env job {env_job} ended {seen[env_job].state} (fix it, then "
+                       f"`rdft batch {path} --executor slurm` again)")  # fmt: skip
             failed = True
         elif state.state == "COMPLETED" and state.exit_code in (0, None):
             verdict = "ok"

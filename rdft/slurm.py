@@ -151,6 +151,14 @@ def _exit(code: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def release(job: str) -> None:
+    """Let a job submitted with --hold start."""
+    result = subprocess.run(["scontrol", "release", job], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RdftError(f"scontrol release {job} failed: {reason}")
+
+
 def cancel(job_ids: list[str]) -> None:
     if job_ids:
         subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)

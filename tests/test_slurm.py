@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import clean_environ
+from conftest import clean_environ, one_line_error
 from slurm_cluster import SlurmCluster, missing
 from test_planner import lora_7b_config
+
+from rdft.resources import recipes_dir
 
 
 def sbatch_lines(script: str) -> list[str]:
@@ -96,6 +98,20 @@ def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
     assert refused.stderr.strip().splitlines()[-1] == (
         "rdft: error: --slurm-nodes plans for the nodes' GPUs: add --assume-gpus NxMEM, e.g. --assume-gpus 8x80GiB"
     )
+    # What the login node can check, it checks before submitting: a tiny test model, which only
+    # a local train env builds, and a hub model whose config.json cannot be fetched.
+    tiny = rdft("train", recipes_dir() / "configs" / "tiny_cpu_lora.yaml", "--slurm-nodes", "2", "--assume-gpus",
+                "4x80GiB")  # fmt: skip
+    assert one_line_error(tiny).startswith(
+        "rdft: error: model.path tiny:llama is built locally for tests; give the nodes a real"
+    )
+    hub = yaml.safe_load(config.read_text())
+    hub["model"]["path"] = "nobody/no-such-model"
+    (tmp_path / "hub.yaml").write_text(yaml.safe_dump(hub))
+    unreachable = rdft("train", tmp_path / "hub.yaml", "--slurm-nodes", "2", "--assume-gpus", "4x80GiB",
+                       env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert "cannot fetch config.json of 'nobody/no-such-model'" in one_line_error(unreachable)
+    assert not list(tmp_path.glob("ft/workspaces/*/train.sbatch"))  # nothing written, nothing submitted
     accelerate = yaml.safe_load((workspace / "accelerate.yaml").read_text().split("\n", 1)[1])
     assert accelerate["num_machines"] == 2 and accelerate["num_processes"] == 8
 
@@ -228,8 +244,9 @@ def test_slurm_batch_env_job_that_fails_cancels_its_tasks(cluster, shared_dirs, 
     jobs = json.loads((root / "jobs.json").read_text())
     assert batch.returncode == 1, out + batch.stderr
     assert f"rdft: env job {jobs['envs']} builds train, data, eval (cpu)" in out
-    assert f"env job {jobs['envs']}: FAILED (FAILED); see {root / 'envs.out'}" in out
-    assert re.search(rf"^task 1: job {jobs['1']} not run: the env job failed \(fix it, then `rdft batch ", out, re.M)
+    assert f"env job {jobs['envs']}: FAILED (exit 1); see {root / 'envs.out'}" in out
+    assert re.search(rf"^task 1: job {jobs['1']} not run: env job {jobs['envs']} ended FAILED \(fix it, then "
+                     r"`rdft batch ", out, re.M)  # fmt: skip
     assert "could not install" in (root / "envs.out").read_text()
     assert job_state(cluster, jobs["1"]) == "CANCELLED" and not set(jobs.values()) & set(cluster.queue())
     assert not (tmp_path / "envs" / "train").exists() and not list(root.glob("1-*/run.json"))

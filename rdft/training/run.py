@@ -173,6 +173,9 @@ def train(
         raise RdftError("--slurm-nodes plans for the nodes' GPUs: add --assume-gpus NxMEM, e.g. --assume-gpus 8x80GiB")
     assumed = assumed_hardware(assume_gpus) if assume_gpus else None
     config = load_config(config_path)
+    if slurm_nodes and config.model.tiny_arch and not dry_run:  # built in the train env, which the job builds
+        raise RdftError(f"model.path {config.model.path} is built locally for tests; give the nodes a real model "
+                        "(a hub id or a folder on shared storage), or train it here without --slurm-nodes")  # fmt: skip
     if slurm_nodes:  # the machines come from Slurm at run time: launch.sh reads its variables
         config.distributed.num_machines = slurm_nodes
         config.distributed.machine_rank = 0
@@ -194,7 +197,11 @@ def train(
         build_tiny_model(env, config.model.tiny_arch, model_dir, console, verbose)
     if model_dir is not None:
         config.model.path = str(model_dir)
-    config_json = model_config_json(config, model_dir, settings, required=env is not None)
+    # Before a job is submitted too: a mistyped repo id or a missing token is one line here, not a
+    # failed job on the nodes.
+    config_json = model_config_json(
+        config, model_dir, settings, required=env is not None or bool(slurm_nodes and not dry_run)
+    )
     resolve_attention(config, layout)
     chosen = make_plan(config, layout, hardware, config_json)
     launch = write_launch_files(config, layout, workspace, recipes_dir())
