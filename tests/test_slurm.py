@@ -250,3 +250,33 @@ def test_slurm_batch_env_job_that_fails_cancels_its_tasks(cluster, shared_dirs, 
     assert "could not install" in (root / "envs.out").read_text()
     assert job_state(cluster, jobs["1"]) == "CANCELLED" and not set(jobs.values()) & set(cluster.queue())
     assert not (tmp_path / "envs" / "train").exists() and not list(root.glob("1-*/run.json"))
+
+
+def test_job_states_after_the_queue_from_scontrol_then_sacct(cluster, monkeypatch):
+    """Once a job leaves the queue its state comes from scontrol while the controller remembers
+    it, then from sacct (the test cluster runs slurmdbd on MariaDB when they are installed).
+    Last in this module: it restarts the controller without its job state."""
+    from rdft import slurm
+
+    if not cluster.accounting:
+        pytest.skip("slurmdbd or MariaDB is not installed; .ci/run installs them")
+    for name, value in cluster.env.items():
+        monkeypatch.setenv(name, value)
+    jobs = {code: subprocess.run(["sbatch", "--parsable", "--wrap", f"exit {code}"], capture_output=True, text=True,
+                                 check=True).stdout.strip() for code in (0, 3, 143)}  # fmt: skip
+    deadline = time.monotonic() + 120
+    while set(jobs.values()) & set(cluster.queue()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    expected = {jobs[0]: ("COMPLETED", 0, "localhost"), jobs[3]: ("FAILED", 3, "localhost"),
+                jobs[143]: ("FAILED", 143, "localhost")}  # fmt: skip
+    seen = slurm.states(list(jobs.values()))
+    assert {job: (s.state, s.exit_code, s.node) for job, s in seen.items()} == expected
+
+    cluster.restart_controller_forgetting_jobs()
+    assert job_state(cluster, jobs[0]) == "UNKNOWN"  # scontrol no longer knows them; accounting does
+    seen = slurm.states(list(jobs.values()))
+    # sacct's exit codes above 128 are less 128 (Slurm 22.05): why scontrol is asked first.
+    assert {job: (s.state, s.exit_code, s.node) for job, s in seen.items()} == {
+        **expected,
+        jobs[143]: ("FAILED", 15, "localhost"),
+    }
