@@ -96,8 +96,7 @@ def submit(script: Path, extra: list[str] | None = None) -> str:
     result = subprocess.run(["sbatch", "--parsable", *(extra or []), str(script)], capture_output=True, text=True,
                             timeout=120)  # fmt: skip
     if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RdftError(f"sbatch refused {script.name}: {reason.removeprefix('sbatch: error: ')}")
+        raise RdftError(f"sbatch refused {script.name}: {_last_error(result).removeprefix('sbatch: error: ')}")
     return result.stdout.strip().split(";")[0]
 
 
@@ -159,8 +158,11 @@ def release(job: str) -> None:
     """Let a job submitted with --hold start."""
     result = subprocess.run(["scontrol", "release", job], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RdftError(f"scontrol release {job} failed: {reason}")
+        raise RdftError(f"scontrol release {job} failed: {_last_error(result)}")
+
+
+def _last_error(result: subprocess.CompletedProcess) -> str:
+    return (result.stderr.strip().splitlines() or ["no output"])[-1]
 
 
 def cancel(job_ids: list[str]) -> None:

@@ -136,8 +136,7 @@ class SlurmCluster:
         if self.accounting:
             self._start_accounting(socket_path, mysql_port, dbd_port)
         for daemon in ("slurmctld", "slurmd"):
-            subprocess.run([daemon, "-f", str(self.conf)], check=True, capture_output=True,
-                           env={**os.environ, **self.env})  # fmt: skip
+            self._run(daemon, "-f", str(self.conf))
         self._wait_idle()
         return self
 
