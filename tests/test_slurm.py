@@ -252,7 +252,7 @@ def test_slurm_batch_env_job_that_fails_cancels_its_tasks(cluster, shared_dirs, 
     assert not (tmp_path / "envs" / "train").exists() and not list(root.glob("1-*/run.json"))
 
 
-def test_job_states_after_the_queue_from_scontrol_then_sacct(cluster, monkeypatch):
+def test_job_states_after_the_queue_from_scontrol_then_sacct(cluster, monkeypatch, tmp_path):
     """Once a job leaves the queue its state comes from scontrol while the controller remembers
     it, then from sacct (the test cluster runs slurmdbd on MariaDB when they are installed).
     Last in this module: it restarts the controller without its job state."""
@@ -262,7 +262,9 @@ def test_job_states_after_the_queue_from_scontrol_then_sacct(cluster, monkeypatc
         pytest.skip("slurmdbd or MariaDB is not installed; .ci/run installs them")
     for name, value in cluster.env.items():
         monkeypatch.setenv(name, value)
-    jobs = {code: subprocess.run(["sbatch", "--parsable", "--wrap", f"exit {code}"], capture_output=True, text=True,
+    # --chdir: the jobs' slurm-N.out files go to tmp_path, not to wherever pytest runs.
+    sbatch = ["sbatch", "--parsable", f"--chdir={tmp_path}", "--wrap"]
+    jobs = {code: subprocess.run([*sbatch, f"exit {code}"], capture_output=True, text=True,
                                  check=True).stdout.strip() for code in (0, 3, 143)}  # fmt: skip
     deadline = time.monotonic() + 120
     while set(jobs.values()) & set(cluster.queue()) and time.monotonic() < deadline:
