@@ -1,38 +1,57 @@
 """The GPU figures in one command: rdft's training and scoring against the stock HF stack.
 
-    python bench/gpu_suite.py [--out bench/gpu_suite.json] [--results bench/RESULTS.md]
+    python bench/gpu_suite.py --download-wheels .whl            # where there is a network
+    python bench/gpu_suite.py --wheels .whl [--out F.json] [--results RESULTS.md] [--budget 480]
     python bench/gpu_suite.py --cpu-smoke --out /tmp/smoke.json --results /tmp/RESULTS.md
+    python bench/gpu_suite.py --table-from F.json --results bench/RESULTS.md  # a cut-off run's table
 
 Runs with any interpreter that has torch, transformers, peft and accelerate: a bare GPU host
 with no rdft env and no network. The suite registers that interpreter as rdft's `train` env
 with `rdft env adopt` (rdft from this checkout; its checks that the spec's packages import, and
-its notes on versions that differ from the lock, go into the report) and runs every case
+its notes on versions that differ from the lock, go into the report) and runs every arm
 through `rdft env run train`, as rdft's own runs go on such a host. `--wheels DIR` installs
-carried wheels into a private folder, offline: rdft's small dependencies a bare host lacks
-(pydantic-settings, python-dotenv) and extras such as liger-kernel; liger-kernel, bitsandbytes
-and vLLM are used when they import. Random weights of real shapes, so no hub access is needed.
-Each case runs in its own subprocess (a fresh CUDA context and memory peak), side by side in
-one run:
+carried wheels into a private folder, offline, ahead of the host's packages: what rdft's CLI
+needs and such a host lacks (the pydantic family: the lent H200 image has none) and the train
+env's CUDA kernels (liger-kernel, bitsandbytes). `--download-wheels DIR` fetches exactly that
+set, at the locks' versions, for the GPU host's Python (`--python-version`, default 3.12).
+Random weights of real shapes, so no hub access is needed.
 
-- lora:    Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048. Baseline: HF `Trainer` defaults
+Each arm runs in its own subprocess (a fresh CUDA context and memory peak: no model of an
+earlier arm is still allocated when the planner's choice runs), in this order, the issue's
+targets first:
+
+- lora:    Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048. baseline: HF `Trainer` defaults
            (gradient checkpointing, padded micro-batch 4, bf16). rdft: the recipe's packing
            (rows of 2048, flex_attention on a GPU), the planner's micro-batch/checkpointing,
-           Liger when installed, bf16 autocast for the adapters.
+           Liger when installed, bf16 autocast for the adapters, clipping as the recipe does.
 - skewed:  the same pair on a skewed length mix (log-normal, mean ≈ 600, max 4096): effective
-           (non-pad) tokens/s, padded vs packed.
+           (non-pad) tokens/s, padded batches against packed rows of 4096 (every sample kept).
+- score:   Qwen2.5-1.5B shape, 64 prompts × 256 new tokens, greedy. baseline: lm-eval's hf
+           default (batch 1), timed on the first 8 prompts — batch 1 decodes one prompt at a
+           time and every prompt and answer has the same length, so its rate on 8 is its rate
+           on 64, in an eighth of the time (64 at batch 1 take ~7 minutes on an H200). rdft:
+           rdft's hf settings (bf16, the batch `rdft eval` plans from memory, dynamic cache).
+           vllm: random weights (`load_format="dummy"`) when vLLM imports.
+- full:    Qwen2.5-0.5B shape, full fine-tune, the recipe's step.
 - skewed_sdpa: rdft's packed step with SDPA instead of flex_attention: which kernel the locked
            stack runs faster on packed rows, the choice behind `attention: auto` (on a CPU both
            sides are SDPA: the smoke only checks it runs).
-- full:    Qwen2.5-0.5B shape, full fine-tune, the recipe's step.
-- qlora:   the 7B shape in 4-bit when bitsandbytes imports.
-- score:   Qwen2.5-1.5B shape, 64 prompts × 256 new tokens, greedy: lm-eval's hf default
-           (batch 1), rdft's hf settings (bf16, the batch `rdft eval` plans from memory), and
-           vLLM (random weights, `load_format="dummy"`) when it imports.
+- qlora:   the 7B shape in 4-bit (bitsandbytes), when it imports on a CUDA host.
+- compile: the lora arm with `train.compile` (each decoder layer compiled): whether regional
+           compilation pays, the measurement behind its default (off).
+
+If the planner's micro-batch runs out of memory, the arm says so (a planner error worth
+knowing) and runs again at half of it. `--budget` (seconds, default 480: the issue's 8 minutes)
+bounds the whole run: an arm starts only with time left and gets at most that time; the rest
+are marked skipped, and `--cases` reruns a subset. The JSON report is rewritten after every arm,
+so a run cut off from outside still leaves every finished figure (`--table-from` makes its
+table).
 
 MFU is on the anchors' scale: useful FLOPs per token 4N (LoRA) or 6N (full), N = matmul
-weights, plus causal attention; against the bf16 matmul ceiling measured here (8192³). Prints
-and writes JSON (each case's output in `<out>-logs/<case>.log`), and appends a table to
-RESULTS.md. `--cpu-smoke` runs every case on tiny shapes on the CPU (float32) so the suite
+weights, plus causal attention at the arm's own sample lengths; against the bf16 matmul
+ceiling measured here (8192³). Prints and writes JSON (each arm's output in
+`<logs>/<case>-<arm>.log`, the tail of a failed one in the JSON), and appends a table to
+RESULTS.md. `--cpu-smoke` runs every arm on tiny shapes on the CPU (float32) so the suite
 cannot rot; its figures mean nothing.
 """
 
@@ -40,11 +59,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import math
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,16 +86,35 @@ SHAPES = {
     "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2),
 }  # fmt: skip
-CASES = ("lora", "skewed", "skewed_sdpa", "full", "qlora", "score")
+# Each case's arms, in the order they run; the cases in the order the issue's targets need them.
+ARMS = {
+    "lora": ("baseline", "rdft"),
+    "skewed": ("baseline", "rdft"),
+    "score": ("baseline", "rdft", "vllm"),
+    "full": ("rdft",),
+    "skewed_sdpa": ("rdft",),
+    "qlora": ("rdft",),
+    "compile": ("rdft",),
+}
+CASES = tuple(ARMS)
+# What rdft's CLI (`rdft env adopt` / `rdft env run`) imports beyond the standard library and
+# click, which a bare GPU host may lack (the lent H200 image has click but no pydantic);
+# carried wheels go ahead of the host's packages, so typing-extensions comes at pydantic's need.
+CLI_WHEELS = ("pydantic", "pydantic-core", "pydantic-settings", "python-dotenv", "annotated-types",
+              "typing-inspection", "typing-extensions")  # fmt: skip
+KERNEL_WHEELS = ("liger-kernel", "bitsandbytes")  # the train env's cuda-only packages (envs/train.yml)
+MIN_ARM_S = 20.0  # an arm is not started with less time left than this
 
 
-# --- one case, in its own process ---------------------------------------------------------------
+# --- one arm, in its own process ----------------------------------------------------------------
 def sizes(smoke: bool) -> dict:
     if smoke:
         return {"lora": "tiny", "full": "tiny", "score": "tiny", "seq": 64, "max_len": 128, "mean": 24,
-                "steps": 2, "warmup": 1, "prompts": 4, "prompt_len": 16, "new_tokens": 8}  # fmt: skip
+                "steps": 2, "warmup": 1, "prompts": 4, "baseline_prompts": 2, "prompt_len": 16,
+                "new_tokens": 8}  # fmt: skip
     return {"lora": "7b", "full": "0.5b", "score": "1.5b", "seq": 2048, "max_len": 4096, "mean": 600,
-            "steps": 8, "warmup": 3, "prompts": 64, "prompt_len": 256, "new_tokens": 256}  # fmt: skip
+            "steps": 6, "warmup": 3, "prompts": 64, "baseline_prompts": 8, "prompt_len": 256,
+            "new_tokens": 256}  # fmt: skip
 
 
 def device_and_dtype():
@@ -118,45 +158,65 @@ def samples(mix: str, n: int, s: dict, vocab: int) -> list[dict]:
     return out
 
 
-def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger: bool = False):
+def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger: bool = False,
+          compile_layers: bool = False):  # fmt: skip
+    """The model as the recipe's load_model makes it (random weights of the shape); the
+    second value says what could not be applied (Liger that fails on this stack)."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Qwen2Config
 
     device, dtype = device_and_dtype()
     config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768)
-    if method == "qlora":  # 4-bit weights need a saved model to quantise on load
-        folder = Path(tempfile.mkdtemp(prefix="suite-qlora-"))
+    if method == "qlora":  # 4-bit weights are quantised on load, from a saved model (RAM disk when there is one)
+        shm = Path("/dev/shm")
+        folder = Path(tempfile.mkdtemp(prefix="suite-qlora-", dir=shm if shm.is_dir() else None))
         with torch.device("cuda"):
             AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+        torch.cuda.empty_cache()
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=dtype)  # fmt: skip
         model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
                                                      attn_implementation=attention, device_map={"": 0})  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
     else:
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
+    problems = []
     if liger:
-        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+        try:
+            from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
-        _apply_liger_kernel_to_instance(model=model)
+            _apply_liger_kernel_to_instance(model=model)
+        except Exception as error:  # the figure without Liger still counts; the report says why
+            problems.append(f"liger failed: {type(error).__name__}: {str(error)[:200]}")
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if compile_layers:  # as the recipe's train.compile: each decoder layer, one compilation for all
+        for module in model.modules():
+            if type(module).__name__.endswith("DecoderLayer"):
+                module.compile()
     model.config.use_cache = False
     if method in ("lora", "qlora"):
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+        if method == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                                  task_type="CAUSAL_LM"))  # fmt: skip
-    return model
+    return model, problems
 
 
-def useful_flops(model, shape: str, method: str, seq: int) -> float:
-    """Per token: 4N (LoRA: forward + input gradients) or 6N (full), plus causal attention."""
-    n = sum(p.numel() for name, p in model.named_parameters() if p.dim() >= 2 and "embed_tokens" not in name)
-    if method == "qlora":
-        n = sum(p.numel() * (2 if p.dtype == __import__("torch").uint8 else 1)
-                for name, p in model.named_parameters() if p.dim() >= 2 and "embed_tokens" not in name)  # fmt: skip
+def useful_flops(model, shape: str, method: str, rows: list[dict]) -> float:
+    """Per token: 4N (LoRA: forward + input gradients) or 6N (full), plus causal attention at
+    the samples' own lengths (a sample of n tokens: 2·layers·hidden·n² forward FLOPs in QKᵀ and
+    AV, over its n tokens)."""
+    import torch
+
+    n = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1)  # 4-bit: two weights per byte
+            for name, p in model.named_parameters() if p.dim() >= 2 and "embed_tokens" not in name)  # fmt: skip
     cfg = SHAPES[shape]
-    attention = 2 * cfg["num_hidden_layers"] * cfg["hidden_size"] * seq  # QKᵀ and AV, causal half, fwd
+    sizes_ = [len(r["input_ids"]) for r in rows]
+    attention = 2 * cfg["num_hidden_layers"] * cfg["hidden_size"] * sum(x * x for x in sizes_) / sum(sizes_)
     factor = 6 if method == "full" else 4
     return factor * n + (3 if method == "full" else 2) * attention
 
@@ -168,7 +228,7 @@ def case_baseline(mix: str, s: dict) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     shape = s["lora"]
-    model = build(shape, attention="sdpa", checkpointing=True, method="lora")
+    model, _ = build(shape, attention="sdpa", checkpointing=True, method="lora")
     rows = samples(mix, 4 * (s["warmup"] + s["steps"]), s, SHAPES[shape]["vocab_size"])
     times, counted = [], []
 
@@ -203,14 +263,16 @@ def case_baseline(mix: str, s: dict) -> dict:
         "tokens_per_s": sum(p for p, _ in window) / timed,
         "effective_tokens_per_s": sum(r for _, r in window) / timed,
         "peak_gib": peak_gib(),
-        "flops_per_token": useful_flops(model, shape, "lora", s["seq"]),
+        "flops_per_token": useful_flops(model, shape, "lora", rows),
         "setup": "HF Trainer, gradient checkpointing, padded micro-batch 4",
     }
 
 
-def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = None) -> dict:
+def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = None,
+              compile_layers: bool = False) -> dict:  # fmt: skip
     """The recipe's data path and step with the planner's choices (and the recipe's attention
-    for packed rows, unless `attention` names another)."""
+    for packed rows, unless `attention` names another). Skewed lengths pack into rows of their
+    longest sample, so every sample the baseline trains on is trained on here too."""
     import importlib.util
 
     import sft
@@ -219,6 +281,7 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
     from rdft.training.planner import plan, shape_from_config
 
     shape = s["full"] if method == "full" else s["lora"]
+    row_length = s["max_len"] if mix == "skewed" else s["seq"]
     device, dtype = device_and_dtype()
     cuda = device.type == "cuda"
     liger = cuda and importlib.util.find_spec("liger_kernel") is not None
@@ -227,48 +290,83 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", **SHAPES[shape]}))
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 8.0
     chosen = plan(shape_from_config(folder / "config.json"), method=method, dtype="bfloat16" if cuda else "float32",
-                  lora_r=16, max_length=s["seq"], memory_gib=memory, attention=attention,
+                  lora_r=16, max_length=row_length, memory_gib=memory, attention=attention,
                   device=device.type, liger=liger)  # fmt: skip
-    model = build(shape, attention=attention, checkpointing=chosen.gradient_checkpointing, method=method, liger=liger)
+    model, problems = build(shape, attention=attention, checkpointing=chosen.gradient_checkpointing, method=method,
+                            liger=liger, compile_layers=compile_layers)  # fmt: skip
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=cuda)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=cuda and method != "full")
     # Enough samples to fill the timed rows (a skewed row holds several samples).
     rows = samples(mix, 8 * chosen.micro_batch_size * (s["warmup"] + s["steps"]), s, SHAPES[shape]["vocab_size"])
-    rows = [r for r in rows if len(r["input_ids"]) <= s["seq"]]  # the recipe drops longer samples
-    batches = sft.pack(rows, s["seq"], chosen.micro_batch_size, 0)[: s["warmup"] + s["steps"]]
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+
+    def timed_steps(micro_batch: int) -> tuple[float, int, int, list[dict]]:
+        batches = sft.pack(rows, row_length, micro_batch, 0)[: s["warmup"] + s["steps"]]
+        timed, real, padded, used = 0.0, 0, 0, 0
+        for index, batch in enumerate(batches):
+            tokens = batch.pop("num_tokens")
+            batch = {k: v.to(device) for k, v in batch.items()}
+            synchronize()
+            start = time.perf_counter()
+            with autocast:
+                loss = model(**batch, use_cache=False).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # the recipe's train.max_grad_norm default
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            synchronize()
+            used += tokens
+            if index >= s["warmup"]:
+                timed += time.perf_counter() - start
+                real += tokens
+                padded += batch["input_ids"].numel()
+        # The samples these rows hold, for the attention FLOPs (packing keeps their order).
+        trained, total = [], 0
+        for row in rows:
+            if total >= used:
+                break
+            trained.append(row)
+            total += len(row["input_ids"])
+        return timed, real, padded, trained
+
     model.train()
-    timed, real, padded = 0.0, 0, 0
-    for index, batch in enumerate(batches):
-        tokens = batch.pop("num_tokens")
-        batch = {k: v.to(device) for k, v in batch.items()}
-        synchronize()
-        start = time.perf_counter()
-        with autocast:
-            loss = model(**batch, use_cache=False).loss
-        loss.backward()
-        optimizer.step()
+    micro_batch, oom = chosen.micro_batch_size, None
+    while True:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            timed, real, padded, trained = timed_steps(micro_batch)
+            break
+        except torch.OutOfMemoryError:
+            if micro_batch == 1:
+                raise
+            # The planner's estimate was too low: say so, and measure what does fit.
+            oom = oom or {"micro_batch_size": micro_batch, "estimate_gib": chosen.estimate_gib,
+                          "peak_gib_before_oom": peak_gib()}  # fmt: skip
+        # Out of the except block: the failed step's tensors died with its traceback.
         optimizer.zero_grad(set_to_none=True)
-        synchronize()
-        if index >= s["warmup"]:
-            timed += time.perf_counter() - start
-            real += tokens
-            padded += batch["input_ids"].numel()
-    return {
+        gc.collect()
+        torch.cuda.empty_cache()
+        micro_batch //= 2
+    result = {
         "tokens_per_s": padded / timed,
         "effective_tokens_per_s": real / timed,
         "peak_gib": peak_gib(),
-        "flops_per_token": useful_flops(model, shape, method, s["seq"]),
+        "flops_per_token": useful_flops(model, shape, method, trained),
         "plan": {"micro_batch_size": chosen.micro_batch_size, "tokens_per_micro_batch": chosen.tokens_per_micro_batch,
                  "gradient_checkpointing": chosen.gradient_checkpointing, "estimate_gib": chosen.estimate_gib},
-        "setup": f"{method}, packed rows of {s['seq']}, {attention}, liger {liger}",
+        "setup": f"{method}, packed rows of {row_length}, micro-batch {micro_batch}, {attention}, liger {liger}"
+                 + (", compiled layers" if compile_layers else "") + "".join(f"; {p}" for p in problems),
     }  # fmt: skip
+    if oom:
+        result["oom_at_plan"] = oom
+        result["setup"] += f"; the planned micro-batch {oom['micro_batch_size']} ran out of memory"
+    return result
 
 
 def case_score(backend: str, s: dict) -> dict:
-    """Greedy generation of `prompts` × `new_tokens`: hf default, rdft's hf settings, or vLLM."""
+    """Greedy generation of exactly `new_tokens` per prompt: lm-eval's hf default (batch 1, on
+    the first `baseline_prompts`: its rate is the same on all), rdft's hf settings, or vLLM."""
     import torch
 
     shape = s["score"]
@@ -290,13 +388,17 @@ def case_score(backend: str, s: dict) -> dict:
         outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params)
         wall = time.perf_counter() - start
         generated = sum(len(o.outputs[0].token_ids) for o in outputs)
-        return {"tokens_per_s": generated / wall, "generated": generated, "setup": "vLLM, dummy weights"}
+        return {"tokens_per_s": generated / wall, "generated": generated, "prompts": len(prompts),
+                "setup": "vLLM, dummy weights"}  # fmt: skip
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
-    batch = 1 if backend == "hf_default" else rdft_hf_batch(shape, s, device)
+    if backend == "baseline":
+        batch, prompts = 1, prompts[: s["baseline_prompts"]]
+    else:
+        batch = rdft_hf_batch(shape, s, device)
     options = {"max_new_tokens": s["new_tokens"], "min_new_tokens": s["new_tokens"], "do_sample": False,
                "pad_token_id": 0}  # fmt: skip
 
@@ -305,7 +407,7 @@ def case_score(backend: str, s: dict) -> dict:
         with torch.no_grad():
             return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
 
-    generate(prompts[:batch])  # warm-up (and compilation for the static cache)
+    generate(prompts[:batch])  # warm-up
     synchronize()
     start = time.perf_counter()
     generated = 0
@@ -314,8 +416,10 @@ def case_score(backend: str, s: dict) -> dict:
         generated += (out.shape[1] - s["prompt_len"]) * out.shape[0]
     synchronize()
     wall = time.perf_counter() - start
-    setup = f"batch {batch}, dynamic cache" + (" (rdft's planned batch)" if backend == "rdft_hf" else "")
-    return {"tokens_per_s": generated / wall, "generated": generated, "setup": setup}
+    setup = f"batch {batch}, dynamic cache" + (" (rdft's planned batch)" if backend == "rdft" else "")
+    if backend == "baseline":
+        setup += f", timed on {len(prompts)} prompts"
+    return {"tokens_per_s": generated / wall, "generated": generated, "prompts": len(prompts), "setup": setup}
 
 
 def rdft_hf_batch(shape: str, s: dict, device) -> int:
@@ -350,49 +454,102 @@ def matmul_ceiling() -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def run_case(name: str, smoke: bool) -> dict:
+def run_arm(case: str, arm: str, smoke: bool) -> dict:
     s = sizes(smoke)
-    if name == "lora":
-        return {"baseline": case_baseline("uniform", s), "rdft": case_rdft("uniform", s)}
-    if name == "skewed":
-        return {"baseline": case_baseline("skewed", s), "rdft": case_rdft("skewed", s)}
-    if name == "skewed_sdpa":
-        return {"rdft": case_rdft("skewed", s, attention="sdpa")}
-    if name == "full":
-        return {"rdft": case_rdft("uniform", s, method="full")}
-    if name == "qlora":
-        import importlib.util
-
-        import torch
-
-        if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
-            return {"skipped": "bitsandbytes and a CUDA GPU are needed"}
-        return {"rdft": case_rdft("uniform", s, method="qlora")}
-    if name == "score":
-        import importlib.util
-
-        out = {"baseline": case_score("hf_default", s), "rdft": case_score("rdft_hf", s)}
-        import torch
-
-        if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
-            out["vllm"] = case_score("vllm", s)
-        return out
-    if name == "ceiling":
+    if case == "ceiling":
         return {"flops": matmul_ceiling()}
-    raise SystemExit(f"unknown case {name}")
+    if case == "score":
+        return case_score(arm, s)
+    if arm == "baseline":
+        return case_baseline("uniform" if case == "lora" else "skewed", s)
+    if case in ("lora", "skewed"):
+        return case_rdft("uniform" if case == "lora" else "skewed", s)
+    if case == "skewed_sdpa":
+        return case_rdft("skewed", s, attention="sdpa")
+    if case == "compile":
+        return case_rdft("uniform", s, compile_layers=True)
+    return case_rdft("uniform", s, method=case)  # full, qlora
 
 
 # --- the suite ----------------------------------------------------------------------------------
+def unavailable(case: str, arm: str, smoke: bool, site: Path | None) -> str | None:
+    """Why an arm cannot run on this host, decided here without starting it."""
+    import importlib.util
+
+    import torch
+
+    if site is not None and str(site) not in sys.path:
+        sys.path.insert(0, str(site))
+    cuda = torch.cuda.is_available() and not smoke
+    if case == "qlora" and not (cuda and importlib.util.find_spec("bitsandbytes")):
+        return "bitsandbytes and a CUDA GPU are needed"
+    if arm == "vllm" and not (cuda and importlib.util.find_spec("vllm")):
+        return "vLLM and a CUDA GPU are needed"
+    return None
+
+
+def locked_versions() -> dict[str, str]:
+    """name → version of the train env's cuda lock (envs/train.cuda.txt)."""
+    versions = {}
+    for line in (REPO / "envs" / "train.cuda.txt").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split(" ")[0].split("==")
+            versions[name.lower()] = version
+    return versions
+
+
+def download_wheels(folder: Path, python_version: str) -> None:
+    """pip download (--no-deps, binary only) of the wheels a bare GPU host needs, for its
+    Python on x86-64 manylinux: the CLI's at the versions installed here (rdft's own host) or in
+    the lock, in one call that must succeed; each CUDA kernel at the lock's version, in a call of
+    its own: one that cannot be had is reported and left out (the suite runs without it)."""
+    import importlib.metadata
+
+    locked = locked_versions()
+
+    def pinned(name: str) -> str:
+        try:
+            version = importlib.metadata.version(name) if name in CLI_WHEELS else None
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        version = version or locked.get(name)
+        return f"{name}=={version}" if version else name
+
+    def fetch(requirements: list[str]) -> subprocess.CompletedProcess:
+        platforms = [f"manylinux_2_{n}_x86_64" for n in (17, 24, 27, 28, 31, 34)] + ["manylinux2014_x86_64"]
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--python-version", python_version, "--implementation", "cp", "--dest", str(folder),
+                   *[part for p in platforms for part in ("--platform", p)], *requirements]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cli = [pinned(name) for name in CLI_WHEELS]
+    proc = fetch(cli)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"gpu_suite: rdft's CLI wheels could not be downloaded ({last}); check pip's network or index")
+    print(f"gpu_suite: downloaded {' '.join(cli)}", file=sys.stderr)
+    for requirement in map(pinned, KERNEL_WHEELS):
+        proc = fetch([requirement])
+        if proc.returncode == 0:
+            print(f"gpu_suite: downloaded {requirement}", file=sys.stderr)
+        else:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"gpu_suite: {requirement} could not be downloaded ({last}); the suite runs without it",
+                  file=sys.stderr)  # fmt: skip
+    total = sum(p.stat().st_size for p in folder.glob("*.whl")) / 2**20
+    print(f"gpu_suite: {folder} holds {len(list(folder.glob('*.whl')))} wheels, {total:.1f} MiB", file=sys.stderr)
+
+
 def carried_wheels(folder: Path) -> Path:
-    """Install the wheels of `folder` (small pure-Python ones a bare GPU host lacks, e.g.
-    liger-kernel) into a private folder the cases import from, without touching the host's
-    Python and without a network."""
+    """Install the wheels of `folder` into a private folder the cases import from (ahead of the
+    host's packages), without touching the host's Python and without a network."""
     target = Path(tempfile.mkdtemp(prefix="suite-wheels-"))
     wheels = sorted(folder.glob("*.whl"))
     if not wheels:
-        raise SystemExit(f"gpu_suite: --wheels {folder} holds no .whl files")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target", str(target),
-               *map(str, wheels)]  # fmt: skip
+        raise SystemExit(f"gpu_suite: --wheels {folder} holds no .whl files; make them with --download-wheels {folder}")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+               "--target", str(target), *map(str, wheels)]  # fmt: skip
     if subprocess.run(command).returncode != 0:
         raise SystemExit(f"gpu_suite: installing the wheels of {folder} failed (see above)")
     return target
@@ -423,64 +580,78 @@ def adopt_this_python(env: dict[str, str]) -> list[str]:
         last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
         hint = ""
         if "No module named" in proc.stderr:  # rdft's own dependencies are not on this host
-            hint = ("; carry them: `pip download --no-deps -d DIR pydantic-settings python-dotenv` where there "
-                    "is a network, then --wheels DIR")  # fmt: skip
+            hint = ("; carry them: `python bench/gpu_suite.py --download-wheels DIR` where there is a network, "
+                    "then --wheels DIR here")  # fmt: skip
         raise SystemExit(f"gpu_suite: `rdft env adopt train` failed: {last}{hint}")
     return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
 
 
-RESULT = "gpu_suite result: "  # the line that carries a case's figures, among its other output
+RESULT = "gpu_suite result: "  # the line that carries an arm's figures, among its other output
 
 
-def in_subprocess(name: str, smoke: bool, timeout: float, env: dict[str, str], logs: Path) -> dict:
-    """One case in its own process, through `rdft env run train`: its output in logs/<case>.log
-    (written by rdft's runner), its timeout killing the case's whole process group (exit 124)."""
-    log = logs / f"{name}.log"
+def log_tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def in_subprocess(case: str, arm: str, smoke: bool, timeout: float, env: dict[str, str], logs: Path) -> dict:
+    """One arm in its own process, through `rdft env run train`: its output in
+    logs/<case>-<arm>.log (written by rdft's runner), its timeout killing the arm's whole
+    process group (exit 124); a failed arm's log tail goes into its result."""
+    log = logs / f"{case}-{arm}.log"
     command = [sys.executable, "-m", "rdft", "env", "run", "train", "--timeout", f"{timeout:g}", "--log", str(log),
-               "--", sys.executable, __file__, "--case", name] + (["--cpu-smoke"] if smoke else [])  # fmt: skip
+               "--", sys.executable, __file__, "--case", case, "--arm", arm]  # fmt: skip
+    command += ["--cpu-smoke"] if smoke else []
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)  # fmt: skip
     try:
-        output, _ = proc.communicate(timeout=timeout + 120)
-    except subprocess.TimeoutExpired:  # rdft itself hung: stop it (it stops the case it started)
+        output, _ = proc.communicate(timeout=timeout + 60)
+    except subprocess.TimeoutExpired:  # rdft itself hung: stop it (it stops the arm it started)
         os.killpg(proc.pid, 15)
         proc.communicate()
-        return {"error": f"timed out after {timeout:g} s (and rdft env run did not stop it); see {log}"}
+        return {"error": f"timed out after {timeout:g} s (and rdft env run did not stop it)", "log": str(log),
+                "log_tail": log_tail(log)}  # fmt: skip
     if proc.returncode == 124:
-        return {"error": f"timed out after {timeout:g} s; see {log}"}
+        return {"error": f"timed out after {timeout:g} s", "log": str(log), "log_tail": log_tail(log)}
     lines = [line.removeprefix(RESULT) for line in output.splitlines() if line.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
         tail = output.strip().splitlines()[-1:] or ["no output"]
-        return {"error": f"exit {proc.returncode}: {tail[0][:300]}; see {log}"}
+        return {"error": f"exit {proc.returncode}: {tail[0][:300]}", "log": str(log), "log_tail": log_tail(log)}
     return {**json.loads(lines[-1]), "wall_s": round(time.perf_counter() - started, 1), "log": str(log)}
 
 
-def ratios(report: dict, ceiling: float | None) -> dict:
+def ratios(report: dict) -> dict:
+    """Every ratio of two measured arms (the MFU of each training arm is set on the way)."""
     out = {}
     for name in ("lora", "skewed"):
-        case = report.get(name, {})
-        if "baseline" in case and "rdft" in case:
-            base, ours = case["baseline"], case["rdft"]
+        base, ours = report.get(name, {}).get("baseline", {}), report.get(name, {}).get("rdft", {})
+        if "tokens_per_s" in base and "tokens_per_s" in ours:
             out[f"{name}_tokens_per_s"] = ours["tokens_per_s"] / base["tokens_per_s"]
             out[f"{name}_effective_tokens_per_s"] = ours["effective_tokens_per_s"] / base["effective_tokens_per_s"]
             if base.get("peak_gib") and ours.get("peak_gib"):
                 out[f"{name}_peak_memory"] = ours["peak_gib"] / base["peak_gib"]
-    sdpa = report.get("skewed_sdpa", {}).get("rdft")
-    if sdpa and "rdft" in report.get("skewed", {}):
+    flex = report.get("skewed", {}).get("rdft", {})
+    sdpa = report.get("skewed_sdpa", {}).get("rdft", {})
+    if "tokens_per_s" in flex and "tokens_per_s" in sdpa:
         # > 1: flex_attention is the faster kernel for packed rows on this stack (attention: auto's choice)
-        out["skewed_flex_vs_sdpa"] = report["skewed"]["rdft"]["effective_tokens_per_s"] / sdpa["effective_tokens_per_s"]
+        out["skewed_flex_vs_sdpa"] = flex["effective_tokens_per_s"] / sdpa["effective_tokens_per_s"]
+    eager, compiled = report.get("lora", {}).get("rdft", {}), report.get("compile", {}).get("rdft", {})
+    if "tokens_per_s" in eager and "tokens_per_s" in compiled:
+        out["lora_compile_vs_eager"] = compiled["tokens_per_s"] / eager["tokens_per_s"]
     score = report.get("score", {})
-    if "baseline" in score and "rdft" in score:
-        out["score_rdft_hf"] = score["rdft"]["tokens_per_s"] / score["baseline"]["tokens_per_s"]
-        if "vllm" in score:
-            out["score_vllm"] = score["vllm"]["tokens_per_s"] / score["baseline"]["tokens_per_s"]
-    if ceiling:
-        for name in ("lora", "skewed", "full", "qlora"):
-            for side in ("baseline", "rdft"):
-                result = report.get(name, {}).get(side)
-                if result and "flops_per_token" in result:
-                    result["mfu"] = result["effective_tokens_per_s"] * result["flops_per_token"] / ceiling
+    for arm in ("rdft", "vllm"):
+        if "tokens_per_s" in score.get("baseline", {}) and "tokens_per_s" in score.get(arm, {}):
+            out[f"score_{arm}" if arm == "vllm" else "score_rdft_hf"] = (
+                score[arm]["tokens_per_s"] / score["baseline"]["tokens_per_s"]
+            )
+    ceiling = (report.get("matmul_ceiling_tflops") or 0) * 1e12
+    for name in ("lora", "skewed", "full", "skewed_sdpa", "qlora", "compile"):
+        for result in report.get(name, {}).values():
+            if ceiling and isinstance(result, dict) and "flops_per_token" in result:
+                result["mfu"] = result["effective_tokens_per_s"] * result["flops_per_token"] / ceiling
     return out
 
 
@@ -491,39 +662,64 @@ def table(report: dict) -> str:
     where = "CPU smoke: figures mean nothing" if report["smoke"] else report["device"]
     rows = [f"\n## GPU suite, {report['date']} ({where})", "", f"`{report['command']}` — {report['versions']}", "",
             f"Interpreter: {report['env']}" + "".join(f"; {note}" for note in report["adopt_notes"]), "",
-            "| case | side | tokens/s | effective tokens/s | peak GiB | MFU | setup |",
+            "| case | arm | tokens/s | effective tokens/s | peak GiB | MFU | setup |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in CASES:
-        case = report.get(name, {})
-        if "error" in case or "skipped" in case:
-            rows.append(f"| {name} | — | — | — | — | — | {case.get('error') or case.get('skipped')} |")
-            continue
-        for side in ("baseline", "rdft", "vllm"):
-            r = case.get(side)
-            if not r:
+        for arm, r in report.get(name, {}).items():
+            if "error" in r or "skipped" in r:
+                why = r.get("error") or r.get("skipped")
+                rows.append(f"| {name} | {arm} | — | — | — | — | {why} |")
                 continue
             mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "—"
             peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "—"
             effective = f"{r['effective_tokens_per_s']:,.0f}" if "effective_tokens_per_s" in r else "—"
-            rows.append(f"| {name} | {side} | {r['tokens_per_s']:,.0f} | {effective} | {peak} | {mfu} | {r['setup']} |")
+            rows.append(f"| {name} | {arm} | {r['tokens_per_s']:,.0f} | {effective} | {peak} | {mfu} | {r['setup']} |")
     rows += ["", "| ratio | measured | target |", "|---|---|---|"]
     for key, value in report["ratios"].items():
         rows.append(f"| {key} | {value:.2f}× | {f'≥ {TARGETS[key]}×' if key in TARGETS else '—'} |")
     return "\n".join(rows) + "\n"
 
 
+def write_json(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="Tiny shapes on the CPU: checks the suite runs.")
-    parser.add_argument("--case", choices=[*CASES, "ceiling"], help=argparse.SUPPRESS)  # one case, in a child
+    parser.add_argument("--case", choices=[*CASES, "ceiling"], help=argparse.SUPPRESS)  # one arm, in a child
+    parser.add_argument("--arm", help=argparse.SUPPRESS)
+    parser.add_argument("--cases", help=f"Comma-separated subset of {','.join(CASES)} (default: all).")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "gpu_suite.json")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "RESULTS.md")
-    parser.add_argument("--case-timeout", type=float, default=150.0, help="Seconds per case (default 150).")
+    parser.add_argument("--logs", type=Path, help="Folder of the arms' logs (default: <out>-logs beside --out).")
+    parser.add_argument("--budget", type=float, default=480.0, help="Seconds for the whole run (default 480).")
+    parser.add_argument("--case-timeout", type=float, default=180.0, help="Seconds per arm at most (default 180).")
     parser.add_argument("--wheels", type=Path, help="A folder of wheels to use (installed privately, offline).")
+    parser.add_argument("--download-wheels", type=Path, metavar="DIR", help="Fetch the wheels a bare GPU host needs.")
+    parser.add_argument("--python-version", default="3.12", help="The GPU host's Python, for --download-wheels.")
+    parser.add_argument("--table-from", type=Path, metavar="JSON", help="Append the table of a saved report.")
     args = parser.parse_args()
     if args.case:
-        print(RESULT + json.dumps(run_case(args.case, args.cpu_smoke)), flush=True)
+        print(RESULT + json.dumps(run_arm(args.case, args.arm, args.cpu_smoke)), flush=True)
         return
+    if args.download_wheels:
+        download_wheels(args.download_wheels, args.python_version)
+        return
+    if args.table_from:
+        report = json.loads(args.table_from.read_text())
+        report["ratios"] = ratios(report)
+        with open(args.results, "a", encoding="utf-8") as handle:
+            handle.write(table(report))
+        return
+    cases = args.cases.split(",") if args.cases else list(CASES)
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        raise SystemExit(f"gpu_suite: unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    started = time.perf_counter()
     import torch
 
     if not args.cpu_smoke and not torch.cuda.is_available():
@@ -531,12 +727,14 @@ def main() -> None:
     import transformers
 
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}"
+    command = "python bench/gpu_suite.py" + (" --cpu-smoke" if args.cpu_smoke else "")
+    command += (f" --cases {args.cases}" if args.cases else "") + (f" --budget {args.budget:g}")
     report = {
         "date": datetime.date.today().isoformat(),
         "smoke": args.cpu_smoke,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": versions,
-        "command": "python bench/gpu_suite.py" + (" --cpu-smoke" if args.cpu_smoke else ""),
+        "command": command,
     }
     site = carried_wheels(args.wheels) if args.wheels else None
     if site is not None:
@@ -544,24 +742,33 @@ def main() -> None:
     env = suite_environment(site, args.cpu_smoke)
     report["adopt_notes"] = adopt_this_python(env)
     report["env"] = f"{sys.executable}, adopted as rdft's train env ({env['RDFT_TORCH_VARIANT']})"
-    logs = args.out.parent / f"{args.out.stem}-logs"
+    logs = args.logs or args.out.parent / f"{args.out.stem}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    ceiling = in_subprocess("ceiling", args.cpu_smoke, args.case_timeout, env, logs).get("flops")
+    ceiling = in_subprocess("ceiling", "matmul", args.cpu_smoke, args.case_timeout, env, logs).get("flops")
     report["matmul_ceiling_tflops"] = ceiling / 1e12 if ceiling else None
-    for name in CASES:
-        report[name] = in_subprocess(name, args.cpu_smoke, args.case_timeout, env, logs)
-        print(f"gpu_suite: {name}: {json.dumps(report[name])[:400]}", file=sys.stderr, flush=True)
-    report["ratios"] = ratios(report, ceiling)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    for name in cases:
+        report[name] = {}
+        for arm in ARMS[name]:
+            left = args.budget - (time.perf_counter() - started)
+            why = unavailable(name, arm, args.cpu_smoke, site)
+            if why is None and left < MIN_ARM_S:
+                why = f"the suite's --budget of {args.budget:g} s was spent; rerun with --cases {name}"
+            if why:
+                report[name][arm] = {"skipped": why}
+            else:
+                timeout = min(args.case_timeout, left)
+                report[name][arm] = in_subprocess(name, arm, args.cpu_smoke, timeout, env, logs)
+            brief = {k: v for k, v in report[name][arm].items() if k != "log_tail"}
+            print(f"gpu_suite: {name}/{arm}: {json.dumps(brief)[:400]}", file=sys.stderr, flush=True)
+            report["ratios"] = ratios(report)
+            report["wall_s"] = round(time.perf_counter() - started, 1)
+            write_json(args.out, report)  # every finished figure survives a run cut off from outside
     with open(args.results, "a", encoding="utf-8") as handle:
         handle.write(table(report))
     print(json.dumps(report["ratios"]))
-    failed = [name for name in CASES if "error" in report[name]]
+    failed = [f"{name}/{arm}" for name in cases for arm, r in report[name].items() if "error" in r]
     if failed:
-        raise SystemExit(f"gpu_suite: case(s) {', '.join(failed)} failed; see {args.out}")
+        raise SystemExit(f"gpu_suite: {', '.join(failed)} failed; see {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,82 @@
-"""bench/gpu_suite.py cannot rot: its CPU smoke runs every case end to end on tiny shapes, in
-the train env's interpreter standing in for a bare GPU host's (torch, transformers, peft and
-accelerate, but not rdft's own dependencies, which come as carried wheels)."""
+"""bench/gpu_suite.py cannot rot: its CPU smoke runs every arm end to end on tiny shapes, in an
+interpreter that stands in for a bare GPU host's (torch, transformers, peft and accelerate and
+their own dependencies, without rdft's), with rdft's missing dependencies carried as wheels
+that `--download-wheels` fetched."""
 
 import importlib.metadata
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
-SUITE = Path(__file__).resolve().parents[1] / "bench" / "gpu_suite.py"  # bench/ lives in the tree, not the wheel
+import pytest
+
+from rdft.envs import pip_lock
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE = REPO / "bench" / "gpu_suite.py"  # bench/ lives in the tree, not the wheel
+sys.path.insert(0, str(SUITE.parent))
+from gpu_suite import CLI_WHEELS, KERNEL_WHEELS  # noqa: E402
+
+HOST_STACK = ("torch", "transformers", "peft", "accelerate")  # what a bare GPU host's Python holds
+# Carried wheels the lent H200 image lacks (../.library/device/KINDS.md lists typing-extensions
+# and click there, no pydantic of any kind).
+ABSENT_ON_THE_IMAGE = set(CLI_WHEELS) - {"typing-extensions"}
+
+
+def lock_entries(lock: Path) -> dict[str, tuple[str, set[str]]]:
+    """name → (its lines in the pip lock, the names it is required by ("-r" for the spec))."""
+    entries: dict[str, tuple[list[str], set[str]]] = {}
+    name = None
+    for line in lock.read_text().splitlines():
+        if re.match(r"^[A-Za-z0-9]", line):
+            name = line.split("==")[0].lower()
+            entries[name] = ([line], set())
+        elif name and line.strip().startswith("--hash"):
+            entries[name][0].append(line)
+        elif name and line.strip().startswith("#"):
+            via = line.strip().lstrip("#").strip().removeprefix("via").strip()
+            if via:
+                entries[name][1].add("-r" if via.startswith("-r") else via.lower())
+    return {k: ("\n".join(lines), parents) for k, (lines, parents) in entries.items()}
+
+
+@pytest.fixture(scope="module")
+def bare_host(train_env, tmp_path_factory) -> Path:
+    """A venv with torch, transformers, peft, accelerate and what they require, from the train
+    env's lock (so uv serves it from the cache the train env filled). The pydantic family is
+    left out even where the locked transformers pulls it in (through typer): the lent H200
+    image, with its older transformers, has none of it, and the suite must carry it."""
+    entries = lock_entries(REPO / "envs" / "train.cpu.txt")
+    kept, changed = set(HOST_STACK), True
+    while changed:
+        changed = False
+        for name, (_, parents) in entries.items():
+            if name not in kept and name not in ABSENT_ON_THE_IMAGE and parents & kept:
+                kept.add(name)
+                changed = True
+    folder = tmp_path_factory.mktemp("bare-host")
+    requirements = folder / "requirements.txt"
+    requirements.write_text("\n".join(entries[name][0] for name in sorted(kept)) + "\n")
+    import uv
+
+    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--seed", "--python", sys.executable, str(folder / "venv")],
+                   check=True)  # fmt: skip
+    python = folder / "venv" / "bin" / "python"
+    sources = [part for link in pip_lock.find_links("cpu") for part in ("--find-links", link)]
+    sources += [part for index in pip_lock.extra_indexes("cpu") for part in ("--extra-index-url", index)]
+    subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), "--require-hashes",
+                    "--no-deps", "--index-strategy", "unsafe-best-match", "-r", str(requirements), *sources],
+                   check=True)  # fmt: skip
+    return python
 
 
 def wheel_of_installed(name: str, folder: Path) -> Path:
-    """A wheel of a pure-Python package installed here, from its own files: what a user carries
-    (`pip download`), made offline."""
+    """A wheel of a package installed here, from its own files: what `pip download` would give
+    for this Python, made offline."""
     dist = importlib.metadata.distribution(name)
     assert dist.files, f"{name} has no RECORD of its files"
     stem = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}"
@@ -25,49 +88,116 @@ def wheel_of_installed(name: str, folder: Path) -> Path:
     return path
 
 
-def test_gpu_suite_cpu_smoke(train_env, tmp_path):
+def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, tmp_path):
+    check = "import torch, transformers, peft, accelerate, click; import pydantic"
+    probe = subprocess.run([str(bare_host), "-c", check], capture_output=True, text=True)
+    assert "No module named 'pydantic'" in probe.stderr, probe.stderr  # the stack is there, rdft's needs are not
     out, results = tmp_path / "smoke.json", tmp_path / "RESULTS.md"
-    bare = train_env.run(["python", "-c", "import pydantic_settings"], echo=False)
-    assert not bare.ok and "No module named 'pydantic_settings'" in bare.tail  # rdft cannot run there as it is
-    wheels = tmp_path / "wheels"  # carried wheels, installed privately and offline
-    wheels.mkdir()
-    carried = [wheel_of_installed(name, wheels).name for name in ("pydantic-settings", "python-dotenv")]
-    with zipfile.ZipFile(wheels / "probe-0.1-py3-none-any.whl", "w") as wheel:
-        wheel.writestr("probe/__init__.py", "VERSION = '0.1'\n")
-        wheel.writestr("probe-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: probe\nVersion: 0.1\n")
-        wheel.writestr("probe-0.1.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                       "Tag: py3-none-any\n")  # fmt: skip
-        wheel.writestr("probe-0.1.dist-info/RECORD", "")
-    ran = train_env.run(["python", str(SUITE), "--cpu-smoke", "--out", str(out), "--results", str(results),
-                         "--wheels", str(wheels)], echo=False, timeout=300)  # fmt: skip
-    assert ran.ok, ran.tail
+    smoke = [str(bare_host), str(SUITE), "--cpu-smoke", "--out", str(out), "--results", str(results)]
+
+    # Without the wheels: one line that says how to carry them, and no report.
+    bare = subprocess.run(smoke, capture_output=True, text=True, timeout=300)
+    assert bare.returncode != 0 and "Traceback" not in bare.stderr, bare.stderr
+    assert "No module named 'pydantic'" in bare.stderr and "--download-wheels DIR" in bare.stderr, bare.stderr
+    assert not out.exists()
+
+    # --download-wheels, pointed by pip's own variables at a folder standing in for PyPI: the
+    # CLI's wheels at the versions installed here, the kernels left out with a line each.
+    index = tmp_path / "index"
+    index.mkdir()
+    for name in CLI_WHEELS:
+        wheel_of_installed(name, index)
+    carried = tmp_path / "wheels"
+    pip_env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}
+    fetched = subprocess.run([sys.executable, str(SUITE), "--download-wheels", str(carried), "--python-version",
+                              f"{sys.version_info.major}.{sys.version_info.minor}"],
+                             capture_output=True, text=True, env=pip_env, timeout=300)  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    assert sorted(p.name for p in carried.glob("*.whl")) == sorted(p.name for p in index.glob("*.whl"))
+    for name in KERNEL_WHEELS:
+        assert re.search(rf"{name}==[\d.]+ could not be downloaded .*; the suite runs without it", fetched.stderr)
+
+    ran = subprocess.run([*smoke, "--wheels", str(carried)], capture_output=True, text=True, timeout=400)
+    assert ran.returncode == 0, ran.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["matmul_ceiling_tflops"] > 0
-    assert report["wheels"] == sorted([*carried, "probe-0.1-py3-none-any.whl"])
-    # The interpreter was adopted as the train env, and every case ran through `rdft env run
-    # train`: rdft's runner wrote each case's log, result line included.
-    assert report["env"] == f"{train_env.python}, adopted as rdft's train env (cpu)"
-    assert f"Interpreter: {train_env.python}, adopted as rdft's train env (cpu)" in results.read_text()
-    for case in ("lora", "skewed", "skewed_sdpa", "full", "qlora", "score"):
-        log = Path(report[case]["log"])
-        assert log == tmp_path / "smoke-logs" / f"{case}.log" and "gpu_suite result: {" in log.read_text()
+    assert report["wheels"] == sorted(p.name for p in carried.glob("*.whl"))
+    # The interpreter was adopted as the train env, and every arm ran through `rdft env run
+    # train`, each in its own process: rdft's runner wrote each arm's log, result line included.
+    assert report["env"] == f"{bare_host}, adopted as rdft's train env (cpu)"
+    assert "deepspeed" not in json.dumps(report["adopt_notes"])  # allowed missing, not a note
+    assert f"Interpreter: {bare_host}, adopted as rdft's train env (cpu)" in results.read_text()
+    ran_arms = {(case, arm) for case, arms in report.items() if isinstance(arms, dict)
+                for arm, r in arms.items() if isinstance(r, dict) and "log" in r}  # fmt: skip
+    assert ran_arms == {("lora", "baseline"), ("lora", "rdft"), ("skewed", "baseline"), ("skewed", "rdft"),
+                        ("score", "baseline"), ("score", "rdft"), ("full", "rdft"), ("skewed_sdpa", "rdft"),
+                        ("compile", "rdft")}  # fmt: skip
+    for case, arm in ran_arms:
+        log = Path(report[case][arm]["log"])
+        assert log == tmp_path / "smoke-logs" / f"{case}-{arm}.log" and "gpu_suite result: {" in log.read_text()
+    assert report["qlora"]["rdft"] == {"skipped": "bitsandbytes and a CUDA GPU are needed"}
+    assert report["score"]["vllm"] == {"skipped": "vLLM and a CUDA GPU are needed"}
     for case in ("lora", "skewed"):
         for side in ("baseline", "rdft"):
             # MFU is computed (its value on tiny CPU shapes under a loaded CI host means nothing)
             assert report[case][side]["tokens_per_s"] > 0 and report[case][side]["mfu"] > 0
-    # The planner's choice on the smoke's CPU budget: 64 rows of 64 tokens.
-    assert report["skewed"]["rdft"]["plan"]["tokens_per_micro_batch"] == 64 * 64
+    # The planner's choice on the smoke's CPU budget: 64 rows of the longest sample (128 tokens),
+    # so the packed side trains on every sample the padded side does.
+    assert report["skewed"]["rdft"]["plan"]["tokens_per_micro_batch"] == 64 * 128
+    assert "packed rows of 128" in report["skewed"]["rdft"]["setup"]
     # Padding wastes much of the baseline's compute on skewed lengths; packing far less.
     base, ours = report["skewed"]["baseline"], report["skewed"]["rdft"]
     wasted_base = 1 - base["effective_tokens_per_s"] / base["tokens_per_s"]
     wasted_ours = 1 - ours["effective_tokens_per_s"] / ours["tokens_per_s"]
     assert wasted_base > 0.3 and wasted_ours < wasted_base - 0.2, (wasted_base, wasted_ours)
-    assert report["full"]["rdft"]["tokens_per_s"] > 0
-    assert report["qlora"]["skipped"] == "bitsandbytes and a CUDA GPU are needed"
+    # Useful FLOPs per token, by hand for the tiny shape (hidden 64, intermediate 128, 2 layers,
+    # 4 heads of 16, 2 KV heads, vocab 512): matmul weights per layer q 64·64 + k 64·32 + v 64·32
+    # + o 64·64 + 3·64·128 = 36,864, so 73,728 + lm_head 32,768 = 106,496; LoRA r16 on those
+    # seven linears, 16·(in + out) each: 16·(128 + 96 + 96 + 128 + 3·192) = 16,384 per layer,
+    # 32,768. 4N = 557,056; causal attention on samples of 64 tokens, 2·layers·hidden·64 forward
+    # and as much again for the input gradients: 2·16,384. Skewed samples are shorter on average.
+    assert report["lora"]["rdft"]["flops_per_token"] == report["lora"]["baseline"]["flops_per_token"] == 589_824
+    assert report["skewed"]["rdft"]["flops_per_token"] < 589_824
+    assert report["full"]["rdft"]["tokens_per_s"] > 0 and "compiled layers" in report["compile"]["rdft"]["setup"]
     # On a CPU both sides are SDPA: the case and its ratio only have to run.
     assert "sdpa" in report["skewed_sdpa"]["rdft"]["setup"] and report["ratios"]["skewed_flex_vs_sdpa"] > 0
-    assert report["score"]["baseline"]["generated"] == report["score"]["rdft"]["generated"] == 4 * 8
-    assert set(report["ratios"]) >= {"lora_tokens_per_s", "skewed_effective_tokens_per_s", "score_rdft_hf"}
+    # Batch 1 is timed on the first 2 prompts, rdft's planned batch (4 on a CPU) on all 4.
+    assert (report["score"]["baseline"]["generated"], report["score"]["rdft"]["generated"]) == (2 * 8, 4 * 8)
+    assert set(report["ratios"]) >= {"lora_tokens_per_s", "skewed_effective_tokens_per_s", "score_rdft_hf",
+                                     "lora_compile_vs_eager"}  # fmt: skip
     table = results.read_text()
     assert "CPU smoke: figures mean nothing" in table
     assert re.search(r"^\| skewed_effective_tokens_per_s \| [\d.]+× \| ≥ 3.0× \|$", table, re.M)
+
+    # A run cut off from outside keeps its JSON; --table-from makes its table.
+    again = tmp_path / "again.md"
+    made = subprocess.run([sys.executable, str(SUITE), "--table-from", str(out), "--results", str(again)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert again.read_text() == table
+
+
+def test_gpu_suite_budget_skips_what_it_cannot_start(bare_host, tmp_path):
+    """A spent --budget marks the remaining arms skipped with the rerun to use, and the JSON
+    holds what ran; --cases runs only the cases named."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name in CLI_WHEELS:
+        wheel_of_installed(name, wheels)
+    out = tmp_path / "cut.json"
+    ran = subprocess.run([str(bare_host), str(SUITE), "--cpu-smoke", "--cases", "score,full", "--budget", "1",
+                          "--out", str(out), "--results", str(tmp_path / "R.md"), "--wheels", str(wheels)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {case for case in report if case in ("lora", "skewed", "score", "full", "skewed_sdpa", "qlora",
+                                                "compile")} == {"score", "full"}  # fmt: skip
+    spent = "the suite's --budget of 1 s was spent; rerun with --cases"
+    assert report["score"]["baseline"]["skipped"].startswith(spent) and report["full"]["rdft"]["skipped"] == (
+        f"{spent} full"
+    )
+    bad = subprocess.run([str(bare_host), str(SUITE), "--cpu-smoke", "--cases", "lora,bogus"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0 and bad.stderr.strip() == (
+        "gpu_suite: unknown case(s) bogus; choose from lora, skewed, score, full, skewed_sdpa, qlora, compile"
+    )
