@@ -104,15 +104,22 @@ def test_packing_equals_unpacked_and_only_assistant_tokens_train(train_cli, shar
     data = recipes_dir() / "configs" / "data" / "tiny_chat.jsonl"
     report = in_env_json(train_env, IN_ENV / "check_packing.py", recipes_dir(), tiny_model(shared_dirs), data)
     assert report["n"] == 7
-    assert report["max_abs_diff"] < 1e-5
-    # The model's own loss over the packed row is the token-weighted mean of the per-sample losses
-    # (no sample's last position is scored against the next sample's first token).
-    weighted = sum(m * t for m, t in zip(report["per_sample"], report["targets"], strict=True)) / sum(report["targets"])
-    assert report["model_loss_packed"] == pytest.approx(weighted, rel=1e-5)
-    # No attention across samples or into padding: a sample's logits ignore its row-mates.
-    assert report["row_mates_diff"] < 1e-5
-    # Several padded rows per micro-batch give the same loss as one row.
-    assert report["multi_rows"] == 3 and report["multi_loss"] == pytest.approx(weighted, rel=1e-5)
+    # The same checks with SDPA (rdft's attention on a CPU) and flex_attention (its attention for
+    # packed rows on a GPU, whose block mask transformers builds from the same position ids).
+    for attention in ("sdpa", "flex_attention"):
+        checked = report[attention]
+        assert checked["max_abs_diff"] < 1e-5, attention
+        # The model's own loss over the packed row is the token-weighted mean of the per-sample
+        # losses (no sample's last position is scored against the next sample's first token).
+        weighted = sum(m * t for m, t in zip(checked["per_sample"], checked["targets"], strict=True)) / sum(
+            checked["targets"]
+        )
+        assert checked["model_loss_packed"] == pytest.approx(weighted, rel=1e-5), attention
+        # No attention across samples or into padding: a sample's logits ignore its row-mates.
+        assert checked["row_mates_diff"] < 1e-5, attention
+        # Several padded rows per micro-batch give the same loss as one row.
+        assert checked["multi_rows"] == 3 and checked["multi_loss"] == pytest.approx(weighted, rel=1e-5), attention
+    assert report["flex_attention"]["per_sample"] == pytest.approx(report["sdpa"]["per_sample"], rel=1e-5)
     assert report["two_turn_target_text"] == "2<|im_end|>\n4<|im_end|>\n"
 
 
