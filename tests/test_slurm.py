@@ -169,8 +169,9 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "loop_n": 1}
     tasks = tmp_path / "tasks.json"
     # The second is stopped by its limit: TERM 30 s before 2 minutes (Slurm may send it up to a minute
-    # early), while the run, which needs over two minutes here, is under way.
-    tasks.write_text(json.dumps({"tasks": [tiny, {**tiny, "time": "2m"}]}))
+    # early, so 30–90 s in), while its run is under way: three loops need about three minutes here
+    # (one took 85 s with the base model's scoring), so the TERM always lands mid-run.
+    tasks.write_text(json.dumps({"tasks": [tiny, {**tiny, "time": "2m", "loop_n": 3}]}))
     batch = subprocess.run(["rdft", "batch", str(tasks), "--executor", "slurm", "--cpus", "1", "--no-sync"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
     out = batch.stdout
@@ -198,7 +199,7 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     assert "JobState=FAILED" in stopped and "ExitCode=143:0" in stopped, stopped
     script = Path(match.group(2))
     second_log = Path(str(script).removesuffix(".sbatch"))
-    assert (second_log / "run.json").is_file() and not (second_log / "Loop_0" / "feedback").is_dir()
+    assert (second_log / "run.json").is_file() and not (second_log / "Loop_2" / "feedback").is_dir()
     job = subprocess.run(["sbatch", "--parsable", "--time=20", str(script)], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()  # fmt: skip
     deadline = time.monotonic() + 900
@@ -207,7 +208,8 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     ):
         time.sleep(2)
     assert job_state(cluster, job) == "COMPLETED", second_log.with_suffix(".out").read_text()[-3000:]
-    assert (second_log / "Loop_0" / "feedback" / "feedback.json").is_file()
+    for loop in range(3):  # every loop done, the stopped one included
+        assert (second_log / f"Loop_{loop}" / "feedback" / "feedback.json").is_file(), loop
     assert f"-m rdft run --resume {second_log}" in second_log.with_suffix(".out").read_text()
 
     # Ctrl-C cancels a running job (--cancel-on-exit) and leaves nothing in the queue.
