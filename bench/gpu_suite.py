@@ -11,17 +11,20 @@ with `rdft env adopt` (rdft from this checkout; its checks that the spec's packa
 its notes on versions that differ from the lock, go into the report) and runs every arm
 through `rdft env run train`, as rdft's own runs go on such a host. `--wheels DIR` installs
 carried wheels into a private folder, offline, ahead of the host's packages: what rdft's CLI
-needs and such a host lacks (the pydantic family: the lent H200 image has none) and the train
-env's CUDA kernels (liger-kernel, bitsandbytes). `--download-wheels DIR` fetches exactly that
-set, at the locks' versions, for the GPU host's Python (`--python-version`, default 3.12).
+needs beyond torch's and transformers' own requirements (the pydantic family, which the lent
+H200 image lacks, and click) and the train env's CUDA kernels (liger-kernel, bitsandbytes; one
+that does not import there is removed again, since PEFT would import it in every LoRA arm).
+`--download-wheels DIR` fetches exactly that set, at the locks' versions, for the GPU host's
+Python (`--python-version`, default 3.12).
 Random weights of real shapes, so no hub access is needed.
 
 Each arm runs in its own subprocess (a fresh CUDA context and memory peak: no model of an
 earlier arm is still allocated when the planner's choice runs), in this order, the issue's
 targets first:
 
-- lora:    Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048. baseline: HF `Trainer` defaults
-           (gradient checkpointing, padded micro-batch 4, bf16). rdft: the recipe's packing
+- lora:    Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048. baseline: HF `Trainer` as usually
+           set up (the anchors' "usual default": gradient checkpointing, padded micro-batch 4,
+           bf16, fused AdamW). rdft: the recipe's packing
            (rows of 2048, flex_attention on a GPU), the planner's micro-batch/checkpointing,
            Liger when installed, bf16 autocast for the adapters, clipping as the recipe does.
 - skewed:  the same pair on a skewed length mix (log-normal, mean ≈ 600, max 4096): effective
@@ -31,7 +34,9 @@ targets first:
            time and every prompt and answer has the same length, so its rate on 8 is its rate
            on 64, in an eighth of the time (64 at batch 1 take ~7 minutes on an H200). rdft:
            rdft's hf settings (bf16, the batch `rdft eval` plans from memory, dynamic cache).
-           vllm: random weights (`load_format="dummy"`) when vLLM imports.
+           vllm: random weights (`load_format="dummy"`) when vLLM imports. Equal prompt lengths
+           and answers forced to 256 tokens, as the issue sets it: no padding and no early stops,
+           so the batched ratios are upper bounds for lm-eval's real batches.
 - full:    Qwen2.5-0.5B shape, full fine-tune, the recipe's step.
 - skewed_sdpa: rdft's packed step with SDPA instead of flex_attention: which kernel the locked
            stack runs faster on packed rows, the choice behind `attention: auto` (on a CPU both
@@ -51,8 +56,10 @@ MFU is on the anchors' scale: useful FLOPs per token 4N (LoRA) or 6N (full), N =
 weights, plus causal attention at the arm's own sample lengths; against the bf16 matmul
 ceiling measured here (8192³). Prints and writes JSON (each arm's output in
 `<logs>/<case>-<arm>.log`, the tail of a failed one in the JSON), and appends a table to
-RESULTS.md. `--cpu-smoke` runs every arm on tiny shapes on the CPU (float32) so the suite
-cannot rot; its figures mean nothing.
+RESULTS.md. `--cpu-smoke` runs every arm on tiny shapes on the CPU (float32) so its CPU path
+cannot rot; its figures mean nothing. What only a GPU reaches (flex_attention's backward, Liger,
+bitsandbytes, vLLM, the OOM rerun, the memory-planned hf batch) is first run by the first GPU
+run.
 """
 
 from __future__ import annotations
@@ -97,24 +104,30 @@ ARMS = {
     "compile": ("rdft",),
 }
 CASES = tuple(ARMS)
-# What rdft's CLI (`rdft env adopt` / `rdft env run`) imports beyond the standard library and
-# click, which a bare GPU host may lack (the lent H200 image has click but no pydantic);
-# carried wheels go ahead of the host's packages, so typing-extensions comes at pydantic's need.
+# What rdft's CLI (`rdft env adopt` / `rdft env run`) imports beyond the standard library,
+# filelock (torch's) and pyyaml (transformers'): a bare GPU host may lack it (the lent H200 image
+# has click but no pydantic). Carried wheels go ahead of the host's packages, so typing-extensions
+# comes at the version pydantic needs.
 CLI_WHEELS = ("pydantic", "pydantic-core", "pydantic-settings", "python-dotenv", "annotated-types",
-              "typing-inspection", "typing-extensions")  # fmt: skip
+              "typing-inspection", "typing-extensions", "click")  # fmt: skip
 KERNEL_WHEELS = ("liger-kernel", "bitsandbytes")  # the train env's cuda-only packages (envs/train.yml)
-MIN_ARM_S = 20.0  # an arm is not started with less time left than this
+# Seconds an arm needs at the least on an H200 (process start, model build, compilation, a few
+# steps; bench/RESULTS.md): one is not started with less left, which would only end in a timeout.
+MIN_ARM_S = {"qlora": 120.0, "compile": 120.0, "lora": 60.0, "skewed": 60.0, "skewed_sdpa": 60.0,
+             "full": 45.0, "score": 45.0}  # fmt: skip
+MIN_ARM_SMOKE_S = 20.0
+QWEN2 = ["Qwen2ForCausalLM"]  # saved configs name it: vLLM picks the model class from `architectures`
 
 
 # --- one arm, in its own process ----------------------------------------------------------------
 def sizes(smoke: bool) -> dict:
     if smoke:
         return {"lora": "tiny", "full": "tiny", "score": "tiny", "seq": 64, "max_len": 128, "mean": 24,
-                "steps": 2, "warmup": 1, "prompts": 4, "baseline_prompts": 2, "prompt_len": 16,
-                "new_tokens": 8}  # fmt: skip
+                "steps": 2, "skewed_baseline_steps": 2, "warmup": 1, "prompts": 4, "baseline_prompts": 2,
+                "prompt_len": 16, "new_tokens": 8}  # fmt: skip
     return {"lora": "7b", "full": "0.5b", "score": "1.5b", "seq": 2048, "max_len": 4096, "mean": 600,
-            "steps": 6, "warmup": 3, "prompts": 64, "baseline_prompts": 8, "prompt_len": 256,
-            "new_tokens": 256}  # fmt: skip
+            "steps": 6, "skewed_baseline_steps": 12, "warmup": 3, "prompts": 64, "baseline_prompts": 8,
+            "prompt_len": 256, "new_tokens": 256}  # fmt: skip
 
 
 def device_and_dtype():
@@ -158,6 +171,19 @@ def samples(mix: str, n: int, s: dict, vocab: int) -> list[dict]:
     return out
 
 
+def ram_disk(shape: str) -> str | None:
+    """/dev/shm when it has room for the shape's bf16 weights and a margin (containers often cap
+    it at 64 MB), else None: the default temporary folder."""
+    cfg = SHAPES[shape]
+    layer = cfg["hidden_size"] * (2 * cfg["hidden_size"] + 2 * cfg["hidden_size"] // cfg["num_attention_heads"]
+                                  * cfg["num_key_value_heads"] + 3 * cfg["intermediate_size"])  # fmt: skip
+    weights = 2 * (cfg["num_hidden_layers"] * layer + 2 * cfg["vocab_size"] * cfg["hidden_size"])
+    try:
+        return "/dev/shm" if shutil.disk_usage("/dev/shm").free > 1.2 * weights else None
+    except OSError:
+        return None
+
+
 def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger: bool = False,
           compile_layers: bool = False):  # fmt: skip
     """The model as the recipe's load_model makes it (random weights of the shape); the
@@ -166,18 +192,19 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Qwen2Config
 
     device, dtype = device_and_dtype()
-    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768)
-    if method == "qlora":  # 4-bit weights are quantised on load, from a saved model (RAM disk when there is one)
-        shm = Path("/dev/shm")
-        folder = Path(tempfile.mkdtemp(prefix="suite-qlora-", dir=shm if shm.is_dir() else None))
-        with torch.device("cuda"):
-            AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
-        torch.cuda.empty_cache()
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=dtype)  # fmt: skip
-        model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
-                                                     attn_implementation=attention, device_map={"": 0})  # fmt: skip
-        shutil.rmtree(folder, ignore_errors=True)
+    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768, architectures=QWEN2)
+    if method == "qlora":  # 4-bit weights are quantised on load, from a saved model
+        folder = Path(tempfile.mkdtemp(prefix="suite-qlora-", dir=ram_disk(shape)))
+        try:
+            with torch.device("cuda"):
+                AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
+            torch.cuda.empty_cache()
+            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                       bnb_4bit_compute_dtype=dtype)  # fmt: skip
+            model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
+                                                         attn_implementation=attention, device_map={"": 0})  # fmt: skip
+        finally:  # 15 GB of weights never outlive the arm
+            shutil.rmtree(folder, ignore_errors=True)
     else:
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
@@ -200,7 +227,9 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         if method == "qlora":
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+            # Its own checkpointing call would switch to the reentrant kind; keep the others' kind.
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})  # fmt: skip
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                                  task_type="CAUSAL_LM"))  # fmt: skip
     return model, problems
@@ -208,8 +237,10 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
 
 def useful_flops(model, shape: str, method: str, rows: list[dict]) -> float:
     """Per token: 4N (LoRA: forward + input gradients) or 6N (full), plus causal attention at
-    the samples' own lengths (a sample of n tokens: 2·layers·hidden·n² forward FLOPs in QKᵀ and
-    AV, over its n tokens)."""
+    the samples' own lengths: a sample of n tokens costs 2·layers·hidden·n² forward FLOPs in QKᵀ
+    and AV, over its n tokens, and its backward twice that whatever is trained (attention has no
+    weights: dQ, dK, dV and dP are four products), so 3× in all. The anchors count so: 30.8% MFU
+    at 8,218 tokens/s is (4·7,070,619,136 + 3·2·28·3584·2048) · 8,218 / 788 TFLOP/s."""
     import torch
 
     n = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1)  # 4-bit: two weights per byte
@@ -218,7 +249,7 @@ def useful_flops(model, shape: str, method: str, rows: list[dict]) -> float:
     sizes_ = [len(r["input_ids"]) for r in rows]
     attention = 2 * cfg["num_hidden_layers"] * cfg["hidden_size"] * sum(x * x for x in sizes_) / sum(sizes_)
     factor = 6 if method == "full" else 4
-    return factor * n + (3 if method == "full" else 2) * attention
+    return factor * n + 3 * attention
 
 
 def case_baseline(mix: str, s: dict) -> dict:
@@ -228,8 +259,10 @@ def case_baseline(mix: str, s: dict) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     shape = s["lora"]
+    # Padding waste varies much between batches of 4 skewed samples: time more of them.
+    steps = s["skewed_baseline_steps"] if mix == "skewed" else s["steps"]
     model, _ = build(shape, attention="sdpa", checkpointing=True, method="lora")
-    rows = samples(mix, 4 * (s["warmup"] + s["steps"]), s, SHAPES[shape]["vocab_size"])
+    rows = samples(mix, 4 * (s["warmup"] + steps), s, SHAPES[shape]["vocab_size"])
     times, counted = [], []
 
     class Clock(TrainerCallback):
@@ -249,7 +282,7 @@ def case_baseline(mix: str, s: dict) -> dict:
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="suite-trainer-"), per_device_train_batch_size=4,
-        max_steps=s["warmup"] + s["steps"], gradient_checkpointing=True,
+        max_steps=s["warmup"] + steps, gradient_checkpointing=True,
         gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda, use_cpu=not cuda,
         optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-4, report_to=[],
         save_strategy="no", logging_strategy="no", dataloader_num_workers=0, remove_unused_columns=False,
@@ -258,7 +291,7 @@ def case_baseline(mix: str, s: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
     timed = sum(times[s["warmup"] :])
-    window = counted[s["warmup"] : s["warmup"] + s["steps"]]
+    window = counted[s["warmup"] : s["warmup"] + steps]
     return {
         "tokens_per_s": sum(p for p, _ in window) / timed,
         "effective_tokens_per_s": sum(r for _, r in window) / timed,
@@ -379,7 +412,8 @@ def case_score(backend: str, s: dict) -> dict:
         from vllm import LLM, SamplingParams, TokensPrompt
 
         folder = Path(tempfile.mkdtemp(prefix="suite-vllm-"))
-        Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768).save_pretrained(folder)
+        Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768,
+                    architectures=QWEN2).save_pretrained(folder)  # fmt: skip
         llm = LLM(model=str(folder), load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
                   max_model_len=s["prompt_len"] + s["new_tokens"])  # fmt: skip
         params = SamplingParams(max_tokens=s["new_tokens"], min_tokens=s["new_tokens"], temperature=0)
@@ -437,8 +471,10 @@ def rdft_hf_batch(shape: str, s: dict, device) -> int:
     return hf_batch_size(str(folder), memory, s["new_tokens"], s["prompt_len"]) or 1
 
 
-def matmul_ceiling() -> float:
-    """Measured dense matmul FLOP/s: bf16 8192³ on a GPU, fp32 1024³ on a CPU."""
+def matmul_ceiling() -> dict:
+    """Measured dense matmul FLOP/s: bf16 8192³ on a GPU, fp32 1024³ on a CPU; the best of three
+    windows of about a second (the clocks settle; 20 products alone take 30 ms on an H200). The
+    card's name comes from here too, so the suite's own process never holds a CUDA context."""
     import torch
 
     device, dtype = device_and_dtype()
@@ -447,17 +483,24 @@ def matmul_ceiling() -> float:
     for _ in range(3):
         a @ b
     synchronize()
-    start, reps = time.perf_counter(), 20
-    for _ in range(reps):
-        a @ b
+    start = time.perf_counter()
+    a @ b
     synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - start)
+    reps = max(3, int(1.0 / max(time.perf_counter() - start, 1e-6)))
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        synchronize()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return {"flops": best, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
 
 
 def run_arm(case: str, arm: str, smoke: bool) -> dict:
     s = sizes(smoke)
     if case == "ceiling":
-        return {"flops": matmul_ceiling()}
+        return matmul_ceiling()
     if case == "score":
         return case_score(arm, s)
     if arm == "baseline":
@@ -472,7 +515,7 @@ def run_arm(case: str, arm: str, smoke: bool) -> dict:
 
 
 # --- the suite ----------------------------------------------------------------------------------
-def unavailable(case: str, arm: str, smoke: bool, site: Path | None) -> str | None:
+def unavailable(case: str, arm: str, smoke: bool, site: Path | None, broken: dict[str, str]) -> str | None:
     """Why an arm cannot run on this host, decided here without starting it."""
     import importlib.util
 
@@ -481,11 +524,31 @@ def unavailable(case: str, arm: str, smoke: bool, site: Path | None) -> str | No
     if site is not None and str(site) not in sys.path:
         sys.path.insert(0, str(site))
     cuda = torch.cuda.is_available() and not smoke
+    if case == "qlora" and "bitsandbytes" in broken:
+        return f"bitsandbytes does not import here ({broken['bitsandbytes']}); left out"
     if case == "qlora" and not (cuda and importlib.util.find_spec("bitsandbytes")):
         return "bitsandbytes and a CUDA GPU are needed"
     if arm == "vllm" and not (cuda and importlib.util.find_spec("vllm")):
         return "vLLM and a CUDA GPU are needed"
     return None
+
+
+def drop_broken_kernels(site: Path, env: dict[str, str]) -> dict[str, str]:
+    """Import each carried CUDA kernel package in a child; remove the ones that fail from the
+    private folder. PEFT imports bitsandbytes in every LoRA arm once it can find it, so one
+    built for another CUDA would break them all, not only QLoRA. Returns name → the error."""
+    broken = {}
+    for module in ("bitsandbytes", "liger_kernel"):
+        if not (site / module).is_dir():
+            continue
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, env=env,
+                              timeout=300)  # fmt: skip
+        if proc.returncode != 0:
+            broken[module] = ((proc.stderr.strip().splitlines() or ["no output"])[-1])[:200]
+            shutil.rmtree(site / module, ignore_errors=True)
+            for info in site.glob(f"{module}-*.dist-info"):
+                shutil.rmtree(info, ignore_errors=True)
+    return broken
 
 
 def locked_versions() -> dict[str, str]:
@@ -601,6 +664,7 @@ def in_subprocess(case: str, arm: str, smoke: bool, timeout: float, env: dict[st
     logs/<case>-<arm>.log (written by rdft's runner), its timeout killing the arm's whole
     process group (exit 124); a failed arm's log tail goes into its result."""
     log = logs / f"{case}-{arm}.log"
+    log.unlink(missing_ok=True)  # rdft's runner appends: a rerun's tail must be its own
     command = [sys.executable, "-m", "rdft", "env", "run", "train", "--timeout", f"{timeout:g}", "--log", str(log),
                "--", sys.executable, __file__, "--case", case, "--arm", arm]  # fmt: skip
     command += ["--cpu-smoke"] if smoke else []
@@ -729,29 +793,28 @@ def main() -> None:
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}, python {platform.python_version()}"
     command = "python bench/gpu_suite.py" + (" --cpu-smoke" if args.cpu_smoke else "")
     command += (f" --cases {args.cases}" if args.cases else "") + (f" --budget {args.budget:g}")
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "smoke": args.cpu_smoke,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "versions": versions,
-        "command": command,
-    }
+    report = {"date": datetime.date.today().isoformat(), "smoke": args.cpu_smoke, "versions": versions,
+              "command": command}  # fmt: skip
     site = carried_wheels(args.wheels) if args.wheels else None
     if site is not None:
         report["wheels"] = sorted(p.name for p in args.wheels.glob("*.whl"))
     env = suite_environment(site, args.cpu_smoke)
+    broken = drop_broken_kernels(site, env) if site is not None else {}
+    if broken:
+        report["kernels_left_out"] = broken
     report["adopt_notes"] = adopt_this_python(env)
     report["env"] = f"{sys.executable}, adopted as rdft's train env ({env['RDFT_TORCH_VARIANT']})"
     logs = args.logs or args.out.parent / f"{args.out.stem}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    ceiling = in_subprocess("ceiling", "matmul", args.cpu_smoke, args.case_timeout, env, logs).get("flops")
-    report["matmul_ceiling_tflops"] = ceiling / 1e12 if ceiling else None
+    measured = in_subprocess("ceiling", "matmul", args.cpu_smoke, args.case_timeout, env, logs)
+    report["device"] = measured.get("device", "unknown (the ceiling arm failed)")
+    report["matmul_ceiling_tflops"] = measured["flops"] / 1e12 if "flops" in measured else None
     for name in cases:
         report[name] = {}
         for arm in ARMS[name]:
             left = args.budget - (time.perf_counter() - started)
-            why = unavailable(name, arm, args.cpu_smoke, site)
-            if why is None and left < MIN_ARM_S:
+            why = unavailable(name, arm, args.cpu_smoke, site, broken)
+            if why is None and left < (MIN_ARM_SMOKE_S if args.cpu_smoke else MIN_ARM_S[name]):
                 why = f"the suite's --budget of {args.budget:g} s was spent; rerun with --cases {name}"
             if why:
                 report[name][arm] = {"skipped": why}

@@ -232,8 +232,11 @@ def load_model(config: dict, accelerator):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         if method["type"] == "qlora":
+            # Its own checkpointing call would switch to the reentrant kind; keep the one set above.
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=config["train"]["gradient_checkpointing"]
+                model,
+                use_gradient_checkpointing=config["train"]["gradient_checkpointing"],
+                gradient_checkpointing_kwargs={"use_reentrant": False},
             )
         lora = LoraConfig(
             r=method["lora_r"],

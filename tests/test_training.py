@@ -108,6 +108,7 @@ def test_packing_equals_unpacked_and_only_assistant_tokens_train(train_cli, shar
     # packed rows on a GPU, whose block mask transformers builds from the same position ids).
     for attention in ("sdpa", "flex_attention"):
         checked = report[attention]
+        assert checked["implementation"] == attention
         assert checked["max_abs_diff"] < 1e-5, attention
         # The model's own loss over the packed row is the token-weighted mean of the per-sample
         # losses (no sample's last position is scored against the next sample's first token).

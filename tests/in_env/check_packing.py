@@ -103,7 +103,8 @@ torch._dynamo.config.cache_size_limit = 64
 by_attention = {}
 for attention in ("sdpa", "flex_attention"):
     model = AutoModelForCausalLM.from_pretrained(sys.argv[2], dtype=torch.float32, attn_implementation=attention)
-    by_attention[attention] = checks(model.eval())
+    # the implementation transformers really set up, so "flex = sdpa" cannot mean sdpa twice
+    by_attention[attention] = {**checks(model.eval()), "implementation": model.config._attn_implementation}
 
 two_turn = samples[-1]
 targets = [token for token, label in zip(two_turn["input_ids"], two_turn["labels"], strict=True) if label != -100]
