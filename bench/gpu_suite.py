@@ -116,7 +116,7 @@ KERNEL_WHEELS = ("liger-kernel", "bitsandbytes")  # the train env's cuda-only pa
 MIN_ARM_S = {"qlora": 120.0, "compile": 120.0, "lora": 60.0, "skewed": 60.0, "skewed_sdpa": 60.0,
              "full": 45.0, "score": 45.0}  # fmt: skip
 MIN_ARM_SMOKE_S = 20.0
-QWEN2 = ["Qwen2ForCausalLM"]  # saved configs name it: vLLM picks the model class from `architectures`
+QWEN2 = ["Qwen2ForCausalLM"]
 
 
 # --- one arm, in its own process ----------------------------------------------------------------
@@ -171,13 +171,28 @@ def samples(mix: str, n: int, s: dict, vocab: int) -> list[dict]:
     return out
 
 
+def qwen2_config(shape: str):
+    """The transformers config of every model the suite builds (vLLM picks the model class from
+    `architectures`, which a saved config names only when it is given)."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768, architectures=QWEN2)
+
+
+def shape_folder(shape: str) -> Path:
+    """A folder holding the shape's config.json, as a model folder does: what rdft's planner,
+    its hf batch and vLLM read."""
+    folder = Path(tempfile.mkdtemp(prefix=f"suite-{shape}-"))
+    qwen2_config(shape).save_pretrained(folder)
+    return folder
+
+
 def ram_disk(shape: str) -> str | None:
     """/dev/shm when it has room for the shape's bf16 weights and a margin (containers often cap
     it at 64 MB), else None: the default temporary folder."""
-    cfg = SHAPES[shape]
-    layer = cfg["hidden_size"] * (2 * cfg["hidden_size"] + 2 * cfg["hidden_size"] // cfg["num_attention_heads"]
-                                  * cfg["num_key_value_heads"] + 3 * cfg["intermediate_size"])  # fmt: skip
-    weights = 2 * (cfg["num_hidden_layers"] * layer + 2 * cfg["vocab_size"] * cfg["hidden_size"])
+    from rdft.training.planner import shape_from_config
+
+    weights = 2 * shape_from_config(shape_folder(shape) / "config.json").params
     try:
         return "/dev/shm" if shutil.disk_usage("/dev/shm").free > 1.2 * weights else None
     except OSError:
@@ -189,10 +204,10 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
     """The model as the recipe's load_model makes it (random weights of the shape); the
     second value says what could not be applied (Liger that fails on this stack)."""
     import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     device, dtype = device_and_dtype()
-    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768, architectures=QWEN2)
+    config = qwen2_config(shape)
     if method == "qlora":  # 4-bit weights are quantised on load, from a saved model
         folder = Path(tempfile.mkdtemp(prefix="suite-qlora-", dir=ram_disk(shape)))
         try:
@@ -319,10 +334,9 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
     cuda = device.type == "cuda"
     liger = cuda and importlib.util.find_spec("liger_kernel") is not None
     attention = attention or ("flex_attention" if cuda else "sdpa")
-    folder = Path(tempfile.mkdtemp(prefix="suite-shape-"))
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", **SHAPES[shape]}))
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 8.0
-    chosen = plan(shape_from_config(folder / "config.json"), method=method, dtype="bfloat16" if cuda else "float32",
+    model_shape = shape_from_config(shape_folder(shape) / "config.json")
+    chosen = plan(model_shape, method=method, dtype="bfloat16" if cuda else "float32",
                   lora_r=16, max_length=row_length, memory_gib=memory, attention=attention,
                   device=device.type, liger=liger)  # fmt: skip
     model, problems = build(shape, attention=attention, checkpointing=chosen.gradient_checkpointing, method=method,
@@ -408,13 +422,9 @@ def case_score(backend: str, s: dict) -> dict:
     vocab = SHAPES[shape]["vocab_size"]
     prompts = [[rng.randrange(4, vocab - 4) for _ in range(s["prompt_len"])] for _ in range(s["prompts"])]
     if backend == "vllm":
-        from transformers import Qwen2Config
         from vllm import LLM, SamplingParams, TokensPrompt
 
-        folder = Path(tempfile.mkdtemp(prefix="suite-vllm-"))
-        Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768,
-                    architectures=QWEN2).save_pretrained(folder)  # fmt: skip
-        llm = LLM(model=str(folder), load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
+        llm = LLM(model=str(shape_folder(shape)), load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
                   max_model_len=s["prompt_len"] + s["new_tokens"])  # fmt: skip
         params = SamplingParams(max_tokens=s["new_tokens"], min_tokens=s["new_tokens"], temperature=0)
         llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts[:4]], params)  # warm-up
@@ -424,11 +434,10 @@ def case_score(backend: str, s: dict) -> dict:
         generated = sum(len(o.outputs[0].token_ids) for o in outputs)
         return {"tokens_per_s": generated / wall, "generated": generated, "prompts": len(prompts),
                 "setup": "vLLM, dummy weights"}  # fmt: skip
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from transformers import AutoModelForCausalLM
 
-    config = Qwen2Config(**SHAPES[shape], tie_word_embeddings=False, max_position_embeddings=32768)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+        model = AutoModelForCausalLM.from_config(qwen2_config(shape), dtype=dtype).eval()
     if backend == "baseline":
         batch, prompts = 1, prompts[: s["baseline_prompts"]]
     else:
@@ -465,10 +474,8 @@ def rdft_hf_batch(shape: str, s: dict, device) -> int:
         return 4
     from rdft.evaluation.generation import hf_batch_size
 
-    folder = Path(tempfile.mkdtemp(prefix="suite-score-"))
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", **SHAPES[shape]}))
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-    return hf_batch_size(str(folder), memory, s["new_tokens"], s["prompt_len"]) or 1
+    return hf_batch_size(str(shape_folder(shape)), memory, s["new_tokens"], s["prompt_len"]) or 1
 
 
 def matmul_ceiling() -> dict:
@@ -515,14 +522,13 @@ def run_arm(case: str, arm: str, smoke: bool) -> dict:
 
 
 # --- the suite ----------------------------------------------------------------------------------
-def unavailable(case: str, arm: str, smoke: bool, site: Path | None, broken: dict[str, str]) -> str | None:
-    """Why an arm cannot run on this host, decided here without starting it."""
+def unavailable(case: str, arm: str, smoke: bool, broken: dict[str, str]) -> str | None:
+    """Why an arm cannot run on this host, decided here without starting it (the carried wheels
+    are on this process's path too)."""
     import importlib.util
 
     import torch
 
-    if site is not None and str(site) not in sys.path:
-        sys.path.insert(0, str(site))
     cuda = torch.cuda.is_available() and not smoke
     if case == "qlora" and "bitsandbytes" in broken:
         return f"bitsandbytes does not import here ({broken['bitsandbytes']}); left out"
@@ -745,10 +751,10 @@ def table(report: dict) -> str:
 
 
 def write_json(path: Path, report: dict) -> None:
+    from rdft.files import write_atomic  # standard library only: fine on a bare host
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:
@@ -800,6 +806,8 @@ def main() -> None:
         report["wheels"] = sorted(p.name for p in args.wheels.glob("*.whl"))
     env = suite_environment(site, args.cpu_smoke)
     broken = drop_broken_kernels(site, env) if site is not None else {}
+    if site is not None:
+        sys.path.insert(0, str(site))
     if broken:
         report["kernels_left_out"] = broken
     report["adopt_notes"] = adopt_this_python(env)
@@ -813,7 +821,7 @@ def main() -> None:
         report[name] = {}
         for arm in ARMS[name]:
             left = args.budget - (time.perf_counter() - started)
-            why = unavailable(name, arm, args.cpu_smoke, site, broken)
+            why = unavailable(name, arm, args.cpu_smoke, broken)
             if why is None and left < (MIN_ARM_SMOKE_S if args.cpu_smoke else MIN_ARM_S[name]):
                 why = f"the suite's --budget of {args.budget:g} s was spent; rerun with --cases {name}"
             if why:
