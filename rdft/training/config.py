@@ -175,9 +175,9 @@ def load_config(path: Path) -> TrainConfig:
 
 # --- the schema as text: what `rdft train --schema` prints and the coder is told ------------------
 AUTO_VALUES = {
-    "train.micro_batch_size": "the memory planner's fastest micro-batch that fits in 90% of the GPU's memory "
-    "(4 on CPU)",
-    "train.gradient_checkpointing": "on only when the planner's fastest fit needs it",
+    "train.micro_batch_size": "the memory planner's largest micro-batch that fits in 90% of the GPU's memory, "
+    "without checkpointing when one fits (4 on CPU)",
+    "train.gradient_checkpointing": "on only when no micro-batch fits without it",
     "model.attn_implementation": "flex_attention for packed rows on a GPU (attention within each sample, masked "
     "blocks skipped); sdpa otherwise",
     "train.liger": "Liger's fused kernels when liger-kernel is installed in the train env and a GPU is used",

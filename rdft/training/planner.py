@@ -14,7 +14,10 @@ in one micro-batch:
                                        A = b·(10·hidden + 3·intermediate))
                  = T·(layers·hidden·b + A) with checkpointing (saved layer inputs + one layer)
     logits       = T·vocab·4·2         (fp32 logits and their gradient for the loss; 0 with
-                                        Liger, whose fused loss never materialises them)
+                                        Liger and no checkpointing, as Liger's fused loss never
+                                        materialises them; with checkpointing the anchors show
+                                        Liger saving 1.4 GiB, not these 9.3: the peak moves into
+                                        the backward, so the term stays as its stand-in)
     mask         = T·R·8               (R tokens per row: the 4-D attention mask transformers builds
                                         for sdpa/eager, e.g. block-diagonal for packed rows; 0 for
                                         flex_attention and flash_attention_2, which work from the
@@ -22,18 +25,18 @@ in one micro-batch:
     peak         = (weights + states + activations + logits + mask)·1.1 + context
                    (context: 0.75 GiB on a GPU for the CUDA context and allocator; 0 on CPU)
 
-The planner tries 1…64 rows per micro-batch with and without checkpointing and keeps the
-fastest choice that fits in 90% of memory. Speed model: tokens/s grows with the tokens T of a
-micro-batch as T/(T + 900) — fitted to the H200 anchors, where 8,192 → 16,384 tokens gave +5%
-(Liger, no checkpointing) — and recomputation costs 1.39×. So larger micro-batches win while
-they fit, and checkpointing is chosen only when memory requires it (a 16k-token micro-batch
-with checkpointing is slower than an 8k one without).
+The planner tries 1…64 rows per micro-batch and keeps the largest that fits in 90% of memory
+without checkpointing; only when none fits does it turn checkpointing on (then the largest that
+fits with it). Recomputation costs 1.39× on the H200 anchors (11,424 against 8,218 tokens/s),
+while more tokens per micro-batch gain little once a row is long (+5% from 8,192 to 16,384,
+Liger, no checkpointing), so a micro-batch that fits without recomputation beats a larger one
+with it.
 
 Error against measured peaks (Qwen2.5-7B shape, LoRA r16 all-linear, seq 2048, bf16, SDPA, H200,
 stock HF stack; bench/RESULTS.md, ../gpu-anchors): micro-batch 4 with checkpointing 30.3 GiB
 measured, 30.9 estimated (+2%); without, 80.0 measured, 79.8 estimated (−0.2%); with Liger and no
 checkpointing 56.0 measured, 60.7 estimated (+8%), micro-batch 8: 97.2 measured, 104.4
-estimated (+7%, safe).
+estimated (+7%, safe); with Liger and checkpointing 28.9 measured, 30.6 estimated (+6%).
 """
 
 from __future__ import annotations
@@ -47,8 +50,6 @@ from rdft.errors import RdftError
 GIB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 CONTEXT_GIB = 0.75
-HALF_SPEED_TOKENS = 900  # tokens/s ∝ T/(T + 900): fitted to the H200 anchors
-RECOMPUTE_COST = 1.39
 FLASH_ATTENTION = ("flex_attention", "flash_attention_2")  # attention from the samples' boundaries, no mask
 
 
@@ -161,7 +162,7 @@ def estimate_gib(
         activations = tokens * (shape.layers * shape.hidden * b + per_layer)
     else:
         activations = tokens * shape.layers * per_layer
-    logits = 0 if liger else tokens * shape.vocab * 4 * 2
+    logits = 0 if liger and not checkpointing else tokens * shape.vocab * 4 * 2
     mask = 0 if attention in FLASH_ATTENTION else tokens * (row_length or tokens) * 8
     context = CONTEXT_GIB if device == "cuda" else 0.0
     return ((weights + states + activations + logits + mask) * 1.1) / GIB + context
@@ -193,7 +194,8 @@ def plan(
     device: str = "cuda",
     liger: bool = False,
 ) -> Plan:
-    """The fastest micro-batch/checkpointing pair that fits; fixed values are respected."""
+    """The largest micro-batch that fits without checkpointing, else the largest with it (module
+    docstring); fixed values are respected."""
 
     def need(size: int, mode: bool) -> float:
         return estimate_gib(
@@ -203,23 +205,22 @@ def plan(
             liger=liger,
         )  # fmt: skip
 
-    best: tuple[float, Plan] | None = None
+    best: Plan | None = None
     sizes = [micro_batch_size] if micro_batch_size else [1, 2, 4, 8, 16, 32, 64]
     modes = [checkpointing] if checkpointing is not None else [False, True]
-    for size in sizes:
-        for mode in modes:
+    for mode in modes:  # no recomputation first: checkpointing only when nothing fits without it
+        for size in sizes:
             needed = need(size, mode)
-            if needed > 0.9 * memory_gib:
-                continue
-            tokens = size * max_length
-            score = tokens / (tokens + HALF_SPEED_TOKENS) / (RECOMPUTE_COST if mode else 1.0)
-            candidate = Plan(size, mode, round(needed, 2), memory_gib, tokens)
-            if best is None or score > best[0] + 1e-9:
-                best = (score, candidate)
+            if needed <= 0.9 * memory_gib:
+                best = Plan(size, mode, round(needed, 2), memory_gib, size * max_length)
+        if best is not None:
+            break
     if best is None:
         smallest = need(1, True)
+        fixes = {"full": "use lora or qlora, lower data.max_length, or zero3 over more GPUs",
+                 "lora": "use qlora or lower data.max_length", "qlora": "lower data.max_length"}  # fmt: skip
         raise RdftError(
             f"the model does not fit: even micro-batch 1 with checkpointing needs ~{smallest:.1f} GiB of "
-            f"{memory_gib:.1f} GiB per GPU; use lora/qlora, lower data.max_length, or zero3 with more GPUs"
+            f"{memory_gib:.1f} GiB per GPU; {fixes.get(method, fixes['full'])}"
         )
-    return best[1]
+    return best
