@@ -207,7 +207,7 @@ def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
 
 def test_backend_model_args(tmp_path):
     """What rdft passes lm-eval per backend, from the model's shape and the cards' memory."""
-    from rdft.evaluation.generation import hf_batch_size
+    from rdft.evaluation.generation import hf_batch_size, longest_prompt_bound
     from rdft.evaluation.run import model_args
 
     def folder(name: str, config: dict) -> Path:
@@ -238,12 +238,18 @@ def test_backend_model_args(tmp_path):
     # 135 GiB need 4 cards of 80 (each holds ≤ 40 GiB of weights): tensor parallel 4, two replicas on 8.
     sharded = parsed(model_args("vllm", str(big), None, [80.0] * 8, 1024, 3000))
     assert (sharded["tensor_parallel_size"], sharded["data_parallel_size"]) == ("4", "2")
-    # On 6 cards the sizes vLLM accepts divide 6 and the 64 heads: 1 or 2. 135 / 2 = 67.5 GiB fits
-    # 0.85·80 = 68: tensor parallel 2, three replicas, every card used.
+    # On 6 cards the sizes that divide both the cards and the 64 heads are 1 and 2: 135.4 / 2 =
+    # 67.7 GiB leaves 0.3 of 0.85·80 = 68 GiB for the KV cache and vLLM's workspace, so vLLM would
+    # not start. Tensor parallel 4 (33.9 GiB a card) on four of them, the other two idle.
     six = parsed(model_args("vllm", str(big), None, [80.0] * 6, 1024, 3000))
-    assert (six["tensor_parallel_size"], six["data_parallel_size"]) == ("2", "3")
-    with pytest.raises(RdftError, match="divides its 64 heads and the GPUs"):  # 3 cards: only size 1, too small
-        model_args("vllm", str(big), None, [80.0] * 3, 1024, 3000)
+    assert (six["tensor_parallel_size"], six["data_parallel_size"]) == ("4", "1")
+    # 2 cards of 96 GiB: half a card is too little, but 67.7 GiB of weights + one 4024-token
+    # sequence's KV cache on each rank (2·80 layers·4 of the 8 KV heads·128·2 bytes·4024 = 0.61 GiB)
+    # + 2 GiB of workspace = 70.3 ≤ 0.85·96 = 81.6: tensor parallel 2, small batches.
+    pair = parsed(model_args("vllm", str(big), None, [96.0] * 2, 1024, 3000))
+    assert (pair["tensor_parallel_size"], pair["data_parallel_size"]) == ("2", "1")
+    with pytest.raises(RdftError, match=r"do not fit 2 GPU\(s\) of 80 GiB .* divides its 64 heads \(1, 2\); use more"):
+        model_args("vllm", str(big), None, [80.0] * 2, 1024, 3000)  # 70.3 > 68
     hf = parsed(model_args("hf", str(model), adapter, [80.0], 32768, 3000))
     assert hf["peft"] == str(adapter) and hf["dtype"] == "bfloat16" and int(hf["max_length"]) > 32768
     cpu = parsed(model_args("hf", str(model), None, [], 256, 3000))
@@ -254,3 +260,10 @@ def test_backend_model_args(tmp_path):
     assert hf_batch_size(str(model), 80.0, 1024, 1000) == 64  # capped
     assert hf_batch_size(str(model), 16.0, 1024, 1000) == 1  # the weights leave nothing: one at a time
     assert hf_batch_size(str(tmp_path), 80.0, 1024, 1000) is None  # no config.json: lm-eval's auto
+    # The prompt bound counts UTF-8 bytes: the docs keep CJK text unescaped, 3 bytes (and up to 3
+    # byte-level BPE tokens) a character.
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(
+        json.dumps({"problem": "数" * 200}, ensure_ascii=False) + "\n" + json.dumps({"problem": "x"}) + "\n"
+    )
+    assert longest_prompt_bound([docs]) == len('{"problem": ""}') + 3 * 200 + 1024

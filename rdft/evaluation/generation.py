@@ -4,7 +4,8 @@ cards' memory, instead of lm-eval's defaults.
 - vLLM (the `score` env, or an eval env that has it): `max_model_len` = min(the model's limit,
   the longest prompt + max_gen_toks), so the KV cache is not reserved for 32k-token rows nobody
   asks for; one replica per GPU (`data_parallel_size`) when the weights fit one card, tensor
-  parallel over the fewest cards that hold them otherwise; an adapter through vLLM's LoRA.
+  parallel over the fewest cards that hold them with room for the KV cache otherwise; an
+  adapter through vLLM's LoRA.
 - hf (the fallback): bf16; an explicit batch size from memory — what is left after the weights,
   divided by one sequence's KV cache at the longest prompt + max_gen_toks, at most 64 — in place
   of `batch_size auto`, whose probe at 32k tokens settles near batch 4 (gpu-anchors.md); an
@@ -12,9 +13,10 @@ cards' memory, instead of lm-eval's defaults.
   per linear per token). No static cache: lm-eval's batches differ in length, and a static
   cache compiles the forward again for every new shape (35 s each on an H200).
 
-Prompt lengths are bounded from the docs without a tokenizer: a token is at least one
-character, so a doc's JSON length (which holds more than its prompt) plus room for the chat
-template bounds its prompt's tokens.
+Prompt lengths are bounded from the docs without a tokenizer: a token of a byte-level BPE (or
+of SentencePiece with byte fallback) is at least one UTF-8 byte, so a doc's JSON line in bytes
+(which holds more than its prompt; the docs keep non-ASCII text unescaped, where one character
+can be three tokens) plus room for the chat template bounds its prompt's tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ TEMPLATE_ROOM = 1024  # tokens for the chat template and the prompt's fixed text
 MAX_HF_BATCH = 64  # the anchors' batch: 2.5k tokens/s at 64 against ~0.3k at lm-eval's default
 VLLM_MEMORY = 0.85  # vLLM's gpu_memory_utilization
 WEIGHTS_SHARE = 0.5  # weights up to this share of a card leave the KV cache room for a replica
+VLLM_WORKSPACE_GIB = 2.0  # per card, beside weights and KV cache: vLLM's profiling activations, CUDA graphs
 
 
 def shape_of(model: str) -> ModelShape | None:
@@ -53,7 +56,7 @@ def longest_prompt_bound(docs: list[Path]) -> int:
     """An upper bound of the tokens of any prompt in the docs files."""
     longest = 0
     for path in docs:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_bytes().splitlines():
             longest = max(longest, len(line))
     return longest + TEMPLATE_ROOM
 
@@ -74,7 +77,7 @@ def vllm_args(
     max_model_len = min(context, length) if context else length
     count = max(len(gpu_memory), 1)
     shape = shape_of(model)
-    tensor = count if shape is None else tensor_parallel(shape, gpu_memory)  # unknown size: every card
+    tensor = count if shape is None else tensor_parallel(shape, gpu_memory, max_model_len)  # unknown: every card
     args = [f"pretrained={model}", "dtype=auto", f"gpu_memory_utilization={VLLM_MEMORY}",
             f"tensor_parallel_size={tensor}", f"data_parallel_size={max(count // tensor, 1)}",
             f"max_model_len={max_model_len}"]  # fmt: skip
@@ -84,22 +87,32 @@ def vllm_args(
     return args
 
 
-def tensor_parallel(shape: ModelShape, gpu_memory: list[float]) -> int:
-    """The fewest cards to shard the weights over: a size vLLM accepts (it divides the attention
-    heads and the cards, so the replicas use every card), the weights at most half of each card
-    (room for the KV cache), else at most VLLM_MEMORY of it."""
+def tensor_parallel(shape: ModelShape, gpu_memory: list[float], max_model_len: int) -> int:
+    """The fewest cards to shard the weights over, in a size vLLM accepts (it divides the attention
+    heads). First the sizes that also divide the cards (the replicas use every card), with the
+    weights at most half of each card (the KV cache has room to batch); then any such size, some
+    cards left idle; last, the weights, one max_model_len sequence's KV cache and vLLM's
+    workspace within VLLM_MEMORY of each card (vLLM starts, with small batches)."""
     if not gpu_memory:
         return 1
     count, card = len(gpu_memory), min(gpu_memory)
-    sizes = [t for t in range(1, count + 1) if count % t == 0 and shape.heads % t == 0]
-    for share in (WEIGHTS_SHARE, VLLM_MEMORY):
-        for size in sizes:
-            if weights_gib(shape) / size <= share * card:
+    sizes = [t for t in range(1, count + 1) if shape.heads % t == 0]
+    whole = [t for t in sizes if count % t == 0]
+
+    def one_sequence_gib(size: int) -> float:  # each rank holds its share of the KV heads (one at least)
+        return kv_bytes_per_token(shape) * max_model_len / max(1, min(size, shape.kv_heads)) / 2**30
+
+    for candidates in (whole, sizes):
+        for size in candidates:
+            if weights_gib(shape) / size <= WEIGHTS_SHARE * card:
                 return size
+    for size in sizes:
+        if weights_gib(shape) / size + one_sequence_gib(size) + VLLM_WORKSPACE_GIB <= VLLM_MEMORY * card:
+            return size
     raise RdftError(
-        f"the model's {weights_gib(shape):.0f} GiB of weights do not fit {count} GPU(s) of {card:.0f} GiB in a "
-        f"tensor-parallel size that divides its {shape.heads} heads and the GPUs ({', '.join(map(str, sizes))}); "
-        "use more GPUs (a power of two), or --backend hf"
+        f"the model's {weights_gib(shape):.0f} GiB of weights and the KV cache of one {max_model_len}-token sequence "
+        f"do not fit {count} GPU(s) of {card:.0f} GiB in a tensor-parallel size that divides its {shape.heads} heads "
+        f"({', '.join(map(str, sizes))}); use more GPUs or a shorter --max-gen-toks"
     )
 
 
