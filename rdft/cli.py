@@ -614,7 +614,9 @@ def benchmarks_prepare(ctx: click.Context, names: tuple[str, ...], source: Path 
 @click.option("--backend", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), help="Local docs (file or folder) instead of the Hub repo.")
 @click.option("--max-gen-toks", type=click.IntRange(min=1), help="Override the task's generation budget.")
-@click.option("--batch-size", help="lm-eval batch size (default: auto on GPU, 4 on CPU).")
+@click.option(
+    "--batch-size", help="lm-eval batch size: N, auto or auto:N (default: planned from GPU memory; 4 on CPU)."
+)
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--verbose", "-v", is_flag=True, help="Stream lm-eval's output.")
 @click.pass_context

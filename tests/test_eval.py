@@ -201,8 +201,20 @@ def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
     wrong = tmp_path / "wrong.jsonl"  # another benchmark's docs: refused before lm-eval starts
     wrong.write_text(json.dumps({"question": "Which one is a letter: 1-a?", "answer": "a"}) + "\n")
     args[args.index(str(broken))] = str(wrong)
+    # An earlier scoring's results in the folder go first: the failed rerun leaves none of them.
+    for name in ("summary.json", "scores.json", "predictions.jsonl", "items.jsonl", "lm_eval/a/samples_x.jsonl"):
+        (tmp_path / "o" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "o" / name).write_text("{}")
     assert "cannot read the aime25 items: item 1 has no 'problem' or 'Problem', which aime25 docs hold; give " \
         "aime25's own docs" in one_line_error(rdft("eval", *args, env=cli_env))  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "o").rglob("*") if p.suffix in (".json", ".jsonl")) == []
+    # lm-eval's own arguments, checked before any env is built (this host has no GPU).
+    base = ["--model", str(aime_models["base"]), "--benchmark", "aime25", *common]
+    for size in ("abc", "0", "-3", "auto:0"):
+        bad = one_line_error(rdft("eval", *base, "--batch-size", size))
+        assert f"--batch-size '{size}' is not one lm-eval takes: give a positive integer, auto or auto:N" in bad
+    no_gpu = one_line_error(rdft("eval", *base, "--backend", "vllm"))
+    assert "--backend vllm needs a CUDA GPU and this host has none; use --backend hf (or auto)" in no_gpu
 
 
 def test_backend_model_args(tmp_path):

@@ -11,6 +11,7 @@ exact command so a baseline is scored the same way.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -130,6 +131,9 @@ def write_task(tasks: Path, entry: Benchmark, task: str, text: str) -> None:
     (family / f"{task}.yaml").write_text(text)
 
 
+BATCH_SIZE = re.compile(r"(auto(:[1-9]\d*)?|[1-9]\d*)")
+
+
 def _has_vllm(env: Env) -> bool:
     return env.run(["python", "-c", "import vllm"], echo=False).ok
 
@@ -211,7 +215,9 @@ def evaluate_splits(
     """Score several splits with ONE lm-eval run (one model load: the validation and test
     splits of a loop cost one start-up, not two); each split gets its own output folder with
     its docs, predictions, per-item scores and summary. The task YAMLs, lm-eval's own files and
-    its log are in the first split's folder. `timeout` bounds the whole scoring (a run's budget)."""
+    its log are in the first split's folder. `timeout` bounds the whole scoring (a run's budget).
+    A folder scored before loses its earlier results first, so a failed rerun never leaves them
+    looking like its own."""
     stop_at = None if timeout is None else time.monotonic() + timeout
 
     def left() -> float | None:
@@ -223,9 +229,21 @@ def evaluate_splits(
         raise RdftError(f"data {data} does not exist; give a local file or folder of the benchmark's docs")
     if samples < 1:
         raise RdftError("--samples must be at least 1")
+    if batch_size is not None and not BATCH_SIZE.fullmatch(str(batch_size)):
+        raise RdftError(
+            f"--batch-size {batch_size!r} is not one lm-eval takes: give a positive integer, auto or auto:N"
+        )
+    gpu_memory = [gpu.memory_gib for gpu in hardware.gpus()]
+    gpus = len(gpu_memory)
+    if backend == "vllm" and not gpus:
+        raise RdftError("--backend vllm needs a CUDA GPU and this host has none; use --backend hf (or auto)")
     outputs = {split: path.expanduser().resolve() for split, path in outputs.items()}
-    sampling = sampling or model_sampling(model)
+    for output in outputs.values():  # an earlier scoring's results: stale from here on
+        for name in ("summary.json", "scores.json", "predictions.jsonl", "items.jsonl"):
+            (output / name).unlink(missing_ok=True)
     first = next(iter(outputs.values()))
+    shutil.rmtree(first / "lm_eval", ignore_errors=True)  # its samples of an earlier model would be read back
+    sampling = sampling or model_sampling(model)
     env = EnvManager(settings).ensure("eval")
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
     extra["HF_DATASETS_CACHE"] = str(first / ".hf_datasets")  # the json builder's cache stays here
@@ -239,14 +257,14 @@ def evaluate_splits(
         write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs[split], samples,
                                                                     max_gen_toks, sampling))  # fmt: skip
 
-    gpu_memory = [gpu.memory_gib for gpu in hardware.gpus()]
-    gpus = len(gpu_memory)
     # On a GPU host the `score` env (vLLM with its own torch) generates when it has been built;
     # the scorers below always run in the eval env.
     score_env = EnvManager(settings).current("score") if gpus else None
     generator = score_env if score_env is not None and backend in ("auto", "vllm") else env
     if backend == "auto":
         backend = "vllm" if gpus and (generator is score_env or _has_vllm(env)) else "hf"
+    elif backend == "vllm" and generator is env and not _has_vllm(env):
+        raise RdftError("--backend vllm: vLLM is in neither the score env nor the eval env; `rdft env create score`")
     max_new = max_gen_toks or entry_max_gen_toks(entry)
     prompt_tokens = generation.longest_prompt_bound(list(docs.values()))
     scored_model, merged = model, None
