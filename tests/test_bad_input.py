@@ -67,6 +67,20 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
     if name == "dry run with missing data":
         config = write_config(tmp, data={"path": str(tmp / "no-data.jsonl")})
         return ["train", str(config), "--dry-run"], {}, "no-data.jsonl does not exist; give a chat or alpaca", None
+    if name == "dry run with rows of another format":
+        (tmp / "text.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"text": "hello"}\n')
+        config = write_config(tmp, data={"path": str(tmp / "text.jsonl")})
+        return (["train", str(config), "--dry-run"], {}, "text.jsonl:2 has neither messages nor string instruction "
+                "and output (its keys: text); give chat rows (messages) or alpaca rows", None)  # fmt: skip
+    if name == "dry run with CSV data":
+        (tmp / "rows.csv").write_text("instruction,output\nSay hi,hi\n")
+        config = write_config(tmp, data={"path": str(tmp / "rows.csv")})
+        return (["train", str(config), "--dry-run"], {}, "rows.csv:1 is not valid JSON (Expecting value); data.path "
+                "takes JSONL, one sample a line", None)  # fmt: skip
+    if name == "dry run with micro-batch 0":
+        config = write_config(tmp, train={"micro_batch_size": 0})
+        return (["train", str(config), "--dry-run"], {}, "train.micro_batch_size: Input should be greater than or "
+                "equal to 1, or Input should be 'auto' (got 0)", None)  # fmt: skip
     if name == "prepare another dataset's file":
         (tmp / "other.jsonl").write_text('{"question": "q", "answer": "a"}\n')
         return (["datasets", "prepare", "deepscaler", "--source", str(tmp / "other.jsonl")], {},
@@ -94,7 +108,8 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
 CASES = [
     "score non-UTF-8 docs", "score empty predictions", "score docs of another benchmark",
     "sync to an unsupported remote", "FT_FILE_PATH is a file", "FT_FILE_PATH without a parent",
-    "train a missing model", "dry run with missing data", "prepare another dataset's file",
+    "train a missing model", "dry run with missing data", "dry run with rows of another format",
+    "dry run with CSV data", "dry run with micro-batch 0", "prepare another dataset's file",
     "batch with a misspelt key", "batch with a GPU twice", "unparsable .env line", "resume changing the benchmark",
     "demo with another benchmark",
 ]  # fmt: skip

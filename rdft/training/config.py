@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rdft.errors import RdftError
 
@@ -25,7 +25,8 @@ class Section(BaseModel):
 
 class ModelSection(Section):
     path: str = Field(
-        description="Local folder or Hugging Face repo id; `tiny:llama` or `tiny:qwen2` for the test model"
+        min_length=1,
+        description="Local folder or Hugging Face repo id; `tiny:llama` or `tiny:qwen2` for the test model",
     )
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     attn_implementation: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = "auto"
@@ -41,6 +42,13 @@ class DataSection(Section):
     max_length: int = Field(2048, ge=16, description="Longer samples are dropped and counted, never truncated")
     packing: bool = True
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _named(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("give the path of a chat or alpaca JSONL file")  # "" would be the config's own folder
+        return value
+
 
 class MethodSection(Section):
     type: Literal["full", "lora", "qlora"] = "lora"
@@ -52,8 +60,8 @@ class MethodSection(Section):
 
 class TrainSection(Section):
     epochs: int = Field(1, ge=1)
-    max_steps: int = Field(-1, description="Optimizer steps; -1 runs `epochs` epochs")
-    micro_batch_size: int | Literal["auto"] = Field(
+    max_steps: int = Field(-1, ge=-1, description="Optimizer steps; -1 runs `epochs` epochs")
+    micro_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="Samples per micro-batch (packed: token budget = this × max_length); auto = planner"
     )
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -144,6 +152,11 @@ def explain(error: ValidationError, source: str) -> str:
     if first["type"] == "missing":
         return f"{source}: {where} is required"
     message = first["msg"].removeprefix("Value error, ")
+    if len(loc) > 2:  # a union's members (`4 | "auto"`) fail one by one: one message for the key
+        members = [e for e in error.errors() if tuple(e["loc"][:2]) == loc[:2]]
+        if len(members) > 1:
+            where = ".".join(str(p) for p in loc[:2])
+            message = ", or ".join(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in members))
     value = first.get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict) and value is not None else ""
     return f"{source}: {where}: {message}{shown}"
@@ -154,7 +167,9 @@ def load_config(path: Path) -> TrainConfig:
     if not path.is_file():
         raise RdftError(f"config {path} does not exist; give the path of a train YAML (see recipes/configs/)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RdftError(f"{path} is not a text file; give a train YAML (see recipes/configs/)") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise RdftError(

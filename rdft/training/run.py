@@ -47,15 +47,56 @@ def check_inputs(config: TrainConfig) -> None:
                     f"model.path {path} {why}; give a Hugging Face model folder or a Hub id like Qwen/Qwen2.5-7B"
                 )
     data = Path(config.data.path)
+    if data.is_dir():
+        raise RdftError(f"data.path {data} is a folder; give a chat or alpaca JSONL file")
     if not data.is_file():
         raise RdftError(f"data.path {data} does not exist; give a chat or alpaca JSONL file")
     try:
-        with open(data, "rb") as handle:
-            first = handle.read(1)
+        rows = check_rows(data, config.data.format)
     except OSError as error:
         raise RdftError(f"cannot read data.path {data} ({error.strerror}); fix its permissions") from None
-    if not first:
+    if not rows:
         raise RdftError(f"data.path {data} is empty; give a chat or alpaca JSONL file with rows")
+
+
+def row_problem(row: object, data_format: str) -> str | None:
+    """What keeps a data row from being a chat or alpaca sample (what sft.py's to_messages reads)."""
+    if not isinstance(row, dict):
+        return f"is a JSON {type(row).__name__}, not an object"
+    if data_format == "chat" or (data_format == "auto" and "messages" in row):
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "has no list of messages"
+        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in messages):
+            return "has a message without a role and content"
+        return None
+    if not (isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str)):
+        keys = ", ".join(sorted(row)[:6]) or "none"
+        return f"has neither messages nor string instruction and output (its keys: {keys})"
+    return None
+
+
+def check_rows(data: Path, data_format: str) -> int:
+    """Every row of the data file is a sample sft.py can read: the first bad one is one line with
+    its file:line, before any env starts (sft.py would stop on it after loading the model)."""
+    count = 0
+    with open(data, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RdftError(
+                    f"{data}:{number} is not valid JSON ({error.msg}); data.path takes JSONL, one sample a line"
+                ) from None
+            problem = row_problem(row, data_format)
+            if problem:
+                raise RdftError(
+                    f"{data}:{number} {problem}; give chat rows (messages) or alpaca rows (instruction, output)"
+                )
+            count += 1
+    return count
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
