@@ -91,10 +91,13 @@ def _adopted_envs(envs_dir: Path) -> list[tuple[str, str]]:
     why rdft never rebuilds them."""
     rows = []
     for marker in sorted(envs_dir.glob(f"*/{MARKER}")) if envs_dir.is_dir() else []:
+        if marker.parent.is_symlink():  # envs/<name> points at envs/<name>-adopted: one row
+            continue
         try:
             record = json.loads(marker.read_text())
         except (OSError, ValueError):
             continue
         if record.get("backend") == ADOPTED and (envs_dir / record["name"]).resolve() == marker.parent.resolve():
-            rows.append((f"env {record['name']}", f"adopted: {record['python']}"))
+            gone = "" if Path(record["python"]).is_file() else " (gone: adopt one again or `rdft env remove`)"
+            rows.append((f"env {record['name']}", f"adopted: {record['python']}{gone}"))
     return rows

@@ -211,7 +211,8 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     assert adopted.returncode == 0, adopted.output
     assert adopted.stdout.strip() == f"tiny: adopted {python}"
     assert "rdft: note: six 1.16.9 (the lock has 1.16.0)" in adopted.stderr
-    assert not managed.exists()  # the managed build it replaced is gone
+    assert not managed.exists()  # the managed build it replaced is gone, and the notes say so
+    assert "rdft: note: the built env 'tiny' it replaces is removed" in adopted.stderr
     ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)",
                env=venv_env)  # fmt: skip
     assert ran.returncode == 0, ran.output
@@ -220,6 +221,7 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     assert re.search(rf"^tiny\s+adopted\s+cpu\s.*adopted: {re.escape(str(python))}", status.stdout, re.M), status.stdout
     doctor = rdft("doctor", env=venv_env)
     assert re.search(rf"^env tiny\s+adopted: {re.escape(str(python))}$", doctor.stdout, re.M), doctor.stdout
+    assert doctor.stdout.count("env tiny") == 1, doctor.stdout  # envs/tiny and envs/tiny-adopted are one env
     # Adopted envs are used as they are: ensure never rebuilds them.
     settings = Settings(_env_file=None, rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"], rdft_envs_dir=rdft.envs_dir,
                         ft_coder_costeer_env_type="venv", rdft_torch_variant="cpu")  # fmt: skip
@@ -228,6 +230,18 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0 and not EnvManager(settings).ready("tiny")
     bad = rdft("env", "adopt", "tiny", "--python", str(tmp_path / "nope"), env=venv_env)
     assert "is not an executable interpreter" in one_line_error(bad)
+    not_python = rdft("env", "adopt", "tiny", "--python", shutil.which("true"), env=venv_env)
+    assert "printed no package check: it is not a Python interpreter; give its python" in one_line_error(not_python)
+    typo = rdft("env", "adopt", "tiny", "--python", str(python), "--allow-missing", "sx", env=venv_env)
+    assert "--allow-missing sx: not a package env 'tiny' needs (six)" in one_line_error(typo)
+    assert not (rdft.envs_dir / "tiny").exists()  # refusals register nothing
+
+    # The adopted interpreter deleted later: said, never replaced by whatever python is on PATH.
+    assert rdft("env", "adopt", "tiny", "--python", str(python), env=venv_env).returncode == 0
+    shutil.rmtree(prebuilt)
+    gone = rdft("env", "run", "tiny", "--", "python", "-c", "print(1)", env=venv_env)
+    assert f"env 'tiny' is the interpreter {python}, which is gone; adopt one again" in one_line_error(gone)
+    assert "(gone: adopt one again or `rdft env remove`)" in rdft("env", "status", env=venv_env).stdout
 
 
 def test_variant_packages_lock_for_their_variant_only(rdft, tmp_path):
@@ -256,6 +270,8 @@ def test_variant_packages_lock_for_their_variant_only(rdft, tmp_path):
     assert not (specs / "gpuonly.cpu.txt").exists() and (specs / "gpuonly.cuda.txt").is_file()
     refused = rdft("env", "create", "gpuonly", env=env)
     assert "exists for cuda hosts only and this one is cpu" in one_line_error(refused)
+    refused = rdft("env", "adopt", "gpuonly", "--python", sys.executable, env=env)  # `env run` would refuse it
+    assert "exists for cuda hosts only and this one is cpu; adopt it on a GPU host" in one_line_error(refused)
     assert "variant 'gpu'" in one_line_error(
         rdft("env", "list", env={**env, "RDFT_ENV_SPECS_DIR": str(_spec_dir(tmp_path, base + "variants: [gpu]\n"))})
     )

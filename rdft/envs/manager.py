@@ -87,6 +87,11 @@ class Env(BaseModel):
         # (as on CI hosts): without them every process compiles torch's modules again, 3 s per start.
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
         if self.record.backend == ADOPTED:
+            if not self.python.is_file():  # else PATH would fall through to some other python
+                raise RdftError(
+                    f"env {self.name!r} is the interpreter {self.python}, which is gone; adopt one again "
+                    f"(`rdft env adopt {self.name} --python PATH`) or `rdft env remove {self.name}`"
+                )
             # The interpreter's own folder first on PATH: its python, accelerate and the like.
             bin_dir = self.python.parent
             environ["PATH"] = f"{bin_dir}{os.pathsep}{environ.get('PATH', '')}"
@@ -266,6 +271,11 @@ class EnvManager:
         variant-only packages (CUDA kernels) it lacks, which the recipes do without."""
         spec = self.spec(name)
         variant = self.variant()
+        if variant not in spec.variants:  # as `ensure` refuses it: `rdft env run` would
+            raise RdftError(
+                f"env {name!r} exists for {', '.join(spec.variants)} hosts only and this one is {variant}; "
+                "adopt it on a GPU host (or set RDFT_TORCH_VARIANT)"
+            )
         interpreter = Path(python).expanduser().absolute()
         if not interpreter.is_file() or not os.access(interpreter, os.X_OK):
             raise RdftError(f"--python {python} is not an executable interpreter; give the path of its python")
@@ -273,10 +283,18 @@ class EnvManager:
         locked = _locked_versions(lock) if lock.is_file() else {}
         needed = [_requirement_name(req) for req in spec.pip]
         optional = [_requirement_name(req) for req in spec.variant_pip.get(variant, [])]
+        unknown = sorted({_normalise(n) for n in allow_missing} - {_normalise(n) for n in needed})
+        if unknown:
+            raise RdftError(
+                f"--allow-missing {', '.join(unknown)}: not a package env {name!r} needs ({', '.join(needed)})"
+            )
         probe = run([str(interpreter), "-c", _ADOPT_PROBE, *needed, *optional], echo=False, timeout=300)
         if not probe.ok:
             raise RdftError(f"{interpreter} could not run the package check ({_last_line(probe.tail)})")
-        found = json.loads(next(line for line in reversed(probe.tail.splitlines()) if line.startswith("{")))
+        result = next((line for line in reversed(probe.tail.splitlines()) if line.startswith("{")), None)
+        if result is None:
+            raise RdftError(f"{interpreter} printed no package check: it is not a Python interpreter; give its python")
+        found = json.loads(result)
         allowed = {_normalise(n) for n in allow_missing}
         missing = [f"{n} ({found[n]['error']})" for n in needed if found[n]["error"] and _normalise(n) not in allowed]
         if missing:
@@ -305,6 +323,8 @@ class EnvManager:
         (tmp / MARKER).write_text(record.model_dump_json(indent=2))
         if old and old.prefix != folder:
             shutil.rmtree(old.prefix, ignore_errors=True)  # a managed build it replaces
+            notes.append(f"the built env {name!r} it replaces is removed (`rdft env remove {name}` and "
+                         f"`rdft env create {name}` build it again)")  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         tmp_link = self.envs_dir / f".{name}.link.tmp"
@@ -490,6 +510,8 @@ class EnvManager:
                 fresh, problem = None, str(error).split(";")[0]
             if existing is not None and existing.record.backend == ADOPTED:
                 state = f"adopted: {existing.record.python}"
+                if not existing.python.is_file():
+                    state += " (gone: adopt one again or `rdft env remove`)"
             elif variant not in spec.variants and existing is None:
                 state = f"not for this host ({', '.join(spec.variants)} only)"
             elif existing is None:
