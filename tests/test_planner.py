@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import one_line_error
 
 from rdft.errors import RdftError
 from rdft.resources import recipes_dir
@@ -191,5 +192,6 @@ def test_dry_run_plans_for_assumed_gpus(rdft, tmp_path):
     )
     refused = rdft("train", tmp_path / "lora.yaml", "--assume-gpus", "1x141GiB")
     assert refused.returncode != 0 and "use it with --dry-run" in refused.output
-    bad = rdft("train", tmp_path / "lora.yaml", "--dry-run", "--assume-gpus", "lots")
-    assert bad.returncode != 0 and "like 8x80GiB" in bad.output and "Traceback" not in bad.output
+    for typo in ("lots", "", "99999x80GiB", "8x0GiB", "8x0.5GiB"):
+        bad = rdft("train", tmp_path / "lora.yaml", "--dry-run", "--assume-gpus", typo)
+        assert f"--assume-gpus {typo!r} is not COUNTxMEMORY like 8x80GiB" in one_line_error(bad)

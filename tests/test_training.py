@@ -231,6 +231,8 @@ def test_bad_configs_are_one_line(rdft, tmp_path):
     assert "QLoRA needs a CUDA GPU" in one_line_error(rdft("train", str(qlora), "--dry-run"))
     zero3 = variant(tmp_path, "zero3", distributed={"strategy": "zero3"})
     assert "zero3 with one process shards nothing" in one_line_error(rdft("train", str(zero3), "--dry-run"))
+    twice = one_line_error(rdft("train", str(TINY_CONFIG), "--gpus", "0,0", "--dry-run"))
+    assert "--gpus '0,0' lists a GPU twice; give each index once" in twice
     gpus = one_line_error(rdft("train", str(TINY_CONFIG), "--gpus", "3", "--dry-run"))
     assert "GPU(s) [3] not found" in gpus
     assert "does not exist" in one_line_error(rdft("train", str(tmp_path / "nope.yaml")))

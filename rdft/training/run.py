@@ -105,9 +105,12 @@ def parse_gpus(text: str | None) -> list[int] | None:
     if not text.strip():
         return []
     try:
-        return [int(part) for part in text.split(",")]
+        indices = [int(part) for part in text.split(",")]
     except ValueError:
         raise RdftError(f"--gpus {text!r} is not a comma-separated list of GPU indices like 0,1") from None
+    if len(set(indices)) != len(indices):  # two ranks on one card: each expects the whole card
+        raise RdftError(f"--gpus {text!r} lists a GPU twice; give each index once, like 0,1")
+    return indices
 
 
 def resolve_attention(config: TrainConfig, layout: Layout) -> None:
@@ -127,8 +130,12 @@ def assumed_hardware(text: str) -> dict:
     cluster run). GPUs are taken at their nominal memory; the train env is assumed to be the
     cuda one (Liger installed)."""
     match = ASSUME_GPUS.match(text)
-    if not match or int(match.group(1)) < 1:
-        raise RdftError(f"--assume-gpus {text!r} is not COUNTxMEMORY like 8x80GiB or 1x141GiB")
+    # GPUs of one node, each with at least 1 GiB: anything else is a typo (99999x80GiB wrote an
+    # 11 MB plan), not a machine.
+    if not match or not 1 <= int(match.group(1)) <= 1024 or not 1 <= float(match.group(2)) <= 4096:
+        raise RdftError(
+            f"--assume-gpus {text!r} is not COUNTxMEMORY like 8x80GiB or 1x141GiB (1-1024 GPUs of 1-4096 GiB)"
+        )
     count, memory = int(match.group(1)), float(match.group(2))
     gpus = [{"index": i, "name": f"assumed {memory:g} GiB", "memory_gib": memory} for i in range(count)]
     return {"gpu_count": count, "gpus": gpus, "ram_gib": ram_gib(), "assumed": True}
@@ -207,12 +214,12 @@ def train(
     slurm_nodes: int | None = None,
 ) -> dict | None:
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
-    if assume_gpus and not dry_run and not slurm_nodes:
+    if assume_gpus is not None and not dry_run and not slurm_nodes:
         raise RdftError("--assume-gpus plans for hardware this host does not have; use it with --dry-run "
                         "(or with --slurm-nodes, for the nodes' GPUs)")  # fmt: skip
     if slurm_nodes and not assume_gpus:  # this login node's hardware says nothing about the nodes'
         raise RdftError("--slurm-nodes plans for the nodes' GPUs: add --assume-gpus NxMEM, e.g. --assume-gpus 8x80GiB")
-    assumed = assumed_hardware(assume_gpus) if assume_gpus else None
+    assumed = assumed_hardware(assume_gpus) if assume_gpus is not None else None
     config = load_config(config_path)
     if slurm_nodes and config.model.tiny_arch and not dry_run:  # built in the train env, which the job builds
         raise RdftError(f"model.path {config.model.path} is built locally for tests; give the nodes a real model "
