@@ -117,6 +117,12 @@ MIN_ARM_S = {"qlora": 120.0, "compile": 120.0, "lora": 60.0, "skewed": 60.0, "sk
              "full": 45.0, "score": 45.0}  # fmt: skip
 MIN_ARM_SMOKE_S = 20.0
 QWEN2 = ["Qwen2ForCausalLM"]
+SCRATCH = "GPU_SUITE_SCRATCH"  # the run's temporary folder, shared with the arms, removed at the end
+
+
+def scratch(prefix: str) -> Path:
+    """A new temporary folder inside the run's (the arms inherit it through the environment)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(SCRATCH)))
 
 
 # --- one arm, in its own process ----------------------------------------------------------------
@@ -182,7 +188,7 @@ def qwen2_config(shape: str):
 def shape_folder(shape: str) -> Path:
     """A folder holding the shape's config.json, as a model folder does: what rdft's planner,
     its hf batch and vLLM read."""
-    folder = Path(tempfile.mkdtemp(prefix=f"suite-{shape}-"))
+    folder = scratch(f"suite-{shape}-")
     qwen2_config(shape).save_pretrained(folder)
     return folder
 
@@ -296,7 +302,7 @@ def case_baseline(mix: str, s: dict) -> dict:
 
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="suite-trainer-"), per_device_train_batch_size=4,
+        output_dir=str(scratch("suite-trainer-")), per_device_train_batch_size=4,
         max_steps=s["warmup"] + steps, gradient_checkpointing=True,
         gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda, use_cpu=not cuda,
         optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-4, report_to=[],
@@ -613,7 +619,7 @@ def download_wheels(folder: Path, python_version: str) -> None:
 def carried_wheels(folder: Path) -> Path:
     """Install the wheels of `folder` into a private folder the cases import from (ahead of the
     host's packages), without touching the host's Python and without a network."""
-    target = Path(tempfile.mkdtemp(prefix="suite-wheels-"))
+    target = scratch("suite-wheels-")
     wheels = sorted(folder.glob("*.whl"))
     if not wheels:
         raise SystemExit(f"gpu_suite: --wheels {folder} holds no .whl files; make them with --download-wheels {folder}")
@@ -629,7 +635,7 @@ def suite_environment(site: Path | None, smoke: bool) -> dict[str, str]:
     (and the carried wheels) importable, a private envs folder, the variant of this host."""
     import torch
 
-    root = Path(tempfile.mkdtemp(prefix="suite-rdft-"))
+    root = scratch("suite-rdft-")
     paths = [str(site) if site else "", str(REPO), os.environ.get("PYTHONPATH", "")]
     variant = "cuda" if torch.cuda.is_available() and not smoke else "cpu"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths)), "RDFT_ENVS_DIR": str(root / "envs"),
@@ -777,18 +783,53 @@ def main() -> None:
         print(RESULT + json.dumps(run_arm(args.case, args.arm, args.cpu_smoke)), flush=True)
         return
     if args.download_wheels:
+        if args.download_wheels.exists() and not args.download_wheels.is_dir():
+            raise SystemExit(f"gpu_suite: --download-wheels {args.download_wheels} is a file; give a folder")
         download_wheels(args.download_wheels, args.python_version)
         return
     if args.table_from:
-        report = json.loads(args.table_from.read_text())
-        report["ratios"] = ratios(report)
-        with open(args.results, "a", encoding="utf-8") as handle:
-            handle.write(table(report))
+        append_table(args.table_from, args.results)
         return
-    cases = args.cases.split(",") if args.cases else list(CASES)
+    cases = [name.strip() for name in args.cases.split(",") if name.strip()] if args.cases is not None else list(CASES)
     unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        raise SystemExit(f"gpu_suite: unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if unknown or not cases:
+        raise SystemExit(f"gpu_suite: unknown case(s) {', '.join(unknown) or '(none given)'}; choose from "
+                         f"{', '.join(CASES)}")  # fmt: skip
+    if args.budget <= 0 or args.case_timeout <= 0:
+        raise SystemExit("gpu_suite: --budget and --case-timeout are seconds above 0 (defaults 480 and 180)")
+    if args.wheels and not args.wheels.is_dir():
+        raise SystemExit(f"gpu_suite: --wheels {args.wheels} is not a folder; make it with --download-wheels DIR")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SystemExit("gpu_suite: this Python has no torch; run the suite with the interpreter that has torch, "
+                         "transformers, peft and accelerate") from None  # fmt: skip
+    os.environ[SCRATCH] = tempfile.mkdtemp(prefix="gpu-suite-")
+    try:
+        run_suite(args, cases)
+    finally:
+        shutil.rmtree(os.environ.pop(SCRATCH), ignore_errors=True)
+
+
+def append_table(path: Path, results: Path) -> None:
+    """The table of a saved report (a cut-off run's), appended to `results`."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(
+            f"gpu_suite: --table-from {path} cannot be read ({error}); give the suite's JSON report"
+        ) from None
+    if not isinstance(report, dict) or not {"date", "smoke", "versions", "command"} <= set(report):
+        raise SystemExit(f"gpu_suite: --table-from {path} is not a report of this suite (no date, smoke, versions)")
+    report.setdefault("env", "unknown")
+    report.setdefault("adopt_notes", [])
+    report.setdefault("device", "unknown")
+    report["ratios"] = ratios(report)
+    with open(results, "a", encoding="utf-8") as handle:
+        handle.write(table(report))
+
+
+def run_suite(args: argparse.Namespace, cases: list[str]) -> None:
     started = time.perf_counter()
     import torch
 

@@ -221,3 +221,27 @@ def test_gpu_suite_budget_timeouts_and_a_partial_report(bare_host, tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip() == (
         "gpu_suite: unknown case(s) bogus; choose from lora, skewed, score, full, skewed_sdpa, qlora, compile"
     )
+
+
+def test_gpu_suite_bad_arguments_are_one_line(tmp_path):
+    """Refused before anything runs, and nothing appended to the results file."""
+    (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "a-file").write_text("")
+    results = tmp_path / "RESULTS.md"
+    cases = {
+        ("--budget", "-5"): "--budget and --case-timeout are seconds above 0",
+        ("--case-timeout", "0"): "--budget and --case-timeout are seconds above 0",
+        ("--cases", ","): "unknown case(s) (none given); choose from lora, skewed",
+        ("--cases", "lora,bogus"): "unknown case(s) bogus; choose from",
+        ("--wheels", str(tmp_path / "none")): "is not a folder; make it with --download-wheels DIR",
+        ("--table-from", str(tmp_path / "none.json")): "cannot be read ([Errno 2] No such file",
+        ("--table-from", str(tmp_path / "broken.json")): "cannot be read (Expecting property name",
+        ("--table-from", str(tmp_path / "empty.json")): "is not a report of this suite",
+        ("--download-wheels", str(tmp_path / "a-file")): "is a file; give a folder",
+    }
+    for args, says in cases.items():
+        proc = subprocess.run([sys.executable, str(SUITE), *args, "--results", str(results)], capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and says in proc.stderr, (args, proc.stderr)
+    assert not results.exists()
