@@ -1,6 +1,7 @@
 """A stand-in for the Hugging Face Hub on 127.0.0.1: serves folders as dataset repos through the
 endpoints huggingface_hub's snapshot_download uses (repo info, recursive tree, resolve with HEAD
-and byte ranges). Point HF_ENDPOINT at `server.url`.
+and byte ranges), and their files as a model repo's too (hf_hub_download's resolve). Point
+HF_ENDPOINT at `server.url`.
 
 Scripted faults: `gated` repos answer 401 GatedRepo without the right token; `drop_once`
 files close the connection half-way through their first download; `stall` files send half and
@@ -60,6 +61,8 @@ class HubServer:
                 hub.requests.append({"method": self.command, "path": path, "range": self.headers.get("Range"),
                                      "auth": self.headers.get("Authorization")})  # fmt: skip
                 kind = "api" if path.startswith("/api/datasets/") else "file" if path.startswith("/datasets/") else None
+                if kind is None and not path.startswith("/api/"):  # a model repo's file: /org/name/resolve/...
+                    path, kind = "/datasets" + path, "file"
                 if kind is None:
                     return self._error(404, "EntryNotFound", "no such route")
                 rest = path.split("/datasets/", 1)[1].split("/")

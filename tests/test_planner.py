@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import one_line_error
+from hub_server import HubServer
 
 from rdft.errors import RdftError
 from rdft.resources import recipes_dir
@@ -195,3 +196,41 @@ def test_dry_run_plans_for_assumed_gpus(rdft, tmp_path):
     for typo in ("lots", "", "99999x80GiB", "8x0GiB", "8x0.5GiB"):
         bad = rdft("train", tmp_path / "lora.yaml", "--dry-run", "--assume-gpus", typo)
         assert f"--assume-gpus {typo!r} is not COUNTxMEMORY like 8x80GiB" in one_line_error(bad)
+
+
+def test_dry_run_reads_a_hub_models_config(rdft, tmp_path):
+    """A Hub id is planned from its config.json fetched from the Hub (here a local stand-in), and
+    the Hub's own refusals are one line even in a dry run: a mistyped id is said before any run."""
+    qwen, bare = tmp_path / "qwen", tmp_path / "bare"
+    qwen.mkdir()
+    bare.mkdir()
+    (qwen / "config.json").write_text(json.dumps(QWEN25_7B))
+    (bare / "README.md").write_text("no model here\n")
+    config = yaml.safe_load(lora_7b_config(tmp_path).read_text())
+
+    def dry_run(repo: str, env: dict):
+        config["model"]["path"] = repo
+        (tmp_path / "hub.yaml").write_text(yaml.safe_dump(config))
+        return rdft("train", tmp_path / "hub.yaml", "--workspace", tmp_path / "ws", "--dry-run", "--assume-gpus",
+                    "1x141GiB", env=env)  # fmt: skip
+
+    repos = {"Qwen/Qwen2.5-7B-Instruct": qwen, "acme/gated": qwen, "acme/bare": bare}
+    with HubServer(repos, gated={"acme/gated": "hf_right"}) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+        planned = dry_run("Qwen/Qwen2.5-7B-Instruct", env)
+        assert planned.returncode == 0, planned.output
+        plan_shown = json.loads(planned.stderr[planned.stderr.index("{") :])["plan"]
+        assert (plan_shown["micro_batch_size"], plan_shown["estimate_gib"]) == (4, 104.12)
+        assert "is not a model repo on the Hub (or it is private: set HF_TOKEN); check the id" in one_line_error(
+            dry_run("Qwen/Qwen2.5-7B-Instruc", env)
+        )
+        assert "is gated on the Hub; accept its terms there and set HF_TOKEN" in one_line_error(
+            dry_run("acme/gated", env)
+        )
+        assert dry_run("acme/gated", {**env, "HF_TOKEN": "hf_right"}).returncode == 0
+        assert "has no config.json on the Hub: not a transformers model" in one_line_error(dry_run("acme/bare", env))
+    # No answer from the Hub (offline here; unreachable is the same after huggingface_hub's retries):
+    # the dry run plans without the shape and says so.
+    offline = dry_run("Qwen/Qwen2.5-7B", {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf2")})
+    assert offline.returncode == 0, offline.output
+    assert json.loads(offline.stderr[offline.stderr.index("{") :])["plan"].startswith("unknown")

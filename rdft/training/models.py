@@ -55,14 +55,25 @@ def model_config_json(
     if model_dir is not None:
         return model_dir / "config.json" if (model_dir / "config.json").is_file() else None
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, RemoteEntryNotFoundError, RepositoryNotFoundError
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    repo = config.model.path
     try:
-        return Path(hf_hub_download(config.model.path, "config.json", token=token, endpoint=settings.hf_endpoint))
-    except Exception as error:  # hub errors come in many types; all mean "cannot read the config"
+        return Path(hf_hub_download(repo, "config.json", token=token, endpoint=settings.hf_endpoint))
+    # The Hub's own answers are errors even in a dry run: a mistyped id is said before any run.
+    except GatedRepoError:  # a subclass of RepositoryNotFoundError: first
+        raise RdftError(f"model.path {repo!r} is gated on the Hub; accept its terms there and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise RdftError(
+            f"model.path {repo!r} is not a model repo on the Hub (or it is private: set HF_TOKEN); check the id"
+        ) from None
+    except RemoteEntryNotFoundError:  # not its sibling LocalEntryNotFoundError: that one is no answer
+        raise RdftError(f"model.path {repo!r} has no config.json on the Hub: not a transformers model") from None
+    except Exception as error:  # no answer (offline, a proxy, a timeout): a dry run plans without the shape
         if not required:
             return None
         raise RdftError(
-            f"cannot fetch config.json of {config.model.path!r} ({type(error).__name__}); "
-            "check the repo id, HF_TOKEN, or give a local folder"
+            f"cannot fetch config.json of {repo!r} ({type(error).__name__}); "
+            "check the network or HF_ENDPOINT, or give a local folder"
         ) from None
