@@ -411,6 +411,8 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
         "setup": f"{method}, packed rows of {row_length}, micro-batch {micro_batch}, {attention}, liger {liger}"
                  + (", compiled layers" if compile_layers else "") + "".join(f"; {p}" for p in problems),
     }  # fmt: skip
+    if compile_layers:  # what torch.compile really compiled: 0 means it fell back to eager
+        result["compiled_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if oom:
         result["oom_at_plan"] = oom
         result["setup"] += f"; the planned micro-batch {oom['micro_batch_size']} ran out of memory"

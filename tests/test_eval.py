@@ -279,3 +279,44 @@ def test_backend_model_args(tmp_path):
         json.dumps({"problem": "数" * 200}, ensure_ascii=False) + "\n" + json.dumps({"problem": "x"}) + "\n"
     )
     assert longest_prompt_bound([docs]) == len('{"problem": ""}') + 3 * 200 + 1024
+
+
+def test_generation_choice_per_host(tmp_path):
+    """Which backend, env, adapter handling and batch `rdft eval` gives lm-eval, by host: the GPU
+    branches too, which this CPU host cannot run end to end."""
+    from rdft.evaluation.run import Generation, choose_generation, lm_eval_batch
+
+    def asked(*_) -> bool:
+        raise AssertionError("the eval env was probed for vLLM where the answer cannot matter")
+
+    cpu = choose_generation("auto", gpus=0, score_env=False, eval_has_vllm=asked, adapter=True)
+    assert cpu == Generation("hf", in_score_env=False, merge_adapter=False)  # PEFT's adapter as it is
+    # A GPU host with the score env built: vLLM there, the adapter through vLLM's LoRA.
+    built = choose_generation("auto", gpus=2, score_env=True, eval_has_vllm=asked, adapter=True)
+    assert built == Generation("vllm", in_score_env=True, merge_adapter=False)
+    # Without it, vLLM in the eval env if it imports there, else hf with the adapter merged.
+    assert choose_generation("auto", gpus=1, score_env=False, eval_has_vllm=lambda: True, adapter=True) == Generation(
+        "vllm", in_score_env=False, merge_adapter=False
+    )
+    fallback = choose_generation("auto", gpus=1, score_env=False, eval_has_vllm=lambda: False, adapter=True)
+    assert fallback == Generation("hf", in_score_env=False, merge_adapter=True)
+    # --backend hf on a host with the score env: hf in the eval env, with its own torch and transformers.
+    assert choose_generation("hf", gpus=1, score_env=True, eval_has_vllm=asked, adapter=False) == Generation(
+        "hf", in_score_env=False, merge_adapter=False
+    )
+    with pytest.raises(RdftError, match="vLLM is in neither the score env nor the eval env; `rdft env create score`"):
+        choose_generation("vllm", gpus=1, score_env=False, eval_has_vllm=lambda: False, adapter=False)
+    with pytest.raises(RdftError, match="--backend vllm needs a CUDA GPU and this host has none"):
+        choose_generation("vllm", gpus=0, score_env=True, eval_has_vllm=asked, adapter=False)
+
+    model = tmp_path / "qwen7b"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "qwen2", "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
+        "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+        "max_position_embeddings": 32768}))  # fmt: skip
+    assert lm_eval_batch("vllm", "8", str(model), [80.0], 1024, 1000) == "auto"  # vLLM schedules its own
+    assert lm_eval_batch("hf", "8", str(model), [80.0], 1024, 1000) == "8"  # what was asked
+    assert lm_eval_batch("hf", None, str(model), [24.0, 80.0], 1024, 1000) == "26"  # the smallest card's plan
+    assert lm_eval_batch("hf", None, str(model), [], 1024, 1000) == "4"  # CPU
+    assert lm_eval_batch("hf", None, str(tmp_path), [80.0], 1024, 1000) == "auto"  # unknown shape

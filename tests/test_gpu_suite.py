@@ -157,7 +157,7 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, tmp_path):
     # forward and twice that backward: 3·16,384. Skewed samples are shorter on average.
     assert report["lora"]["rdft"]["flops_per_token"] == report["lora"]["baseline"]["flops_per_token"] == 606_208
     assert report["skewed"]["rdft"]["flops_per_token"] < 606_208
-    assert report["full"]["rdft"]["tokens_per_s"] > 0 and "compiled layers" in report["compile"]["rdft"]["setup"]
+    assert report["full"]["rdft"]["tokens_per_s"] > 0 and report["compile"]["rdft"]["compiled_graphs"] >= 1
     # On a CPU both sides are SDPA (flex has no CPU backward): the arm and its ratio only have to run.
     assert "sdpa" in report["skewed"]["rdft"]["setup"] and "sdpa" in report["skewed_sdpa"]["rdft"]["setup"]
     assert "skewed_flex_vs_sdpa" in report["ratios"]

@@ -14,6 +14,8 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -138,6 +140,43 @@ def _has_vllm(env: Env) -> bool:
     return env.run(["python", "-c", "import vllm"], echo=False).ok
 
 
+@dataclass(frozen=True)
+class Generation:
+    """How lm-eval generates: its backend, in which env, and whether an adapter is merged first."""
+
+    backend: str  # "hf" or "vllm"
+    in_score_env: bool  # the score env (vLLM with its own torch); else the eval env
+    merge_adapter: bool  # hf on a GPU: PEFT's unmerged LoRA layers cost a matmul pair per linear per token
+
+
+def choose_generation(backend: str, *, gpus: int, score_env: bool, eval_has_vllm: Callable[[], bool],
+                      adapter: bool) -> Generation:  # fmt: skip
+    """`auto`: vLLM on a GPU host when the score env is built (or the eval env has vLLM), else hf;
+    an explicit backend is kept, and refused where it cannot run."""
+    if backend == "vllm" and not gpus:
+        raise RdftError("--backend vllm needs a CUDA GPU and this host has none; use --backend hf (or auto)")
+    in_score_env = score_env and backend in ("auto", "vllm")
+    if backend == "auto":
+        backend = "vllm" if gpus and (in_score_env or eval_has_vllm()) else "hf"
+    elif backend == "vllm" and not in_score_env and not eval_has_vllm():
+        raise RdftError("--backend vllm: vLLM is in neither the score env nor the eval env; `rdft env create score`")
+    return Generation(backend, in_score_env and backend == "vllm", backend == "hf" and bool(gpus) and adapter)
+
+
+def lm_eval_batch(backend: str, asked: str | None, model: str, gpu_memory: list[float], max_new: int,
+                  prompt_tokens: int) -> str:  # fmt: skip
+    """lm-eval's --batch_size: vLLM schedules its own batches; else what was asked, the batch
+    planned from the smallest card's memory, lm-eval's auto for an unknown shape, 4 on a CPU."""
+    if backend == "vllm":
+        return "auto"
+    if asked is not None:
+        return asked
+    if not gpu_memory:
+        return "4"
+    planned = generation.hf_batch_size(model, min(gpu_memory), max_new, prompt_tokens)
+    return str(planned) if planned else "auto"
+
+
 def model_args(backend: str, model: str, adapter: Path | None, gpu_memory: list[float], max_gen_toks: int,
                prompt_tokens: int) -> str:  # fmt: skip
     """lm-eval's --model_args (rdft/evaluation/generation.py says how each is chosen)."""
@@ -235,8 +274,13 @@ def evaluate_splits(
         )
     gpu_memory = [gpu.memory_gib for gpu in hardware.gpus()]
     gpus = len(gpu_memory)
-    if backend == "vllm" and not gpus:
-        raise RdftError("--backend vllm needs a CUDA GPU and this host has none; use --backend hf (or auto)")
+    manager = EnvManager(settings)
+    # On a GPU host the `score` env (vLLM with its own torch) generates when it has been built;
+    # the scorers below always run in the eval env. Chosen before any env is built.
+    score_env = manager.current("score") if gpus else None
+    chosen = choose_generation(backend, gpus=gpus, score_env=score_env is not None,
+                               eval_has_vllm=lambda: _has_vllm(manager.ensure("eval")),
+                               adapter=adapter is not None)  # fmt: skip
     outputs = {split: path.expanduser().resolve() for split, path in outputs.items()}
     for output in outputs.values():  # an earlier scoring's results: stale from here on
         for name in ("summary.json", "scores.json", "predictions.jsonl", "items.jsonl"):
@@ -244,7 +288,7 @@ def evaluate_splits(
     first = next(iter(outputs.values()))
     shutil.rmtree(first / "lm_eval", ignore_errors=True)  # its samples of an earlier model would be read back
     sampling = sampling or model_sampling(model)
-    env = EnvManager(settings).ensure("eval")
+    env = manager.ensure("eval")
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
     extra["HF_DATASETS_CACHE"] = str(first / ".hf_datasets")  # the json builder's cache stays here
 
@@ -257,23 +301,14 @@ def evaluate_splits(
         write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs[split], samples,
                                                                     max_gen_toks, sampling))  # fmt: skip
 
-    # On a GPU host the `score` env (vLLM with its own torch) generates when it has been built;
-    # the scorers below always run in the eval env.
-    score_env = EnvManager(settings).current("score") if gpus else None
-    generator = score_env if score_env is not None and backend in ("auto", "vllm") else env
-    if backend == "auto":
-        backend = "vllm" if gpus and (generator is score_env or _has_vllm(env)) else "hf"
-    elif backend == "vllm" and generator is env and not _has_vllm(env):
-        raise RdftError("--backend vllm: vLLM is in neither the score env nor the eval env; `rdft env create score`")
+    backend, generator = chosen.backend, score_env if chosen.in_score_env else env
     max_new = max_gen_toks or entry_max_gen_toks(entry)
     prompt_tokens = generation.longest_prompt_bound(list(docs.values()))
     scored_model, merged = model, None
-    if backend == "hf" and gpus and adapter is not None:
+    if chosen.merge_adapter:
         merged = merged_copy(env, model, adapter, first / ".merged", left())
         scored_model = str(merged)
-    if batch_size is None:
-        planned = generation.hf_batch_size(scored_model, min(gpu_memory), max_new, prompt_tokens) if gpus else 4
-        batch_size = str(planned) if planned else "auto"
+    batch_size = lm_eval_batch(backend, batch_size, scored_model, gpu_memory, max_new, prompt_tokens)
     results = first / "lm_eval"
     command = [
         "python", str(evaluation_dir() / "harness.py"), "--model", backend,
@@ -282,7 +317,7 @@ def evaluate_splits(
         "--tasks", ",".join(tasks.values()),
         "--include_path", str(first / "tasks"),
         "--apply_chat_template", "--log_samples", "--output_path", str(results),
-        "--batch_size", "auto" if backend == "vllm" else batch_size, "--device", "cuda" if gpus else "cpu",
+        "--batch_size", batch_size, "--device", "cuda" if gpus else "cpu",
         "--seed", "0",
     ]  # fmt: skip
     if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
