@@ -293,3 +293,21 @@ def test_shipped_cuda_locks_hold_the_gpu_kernels():
     score = (env_specs_dir() / "score.cuda.txt").read_text()
     assert re.search(r"^vllm==", score, re.M) and re.search(r"^lm-eval==", score, re.M)
     assert not (env_specs_dir() / "score.cpu.txt").exists()
+
+
+def test_every_shipped_lock_matches_its_spec():
+    """CI builds the cpu locks only: a cuda lock left stale by a spec edit would first fail on a
+    user's GPU host. Each lock records the hash of the spec part it was solved from."""
+    from rdft.envs.spec import PIP_HASH_LINE, load_spec
+    from rdft.resources import env_specs_dir
+
+    checked = []
+    for path in sorted(env_specs_dir().glob("*.yml")):
+        spec = load_spec(path)
+        for variant in spec.variants:
+            lock = spec.pip_lock_path(variant)
+            assert lock.is_file(), f"{lock.name} is missing: run `rdft env lock {spec.name}`"
+            recorded = PIP_HASH_LINE.search(lock.read_text())
+            assert recorded and recorded.group(1) == spec.pip_hash(variant), f"{lock.name} is stale"
+            checked.append(lock.name)
+    assert {"train.cpu.txt", "train.cuda.txt", "eval.cuda.txt", "score.cuda.txt"} <= set(checked)
