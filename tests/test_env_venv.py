@@ -311,3 +311,16 @@ def test_every_shipped_lock_matches_its_spec():
             assert recorded and recorded.group(1) == spec.pip_hash(variant), f"{lock.name} is stale"
             checked.append(lock.name)
     assert {"train.cpu.txt", "train.cuda.txt", "eval.cuda.txt", "score.cuda.txt"} <= set(checked)
+
+
+def test_adopt_notes_another_python(rdft, tmp_path):
+    """The locks were solved for the spec's Python: an interpreter of another one is adopted with a note."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "kit.yml").write_text("name: kit\nchannels: [conda-forge]\ndependencies:\n  - python=3.10\n  - pip\n"
+                                   "  - pip:\n      - pyyaml\n")  # fmt: skip
+    env = {"RDFT_ENV_SPECS_DIR": str(specs), "FT_Coder_CoSTEER_env_type": "venv", "RDFT_TORCH_VARIANT": "cpu"}
+    adopted = rdft("env", "adopt", "kit", "--python", sys.executable, env=env)
+    assert adopted.returncode == 0, adopted.output
+    running = ".".join(map(str, sys.version_info[:3]))
+    assert f"rdft: note: python {running} (the spec has 3.10)" in adopted.stderr

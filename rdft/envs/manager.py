@@ -294,7 +294,8 @@ class EnvManager:
         result = next((line for line in reversed(probe.tail.splitlines()) if line.startswith("{")), None)
         if result is None:
             raise RdftError(f"{interpreter} printed no package check: it is not a Python interpreter; give its python")
-        found = json.loads(result)
+        probed = json.loads(result)
+        found = probed["packages"]
         allowed = {_normalise(n) for n in allow_missing}
         missing = [f"{n} ({found[n]['error']})" for n in needed if found[n]["error"] and _normalise(n) not in allowed]
         if missing:
@@ -303,6 +304,9 @@ class EnvManager:
                 "(or pass --allow-missing NAME for one the runs will not use)"
             )
         notes = [f"{n} not installed (optional on {variant})" for n in optional if found[n]["error"]]
+        wanted = spec.python_version
+        if wanted and not (probed["python"] + ".").startswith(wanted + "."):  # the locks were solved for it
+            notes.append(f"python {probed['python']} (the spec has {wanted})")
         for n in needed + optional:
             want, have = locked.get(_normalise(n)), found[n]["version"]
             if want and have and want != have:
@@ -586,7 +590,7 @@ for name in sys.argv[1:]:
         except Exception as exc:
             error = f"import {module} failed: {type(exc).__name__}"
     out[name] = {"version": version, "error": error}
-print(json.dumps(out))
+print(json.dumps({"python": "%d.%d.%d" % sys.version_info[:3], "packages": out}))
 """
 
 
