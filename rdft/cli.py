@@ -798,8 +798,12 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("rdft: aborted", err=True)
         _exit(130)
+    except click.UsageError as error:  # click's own three lines, as one that names the help
+        where = error.ctx.command_path if error.ctx else "rdft"
+        click.echo(f"rdft: error: {error.format_message()} (see `{where} --help`)", err=True)
+        _exit(error.exit_code)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"rdft: error: {error.format_message()}", err=True)
         _exit(error.exit_code)
     except EnvBuildError as error:
         if error.tail:
