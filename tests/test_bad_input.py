@@ -100,9 +100,11 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
         (tmp / "run" / "run.json").write_text(json.dumps({"base_model": "tiny:llama", "benchmark": "demo_letter"}))
         return (["run", "--resume", str(tmp / "run"), "--benchmark", "aime25"], {},
                 "--benchmark cannot change when resuming", None)  # fmt: skip
-    if name == "a misspelt option":  # click's usage errors, in rdft's one line
-        says = "rdft: error: No such option '--modle'. Did you mean '--model'? (see `rdft eval --help`)"
-        return ["eval", "--modle", "m", "--benchmark", "aime25", "--output", str(tmp / "o")], {}, says, 2
+    if name == "an option's bad choice":  # click's usage errors, in rdft's one line
+        says = "rdft: error: Invalid value for '--split': 'nope' is not one of 'validation', 'test', 'all'. (see " \
+               "`rdft eval --help`)"  # fmt: skip
+        return ["eval", "--model", "m", "--benchmark", "aime25", "--output", str(tmp / "o"), "--split", "nope"], {}, \
+            says, 2  # fmt: skip
     if name == "demo with another benchmark":
         return ["run", "--demo", "--benchmark", "aime25"], {}, "--demo runs the tiny model on demo_letter", None
     raise AssertionError(name)
@@ -114,7 +116,7 @@ CASES = [
     "train a missing model", "dry run with missing data", "dry run with rows of another format",
     "dry run with CSV data", "dry run with micro-batch 0", "prepare another dataset's file",
     "batch with a misspelt key", "batch with a GPU twice", "unparsable .env line", "resume changing the benchmark",
-    "demo with another benchmark", "a misspelt option",
+    "demo with another benchmark", "an option's bad choice",
 ]  # fmt: skip
 
 
