@@ -56,10 +56,10 @@ MFU is on the anchors' scale: useful FLOPs per token 4N (LoRA) or 6N (full), N =
 weights, plus causal attention at the arm's own sample lengths; against the bf16 matmul
 ceiling measured here (8192³). Prints and writes JSON (each arm's output in
 `<logs>/<case>-<arm>.log`, the tail of a failed one in the JSON), and appends a table to
-RESULTS.md. `--cpu-smoke` runs every arm on tiny shapes on the CPU (float32) so its CPU path
-cannot rot; its figures mean nothing. What only a GPU reaches (flex_attention's backward, Liger,
-bitsandbytes, vLLM, the OOM rerun, the memory-planned hf batch) is first run by the first GPU
-run.
+RESULTS.md. `--cpu-smoke` runs every arm a CPU can (all but QLoRA and vLLM) on tiny shapes
+(float32) so its CPU path cannot rot; its figures mean nothing. What only a GPU reaches
+(flex_attention's backward, Liger, bitsandbytes, vLLM, the OOM rerun, the memory-planned hf
+batch) is first run by the first GPU run.
 """
 
 from __future__ import annotations
