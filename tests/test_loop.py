@@ -498,7 +498,8 @@ def test_budget_pauses_and_resumes_with_new_limits(shared_dirs, data_env, eval_e
 
     log = tmp_path / "budget"
     started = time.monotonic()
-    stopped = run_cli(shared_dirs, work, "run", "--demo", "--timeout", "60s", log=log)
+    # Three loops: two finished in 53 s on a quiet host, inside a 60 s budget.
+    stopped = run_cli(shared_dirs, work, "run", "--demo", "--loop-n", "3", "--timeout", "60s", log=log)
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr[-2000:]
     no_failed_experiment(log)
     recorded = json.loads((log / "run.json").read_text())
@@ -507,16 +508,16 @@ def test_budget_pauses_and_resumes_with_new_limits(shared_dirs, data_env, eval_e
     resumed = run_cli(shared_dirs, work, "run", "--resume", str(log), "--timeout", "30m")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-3000:]
     nodes = json.loads((log / "trace.json").read_text())["nodes"]
-    assert [n["loop"] for n in nodes] == [0, 1]
+    assert [n["loop"] for n in nodes] == [0, 1, 2]
     assert all(n["status"] == "done" and n["validation"] is not None and n["test"] is not None for n in nodes)
     no_failed_experiment(log)
-    before = {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")}
+    before = {p: p.read_bytes() for p in log.glob("Loop_[012]/**/*.json")}
 
-    extended = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "3")
+    extended = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "4")
     assert extended.returncode == 0, extended.stdout + extended.stderr[-3000:]
     nodes = json.loads((log / "trace.json").read_text())["nodes"]
-    assert [n["loop"] for n in nodes] == [0, 1, 2] and nodes[2]["status"] == "done"
-    assert {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")} == before  # exactly one more loop
-    assert json.loads((log / "run.json").read_text())["loop_n"] == 3
-    fewer = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "2")
-    assert fewer.returncode == 2 and "the run already started 3 loop(s); give --loop-n 3 or more" in fewer.stderr
+    assert [n["loop"] for n in nodes] == [0, 1, 2, 3] and nodes[3]["status"] == "done"
+    assert {p: p.read_bytes() for p in log.glob("Loop_[012]/**/*.json")} == before  # exactly one more loop
+    assert json.loads((log / "run.json").read_text())["loop_n"] == 4
+    fewer = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "3")
+    assert fewer.returncode == 2 and "the run already started 4 loop(s); give --loop-n 4 or more" in fewer.stderr
