@@ -15,7 +15,15 @@ from rdft.settings import Settings, check_file_path, get_settings
 
 
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.find_root().obj
+    """The settings, with FT_FILE_PATH checked (and created) the first time a command asks for
+    them: `--help` and `doctor`, which reports on it, create nothing."""
+    root = ctx.find_root()
+    if not root.meta.get("rdft.ft_file_path_checked") and root.invoked_subcommand != "doctor":
+        root.meta["rdft.ft_file_path_checked"] = True
+        created = check_file_path(root.obj)
+        if created:
+            click.echo(f"rdft: {created}", err=True)
+    return root.obj
 
 
 def _manager(ctx: click.Context):
@@ -37,10 +45,6 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = settings
     # The eval env's scripts (prepare, score, compare) find the user's own benchmarks here.
     os.environ["RDFT_USER_BENCHMARKS"] = str(settings.ft_file_path.expanduser().resolve() / "benchmarks")
-    if ctx.invoked_subcommand not in (None, "doctor"):
-        created = check_file_path(settings)
-        if created:
-            click.echo(f"rdft: {created}", err=True)
     ignored = settings.ignored_in_use()
     if ignored:
         click.echo(

@@ -159,6 +159,8 @@ def test_sync_down_keeps_local_edits_unless_forced(rdft, tmp_path):
 
 def test_ft_file_path_is_created_when_its_parent_exists(rdft, tmp_path):
     target = tmp_path / "new-ft"
+    for asking in (["train", "--help"], ["doctor"]):  # help, and the report on it, create nothing
+        assert rdft(*asking, env={"FT_FILE_PATH": str(target)}).returncode == 0 and not target.exists()
     result = rdft("env", "list", env={"FT_FILE_PATH": str(target)})
     assert result.returncode == 0 and target.is_dir()
     assert result.stderr.count(f"rdft: created FT_FILE_PATH {target}") == 1
