@@ -215,7 +215,9 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
     device, dtype = device_and_dtype()
     config = qwen2_config(shape)
     if method == "qlora":  # 4-bit weights are quantised on load, from a saved model
-        folder = Path(tempfile.mkdtemp(prefix="suite-qlora-", dir=ram_disk(shape)))
+        # Named after the run's scratch folder: the suite removes it at its end even if this arm is killed.
+        run = Path(os.environ.get(SCRATCH, "suite")).name
+        folder = Path(tempfile.mkdtemp(prefix=f"suite-qlora-{run}-", dir=ram_disk(shape) or os.environ.get(SCRATCH)))
         try:
             with torch.device("cuda"):
                 AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
@@ -411,7 +413,9 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
         "setup": f"{method}, packed rows of {row_length}, micro-batch {micro_batch}, {attention}, liger {liger}"
                  + (", compiled layers" if compile_layers else "") + "".join(f"; {p}" for p in problems),
     }  # fmt: skip
-    if compile_layers:  # what torch.compile really compiled: 0 means it fell back to eager
+    if (
+        compile_layers
+    ):  # graphs torch.compile really compiled (0: it fell back to eager; on a GPU flex_attention adds its own)
         result["compiled_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if oom:
         result["oom_at_plan"] = oom
@@ -810,7 +814,10 @@ def main() -> None:
     try:
         run_suite(args, cases)
     finally:
-        shutil.rmtree(os.environ.pop(SCRATCH), ignore_errors=True)
+        scratch_root = Path(os.environ.pop(SCRATCH))
+        shutil.rmtree(scratch_root, ignore_errors=True)
+        for weights in Path("/dev/shm").glob(f"suite-qlora-{scratch_root.name}-*"):  # a killed QLoRA arm's
+            shutil.rmtree(weights, ignore_errors=True)
 
 
 def append_table(path: Path, results: Path) -> None:

@@ -113,9 +113,12 @@ def datasets() -> None:
 
 
 @datasets.command("list")
-def datasets_list() -> None:
+@click.pass_context
+def datasets_list(ctx) -> None:
     """Name, Hugging Face repo (and folder), license, and the benchmarks each serves; then yours."""
     from rdft.datasets.registry import registry
+
+    _settings(ctx)  # yours are under FT_FILE_PATH
 
     click.echo(f"{'dataset':<18} {'license':<13} {'source':<50} benchmarks")
     for entry in registry().values():
@@ -384,12 +387,15 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
 @click.option("--requeue", is_flag=True, help="slurm: a job that reaches its limit or is pre-empted requeues itself.")
 @click.option("--cancel-on-exit", is_flag=True, help="slurm: Ctrl-C cancels the jobs without asking.")
 @click.option("--shared-ok", is_flag=True, help="slurm: FT_FILE_PATH and ./log are on storage every node mounts.")
-def batch_command(tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None, executor: str,
+@click.pass_context
+def batch_command(ctx, tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None, executor: str,
                   partition, account, qos, sbatch_lines, cpus, mem_per_gpu, time_margin, requeue, cancel_on_exit,
                   shared_ok) -> None:  # fmt: skip
     """Run the tasks of TASKS_FILE side by side, each as its own `rdft run`: on this host's GPUs, or
     as Slurm jobs (--executor slurm)."""
     import signal
+
+    _settings(ctx)  # FT_FILE_PATH checked here, not in each task (or each node's job)
 
     from rich.console import Console
 
@@ -447,9 +453,12 @@ def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, inc
 @cli.command("report")
 @click.argument("log_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: LOG_DIR/report.html.")
-def report_command(log_dir: Path, output: Path | None) -> None:
+@click.pass_context
+def report_command(ctx, log_dir: Path, output: Path | None) -> None:
     """One static HTML page for a run (finished or still going): table, score plot, diffs, losses."""
     from rdft.report import write_report
+
+    _settings(ctx)
 
     click.echo(str(write_report(log_dir, output)))
 
@@ -527,9 +536,12 @@ def benchmarks() -> None:
 
 
 @benchmarks.command("list")
-def benchmarks_list() -> None:
+@click.pass_context
+def benchmarks_list(ctx) -> None:
     """Name, dataset repo, split sizes, primary metric and its direction; then yours."""
     from rdft.evaluation.benchmarks import benchmarks as table
+
+    _settings(ctx)  # yours are under FT_FILE_PATH
 
     def line(entry) -> str:
         size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
@@ -579,9 +591,12 @@ def benchmarks_add(ctx: click.Context, name: str, docs: Path, prompt_field: str 
 
 @benchmarks.command("remove")
 @click.argument("name")
-def benchmarks_remove(name: str) -> None:
+@click.pass_context
+def benchmarks_remove(ctx, name: str) -> None:
     """Remove benchmark NAME that you added."""
     from rdft.evaluation.custom import remove_benchmark
+
+    _settings(ctx)
 
     click.echo(f"{name}: removed ({remove_benchmark(name)})")
 
@@ -802,9 +817,12 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("rdft: aborted", err=True)
         _exit(130)
+    except click.exceptions.NoArgsIsHelpError as error:  # a bare `rdft` or `rdft env`: the help, as click shows it
+        error.show()
+        _exit(error.exit_code)
     except click.UsageError as error:  # click's own three lines, as one that names the help
         where = error.ctx.command_path if error.ctx else "rdft"
-        click.echo(f"rdft: error: {error.format_message()} (see `{where} --help`)", err=True)
+        click.echo(f"rdft: error: {error.format_message().rstrip('.')}; see `{where} --help`", err=True)
         _exit(error.exit_code)
     except click.ClickException as error:
         click.echo(f"rdft: error: {error.format_message()}", err=True)

@@ -458,7 +458,9 @@ def train(config: dict, config_path: Path) -> None:
 
     runtime = time.perf_counter() - run_start
     result = {"steps": state["step"], "first_loss": state["first_loss"], "final_loss": final_loss}
-    if config["train"]["compile"]:  # what torch.compile really compiled: 0 means it fell back to eager
+    if config["train"][
+        "compile"
+    ]:  # graphs torch.compile really compiled (0: it fell back to eager; on a GPU flex_attention adds its own)
         result["compiled_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     result.update(save_final(accelerator, model, tokenizer, config, output))
     accelerator.wait_for_everyone()

@@ -3,9 +3,10 @@ endpoints huggingface_hub's snapshot_download uses (repo info, recursive tree, r
 and byte ranges), and their files as a model repo's too (hf_hub_download's resolve). Point
 HF_ENDPOINT at `server.url`.
 
-Scripted faults: `gated` repos answer 401 GatedRepo without the right token; `drop_once`
-files close the connection half-way through their first download; `stall` files send half and
-then wait (so a test can kill the client mid-file). Every request is kept in `requests`.
+Scripted faults: `gated` repos answer 401 GatedRepo without the right token; `revoked` tokens
+get a plain 401; `drop_once` files close the connection half-way through their first download;
+`stall` files send half and then wait (so a test can kill the client mid-file). Every request is
+kept in `requests`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class HubServer:
         self.drop_once: set[str] = set()
         self.stall: set[str] = set()
         self.claimed_size: dict[str, int] = {}  # file -> the size the listing claims (a disk-full test)
+        self.revoked: set[str] = set()  # tokens answered 401 Unauthorized on every request
         self.requests: list[dict] = []
         hub = self
 
@@ -65,6 +67,8 @@ class HubServer:
                     path, kind = "/datasets" + path, "file"
                 if kind is None:
                     return self._error(404, "EntryNotFound", "no such route")
+                if self.headers.get("Authorization", "").removeprefix("Bearer ") in hub.revoked:
+                    return self._json({"error": "Invalid credentials in Authorization header"}, 401)
                 rest = path.split("/datasets/", 1)[1].split("/")
                 repo, tail = "/".join(rest[:2]), rest[2:]
                 if repo not in hub.repos:

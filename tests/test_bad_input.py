@@ -77,6 +77,11 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
         config = write_config(tmp, data={"path": str(tmp / "rows.csv")})
         return (["train", str(config), "--dry-run"], {}, "rows.csv:1 is not valid JSON (Expecting value); data.path "
                 "takes JSONL, one sample a line", None)  # fmt: skip
+    if name == "dry run with non-UTF-8 data":
+        (tmp / "latin1.jsonl").write_bytes(b'{"instruction": "caf\xe9", "output": "x"}\n')
+        config = write_config(tmp, data={"path": str(tmp / "latin1.jsonl")})
+        return (["train", str(config), "--dry-run"], {}, "latin1.jsonl:1 is not UTF-8 text (byte 20); save it as "
+                "UTF-8", None)  # fmt: skip
     if name == "dry run with micro-batch 0":
         config = write_config(tmp, train={"micro_batch_size": 0})
         return (["train", str(config), "--dry-run"], {}, "train.micro_batch_size: Input should be greater than or "
@@ -101,8 +106,8 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
         return (["run", "--resume", str(tmp / "run"), "--benchmark", "aime25"], {},
                 "--benchmark cannot change when resuming", None)  # fmt: skip
     if name == "an option's bad choice":  # click's usage errors, in rdft's one line
-        says = "rdft: error: Invalid value for '--split': 'nope' is not one of 'validation', 'test', 'all'. (see " \
-               "`rdft eval --help`)"  # fmt: skip
+        says = "rdft: error: Invalid value for '--split': 'nope' is not one of 'validation', 'test', 'all'; see " \
+               "`rdft eval --help`"  # fmt: skip
         return ["eval", "--model", "m", "--benchmark", "aime25", "--output", str(tmp / "o"), "--split", "nope"], {}, \
             says, 2  # fmt: skip
     if name == "demo with another benchmark":
@@ -114,7 +119,8 @@ CASES = [
     "score non-UTF-8 docs", "score empty predictions", "score docs of another benchmark",
     "sync to an unsupported remote", "FT_FILE_PATH is a file", "FT_FILE_PATH without a parent",
     "train a missing model", "dry run with missing data", "dry run with rows of another format",
-    "dry run with CSV data", "dry run with micro-batch 0", "prepare another dataset's file",
+    "dry run with CSV data", "dry run with non-UTF-8 data", "dry run with micro-batch 0",
+    "prepare another dataset's file",
     "batch with a misspelt key", "batch with a GPU twice", "unparsable .env line", "resume changing the benchmark",
     "demo with another benchmark", "an option's bad choice",
 ]  # fmt: skip
@@ -167,3 +173,23 @@ def test_ft_file_path_is_created_when_its_parent_exists(rdft, tmp_path):
     again = rdft("env", "list", env={"FT_FILE_PATH": str(target)})
     assert "created FT_FILE_PATH" not in again.stderr
     assert os.access(target, os.W_OK)
+
+
+def test_dry_run_takes_what_the_recipe_reads(rdft, tmp_path):
+    """The row check accepts every form sft.py trains on: alpaca's data.json list (as the loop and
+    write_alpaca_json write it, indented or not), chat rows with a system turn and tool calls."""
+    alpaca = [{"instruction": "Say hi", "input": "", "output": "hi", "system": "Be brief."}]
+    chat = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "2+2?"},
+                         {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "add"}}]},
+                         {"role": "tool", "content": "4"}, {"role": "assistant", "content": "4"}]}  # fmt: skip
+    files = {"data.json": json.dumps(alpaca), "indented.json": json.dumps(alpaca, indent=1),
+             "chat.jsonl": json.dumps(chat) + "\n"}  # fmt: skip
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        config = write_config(tmp_path, data={"path": str(tmp_path / name)})
+        result = rdft("train", str(config), "--dry-run", "--workspace", str(tmp_path / f"ws-{name}"))
+        assert result.returncode == 0, (name, result.output)
+    (tmp_path / "object.json").write_text(json.dumps(alpaca[0]))
+    config = write_config(tmp_path, data={"path": str(tmp_path / "object.json")})
+    refused = rdft("train", str(config), "--dry-run")
+    assert "object.json holds a JSON dict; a .json data file is a list of samples" in refused.stderr

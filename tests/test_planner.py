@@ -224,10 +224,14 @@ def test_dry_run_reads_a_hub_models_config(rdft, tmp_path):
         assert "is not a model repo on the Hub (or it is private: set HF_TOKEN); check the id" in one_line_error(
             dry_run("Qwen/Qwen2.5-7B-Instruc", env)
         )
-        assert "is gated on the Hub; accept its terms there and set HF_TOKEN" in one_line_error(
+        assert "is gated on the Hub; accept its terms there and set HF_TOKEN to a token with access" in one_line_error(
             dry_run("acme/gated", env)
         )
         assert dry_run("acme/gated", {**env, "HF_TOKEN": "hf_right"}).returncode == 0
+        hub.revoked.add("hf_old")
+        assert "the Hub refused HF_TOKEN (401 Unauthorized); set a valid token or unset it" in one_line_error(
+            dry_run("Qwen/Qwen2.5-7B-Instruct", {**env, "HF_TOKEN": "hf_old", "HF_HOME": str(tmp_path / "hf3")})
+        )
         assert "has no config.json on the Hub: not a transformers model" in one_line_error(dry_run("acme/bare", env))
     # No answer from the Hub (offline here; unreachable is the same after huggingface_hub's retries):
     # the dry run plans without the shape and says so.

@@ -278,6 +278,7 @@ def evaluate_splits(
     # On a GPU host the `score` env (vLLM with its own torch) generates when it has been built;
     # the scorers below always run in the eval env. Chosen before any env is built.
     score_env = manager.current("score") if gpus else None
+    # Asked only on a GPU host without the score env (it may build the eval env, needed anyway).
     chosen = choose_generation(backend, gpus=gpus, score_env=score_env is not None,
                                eval_has_vllm=lambda: _has_vllm(manager.ensure("eval")),
                                adapter=adapter is not None)  # fmt: skip

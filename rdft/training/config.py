@@ -25,11 +25,17 @@ class Section(BaseModel):
 
 class ModelSection(Section):
     path: str = Field(
-        min_length=1,
-        description="Local folder or Hugging Face repo id; `tiny:llama` or `tiny:qwen2` for the test model",
+        description="Local folder or Hugging Face repo id; `tiny:llama` or `tiny:qwen2` for the test model"
     )
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     attn_implementation: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = "auto"
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("give a model folder or a Hub id like Qwen/Qwen2.5-7B")
+        return value
 
     @property
     def tiny_arch(self) -> str | None:

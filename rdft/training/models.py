@@ -55,7 +55,7 @@ def model_config_json(
     if model_dir is not None:
         return model_dir / "config.json" if (model_dir / "config.json").is_file() else None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import GatedRepoError, RemoteEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RemoteEntryNotFoundError, RepositoryNotFoundError
 
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     repo = config.model.path
@@ -63,13 +63,21 @@ def model_config_json(
         return Path(hf_hub_download(repo, "config.json", token=token, endpoint=settings.hf_endpoint))
     # The Hub's own answers are errors even in a dry run: a mistyped id is said before any run.
     except GatedRepoError:  # a subclass of RepositoryNotFoundError: first
-        raise RdftError(f"model.path {repo!r} is gated on the Hub; accept its terms there and set HF_TOKEN") from None
+        raise RdftError(
+            f"model.path {repo!r} is gated on the Hub; accept its terms there and set HF_TOKEN to a token with access"
+        ) from None
     except RepositoryNotFoundError:
         raise RdftError(
             f"model.path {repo!r} is not a model repo on the Hub (or it is private: set HF_TOKEN); check the id"
         ) from None
     except RemoteEntryNotFoundError:  # not its sibling LocalEntryNotFoundError: that one is no answer
         raise RdftError(f"model.path {repo!r} has no config.json on the Hub: not a transformers model") from None
+    except HfHubHTTPError as error:
+        if error.response is not None and error.response.status_code == 401:
+            raise RdftError("the Hub refused HF_TOKEN (401 Unauthorized); set a valid token or unset it") from None
+        if not required:  # the Hub answered, but with a server error: as if it had not
+            return None
+        raise RdftError(f"cannot fetch config.json of {repo!r} ({error}); try again, or give a local folder") from None
     except Exception as error:  # no answer (offline, a proxy, a timeout): a dry run plans without the shape
         if not required:
             return None

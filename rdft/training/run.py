@@ -67,7 +67,9 @@ def row_problem(row: object, data_format: str) -> str | None:
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
             return "has no list of messages"
-        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in messages):
+        # An assistant turn may carry tool calls in place of content: chat templates take either.
+        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and ("content" in m or "tool_calls" in m)
+                   for m in messages):  # fmt: skip
             return "has a message without a role and content"
         return None
     if not (isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str)):
@@ -77,11 +79,31 @@ def row_problem(row: object, data_format: str) -> str | None:
 
 
 def check_rows(data: Path, data_format: str) -> int:
-    """Every row of the data file is a sample sft.py can read: the first bad one is one line with
-    its file:line, before any env starts (sft.py would stop on it after loading the model)."""
+    """Every sample of the data file is one sft.py can read: the first bad one is one line with
+    where it is, before any env starts (sft.py would stop on it after loading the model). JSONL,
+    or a `.json` list (alpaca's data.json), read as sft.py reads them: strict UTF-8."""
+    fix = "give chat rows (messages) or alpaca rows (instruction, output)"
+    if data.suffix == ".json":
+        try:
+            rows = json.loads(data.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise RdftError(f"{data} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+        except json.JSONDecodeError as error:
+            raise RdftError(f"{data} is not valid JSON ({error.msg}, line {error.lineno}); fix the file") from None
+        if not isinstance(rows, list):
+            raise RdftError(f"{data} holds a JSON {type(rows).__name__}; a .json data file is a list of samples")
+        for number, row in enumerate(rows, 1):
+            problem = row_problem(row, data_format)
+            if problem:
+                raise RdftError(f"{data}: sample {number} {problem}; {fix}")
+        return len(rows)
     count = 0
-    with open(data, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(data, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise RdftError(f"{data}:{number} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -92,9 +114,7 @@ def check_rows(data: Path, data_format: str) -> int:
                 ) from None
             problem = row_problem(row, data_format)
             if problem:
-                raise RdftError(
-                    f"{data}:{number} {problem}; give chat rows (messages) or alpaca rows (instruction, output)"
-                )
+                raise RdftError(f"{data}:{number} {problem}; {fix}")
             count += 1
     return count
 
