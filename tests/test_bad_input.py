@@ -58,6 +58,11 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
     if name == "FT_FILE_PATH is a file":
         (tmp / "a-file").write_text("x")
         return ["env", "list"], {"FT_FILE_PATH": str(tmp / "a-file")}, "is a file, not a folder; point", None
+    if name == "batch with FT_FILE_PATH a file":  # checked before any task starts
+        (tmp / "a-file").write_text("x")
+        (tmp / "tasks.json").write_text(json.dumps({"tasks": [{"model": "tiny:llama", "benchmark": "demo_letter"}]}))
+        return (["batch", str(tmp / "tasks.json"), "--dry-run"], {"FT_FILE_PATH": str(tmp / "a-file")},
+                "is a file, not a folder; point", None)  # fmt: skip
     if name == "FT_FILE_PATH without a parent":
         return (["env", "list"], {"FT_FILE_PATH": str(tmp / "nonexistent" / "zzz")},
                 "does not exist and neither does its parent", None)  # fmt: skip
@@ -117,7 +122,8 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
 
 CASES = [
     "score non-UTF-8 docs", "score empty predictions", "score docs of another benchmark",
-    "sync to an unsupported remote", "FT_FILE_PATH is a file", "FT_FILE_PATH without a parent",
+    "sync to an unsupported remote", "FT_FILE_PATH is a file", "batch with FT_FILE_PATH a file",
+    "FT_FILE_PATH without a parent",
     "train a missing model", "dry run with missing data", "dry run with rows of another format",
     "dry run with CSV data", "dry run with non-UTF-8 data", "dry run with micro-batch 0",
     "prepare another dataset's file",
@@ -161,6 +167,12 @@ def test_sync_down_keeps_local_edits_unless_forced(rdft, tmp_path):
     forced = rdft("logs", "sync", "down", str(copy), "--remote", remote, "--force")
     assert forced.returncode == 0, forced.output
     assert (copy / "summary.json").read_text() == '{"loops": []}'
+
+
+def test_a_bare_command_shows_its_help(rdft):
+    for bare in ([], ["env"]):
+        shown = rdft(*bare)
+        assert "Usage: rdft" in shown.output and "rdft: error" not in shown.output, shown.output
 
 
 def test_ft_file_path_is_created_when_its_parent_exists(rdft, tmp_path):
