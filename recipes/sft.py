@@ -3,7 +3,7 @@
 Self-contained: runs inside the `train` env through `accelerate launch` (one or more processes,
 DeepSpeed ZeRO-2/3 through the accelerate config) and imports nothing from rdft.
 
-    accelerate launch --config_file accelerate.yaml recipes/sft.py --config train.yaml
+    accelerate launch --config_file accelerate.yaml recipes/sft.py --config train.resolved.yaml
 
 The config is the fully resolved YAML that `rdft train` writes (every key present). What it does:
 - loss only on assistant tokens, found with the model's own chat template; each assistant
@@ -126,9 +126,8 @@ def load_samples(config: dict, tokenizer) -> tuple[list[dict], dict]:
     return samples, stats
 
 
-def pack(samples: list[dict], row_length: int, rows_per_batch: int, pad_id: int) -> list[dict]:
-    """Greedy in-order packing into rows of at most `row_length` tokens, `rows_per_batch` rows
-    per micro-batch."""
+def pack_rows(samples: list[dict], row_length: int) -> list[list[dict]]:
+    """Greedy in-order packing into rows of at most `row_length` tokens."""
     rows, current, used = [], [], 0
     for sample in samples:
         if current and used + len(sample["input_ids"]) > row_length:
@@ -138,7 +137,26 @@ def pack(samples: list[dict], row_length: int, rows_per_batch: int, pad_id: int)
         used += len(sample["input_ids"])
     if current:
         rows.append(current)
+    return rows
+
+
+def pack(samples: list[dict], row_length: int, rows_per_batch: int, pad_id: int) -> list[dict]:
+    """Packed rows (pack_rows), `rows_per_batch` rows per micro-batch."""
+    rows = pack_rows(samples, row_length)
     return [collate_packed(rows[i : i + rows_per_batch], pad_id) for i in range(0, len(rows), rows_per_batch)]
+
+
+def shuffled(samples: list[dict], config: dict, epoch: int) -> list[dict]:
+    order = list(range(len(samples)))
+    random.Random(config["train"]["seed"] + epoch).shuffle(order)
+    return [samples[i] for i in order]
+
+
+def rows_with_several(samples: list[dict], config: dict) -> tuple[int, int]:
+    """The first epoch's packed rows, and how many hold more than one sample: what
+    `attn_implementation: auto` decides by (rdft estimates it on the host; this is the count)."""
+    rows = pack_rows(shuffled(samples, config, 0), config["data"]["max_length"])
+    return len(rows), sum(len(row) > 1 for row in rows)
 
 
 def collate_packed(rows: list[list[dict]], pad_id: int) -> dict:
@@ -182,13 +200,11 @@ def collate_padded(samples: list[dict], pad_id: int) -> dict:
 
 def epoch_batches(samples: list[dict], config: dict, epoch: int, pad_id: int) -> list[dict]:
     """The micro-batches of one epoch, identical on every process and every (re)start."""
-    order = list(range(len(samples)))
-    random.Random(config["train"]["seed"] + epoch).shuffle(order)
-    shuffled = [samples[i] for i in order]
+    ordered = shuffled(samples, config, epoch)
     size = config["train"]["micro_batch_size"]
     if config["data"]["packing"]:
-        return pack(shuffled, config["data"]["max_length"], size, pad_id)
-    return [collate_padded(shuffled[i : i + size], pad_id) for i in range(0, len(shuffled), size)]
+        return pack(ordered, config["data"]["max_length"], size, pad_id)
+    return [collate_padded(ordered[i : i + size], pad_id) for i in range(0, len(ordered), size)]
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -350,6 +366,11 @@ def train(config: dict, config_path: Path) -> None:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     samples, data_stats = load_samples(config, tokenizer)
+    if config["data"]["packing"]:
+        data_stats["packed_rows"], data_stats["rows_with_several_samples"] = rows_with_several(samples, config)
+    if config["model"]["attn_implementation"] == "auto":  # rdft resolves it; a config run by hand may not
+        several = config["data"]["packing"] and data_stats["rows_with_several_samples"] > 0
+        config["model"]["attn_implementation"] = "flex_attention" if several and torch.cuda.is_available() else "sdpa"
     model = load_model(config, accelerator)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
@@ -474,6 +495,7 @@ def train(config: dict, config_path: Path) -> None:
                 "peak_memory_gib": round(peak_memory_gib(), 3),
                 "runtime_s": round(runtime, 2),
                 "processes": world,
+                "attention": config["model"]["attn_implementation"],
                 "data": data_stats,
             }
         )
@@ -488,7 +510,7 @@ def train(config: dict, config_path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Supervised fine-tuning (full, LoRA, QLoRA).")
-    parser.add_argument("--config", type=Path, required=True, help="The resolved train.yaml.")
+    parser.add_argument("--config", type=Path, required=True, help="The resolved config (train.resolved.yaml).")
     parser.add_argument("--merge-only", action="store_true", help="Only merge output/adapter into output/merged.")
     args = parser.parse_args()
     if args.merge_only:

@@ -125,7 +125,7 @@ def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
     nodes = {"SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]"}
     expected = (
         "accelerate launch --config_file accelerate.yaml --num_machines 2 --machine_rank {rank} "
-        "--main_process_ip gpu07 --main_process_port 29500 --num_processes 8 sft.py --config train.yaml"
+        "--main_process_ip gpu07 --main_process_port 29500 --num_processes 8 sft.py --config train.resolved.yaml"
     )
     assert launched(**nodes, SLURM_NODEID="0") == expected.format(rank=0)
     assert launched(**nodes, SLURM_NODEID="1") == expected.format(rank=1)

@@ -58,7 +58,7 @@ def test_tiny_cpu_lora_end_to_end(train_cli, shared_dirs, train_env, tmp_path):
     # micro-batch, the first epoch's shuffle) times the epochs; and the fixed value for this data.
     count = (
         "import sys, yaml; sys.path.insert(0, '.'); import sft; from transformers import AutoTokenizer\n"
-        "config = yaml.safe_load(open('train.yaml'))\n"
+        "config = yaml.safe_load(open('train.resolved.yaml'))\n"
         "tok = AutoTokenizer.from_pretrained(config['model']['path'])\n"
         "samples, _ = sft.load_samples(config, tok)\n"
         "batches = len(sft.epoch_batches(samples, config, 0, tok.pad_token_id or tok.eos_token_id))\n"
@@ -70,7 +70,7 @@ def test_tiny_cpu_lora_end_to_end(train_cli, shared_dirs, train_env, tmp_path):
     assert final["final_loss"] < 0.5 * final["first_loss"], final
     assert f"weights in {final['adapter_dir']}" in result.stderr
     # What a user runs by hand is there and readable.
-    for name in ("launch.sh", "accelerate.yaml", "train.yaml", "sft.py", "train.log"):
+    for name in ("launch.sh", "accelerate.yaml", "train.resolved.yaml", "sft.py", "train.log"):
         assert (workspace / name).is_file(), name
     metrics = [json.loads(line) for line in (workspace / "output" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, 27))
@@ -91,7 +91,7 @@ def test_dry_run_writes_plan_and_runs_nothing(rdft, tmp_path):
     result = rdft("train", str(TINY_CONFIG), "--workspace", str(workspace), "--dry-run")
     assert result.returncode == 0, result.output
     # One process needs no launcher (accelerate.yaml is there for launching by hand).
-    assert 'command=(python sft.py --config train.yaml "$@")' in result.stdout
+    assert 'command=(python sft.py --config train.resolved.yaml "$@")' in result.stdout
     assert '"strategy": "single"' in result.stderr
     assert not (workspace / "output").exists() and not (workspace / "result.json").exists()
     assert not (rdft.envs_dir / "train").exists()  # not even the env was built

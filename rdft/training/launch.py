@@ -1,5 +1,5 @@
 """Launch files: from a validated config and the hardware, the readable files a person could run
-by hand — `train.yaml` (complete), `accelerate.yaml`, `ds_config.json` (DeepSpeed only), the
+by hand — `train.resolved.yaml` (complete, every auto resolved), `accelerate.yaml`, `ds_config.json` (DeepSpeed only), the
 recipe `sft.py` copied in, and `launch.sh`."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import yaml
 from rdft.errors import RdftError
 from rdft.files import write_atomic
 from rdft.training.config import TrainConfig
+
+RESOLVED = "train.resolved.yaml"  # what sft.py reads; the train YAML it came from stays as written
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,12 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
     """Write the launch files into `workspace`; returns the path of launch.sh."""
     workspace.mkdir(parents=True, exist_ok=True)
     resolved = config.model_dump(mode="json")
+    # Beside the config it came from, never over it: the loop's next coder copies train.yaml, and
+    # a child that inherited a fixed micro-batch and checkpointing would never be re-planned.
     write_atomic(
-        workspace / "train.yaml",
-        "# Written by `rdft train`: the complete config the recipe reads (every default filled in).\n"
+        workspace / RESOLVED,
+        "# Written by `rdft train`: the complete config the recipe reads (every default filled in,\n"
+        "# every auto resolved for this host). Edit the train YAML it came from, not this file.\n"
         + yaml.safe_dump(resolved, sort_keys=False),
     )
     ds_path = None
@@ -162,15 +167,15 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
         # (and import torch twice); accelerate.yaml stays for whoever launches by hand.
         lines += [
             '    command=(accelerate launch --config_file accelerate.yaml "${args[@]}"',
-            '             sft.py --config train.yaml "$@")',
+            '             sft.py --config train.resolved.yaml "$@")',
             "else",
-            '    command=(python sft.py --config train.yaml "$@")',
+            '    command=(python sft.py --config train.resolved.yaml "$@")',
             "fi",
         ]
     else:
         lines += [
             "fi",
-            'command=(accelerate launch --config_file accelerate.yaml "${args[@]}" sft.py --config train.yaml "$@")',
+            'command=(accelerate launch --config_file accelerate.yaml "${args[@]}" sft.py --config train.resolved.yaml "$@")',
         ]
     lines += [
         '[ -n "${RDFT_LAUNCH_PRINT:-}" ] && { echo "${command[*]}"; exit 0; }  # show the command, run nothing',

@@ -23,6 +23,7 @@ from rdft.training.config import TrainConfig, load_config
 from rdft.training.launch import Layout, choose_layout, write_launch_files
 from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model
 from rdft.training.planner import Plan, plan, shape_from_config
+from rdft.training.rows import RowEstimate, estimate_rows
 
 
 class TrainingFailed(RdftError):
@@ -133,13 +134,20 @@ def parse_gpus(text: str | None) -> list[int] | None:
     return indices
 
 
-def resolve_attention(config: TrainConfig, layout: Layout) -> None:
-    """attn_implementation auto: flex_attention for packed rows on a GPU — it reads the samples'
-    boundaries from the position ids and skips the blocks between samples, where sdpa runs its
-    masked kernel over a dense block-diagonal mask; sdpa otherwise (flex has no CPU backward)."""
-    if config.model.attn_implementation == "auto":
-        flex = bool(layout.gpus) and config.data.packing
-        config.model.attn_implementation = "flex_attention" if flex else "sdpa"
+def resolve_attention(config: TrainConfig, layout: Layout, config_json: Path | None) -> RowEstimate | None:
+    """attn_implementation auto (rdft/training/rows.py says why): on a GPU, flex_attention when
+    packed rows hold several samples — it skips the blocks between them, where sdpa runs its
+    masked kernel over a dense block-diagonal mask — and sdpa when every row holds one; sdpa on a
+    CPU (flex has no CPU backward) and for padded batches. Returns the rows' estimate when made."""
+    if config.model.attn_implementation != "auto":
+        return None
+    if not (layout.gpus and config.data.packing):
+        config.model.attn_implementation = "sdpa"
+        return None
+    tokenizer = config_json.parent / "tokenizer.json" if config_json is not None else None
+    rows = estimate_rows(config.data.path, tokenizer, config.data.max_length, config.train.seed)
+    config.model.attn_implementation = "flex_attention" if rows.several_a_row else "sdpa"
+    return rows
 
 
 ASSUME_GPUS = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+(?:\.\d+)?)\s*(?:GiB|GB|G)?\s*$")
@@ -270,13 +278,17 @@ def train(
     config_json = model_config_json(
         config, model_dir, settings, required=env is not None or bool(slurm_nodes and not dry_run)
     )
-    resolve_attention(config, layout)
+    asked_attention = config.model.attn_implementation
+    rows = resolve_attention(config, layout, config_json)
     chosen = make_plan(config, layout, hardware, config_json)
     launch = write_launch_files(config, layout, workspace, recipes_dir())
     plan_shown: dict | str | None = asdict(chosen) if chosen else None
     if chosen is None and "auto" in (config.train.micro_batch_size, config.train.gradient_checkpointing):
         plan_shown = "unknown: the model's config.json is not here yet (it is built or fetched when training starts)"
-    summary = {"workspace": str(workspace), "layout": asdict(layout), "plan": plan_shown}
+    attention: dict = {"asked": asked_attention, "chosen": config.model.attn_implementation}
+    if rows is not None:
+        attention.update(asdict(rows))
+    summary = {"workspace": str(workspace), "layout": asdict(layout), "plan": plan_shown, "attention": attention}
     write_atomic(workspace / "plan.json", json.dumps({**summary, "hardware": hardware}, indent=2) + "\n")
     sbatch = None
     if slurm_nodes:
