@@ -1,6 +1,6 @@
 """Launch files: from a validated config and the hardware, the readable files a person could run
-by hand — `train.resolved.yaml` (complete, every auto resolved), `accelerate.yaml`, `ds_config.json` (DeepSpeed only), the
-recipe `sft.py` copied in, and `launch.sh`."""
+by hand — `train.resolved.yaml` (complete, every auto resolved), `accelerate.yaml`,
+`ds_config.json` (DeepSpeed only), the recipe `sft.py` copied in, and `launch.sh`."""
 
 from __future__ import annotations
 
@@ -175,7 +175,8 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
     else:
         lines += [
             "fi",
-            'command=(accelerate launch --config_file accelerate.yaml "${args[@]}" sft.py --config train.resolved.yaml "$@")',
+            'command=(accelerate launch --config_file accelerate.yaml "${args[@]}"',
+            '         sft.py --config train.resolved.yaml "$@")',
         ]
     lines += [
         '[ -n "${RDFT_LAUNCH_PRINT:-}" ] && { echo "${command[*]}"; exit 0; }  # show the command, run nothing',
