@@ -7,7 +7,7 @@ looks at ours — about 12 of the 20 seconds a small scoring run takes on 2 core
 its own tasks only, so the index holds only the include path.
 
     python evaluation/harness.py --model hf --model_args pretrained=… --tasks T1,T2 --include_path DIR
-        --output_path DIR [--apply_chat_template] [--batch_size 4] [--device cpu] [--seed 0] [--limit N]
+        --output_path DIR [--apply_chat_template] [--batch_size 4] [--device cpu] [--seed 0] [--limit N] [--gen_kwargs k=v]
 
 Runs in the eval env; imports nothing from rdft.
 """
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--device", help="cuda, cpu, …; lm_eval's default when left out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=float)
+    parser.add_argument("--gen_kwargs", help="k=v,… added to every task's generation_kwargs (lm_eval's spelling)")
     args = parser.parse_args()
 
     from lm_eval import simple_evaluate
@@ -47,6 +48,7 @@ def main() -> None:
         batch_size=batch_size,
         device=args.device,
         limit=args.limit,
+        gen_kwargs=args.gen_kwargs,
         log_samples=True,
         evaluation_tracker=tracker,
         apply_chat_template=args.apply_chat_template,

@@ -299,11 +299,14 @@ def test_generation_choice_per_host(tmp_path):
         "vllm", in_score_env=False, merge_adapter=False
     )
     fallback = choose_generation("auto", gpus=1, score_env=False, eval_has_vllm=lambda: False, adapter=True)
-    assert fallback == Generation("hf", in_score_env=False, merge_adapter=True)
+    # hf on a GPU: a static KV cache (compiled decode); never on a CPU, never for vLLM (its own cache).
+    assert fallback == Generation("hf", in_score_env=False, merge_adapter=True, static_cache=True)
+    assert not cpu.static_cache and not built.static_cache
     # --backend hf on a host with the score env: hf in the eval env, with its own torch and transformers.
     assert choose_generation("hf", gpus=1, score_env=True, eval_has_vllm=asked, adapter=False) == Generation(
-        "hf", in_score_env=False, merge_adapter=False
+        "hf", in_score_env=False, merge_adapter=False, static_cache=True
     )
+    assert not choose_generation("hf", gpus=0, score_env=False, eval_has_vllm=asked, adapter=True).static_cache
     with pytest.raises(RdftError, match="vLLM is in neither the score env nor the eval env; `rdft env create score`"):
         choose_generation("vllm", gpus=1, score_env=False, eval_has_vllm=lambda: False, adapter=False)
     with pytest.raises(RdftError, match="--backend vllm needs a CUDA GPU and this host has none"):

@@ -10,8 +10,13 @@ cards' memory, instead of lm-eval's defaults.
   divided by one sequence's KV cache at the longest prompt + max_gen_toks, at most 64 — in place
   of `batch_size auto`, whose probe at 32k tokens settles near batch 4 (gpu-anchors.md); an
   adapter merged into a copy of the base first (PEFT's unmerged LoRA layers cost a matmul pair
-  per linear per token). No static cache: lm-eval's batches differ in length, and a static
-  cache compiles the forward again for every new shape (35 s each on an H200).
+  per linear per token); and a static KV cache (`cache_implementation=static`, passed to
+  `generate` through lm-eval's gen_kwargs), with which transformers compiles the decode step:
+  on the H200 anchors it took batch 64 of a 1.5B model from 2,533 to 8,137–8,510 generated
+  tokens/s. Its cost is a compilation per new cache shape (35 s on an H200): lm-eval's batches
+  are sorted by length, so a split of similar prompts compiles a few times; the GPU suite's
+  `score` arm times a second prompt length to show that cost next to the gain. On a CPU, never
+  (no compiled decode there, and the dynamic cache is what the tests measure).
 
 Prompt lengths are bounded from the docs without a tokenizer: a token of a byte-level BPE (or
 of SentencePiece with byte fallback) is at least one UTF-8 byte, so a doc's JSON line in bytes
@@ -30,6 +35,7 @@ from rdft.training.planner import ModelShape, shape_from_config
 TEMPLATE_ROOM = 1024  # tokens for the chat template and the prompt's fixed text
 MAX_HF_BATCH = 64  # the anchors' batch: 2.5k tokens/s at 64 against ~0.3k at lm-eval's default
 VLLM_MEMORY = 0.85  # vLLM's gpu_memory_utilization
+STATIC_CACHE = "cache_implementation=static"  # lm-eval's --gen_kwargs for hf on a GPU
 WEIGHTS_SHARE = 0.5  # weights up to this share of a card leave the KV cache room for a replica
 VLLM_WORKSPACE_GIB = 2.0  # per card, beside weights and KV cache: vLLM's profiling activations, CUDA graphs
 

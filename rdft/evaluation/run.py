@@ -147,6 +147,7 @@ class Generation:
     backend: str  # "hf" or "vllm"
     in_score_env: bool  # the score env (vLLM with its own torch); else the eval env
     merge_adapter: bool  # hf on a GPU: PEFT's unmerged LoRA layers cost a matmul pair per linear per token
+    static_cache: bool = False  # hf on a GPU: a static KV cache, decode compiled (generation.py says why)
 
 
 def choose_generation(backend: str, *, gpus: int, score_env: bool, eval_has_vllm: Callable[[], bool],
@@ -160,7 +161,8 @@ def choose_generation(backend: str, *, gpus: int, score_env: bool, eval_has_vllm
         backend = "vllm" if gpus and (in_score_env or eval_has_vllm()) else "hf"
     elif backend == "vllm" and not in_score_env and not eval_has_vllm():
         raise RdftError("--backend vllm: vLLM is in neither the score env nor the eval env; `rdft env create score`")
-    return Generation(backend, in_score_env and backend == "vllm", backend == "hf" and bool(gpus) and adapter)
+    hf_on_gpu = backend == "hf" and bool(gpus)
+    return Generation(backend, in_score_env and backend == "vllm", hf_on_gpu and adapter, static_cache=hf_on_gpu)
 
 
 def lm_eval_batch(backend: str, asked: str | None, model: str, gpu_memory: list[float], max_new: int,
@@ -321,6 +323,8 @@ def evaluate_splits(
         "--batch_size", batch_size, "--device", "cuda" if gpus else "cpu",
         "--seed", "0",
     ]  # fmt: skip
+    if chosen.static_cache:
+        command += ["--gen_kwargs", generation.STATIC_CACHE]
     if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
         extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     try:
