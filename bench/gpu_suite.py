@@ -93,15 +93,17 @@ SHAPES = {
     "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2),
 }  # fmt: skip
-# Each case's arms, in the order they run; the cases in the order the issue's targets need them.
+# Each case's arms, in the order they run; the cases never measured on a GPU first (the H200 run
+# of 2026-12-04 measured lora, skewed, skewed_sdpa, full and score), then the targets.
 ARMS = {
+    "loop": ("rdft",),
+    "qlora": ("rdft",),
+    "compile": ("rdft",),
     "lora": ("baseline", "rdft"),
     "skewed": ("baseline", "rdft"),
     "score": ("baseline", "rdft", "vllm"),
     "full": ("rdft",),
     "skewed_sdpa": ("rdft",),
-    "qlora": ("rdft",),
-    "compile": ("rdft",),
 }
 CASES = tuple(ARMS)
 # What rdft's CLI (`rdft env adopt` / `rdft env run`) imports beyond the standard library,
@@ -111,10 +113,25 @@ CASES = tuple(ARMS)
 CLI_WHEELS = ("pydantic", "pydantic-core", "pydantic-settings", "python-dotenv", "annotated-types",
               "typing-inspection", "typing-extensions", "click")  # fmt: skip
 KERNEL_WHEELS = ("liger-kernel", "bitsandbytes")  # the train env's cuda-only packages (envs/train.yml)
+# What the `loop` case's eval env needs beyond the lent H200 image (lm-eval and its requirements
+# the image lacks; ../.library/device/KINDS.md lists the image): 12.7 MiB for Python 3.12. Three
+# of them are published as source only, pure Python: built into wheels here (`pip wheel`).
+LOOP_WHEELS = ("lm-eval", "datasets", "evaluate", "dill", "multiprocess", "more-itertools", "pytablewriter",
+               "chardet", "dataproperty", "mbstrdecoder", "pathvalidate", "tabledata", "tcolorpy", "typepy",
+               "nltk", "pytz")  # fmt: skip
+LOOP_SOURCE_ONLY = ("sqlitedict", "word2number", "rouge-score")
+# Packages of the data and eval env specs the demo loop never imports (LLM calls, chemistry and
+# math scorers, lm-eval's sklearn metrics): an adopted interpreter may lack them.
+LOOP_ALLOW_MISSING = {"data": ("datasets", "litellm", "rdkit", "sympy", "networkx", "tiktoken"),
+                      "eval": ("litellm", "rdkit", "scikit-learn")}  # fmt: skip
+# The loop's model on a GPU: tiny_model.py's Qwen2 at hidden 512, 24 layers (57M parameters, over
+# the offline planner's 50M for a full fine-tune): LoRA, so the merged adapter is what is scored.
+LOOP_GPU_MODEL = ("--arch", "qwen2", "--hidden", "512", "--layers", "24")
 # Seconds an arm needs at the least on an H200 (process start, model build, compilation, a few
 # steps; bench/RESULTS.md): one is not started with less left, which would only end in a timeout.
-MIN_ARM_S = {"qlora": 120.0, "compile": 120.0, "lora": 60.0, "skewed": 60.0, "skewed_sdpa": 60.0,
+MIN_ARM_S = {"loop": 150.0, "qlora": 120.0, "compile": 120.0, "lora": 60.0, "skewed": 60.0, "skewed_sdpa": 60.0,
              "full": 45.0, "score": 45.0}  # fmt: skip
+LOOP_TIMEOUT_S = 300.0  # the loop case's own limit (base scoring, one loop, its scoring)
 MIN_ARM_SMOKE_S = 20.0
 QWEN2 = ["Qwen2ForCausalLM"]
 SCRATCH = "GPU_SUITE_SCRATCH"  # the run's temporary folder, shared with the arms, removed at the end
@@ -450,20 +467,29 @@ def case_score(backend: str, s: dict) -> dict:
 
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(qwen2_config(shape), dtype=dtype).eval()
+    static = False
     if backend == "baseline":
         batch, prompts = 1, prompts[: s["baseline_prompts"]]
     else:
+        from rdft.evaluation.run import choose_generation
+
         batch = rdft_hf_batch(shape, s, device)
+        # rdft eval's own choice for hf on this host (a static KV cache on a GPU, never on a CPU)
+        static = choose_generation("hf", gpus=int(device.type == "cuda"), score_env=False, eval_has_vllm=lambda: False,
+                                   adapter=False).static_cache  # fmt: skip
     options = {"max_new_tokens": s["new_tokens"], "min_new_tokens": s["new_tokens"], "do_sample": False,
-               "pad_token_id": 0}  # fmt: skip
+               "pad_token_id": 0, **({"cache_implementation": "static"} if static else {})}  # fmt: skip
 
     def generate(chunk):
         ids = torch.tensor(chunk, device=device)
         with torch.no_grad():
             return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
 
-    generate(prompts[:batch])  # warm-up
     synchronize()
+    start = time.perf_counter()
+    generate(prompts[:batch])  # warm-up (with a static cache: the decode step compiled for this shape)
+    synchronize()
+    first_call_s = time.perf_counter() - start
     start = time.perf_counter()
     generated = 0
     for i in range(0, len(prompts), batch):
@@ -471,10 +497,23 @@ def case_score(backend: str, s: dict) -> dict:
         generated += (out.shape[1] - s["prompt_len"]) * out.shape[0]
     synchronize()
     wall = time.perf_counter() - start
-    setup = f"batch {batch}, dynamic cache" + (" (rdft's planned batch)" if backend == "rdft" else "")
+    result = {"tokens_per_s": generated / wall, "generated": generated, "prompts": len(prompts),
+              "first_call_s": round(first_call_s, 2)}  # fmt: skip
+    if static:
+        # lm-eval's batches differ in prompt length: the cost of one new shape, next to the gain.
+        other = [p[: s["prompt_len"] // 2] for p in prompts[:batch]]
+        synchronize()
+        start = time.perf_counter()
+        generate(other)
+        synchronize()
+        result["new_shape_first_call_s"] = round(time.perf_counter() - start, 2)
+    cache = "static cache" if static else "dynamic cache"
+    setup = f"batch {batch}, {cache}" + (" (rdft's planned batch and cache)" if backend == "rdft" else "")
     if backend == "baseline":
         setup += f", timed on {len(prompts)} prompts"
-    return {"tokens_per_s": generated / wall, "generated": generated, "prompts": len(prompts), "setup": setup}
+    if static:
+        setup += f"; a new prompt length's first call {result['new_shape_first_call_s']:g} s"
+    return {**result, "setup": setup}
 
 
 def rdft_hf_batch(shape: str, s: dict, device) -> int:
@@ -491,8 +530,10 @@ def rdft_hf_batch(shape: str, s: dict, device) -> int:
 
 
 def matmul_ceiling() -> dict:
-    """Measured dense matmul FLOP/s: bf16 8192³ on a GPU, fp32 1024³ on a CPU; the best of three
-    windows of about a second (the clocks settle; 20 products alone take 30 ms on an H200). The
+    """Measured dense matmul FLOP/s by the anchors' method (../gpu-anchors.md): bf16 8192³ on a
+    GPU (fp32 1024³ on a CPU), three warm-up products, then the mean rate of ten, timed as one
+    window. The suite's earlier best-of-three 1 s windows read 673–676 TFLOP/s on the H200
+    where this method reads 769–798, which put its MFU about 17% above the anchors' scale. The
     card's name comes from here too, so the suite's own process never holds a CUDA context."""
     import torch
 
@@ -503,17 +544,12 @@ def matmul_ceiling() -> dict:
         a @ b
     synchronize()
     start = time.perf_counter()
-    a @ b
+    for _ in range(10):
+        a @ b
     synchronize()
-    reps = max(3, int(1.0 / max(time.perf_counter() - start, 1e-6)))
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        synchronize()
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
-    return {"flops": best, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    flops = 2 * n**3 * 10 / (time.perf_counter() - start)
+    return {"flops": flops, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "method": f"{n}³ {str(dtype).removeprefix('torch.')}, mean of 10 after 3 warm-ups"}  # fmt: skip
 
 
 def run_arm(case: str, arm: str, smoke: bool) -> dict:
@@ -570,9 +606,12 @@ def drop_broken_kernels(site: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def locked_versions() -> dict[str, str]:
-    """name → version of the train env's cuda lock (envs/train.cuda.txt)."""
+    """name → version in the eval and train envs' cuda locks (the train env's where both have it)."""
     versions = {}
-    for line in (REPO / "envs" / "train.cuda.txt").read_text().splitlines():
+    lines = [
+        line for lock in ("eval.cuda.txt", "train.cuda.txt") for line in (REPO / "envs" / lock).read_text().splitlines()
+    ]
+    for line in lines:
         if "==" in line and not line.startswith((" ", "#")):
             name, version = line.split(" ")[0].split("==")
             versions[name.lower()] = version
@@ -618,6 +657,20 @@ def download_wheels(folder: Path, python_version: str) -> None:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             print(f"gpu_suite: {requirement} could not be downloaded ({last}); the suite runs without it",
                   file=sys.stderr)  # fmt: skip
+    # The loop case's eval env (lm-eval): all or nothing; without it the loop case says why.
+    loop = [pinned(name) for name in LOOP_WHEELS]
+    proc = fetch(loop)
+    if proc.returncode == 0:
+        built = [pinned(name) for name in LOOP_SOURCE_ONLY]  # pure Python, published as source only
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), *built]
+        proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode == 0:
+        print(f"gpu_suite: downloaded lm-eval and what it needs for the loop case ({len(loop) + 3} wheels)",
+              file=sys.stderr)  # fmt: skip
+    else:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"gpu_suite: lm-eval's wheels could not be downloaded ({last}); the loop case needs --eval-python",
+              file=sys.stderr)  # fmt: skip
     total = sum(p.stat().st_size for p in folder.glob("*.whl")) / 2**20
     print(f"gpu_suite: {folder} holds {len(list(folder.glob('*.whl')))} wheels, {total:.1f} MiB", file=sys.stderr)
 
@@ -665,6 +718,90 @@ def adopt_this_python(env: dict[str, str]) -> list[str]:
                     "then --wheels DIR here")  # fmt: skip
         raise SystemExit(f"gpu_suite: `rdft env adopt train` failed: {last}{hint}")
     return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
+
+
+def adopt(env: dict[str, str], name: str, python: str, allow_missing: tuple[str, ...] = ()) -> list[str]:
+    """`rdft env adopt NAME --python PYTHON`: its notes, or RuntimeError with its one line."""
+    command = [sys.executable, "-m", "rdft", "env", "adopt", name, "--python", python,
+               *[part for package in allow_missing for part in ("--allow-missing", package)]]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"`rdft env adopt {name}` failed: {last.removeprefix('rdft: error: ')}")
+    return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
+
+
+def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pythons: dict[str, str]) -> dict:
+    """The agent loop itself, on this host's GPU: `rdft run` of one loop on demo_letter through
+    the adopted interpreters (train: this one; data and eval: --data-python / --eval-python, else
+    this one with the carried lm-eval wheels). The base model is scored, the offline planner's
+    loop trains with the planner's GPU choices, is scored (hf, the adapter merged), and the
+    feedback decides. Each stage's seconds, the scores and the training's choices are read from
+    the run's own records. On a CPU (the smoke) the tiny Qwen2 is rdft's own `tiny:qwen2`."""
+    started = time.perf_counter()
+    log = logs / "loop-rdft.log"
+    try:
+        notes = [f"{name}: {note}" for name in ("data", "eval")
+                 for note in adopt(env, name, pythons.get(name, sys.executable), LOOP_ALLOW_MISSING[name])]  # fmt: skip
+    except RuntimeError as error:
+        return {"error": f"{error}; give --{'eval' if 'eval' in str(error) else 'data'}-python, or carry lm-eval's "
+                "wheels (--download-wheels)", "log": str(log), "log_tail": ""}  # fmt: skip
+    model = "tiny:qwen2"
+    if not smoke:  # above the planner's full fine-tune size: LoRA, and the merged adapter scored
+        folder = scratch("suite-loop-model-") / "qwen2"
+        build = [sys.executable, "-m", "rdft", "env", "run", "train", "--", sys.executable,
+                 str(REPO / "recipes" / "tiny_model.py"), *LOOP_GPU_MODEL, "--out", str(folder)]  # fmt: skip
+        built = subprocess.run(build, capture_output=True, text=True, env=env, timeout=timeout)
+        if built.returncode != 0:
+            return {"error": f"building the loop's model failed: {(built.stderr.strip().splitlines() or ['?'])[-1]}",
+                    "log": str(log), "log_tail": built.stderr[-3000:]}  # fmt: skip
+        model = str(folder)
+    command = [sys.executable, "-m", "rdft", "run", "--base-model", model, "--benchmark", "demo_letter",
+               "--dataset", "demo-letter", "--loop-n", "1", "--no-sync"]  # fmt: skip
+    left = max(1.0, timeout - (time.perf_counter() - started))
+    with open(log, "w", encoding="utf-8") as handle:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=handle, text=True, env=env,
+                                start_new_session=True)  # fmt: skip
+        try:
+            output, _ = proc.communicate(timeout=left)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 15)  # rdft run stops its stage's children on SIGTERM
+            try:
+                output, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                output, _ = proc.communicate()
+            return {"error": f"timed out after {left:.0f} s", "log": str(log), "log_tail": log_tail(log)}
+    handle_output = output.strip().splitlines()
+    found = [line.removeprefix("log: ") for line in handle_output if line.startswith("log: ")]
+    if proc.returncode != 0 or not found:
+        return {"error": f"rdft run exit {proc.returncode}", "log": str(log), "log_tail": log_tail(log)}
+    return {**loop_figures(Path(found[-1])), "notes": notes, "wall_s": round(time.perf_counter() - started, 1),
+            "log": str(log)}  # fmt: skip
+
+
+def loop_figures(run: Path) -> dict:
+    """What the run's records say: scores, each stage's seconds, the training's choices."""
+    summary = json.loads((run / "summary.json").read_text())
+    trace = json.loads((run / "trace.json").read_text())
+    baseline = run / "baseline"
+    node = trace["nodes"][0]
+    result = {
+        "baseline": {"validation": summary["baseline"]["validation"], "test": summary["baseline"]["test"],
+                     # scored in one lm-eval run: from the items' record to the test split's
+                     "seconds": round((baseline / "test.json").stat().st_mtime
+                                      - (baseline / "items.json").stat().st_mtime, 1)},
+        "loop": {key: node.get(key) for key in ("status", "validation", "test", "confirmed", "error")},
+        "seconds": node["seconds"],
+    }  # fmt: skip
+    trained = run / "Loop_0" / "workspace" / "result.json"
+    if trained.is_file():
+        recipe = json.loads(trained.read_text())
+        keys = ("attention", "liger", "tokens_per_s", "peak_memory_gib", "steps", "first_loss", "final_loss", "plan",
+                "data")  # fmt: skip
+        result["training"] = {key: recipe.get(key) for key in keys}
+        result["training"]["merged_for_scoring"] = bool(recipe.get("adapter_dir"))  # hf on a GPU merges an adapter
+    return result
 
 
 RESULT = "gpu_suite result: "  # the line that carries an arm's figures, among its other output
@@ -752,6 +889,9 @@ def table(report: dict) -> str:
                 why = r.get("error") or r.get("skipped")
                 rows.append(f"| {name} | {arm} | — | — | — | — | {why} |")
                 continue
+            if name == "loop":
+                rows.append(loop_row(r))
+                continue
             mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "—"
             peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "—"
             effective = f"{r['effective_tokens_per_s']:,.0f}" if "effective_tokens_per_s" in r else "—"
@@ -760,6 +900,20 @@ def table(report: dict) -> str:
     for key, value in report["ratios"].items():
         rows.append(f"| {key} | {value:.2f}× | {f'≥ {TARGETS[key]}×' if key in TARGETS else '—'} |")
     return "\n".join(rows) + "\n"
+
+
+def loop_row(r: dict) -> str:
+    """The loop case's table row: training's tokens/s and peak, then what the run decided."""
+    training = r.get("training") or {}
+    speed = f"{training['tokens_per_s']:,.0f}" if training.get("tokens_per_s") else "—"
+    peak = f"{training['peak_memory_gib']:.1f}" if training.get("peak_memory_gib") else "—"
+    chosen = (training.get("attention") or {}).get("chosen", "?")
+    stages = ", ".join(f"{stage} {seconds:g} s" for stage, seconds in r["seconds"].items())
+    loop = r["loop"]
+    setup = (f"base {r['baseline']['validation']} / {r['baseline']['test']} (scored in {r['baseline']['seconds']:g} s) "
+             f"→ loop 0 {loop['status']}: validation {loop['validation']}, test {loop['test']}, "
+             f"confirmed {loop['confirmed']}; {stages}; {chosen}, Liger {training.get('liger')}")  # fmt: skip
+    return f"| loop | rdft | {speed} | — | {peak} | — | {setup} |"
 
 
 def write_json(path: Path, report: dict) -> None:
@@ -784,6 +938,8 @@ def main() -> None:
     parser.add_argument("--download-wheels", type=Path, metavar="DIR", help="Fetch the wheels a bare GPU host needs.")
     parser.add_argument("--python-version", default="3.12", help="The GPU host's Python, for --download-wheels.")
     parser.add_argument("--table-from", type=Path, metavar="JSON", help="Append the table of a saved report.")
+    parser.add_argument("--data-python", type=Path, help="The loop case's data env interpreter (default: this one).")
+    parser.add_argument("--eval-python", type=Path, help="The loop case's eval env interpreter (default: this one).")
     args = parser.parse_args()
     if args.case:
         print(RESULT + json.dumps(run_arm(args.case, args.arm, args.cpu_smoke)), flush=True)
@@ -876,6 +1032,11 @@ def run_suite(args: argparse.Namespace, cases: list[str]) -> None:
                 why = f"the suite's --budget of {args.budget:g} s was spent; rerun with --cases {name}"
             if why:
                 report[name][arm] = {"skipped": why}
+            elif name == "loop":  # rdft run itself: it starts its own env processes
+                pythons = {key: str(path) for key, path in (("data", args.data_python), ("eval", args.eval_python))
+                           if path}  # fmt: skip
+                timeout = min(LOOP_TIMEOUT_S if not args.cpu_smoke else 3 * LOOP_TIMEOUT_S, left)
+                report[name][arm] = case_loop(env, args.cpu_smoke, timeout, logs, pythons)
             else:
                 timeout = min(args.case_timeout, left)
                 report[name][arm] = in_subprocess(name, arm, args.cpu_smoke, timeout, env, logs)

@@ -7,7 +7,8 @@ looks at ours — about 12 of the 20 seconds a small scoring run takes on 2 core
 its own tasks only, so the index holds only the include path.
 
     python evaluation/harness.py --model hf --model_args pretrained=… --tasks T1,T2 --include_path DIR
-        --output_path DIR [--apply_chat_template] [--batch_size 4] [--device cpu] [--seed 0] [--limit N] [--gen_kwargs k=v]
+        --output_path DIR [--apply_chat_template] [--batch_size 4] [--device cpu] [--seed 0] [--limit N]
+        [--gen_kwargs k=v]
 
 Runs in the eval env; imports nothing from rdft.
 """

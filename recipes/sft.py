@@ -228,6 +228,7 @@ def load_model(config: dict, accelerator):
         kwargs["device_map"] = {"": accelerator.local_process_index}
     model = AutoModelForCausalLM.from_pretrained(model_cfg["path"], **kwargs)
     model.config.use_cache = False
+    liger = False
     if config["train"]["liger"] != "off" and torch.cuda.is_available():
         try:
             from liger_kernel.transformers import _apply_liger_kernel_to_instance
@@ -236,6 +237,7 @@ def load_model(config: dict, accelerator):
                 raise SystemExit("sft: train.liger is on but liger-kernel is not installed in the train env") from None
         else:
             _apply_liger_kernel_to_instance(model=model)
+            liger = True
     if config["train"]["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config["train"]["compile"]:
@@ -262,7 +264,7 @@ def load_model(config: dict, accelerator):
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
-    return model
+    return model, liger
 
 
 def matmul_params(model) -> int:
@@ -371,7 +373,7 @@ def train(config: dict, config_path: Path) -> None:
     if config["model"]["attn_implementation"] == "auto":  # rdft resolves it; a config run by hand may not
         several = config["data"]["packing"] and data_stats["rows_with_several_samples"] > 0
         config["model"]["attn_implementation"] = "flex_attention" if several and torch.cuda.is_available() else "sdpa"
-    model = load_model(config, accelerator)
+    model, liger = load_model(config, accelerator)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -496,6 +498,7 @@ def train(config: dict, config_path: Path) -> None:
                 "runtime_s": round(runtime, 2),
                 "processes": world,
                 "attention": config["model"]["attn_implementation"],
+                "liger": liger,
                 "data": data_stats,
             }
         )

@@ -71,6 +71,9 @@ def bare_host(train_env, tmp_path_factory) -> Path:
     subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), "--require-hashes",
                     "--no-deps", "--index-strategy", "unsafe-best-match", "-r", str(requirements), *sources],
                    check=True)  # fmt: skip
+    # The lent H200 image has matplotlib (KINDS.md), which the loop case's report draws with.
+    plots = f"matplotlib=={importlib.metadata.version('matplotlib')}"
+    subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), plots], check=True)
     return python
 
 
@@ -88,7 +91,7 @@ def wheel_of_installed(name: str, folder: Path) -> Path:
     return path
 
 
-def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, tmp_path):
+def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, data_env, eval_env, tmp_path):
     check = "import torch, transformers, peft, accelerate, click; import pydantic"
     probe = subprocess.run([str(bare_host), "-c", check], capture_output=True, text=True)
     assert "No module named 'pydantic'" in probe.stderr, probe.stderr  # the stack is there, rdft's needs are not
@@ -116,8 +119,12 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, tmp_path):
     assert sorted(p.name for p in carried.glob("*.whl")) == sorted(p.name for p in index.glob("*.whl"))
     for name in KERNEL_WHEELS:
         assert re.search(rf"{name}==[\d.]+ could not be downloaded .*; the suite runs without it", fetched.stderr)
+    assert "lm-eval's wheels could not be downloaded (" in fetched.stderr
+    assert "; the loop case needs --eval-python" in fetched.stderr
 
-    ran = subprocess.run([*smoke, "--wheels", str(carried)], capture_output=True, text=True, timeout=400)
+    # The loop case's data and eval envs: rdft's own, adopted (this bare host has no lm-eval).
+    loop_envs = ["--data-python", str(data_env.python), "--eval-python", str(eval_env.python)]
+    ran = subprocess.run([*smoke, "--wheels", str(carried), *loop_envs], capture_output=True, text=True, timeout=1200)
     assert ran.returncode == 0, ran.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["matmul_ceiling_tflops"] > 0
@@ -130,8 +137,23 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, tmp_path):
                 for arm, r in arms.items() if isinstance(r, dict) and "log" in r}  # fmt: skip
     assert ran_arms == {("lora", "baseline"), ("lora", "rdft"), ("skewed", "baseline"), ("skewed", "rdft"),
                         ("score", "baseline"), ("score", "rdft"), ("full", "rdft"), ("skewed_sdpa", "rdft"),
-                        ("compile", "rdft")}  # fmt: skip
-    for case, arm in ran_arms:
+                        ("compile", "rdft"), ("loop", "rdft")}  # fmt: skip
+    # The agent loop through the adopted interpreters: the base model scored, one loop trained,
+    # scored and decided, each stage timed from the run's own records.
+    loop = report["loop"]["rdft"]
+    assert loop["loop"]["status"] == "done" and loop["loop"]["error"] is None, loop
+    assert 0 <= loop["baseline"]["validation"] <= 1 and loop["baseline"]["seconds"] > 0
+    assert loop["loop"]["validation"] is not None and loop["loop"]["test"] is not None
+    assert set(loop["seconds"]) == {"direct_exp_gen", "coding", "running", "feedback"}
+    assert loop["seconds"]["coding"] > 0 and loop["seconds"]["running"] > 0  # the offline proposal takes ~0 s
+    # On a CPU: sdpa, no Liger; the tiny model takes a full fine-tune (no adapter to merge).
+    assert loop["training"]["attention"]["chosen"] == "sdpa" and loop["training"]["liger"] is False
+    assert loop["training"]["steps"] > 0 and loop["training"]["final_loss"] < loop["training"]["first_loss"]
+    assert Path(loop["log"]) == tmp_path / "smoke-logs" / "loop-rdft.log"
+    row = r"^\| loop \| rdft \| [\d,]+ \| — \| [\d.—]+ \| — \| base 0.0 / 0.0 \(scored in [\d.]+ s\) → loop 0 done: "
+    row += r"validation [\d.]+, test [\d.]+, confirmed (True|False); direct_exp_gen [\d.]+ s, coding "
+    assert re.search(row, results.read_text(), re.M), results.read_text()
+    for case, arm in ran_arms - {("loop", "rdft")}:
         log = Path(report[case][arm]["log"])
         assert log == tmp_path / "smoke-logs" / f"{case}-{arm}.log" and "gpu_suite result: {" in log.read_text()
     assert report["qlora"]["rdft"] == {"skipped": "bitsandbytes and a CUDA GPU are needed"}
@@ -191,7 +213,7 @@ def test_gpu_suite_budget_timeouts_and_a_partial_report(bare_host, tmp_path):
                           "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert ran.returncode == 0, ran.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert {case for case in report if case in ("lora", "skewed", "score", "full", "skewed_sdpa", "qlora",
+    assert {case for case in report if case in ("loop", "lora", "skewed", "score", "full", "skewed_sdpa", "qlora",
                                                 "compile")} == {"score", "full"}  # fmt: skip
     spent = "the suite's --budget of 1 s was spent; rerun with --cases"
     assert report["score"]["baseline"]["skipped"] == f"{spent} score"
@@ -219,7 +241,7 @@ def test_gpu_suite_budget_timeouts_and_a_partial_report(bare_host, tmp_path):
     bad = subprocess.run([str(bare_host), str(SUITE), "--cpu-smoke", "--cases", "lora,bogus"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and bad.stderr.strip() == (
-        "gpu_suite: unknown case(s) bogus; choose from lora, skewed, score, full, skewed_sdpa, qlora, compile"
+        "gpu_suite: unknown case(s) bogus; choose from loop, qlora, compile, lora, skewed, score, full, skewed_sdpa"
     )
 
 
@@ -232,7 +254,7 @@ def test_gpu_suite_bad_arguments_are_one_line(tmp_path):
     cases = {
         ("--budget", "-5"): "--budget and --case-timeout are seconds above 0",
         ("--case-timeout", "0"): "--budget and --case-timeout are seconds above 0",
-        ("--cases", ","): "unknown case(s) (none given); choose from lora, skewed",
+        ("--cases", ","): "unknown case(s) (none given); choose from loop, qlora, compile, lora",
         ("--cases", "lora,bogus"): "unknown case(s) bogus; choose from",
         ("--wheels", str(tmp_path / "none")): "is not a folder; make it with --download-wheels DIR",
         ("--table-from", str(tmp_path / "none.json")): "cannot be read ([Errno 2] No such file",
