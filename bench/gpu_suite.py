@@ -213,7 +213,7 @@ def shape_folder(shape: str) -> Path:
 def ram_disk(shape: str) -> str | None:
     """/dev/shm when it has room for the shape's bf16 weights and a margin (containers often cap
     it at 64 MB), else None: the default temporary folder."""
-    from rdft.training.planner import shape_from_config
+    from rdft.training.models import shape_from_config
 
     weights = 2 * shape_from_config(shape_folder(shape) / "config.json").params
     try:
@@ -351,7 +351,8 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
     import sft
     import torch
 
-    from rdft.training.planner import plan, shape_from_config
+    from rdft.training.models import shape_from_config
+    from rdft.training.planner import plan
 
     shape = s["full"] if method == "full" else s["lora"]
     row_length = s["max_len"] if mix == "skewed" else s["seq"]

@@ -129,7 +129,8 @@ def run_baseline(samples: list[dict], steps: int, warmup: int) -> dict:
 
 def run_rdft(samples: list[dict], steps: int, warmup: int, memory_gib: float) -> dict:
     """The recipe's packing and step, with the planner's micro-batch and checkpointing."""
-    from rdft.training.planner import ModelShape, plan
+    from rdft.training.models import ModelShape
+    from rdft.training.planner import plan
 
     shape = ModelShape(
         vocab=QWEN25_7B["vocab_size"], hidden=QWEN25_7B["hidden_size"], intermediate=QWEN25_7B["intermediate_size"],

@@ -456,7 +456,7 @@ def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, inc
 @click.pass_context
 def report_command(ctx, log_dir: Path, output: Path | None) -> None:
     """One static HTML page for a run (finished or still going): table, score plot, diffs, losses."""
-    from rdft.report import write_report
+    from rdft.loop.report import write_report
 
     _settings(ctx)
 

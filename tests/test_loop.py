@@ -453,7 +453,7 @@ def test_report_opens_in_headless_chromium(demo_run, rdft, tmp_path):
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     rows = re.findall(r"<tr[ >]", dom.split('id="summary"')[1].split("</table>")[0])
     assert len(rows) == 3  # header + two loops
-    from rdft.report import score_figure  # the plot shows the hidden test score beside validation
+    from rdft.loop.report import score_figure  # the plot shows the hidden test score beside validation
 
     figure = score_figure(json.loads((log / "summary.json").read_text()))
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]

@@ -11,7 +11,8 @@ from hub_server import HubServer
 
 from rdft.errors import RdftError
 from rdft.resources import recipes_dir
-from rdft.training.planner import estimate_gib, plan, shape_from_config
+from rdft.training.models import shape_from_config
+from rdft.training.planner import estimate_gib, plan
 
 # Qwen2.5-7B's published config.json (the fields the planner reads).
 QWEN25_7B = {

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from rdft.evaluation.run import model_sampling, samples_for, task_yaml
+from rdft.evaluation.generation import model_sampling, samples_for
+from rdft.evaluation.run import task_yaml
 from rdft.loop.feedback import assess
 from rdft.loop.records import RunArgs
+from rdft.loop.report import summary
 from rdft.loop.scenario import ModelFacts, Scenario, scoring_plan
 from rdft.loop.trace import Node, Trace
-from rdft.report import summary
 
 K = 7  # samples per item on a 15-item split: 15 x 7 = 105 >= 100
 

@@ -24,8 +24,8 @@ import yaml
 
 from rdft.datasets.prepare import MANIFEST, PreparedDataset, datasets_dir
 from rdft.datasets.registry import USER_ENTRY, DatasetEntry, builtin, registry
-from rdft.datasets.tables import read_rows
 from rdft.errors import RdftError, did_you_mean
+from rdft.tables import read_rows
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{1,40}$")
 TYPES = {str: "string", bool: "bool", int: "int", float: "float", list: "list", dict: "object", type(None): "null"}

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from rdft.datasets.tables import read_rows
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import USER_SPEC, benchmarks, shipped, user_benchmarks_dir
 from rdft.evaluation.items import ITEMS, MANIFEST, PreparedItems
+from rdft.tables import read_rows
 
 METRICS = ("exact_match", "accuracy", "f1", "numeric_tolerance", "json_field_match")
 METRIC_TEXT = {

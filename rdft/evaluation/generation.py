@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 from rdft.errors import RdftError
-from rdft.training.planner import ModelShape, shape_from_config
+from rdft.training.models import ModelShape, shape_from_config
 
 TEMPLATE_ROOM = 1024  # tokens for the chat template and the prompt's fixed text
 MAX_HF_BATCH = 64  # the anchors' batch: 2.5k tokens/s at 64 against ~0.3k at lm-eval's default
@@ -134,3 +134,30 @@ def hf_batch_size(model: str, gpu_memory: float, max_gen_toks: int, prompt_token
     per_sequence = kv_bytes_per_token(shape) * sequence / 2**30
     # Generation's activations are one token per sequence: the KV cache is the memory that grows.
     return max(1, min(MAX_HF_BATCH, int(free / (1.25 * per_sequence)))) if free > 0 else 1
+
+
+# --- sampling: how many answers an item gets, and at what temperature --------------------------
+GENERATIONS = 100  # items × samples a small split is scored with, at least: no one lucky answer decides
+MAX_SAMPLES = 16
+SAMPLING = (0.6, 0.95)  # temperature, top-p: the usual reasoning-model settings, when the model names none
+
+
+def samples_for(items: int) -> int:
+    """Samples per item: 1 (greedy) for splits of GENERATIONS items or more, else enough that
+    items × samples reaches GENERATIONS (at most MAX_SAMPLES)."""
+    return 1 if items >= GENERATIONS else min(MAX_SAMPLES, -(-GENERATIONS // max(1, items)))
+
+
+def model_sampling(model: str | Path) -> tuple[float, float]:
+    """(temperature, top-p) from the model's generation_config.json, else SAMPLING."""
+    path = Path(model) / "generation_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return SAMPLING
+    temperature, top_p = config.get("temperature"), config.get("top_p")
+    valid = isinstance(temperature, (int, float)) and temperature > 0
+    return (
+        float(temperature) if valid else SAMPLING[0],
+        float(top_p) if isinstance(top_p, (int, float)) and 0 < top_p <= 1 else SAMPLING[1],
+    )

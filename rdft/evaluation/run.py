@@ -68,39 +68,13 @@ def check_model(model: str, adapter: Path | None) -> tuple[str, Path | None]:
     return model, adapter
 
 
-GENERATIONS = 100  # items × samples a small split is scored with, at least: no one lucky answer decides
-MAX_SAMPLES = 16
-SAMPLING = (0.6, 0.95)  # temperature, top-p: the usual reasoning-model settings, when the model names none
-
-
-def samples_for(items: int) -> int:
-    """Samples per item: 1 (greedy) for splits of GENERATIONS items or more, else enough that
-    items × samples reaches GENERATIONS (at most MAX_SAMPLES)."""
-    return 1 if items >= GENERATIONS else min(MAX_SAMPLES, -(-GENERATIONS // max(1, items)))
-
-
-def model_sampling(model: str | Path) -> tuple[float, float]:
-    """(temperature, top-p) from the model's generation_config.json, else SAMPLING."""
-    path = Path(model) / "generation_config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return SAMPLING
-    temperature, top_p = config.get("temperature"), config.get("top_p")
-    valid = isinstance(temperature, (int, float)) and temperature > 0
-    return (
-        float(temperature) if valid else SAMPLING[0],
-        float(top_p) if isinstance(top_p, (int, float)) and 0 < top_p <= 1 else SAMPLING[1],
-    )
-
-
 def task_yaml(
     entry: Benchmark,
     task: str,
     docs: Path,
     samples: int,
     max_gen_toks: int | None,
-    sampling: tuple[float, float] = SAMPLING,
+    sampling: tuple[float, float] = generation.SAMPLING,
 ) -> str:
     """The benchmark's task YAML, re-pointed at the split's local docs."""
     config = yaml.load(entry.task_template.read_text(), Loader=_Loader)  # keeps !function tags
@@ -290,7 +264,7 @@ def evaluate_splits(
             (output / name).unlink(missing_ok=True)
     first = next(iter(outputs.values()))
     shutil.rmtree(first / "lm_eval", ignore_errors=True)  # its samples of an earlier model would be read back
-    sampling = sampling or model_sampling(model)
+    sampling = sampling or generation.model_sampling(model)
     env = manager.ensure("eval")
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token else {}
     extra["HF_DATASETS_CACHE"] = str(first / ".hf_datasets")  # the json builder's cache stays here

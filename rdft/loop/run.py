@@ -43,11 +43,11 @@ from rdft.loop.feedback import Explanation, Feedback, assess, facts, feedback_me
 from rdft.loop.memory import render_tree
 from rdft.loop.proposal import Params, Proposal, proposal_messages, propose_offline, propose_with_llm
 from rdft.loop.records import RunArgs, step, steps, write_json
+from rdft.loop.report import summary, write_reports
 from rdft.loop.running import SCORING_TIMEOUT, baseline_scores, run_experiment
 from rdft.loop.scenario import Scenario, build_scenario, default_datasets
 from rdft.loop.trace import Node, Trace
 from rdft.loop.workspace import Interrupted, StepFailed
-from rdft.report import summary, write_reports
 from rdft.runner import kill_recorded_groups, track_process_groups
 from rdft.settings import Settings
 

@@ -15,12 +15,12 @@ from rdft.datasets.registry import get_dataset, registry
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
-from rdft.evaluation.run import model_sampling, samples_for
+from rdft.evaluation.generation import model_sampling, samples_for
 from rdft.hardware import probe_in_env
 from rdft.loop.provenance import fingerprint
 from rdft.settings import Settings
-from rdft.training.models import build_tiny_model
-from rdft.training.planner import estimate_gib, shape_from_config
+from rdft.training.models import build_tiny_model, shape_from_config
+from rdft.training.planner import estimate_gib
 
 # What each benchmark asks, for the LLM (overridable with --benchmark-description); how it is
 # scored comes from evaluation/benchmarks.yaml, the one table of metrics.

@@ -66,90 +66,15 @@ checkpointing), `recipe="rdft"`:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from rdft.errors import RdftError
+from rdft.training.models import ModelShape
 
 GIB = 2**30
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 CONTEXT_GIB = 0.75
 FLASH_ATTENTION = ("flex_attention", "flash_attention_2")  # attention from the samples' boundaries, no mask
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    vocab: int
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    tied: bool
-    qkv_bias: bool = False  # Qwen2 always; Llama when attention_bias
-    o_bias: bool = False
-    mlp_bias: bool = False
-
-    @property
-    def linear_params(self) -> int:
-        """Parameters of the decoder layers' linear maps (what LoRA targets as all-linear)."""
-        attention = self.hidden * self.head_dim * (2 * self.heads + 2 * self.kv_heads)
-        mlp = 3 * self.hidden * self.intermediate
-        return self.layers * (attention + mlp)
-
-    @property
-    def params(self) -> int:
-        norms = self.layers * 2 * self.hidden + self.hidden
-        embeddings = self.vocab * self.hidden * (1 if self.tied else 2)
-        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        biases = self.layers * (
-            (q_out + 2 * kv_out) * self.qkv_bias
-            + self.hidden * self.o_bias
-            + (2 * self.intermediate + self.hidden) * self.mlp_bias
-        )
-        return self.linear_params + norms + embeddings + biases
-
-    def lora_params(self, rank: int) -> int:
-        q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        per_layer = (
-            (self.hidden + q_out)  # q
-            + 2 * (self.hidden + kv_out)  # k, v
-            + (q_out + self.hidden)  # o
-            + 2 * (self.hidden + self.intermediate)  # gate, up
-            + (self.intermediate + self.hidden)  # down
-        )
-        return self.layers * rank * per_layer
-
-
-def shape_from_config(config_path: Path) -> ModelShape:
-    try:
-        raw = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise RdftError(f"cannot read the model's config {config_path}: {error}; check model.path") from None
-    raw = raw.get("text_config", raw)
-    try:
-        heads = raw["num_attention_heads"]
-        attention_bias = bool(raw.get("attention_bias", False))
-        return ModelShape(
-            vocab=raw["vocab_size"],
-            hidden=raw["hidden_size"],
-            intermediate=raw["intermediate_size"],
-            layers=raw["num_hidden_layers"],
-            heads=heads,
-            kv_heads=raw.get("num_key_value_heads") or heads,
-            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
-            tied=bool(raw.get("tie_word_embeddings", False)),
-            qkv_bias=raw.get("model_type") == "qwen2" or attention_bias,
-            o_bias=attention_bias,
-            mlp_bias=bool(raw.get("mlp_bias", False)),
-        )
-    except KeyError as missing:
-        raise RdftError(
-            f"{config_path} has no {missing}; the planner knows Llama/Qwen2/Mistral-style decoders — "
-            "set train.micro_batch_size and train.gradient_checkpointing by hand"
-        ) from None
 
 
 def estimate_gib(

@@ -21,8 +21,8 @@ from rdft.resources import recipes_dir
 from rdft.settings import Settings
 from rdft.training.config import TrainConfig, load_config
 from rdft.training.launch import Layout, choose_layout, write_launch_files
-from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model
-from rdft.training.planner import Plan, plan, shape_from_config
+from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model, shape_from_config
+from rdft.training.planner import Plan, plan
 from rdft.training.rows import RowEstimate, estimate_rows
 
 

@@ -348,6 +348,6 @@ def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
 
 
 def write_reports(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
-    """report.md (a plain summary) and report.html (tables, plots, diffs: rdft.report)."""
+    """report.md (a plain summary) and report.html (tables, plots, diffs: rdft.loop.report)."""
     write_markdown(log_dir, trace, args)
     return write_report(log_dir)
