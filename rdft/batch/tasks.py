@@ -1,0 +1,144 @@
+"""The tasks file of `rdft batch`: its schema, each task's `rdft run` command, and its progress
+read from the run's own log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rdft.errors import RdftError, did_you_mean
+from rdft.evaluation.benchmarks import get_benchmark
+from rdft.loop.run import parse_duration
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (lop_n) must not be dropped silently
+
+    model: str
+    benchmark: str
+    gpus: str = ""
+    timeout: str | None = None
+    benchmark_description: str | None = None
+    loop_n: int | None = Field(None, ge=1)
+    # Slurm only (`--executor slurm`): per-task overrides of the command-line options.
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # the job's time limit (default: timeout + the margin)
+    sbatch: list[str] = []  # extra `#SBATCH` options, e.g. ["--constraint=h100"]
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        return (
+            ",".join(str(v) for v in value)
+            if isinstance(value, list)
+            else str(value)
+            if isinstance(value, int)
+            else value
+        )
+
+    def gpu_list(self) -> list[int]:
+        parts = [p.strip() for p in self.gpus.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise RdftError(f'task {self.model}/{self.benchmark}: gpus {self.gpus!r} must be indices like "0,1"')
+        return [int(p) for p in parts]
+
+
+class TasksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[Task] = Field(min_length=1)
+
+
+def gpu_count() -> int:
+    """GPUs this host has, as nvidia-smi lists them (0 without it)."""
+    from rdft.hardware import host_hardware
+
+    return host_hardware()["gpu_count"]
+
+
+def load_tasks(path: Path, *, local: bool = True) -> list[Task]:
+    try:
+        raw = json.loads(path.read_text())
+    except OSError:
+        raise RdftError(f'cannot read {path}; give a tasks file like {{"tasks": [...]}}') from None
+    except json.JSONDecodeError as error:
+        raise RdftError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+    try:
+        tasks = TasksFile.model_validate(raw).tasks
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            key = str(first["loc"][-1])
+            known = list(Task.model_fields) if len(first["loc"]) > 1 else list(TasksFile.model_fields)
+            raise RdftError(
+                f"{path}: {where}: unknown key {key!r}; {did_you_mean(key, known)}a task has {', '.join(known)}"
+            ) from None
+        raise RdftError(f"{path}: {where}: {first['msg']}; see `rdft batch --help` for the format") from None
+    available = gpu_count() if local else 0
+    owner: dict[int, int] = {}
+    for number, task in enumerate(tasks, 1):
+        get_benchmark(task.benchmark)
+        if task.timeout:
+            parse_duration(task.timeout)
+        gpus = task.gpu_list()
+        if task.time:
+            parse_duration(task.time)
+        for gpu in gpus:
+            if gpus.count(gpu) > 1:
+                raise RdftError(f'task {number}: GPU {gpu} is listed twice in gpus "{task.gpus}"; list each GPU once')
+            if not local:  # under Slurm the indices only count the GPUs: each job gets its own
+                continue
+            if gpu in owner:
+                raise RdftError(f"tasks {owner[gpu]} and {number} both use GPU {gpu}; give each task its own GPUs")
+            owner[gpu] = number
+    for gpu, number in sorted(owner.items()):
+        if gpu >= available:
+            raise RdftError(f"task {number}: GPU {gpu} does not exist; this host has {available} GPU(s)")
+    return tasks
+
+
+def task_command(task: Task, no_sync: bool) -> list[str]:
+    command = [sys.executable, "-m", "rdft", "run", "--base-model", task.model, "--benchmark", task.benchmark]
+    if task.benchmark_description:
+        command += ["--benchmark-description", task.benchmark_description]
+    if task.loop_n:
+        command += ["--loop-n", str(task.loop_n)]
+    if task.timeout:
+        command += ["--timeout", task.timeout]
+    if no_sync:
+        command.append("--no-sync")
+    return command
+
+
+def beside(log_dir: Path, suffix: str) -> Path:
+    """A file next to a task's log folder (its output, its sbatch script). Not `with_suffix`: a
+    folder named after Qwen2.5-7B has a dot that is not a suffix."""
+    return log_dir.parent / f"{log_dir.name}{suffix}"
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)[:60]
+
+
+def progress_of(log_dir: Path) -> tuple[str, str, str]:
+    """(loop, stage, best score) as the run's files tell them."""
+    try:
+        summary = json.loads((log_dir / "summary.json").read_text())
+        run = json.loads((log_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return "-", "starting", "-"
+    loops = sorted(log_dir.glob("Loop_*"), key=lambda p: int(p.name.split("_")[1]))
+    stage = "baseline" if not loops else "-"
+    if loops:
+        current = loops[-1]
+        stage = next((s for s in ("feedback", "running", "coding", "direct_exp_gen") if (current / s).is_dir()), "-")
+    best = summary.get("best") or {}
+    score = best.get("validation", (summary.get("baseline") or {}).get("validation"))
+    loop = f"{len(loops)}/{run.get('loop_n', '?')}"
+    return loop, stage, "-" if score is None else f"{score:.4g}"
