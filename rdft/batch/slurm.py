@@ -19,7 +19,8 @@ from rdft import slurm
 from rdft.batch.tasks import Task, beside, load_tasks, progress_of, slug, task_command
 from rdft.errors import RdftError
 from rdft.files import write_atomic
-from rdft.loop.run import RUN_ENVS, STOPPED_EXIT_CODE, parse_duration
+from rdft.loop.budget import parse_duration
+from rdft.loop.run import RUN_ENVS, STOPPED_EXIT_CODE
 
 
 class SlurmOptions(BaseModel):

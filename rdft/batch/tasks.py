@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import get_benchmark
-from rdft.loop.run import parse_duration
+from rdft.loop.budget import parse_duration
 
 
 class Task(BaseModel):

@@ -46,7 +46,7 @@ def batch_command(ctx, tasks_file: Path, dry_run: bool, no_sync: bool, max_paral
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops the batch, even from a background job
 
     from rdft.batch import SlurmOptions, run_batch, run_slurm_batch
-    from rdft.loop.run import parse_duration
+    from rdft.loop.budget import parse_duration
 
     console = Console(soft_wrap=True)  # paths and commands stay whole in logs
     if executor == "slurm":

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from rdft.cli.base import cli, settings_of
-from rdft.errors import RdftError
 
 
 @cli.command("run")
@@ -31,15 +30,14 @@ from rdft.errors import RdftError
               "items x samples >= 100 on small splits, else 1; 1 = greedy).")  # fmt: skip
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
-def run_command(ctx, base_model, benchmark, benchmark_description, target, datasets, loop_n, step_n, timeout,
-                resume_dir, demo, eval_limit, max_gen_toks, samples, no_sync) -> None:  # fmt: skip
+def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
     """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
     import signal
 
     from rich.console import Console
 
-    from rdft.loop.records import RunArgs
-    from rdft.loop.run import DEMO, STOPPED_EXIT_CODE, parse_duration, resume, start
+    from rdft.loop.records import RunArgs, resume_changes
+    from rdft.loop.run import STOPPED_EXIT_CODE, resume, start
 
     def stop(signum, frame):  # `rdft batch` and service managers stop runs with SIGTERM
         raise KeyboardInterrupt
@@ -50,53 +48,11 @@ def run_command(ctx, base_model, benchmark, benchmark_description, target, datas
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = settings_of(ctx)
     console = Console(stderr=True, soft_wrap=True)
-    given = {name for name in ("base_model", "benchmark", "benchmark_description", "target", "datasets", "loop_n",
-                               "step_n", "timeout", "demo", "eval_limit", "max_gen_toks", "samples", "no_sync")
-             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}  # fmt: skip
+    asked = {name for name in options if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
     if resume_dir is not None:
-        fixed = sorted(given - {"loop_n", "step_n", "timeout", "no_sync"})
-        if fixed:
-            option = "--" + fixed[0].replace("_", "-")
-            raise RdftError(
-                f"{option} cannot change when resuming (it would make another run); resume with --timeout, --loop-n, "
-                f"--step-n or --no-sync only, or start a new run"
-            )
-        changes = {"timeout_s": parse_duration(timeout) if "timeout" in given else None, "loop_n": loop_n,
-                   "step_n": step_n, "no_sync": no_sync}  # fmt: skip
-        changes = {key: value for key, value in changes.items() if key.removesuffix("_s") in given}
-        run = resume(settings, resume_dir.expanduser().resolve(), console, changes)
+        run = resume(settings, resume_dir.expanduser().resolve(), console, resume_changes(options, asked))
     else:
-        options = {"loop_n": loop_n, "step_n": step_n, "eval_limit": eval_limit, "no_sync": no_sync,
-                   "max_gen_toks": max_gen_toks, "samples": samples,
-                   "timeout_s": parse_duration(timeout) if timeout else None}  # fmt: skip
-        if demo:
-            clash = sorted(given & {"base_model", "benchmark", "datasets", "target", "benchmark_description"})
-            if clash:
-                raise RdftError(f"--demo runs the tiny model on demo_letter: drop --{clash[0].replace('_', '-')}, or "
-                                "drop --demo to run your own")  # fmt: skip
-            options.update(DEMO, demo=True)
-            options["loop_n"] = loop_n if "loop_n" in given else DEMO["loop_n"]
-        else:
-            base_model = base_model or settings.ft_base_model
-            benchmark = benchmark or settings.ft_target_benchmark
-            target = target or settings.ft_user_target_scenario
-            if not base_model:
-                raise RdftError("no base model: give --base-model (a Hub id or a local folder) or set FT_BASE_MODEL")
-            if not benchmark and target:
-                raise RdftError(
-                    "a target needs a benchmark that scores it: give --benchmark (see `rdft benchmarks list`), "
-                    "set FT_TARGET_BENCHMARK, or add your own with `rdft benchmarks add NAME --docs FILE "
-                    "--prompt-field F --answer-field A --metric M`"
-                )
-            if not benchmark:
-                raise RdftError(
-                    "no benchmark: give --benchmark (see `rdft benchmarks list`) or set FT_TARGET_BENCHMARK"
-                )
-            options["target"] = target
-            chosen = list(datasets) or ([settings.ft_dataset] if settings.ft_dataset else [])
-            options.update(base_model=base_model, benchmark=benchmark, datasets=chosen)
-        options["description"] = benchmark_description or settings.ft_benchmark_description
-        run = start(settings, RunArgs(**options), console)
+        run = start(settings, RunArgs.for_new_run(settings, options, asked), console)
     if run.finished:
         click.echo(f"rdft: run finished\nlog: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")
         return

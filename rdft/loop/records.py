@@ -9,7 +9,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from rdft.errors import RdftError
 from rdft.files import write_atomic
+from rdft.loop.budget import parse_duration
+from rdft.settings import Settings
+
+DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
+# What a resumed run may change: its budget and its length. Anything else would make another run.
+RESUMABLE = ("loop_n", "step_n", "timeout", "no_sync")
 
 
 class RunArgs(BaseModel):
@@ -30,6 +37,59 @@ class RunArgs(BaseModel):
     target: str | None = None  # the user's words for the goal; the benchmark scores it
     spent_s: float = 0.0  # wall-clock seconds of work so far, all sessions together
     budget_from_s: float = 0.0  # spent_s when the current --timeout budget began (a resume may set a new one)
+
+    @classmethod
+    def for_new_run(cls, settings: Settings, options: dict, asked: set[str]) -> RunArgs:
+        """`rdft run`'s options for a new run: `options` holds every option's value (its default
+        when not given), `asked` the names given on the command line. The demo fixes the model,
+        benchmark and datasets; otherwise the settings fill what was not given."""
+        chosen = {"loop_n": options["loop_n"], "step_n": options.get("step_n"),
+                  "eval_limit": options.get("eval_limit"), "no_sync": options.get("no_sync", False),
+                  "max_gen_toks": options.get("max_gen_toks"), "samples": options.get("samples"),
+                  "timeout_s": parse_duration(options["timeout"]) if options.get("timeout") else None}  # fmt: skip
+        if options.get("demo"):
+            clash = sorted(asked & {"base_model", "benchmark", "datasets", "target", "benchmark_description"})
+            if clash:
+                raise RdftError(f"--demo runs the tiny model on demo_letter: drop --{clash[0].replace('_', '-')}, or "
+                                "drop --demo to run your own")  # fmt: skip
+            chosen.update(DEMO, demo=True)
+            chosen["loop_n"] = options["loop_n"] if "loop_n" in asked else DEMO["loop_n"]
+        else:
+            base_model = options.get("base_model") or settings.ft_base_model
+            benchmark = options.get("benchmark") or settings.ft_target_benchmark
+            target = options.get("target") or settings.ft_user_target_scenario
+            if not base_model:
+                raise RdftError("no base model: give --base-model (a Hub id or a local folder) or set FT_BASE_MODEL")
+            if not benchmark and target:
+                raise RdftError(
+                    "a target needs a benchmark that scores it: give --benchmark (see `rdft benchmarks list`), "
+                    "set FT_TARGET_BENCHMARK, or add your own with `rdft benchmarks add NAME --docs FILE "
+                    "--prompt-field F --answer-field A --metric M`"
+                )
+            if not benchmark:
+                raise RdftError(
+                    "no benchmark: give --benchmark (see `rdft benchmarks list`) or set FT_TARGET_BENCHMARK"
+                )
+            datasets = list(options.get("datasets") or ()) or ([settings.ft_dataset] if settings.ft_dataset else [])
+            chosen.update(base_model=base_model, benchmark=benchmark, datasets=datasets, target=target)
+        chosen["description"] = options.get("benchmark_description") or settings.ft_benchmark_description
+        return cls(**chosen)
+
+
+def resume_changes(options: dict, asked: set[str]) -> dict:
+    """What `rdft run --resume` changes in run.json: only the options in RESUMABLE that were
+    given; any other option is refused in one line (it would make another run)."""
+    fixed = sorted(asked - set(RESUMABLE))
+    if fixed:
+        option = "--" + fixed[0].replace("_", "-")
+        raise RdftError(
+            f"{option} cannot change when resuming (it would make another run); resume with --timeout, --loop-n, "
+            f"--step-n or --no-sync only, or start a new run"
+        )
+    changes = {"timeout_s": parse_duration(options["timeout"]) if "timeout" in asked else None,
+               "loop_n": options.get("loop_n"), "step_n": options.get("step_n"),
+               "no_sync": options.get("no_sync")}  # fmt: skip
+    return {key: value for key, value in changes.items() if key.removesuffix("_s") in asked}
 
 
 def write_json(path: Path, value: dict) -> None:

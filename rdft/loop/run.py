@@ -54,7 +54,6 @@ from rdft.settings import Settings
 STAGES = ("direct_exp_gen", "coding", "running", "feedback")
 STOPPED_EXIT_CODE = 3  # `rdft run` stopped by its --timeout budget or --step-n: resumable
 RUN_ENVS = ("train", "data", "eval")  # the envs every run builds (scenario_with_envs)
-DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
 
 
 class DatasetChoice(BaseModel):
@@ -72,22 +71,6 @@ class DatasetChoice(BaseModel):
 
 def llm_configured(settings: Settings) -> bool:
     return bool(settings.openai_api_key or settings.openai_api_base or "chat_model" in settings.model_fields_set)
-
-
-def parse_duration(text: str) -> float:
-    """'12h', '90m', '3600s', '1d' or plain seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value = text.strip().lower()
-    try:
-        if value and value[-1] in units:
-            seconds = float(value[:-1]) * units[value[-1]]
-        else:
-            seconds = float(value)
-    except ValueError:
-        raise RdftError(f"--timeout {text!r} is not a duration; use e.g. 12h, 90m or 3600") from None
-    if seconds <= 0:
-        raise RdftError(f"--timeout {text!r} must be positive")
-    return seconds
 
 
 def redacted_settings(settings: Settings) -> dict:

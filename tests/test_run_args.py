@@ -1,0 +1,74 @@
+"""`rdft run`'s rules, in-process: what a new run is asked, what a resume may change, durations.
+The CLI only parses; these functions decide (the CLI tests drive the same rules end to end)."""
+
+import pytest
+
+from rdft.errors import RdftError
+from rdft.loop.budget import parse_duration
+from rdft.loop.records import DEMO, RunArgs, resume_changes
+from rdft.settings import Settings
+
+DEFAULTS = {"base_model": None, "benchmark": None, "benchmark_description": None, "target": None, "datasets": (),
+            "loop_n": 5, "step_n": None, "timeout": None, "demo": False, "eval_limit": None, "max_gen_toks": None,
+            "samples": None, "no_sync": False}  # fmt: skip
+
+
+def settings(tmp_path, **values) -> Settings:
+    return Settings(_env_file=None, ft_file_path=tmp_path, **values)
+
+
+def new_run(tmp_path, asked: dict, **values) -> RunArgs:
+    return RunArgs.for_new_run(settings(tmp_path, **values), {**DEFAULTS, **asked}, set(asked))
+
+
+def test_durations():
+    assert [parse_duration(text) for text in ("12h", "90m", "3600", "45s", "1d", " 2H ")] == [
+        43200, 5400, 3600, 45, 86400, 7200
+    ]  # fmt: skip
+    for bad, says in (("soon", "is not a duration"), ("0", "must be positive"), ("-5m", "must be positive")):
+        with pytest.raises(RdftError, match=says):
+            parse_duration(bad)
+
+
+def test_a_new_run_takes_the_options_then_the_settings(tmp_path):
+    given = new_run(tmp_path, {"base_model": "Qwen/Qwen2.5-7B", "benchmark": "aime25", "timeout": "2h"})
+    assert (given.base_model, given.benchmark, given.timeout_s, given.loop_n, given.datasets) == (
+        "Qwen/Qwen2.5-7B", "aime25", 7200, 5, []
+    )  # fmt: skip
+    # What the options leave out comes from the settings (FT_BASE_MODEL, FT_TARGET_BENCHMARK, ...).
+    fallback = new_run(tmp_path, {}, ft_base_model="m", ft_target_benchmark="aime24", ft_dataset="deepscaler",
+                       ft_benchmark_description="AIME", ft_user_target_scenario="math")  # fmt: skip
+    assert (fallback.base_model, fallback.benchmark, fallback.datasets, fallback.description, fallback.target) == (
+        "m", "aime24", ["deepscaler"], "AIME", "math"
+    )  # fmt: skip
+    # An option wins over its setting.
+    assert new_run(tmp_path, {"benchmark": "aime25"}, ft_base_model="m", ft_target_benchmark="aime24").benchmark == (
+        "aime25"
+    )
+    with pytest.raises(RdftError, match="no base model: give --base-model"):
+        new_run(tmp_path, {"benchmark": "aime25"})
+    with pytest.raises(RdftError, match="no benchmark: give --benchmark"):
+        new_run(tmp_path, {"base_model": "m"})
+    with pytest.raises(RdftError, match="a target needs a benchmark that scores it"):
+        new_run(tmp_path, {"base_model": "m", "target": "better at math"})
+
+
+def test_the_demo_fixes_its_model_and_benchmark(tmp_path):
+    demo = new_run(tmp_path, {"demo": True}, ft_base_model="ignored")
+    assert (demo.base_model, demo.benchmark, demo.datasets, demo.loop_n, demo.demo) == (
+        DEMO["base_model"], DEMO["benchmark"], DEMO["datasets"], DEMO["loop_n"], True
+    )  # fmt: skip
+    assert new_run(tmp_path, {"demo": True, "loop_n": 3}).loop_n == 3  # a given --loop-n is kept
+    for clash in ("base_model", "benchmark", "datasets", "target", "benchmark_description"):
+        with pytest.raises(RdftError, match=f"drop --{clash.replace('_', '-')}, or drop --demo"):
+            new_run(tmp_path, {"demo": True, clash: "x"})
+
+
+def test_a_resume_changes_only_its_budget_and_length():
+    options = {**DEFAULTS, "timeout": "30m", "loop_n": 8}
+    assert resume_changes(options, {"timeout", "loop_n"}) == {"timeout_s": 1800, "loop_n": 8}
+    assert resume_changes(options, set()) == {}  # nothing given: run.json stays as it is
+    assert resume_changes({**DEFAULTS, "no_sync": True}, {"no_sync"}) == {"no_sync": True}
+    for fixed in ("benchmark", "base_model", "samples", "eval_limit"):
+        with pytest.raises(RdftError, match=f"--{fixed.replace('_', '-')} cannot change when resuming"):
+            resume_changes({**DEFAULTS, fixed: 1}, {fixed, "loop_n"})
