@@ -192,3 +192,12 @@ def sync_down(log_dir: Path, url: str, settings: Settings, *, force: bool = Fals
         stats.sent += 1
         stats.bytes += size or 0
     return stats
+
+
+def sync_after_loop(settings: Settings, log_dir: Path, console) -> None:
+    """A run's log to RDFT_REMOTE after a loop; a failed sync only warns (the run goes on)."""
+    try:
+        stats = sync_up(log_dir, settings.rdft_remote, settings)
+        console.print(f"rdft: synced the log to {settings.rdft_remote} ({stats.sent} file(s) sent)")
+    except (RdftError, OSError) as error:
+        console.print(f"rdft: log sync to {settings.rdft_remote} failed ({error}); the run goes on")

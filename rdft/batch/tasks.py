@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.loop.budget import parse_duration
+from rdft.loop.layout import STAGES, RunLayout
 
 
 class Task(BaseModel):
@@ -133,11 +134,11 @@ def progress_of(log_dir: Path) -> tuple[str, str, str]:
         run = json.loads((log_dir / "run.json").read_text())
     except (OSError, ValueError):
         return "-", "starting", "-"
-    loops = sorted(log_dir.glob("Loop_*"), key=lambda p: int(p.name.split("_")[1]))
+    layout = RunLayout(log_dir)
+    loops = layout.loops()
     stage = "baseline" if not loops else "-"
     if loops:
-        current = loops[-1]
-        stage = next((s for s in ("feedback", "running", "coding", "direct_exp_gen") if (current / s).is_dir()), "-")
+        stage = next((s for s in reversed(STAGES) if layout.stage(loops[-1], s).is_dir()), "-")
     best = summary.get("best") or {}
     score = best.get("validation", (summary.get("baseline") or {}).get("validation"))
     loop = f"{len(loops)}/{run.get('loop_n', '?')}"

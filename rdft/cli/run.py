@@ -73,10 +73,11 @@ def prompt_command(ctx: click.Context, log_dir: Path, stage: str, loop: int | No
     """The exact messages a stage's LLM call sent in a run (or would send next), offline runs too."""
     from rich.console import Console
 
+    from rdft.loop.prompts import messages as stage_messages
     from rdft.loop.run import open_run
 
     run = open_run(settings_of(ctx), log_dir.expanduser().resolve(), Console(stderr=True))
-    messages, state = run.messages(stage, loop)
+    messages, state = stage_messages(run, stage, loop)
     if as_json:
         click.echo(json.dumps({"state": state, "messages": messages}, indent=1, ensure_ascii=False))
         return

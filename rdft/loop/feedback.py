@@ -19,9 +19,14 @@ from pydantic import BaseModel, Field
 
 from rdft.errors import RdftError
 from rdft.evaluation.score import compare_runs
+from rdft.files import write_atomic
+from rdft.knowledge import remember_recipe
 from rdft.llm import ChatLLM
+from rdft.loop.coding import CODE_FILES
+from rdft.loop.layout import RunLayout
 from rdft.loop.proposal import Proposal
 from rdft.loop.scenario import Scenario
+from rdft.loop.trace import Node, Trace
 from rdft.settings import Settings
 
 QUESTION_KEYS = ("problem", "Problem", "question", "query", "claim")
@@ -200,3 +205,35 @@ try next. Describe error patterns; never name or target specific evaluation ques
 suggest building data aimed at them.
 
 {scenario}"""
+
+
+def reference(layout: RunLayout, trace: Trace) -> tuple[Path, str, str]:
+    """(the confirmed best's validation items, its label, the best by mean's label): what a
+    loop is compared with for confirmation, and what it is measured against for the search."""
+    confirmed = trace.confirmed_best()
+    if confirmed is None:
+        record, label = layout.score(None, "validation"), "the base model (the confirmed best)"
+    else:
+        record, label = layout.score(confirmed.loop, "validation"), f"loop {confirmed.loop} (the confirmed best)"
+    if record is None or record.items is None:
+        raise RdftError(f"{label} has no readable validation record in {layout.root}; the log is damaged")
+    best = trace.best()
+    by_mean = f"loop {best.loop} ({best.validation})" if best else f"the base model ({trace.baseline_validation})"
+    return Path(record.items), label, by_mean
+
+
+def remember(settings: Settings, layout: RunLayout, scenario: Scenario, node: Node, base: float | None) -> None:
+    """An experiment that beat the base model teaches the knowledge store its recipe (once: a
+    resumed loop does not add it again; degenerate answers teach nothing worth repeating)."""
+    marker = layout.stage(node.loop, "feedback") / "remembered"
+    if node.status != "done" or node.validation is None or base is None or node.validation <= base:
+        return
+    if marker.exists() or node.flags:
+        return
+    workspace = layout.workspace(node.loop)
+    files = {name: (workspace / name).read_text() for name in CODE_FILES if (workspace / name).is_file()}
+    source = f"{layout.root}#{layout.loop(node.loop).name}"
+    remember_recipe(settings, family=scenario.benchmark_family, benchmark=scenario.benchmark,
+                    base_model=scenario.base_model.name, gain=node.validation - base, validation=node.validation,
+                    files=files, hypothesis=node.hypothesis, source=source)  # fmt: skip
+    write_atomic(marker, "")

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
+from rdft.loop.layout import RunLayout, read_json
 from rdft.loop.trace import Node, Trace
 
 ERROR_TAIL = 1500  # characters: a traceback's last lines say what went wrong
@@ -95,13 +96,6 @@ def _from(parent: int | None) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, object]:
@@ -202,16 +196,14 @@ def wrong_pattern(feedback: dict) -> str:
 
 
 def record_of(log_dir: Path, node: Node) -> LoopRecord:
-    loop = log_dir / f"Loop_{node.loop}"
-    parent_ws = log_dir / f"Loop_{node.parent}" / "workspace" if node.parent is not None else None
-    data = _read(loop / "running" / "data.json") or {}
-    train = _read(loop / "running" / "train.json") or {}
-    feedback = _read(loop / "feedback" / "feedback.json") or {}
-    validation = _read(loop / "running" / "validation.json")
-    parent_validation = (
-        _read(log_dir / f"Loop_{node.parent}" / "running" / "validation.json")
-        if node.parent is not None
-        else _read(log_dir / "baseline" / "validation.json")
+    layout = RunLayout(log_dir)
+    parent_ws, workspace = layout.workspace(node.parent), layout.workspace(node.loop)
+    data = read_json(layout.running(node.loop, "data")) or {}
+    train = read_json(layout.running(node.loop, "train")) or {}
+    feedback = read_json(layout.feedback(node.loop)) or {}
+    validation = read_json(layout.running(node.loop, "validation"))
+    parent_validation = read_json(
+        layout.running(node.parent, "validation") if node.parent is not None else layout.baseline / "validation.json"
     )
     counts = {}
     if data:
@@ -229,12 +221,11 @@ def record_of(log_dir: Path, node: Node) -> LoopRecord:
             counts["rejected by the script's checks"] = sum(script.values())
     training = {}
     if train:
-        curve = loss_curve(loop / "workspace" / "output" / "metrics.jsonl")
+        curve = loss_curve(workspace / "output" / "metrics.jsonl")
         training = {"loss": curve or f"{train.get('first_loss')} -> {train.get('final_loss')}",
                     "steps": train.get("steps"), "tokens/s": train.get("tokens_per_s")}  # fmt: skip
-    failure = None
-    for stage in ("direct_exp_gen", "coding", "running"):
-        failure = failure or _read(loop / stage / "failure.json")
+    found = layout.failure(node.loop)
+    failure = found.model_dump() if found else None
     if failure is None and node.status == "failed" and node.error:
         failure = {"type": node.error_type, "error": node.error}
     return LoopRecord(
@@ -243,7 +234,7 @@ def record_of(log_dir: Path, node: Node) -> LoopRecord:
         kind=node.kind,
         status=node.status,
         hypothesis=node.hypothesis,
-        changes=file_changes(parent_ws, loop / "workspace") if parent_ws and (loop / "workspace").is_dir() else [],
+        changes=file_changes(parent_ws, workspace) if parent_ws and workspace.is_dir() else [],
         data={k: v for k, v in counts.items() if v is not None},
         training={k: v for k, v in training.items() if v is not None},
         seconds=node.seconds,

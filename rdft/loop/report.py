@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rdft.errors import RdftError
 from rdft.files import write_atomic
+from rdft.loop.layout import RunLayout, read_json
 from rdft.loop.records import RunArgs
 from rdft.loop.trace import Trace
 
@@ -25,13 +26,6 @@ table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:4p
 vertical-align:top}th{background:#f3f3f3}.best{background:#e8f6e8}.failed{background:#fbeaea}
 pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}.add{color:#17692d}.del{color:#a11}
 section{border-top:2px solid #ddd;margin-top:2em}img{max-width:100%}"""
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _png(figure) -> str:
@@ -147,11 +141,11 @@ def _fmt(value) -> str:
 
 
 def build(log_dir: Path) -> str:
-    run = _read(log_dir / "run.json")
+    run = read_json(log_dir / "run.json")
     if run is None:
         raise RdftError(f"{log_dir} is not an rdft run folder (no readable run.json)")
-    summary = _read(log_dir / "summary.json") or {"loops": [], "baseline": {}}
-    scenario = _read(log_dir / "scenario.json") or {}
+    summary = read_json(log_dir / "summary.json") or {"loops": [], "baseline": {}}
+    scenario = read_json(log_dir / "scenario.json") or {}
     summary["metric"] = scenario.get("primary_metric")
     e = html.escape
     title = f"rdft: {run['base_model']} on {run['benchmark']}"
@@ -204,11 +198,12 @@ def build(log_dir: Path) -> str:
     plot = score_plot(summary)
     if plot:
         out.append(f"<h2>Score per loop</h2><img id='score-plot' alt='score per loop' src='{plot}'>")
+    layout = RunLayout(log_dir)
     for row in summary.get("loops", []):
-        loop_dir = log_dir / f"Loop_{row['loop']}"
-        proposal = _read(loop_dir / "direct_exp_gen" / "proposal.json") or {}
+        loop_dir = layout.loop(row["loop"])
+        proposal = read_json(layout.proposal(row["loop"])) or {}
         parent = row.get("parent")
-        parent_ws = log_dir / f"Loop_{parent}" / "workspace" if parent is not None else None
+        parent_ws = layout.workspace(parent)
         out.append(
             f"<section><h2>Loop {row['loop']} — {e(row['decision'])}</h2>"
             f"<p><b>Hypothesis:</b> {e(row['hypothesis'])}</p>"
@@ -220,24 +215,23 @@ def build(log_dir: Path) -> str:
         if loss:
             out.append(f"<h3>Training loss</h3><img alt='training loss' src='{loss}'>")
         errors = []
-        for stage in ("direct_exp_gen", "coding", "running"):
-            failure = _read(loop_dir / stage / "failure.json")
-            if failure:
-                errors.append(f"{stage} ({failure['type']}): {failure['error']}")
+        failure = layout.failure(row["loop"])
+        if failure:
+            errors.append(f"{failure.stage} ({failure.type}): {failure.error}")
         for evaluation in sorted((loop_dir / "coding").glob("round_*/evaluation.json")):
-            record = _read(evaluation) or {}
+            record = read_json(evaluation) or {}
             if record.get("error"):
                 errors.append(f"coding {evaluation.parent.name}: {record['error']}")
         if errors:
             out.append("<h3>Errors</h3>" + "".join(f"<pre>{e(text[-3000:])}</pre>" for text in errors))
-        data = _read(loop_dir / "running" / "data.json")
+        data = read_json(layout.running(row["loop"], "data"))
         if data and data.get("dropped_leakage"):
             reasons = ", ".join(f"{k} {v}" for k, v in (data.get("leakage") or {}).items() if v)
             out.append(
                 f"<p class='leakage'><b>Leakage guard:</b> dropped {data['dropped_leakage']} of {data['written']} "
                 f"rows ({e(reasons)}) holding {data.get('evaluation_items_hit', '?')} evaluation item(s)</p>"
             )
-        feedback = _read(loop_dir / "feedback" / "feedback.json")
+        feedback = read_json(layout.feedback(row["loop"]))
         if feedback:
             out.append(f"<h3>Feedback</h3><p>{e(feedback.get('explanation', ''))}</p>")
         out.append("</section>")

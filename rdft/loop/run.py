@@ -27,46 +27,34 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import BaseModel, field_validator
 from rich.console import Console
 
 from rdft.datasets.guard import evaluation_docs
-from rdft.datasets.registry import get_dataset, registry
+from rdft.datasets.registry import get_dataset
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.files import write_atomic
-from rdft.knowledge import remember_recipe
-from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable, structured_messages
-from rdft.loop.coding import CODE_FILES, CodeFiles, CodingResult, code, coder_messages
-from rdft.loop.feedback import Explanation, Feedback, assess, facts, feedback_messages, judge
-from rdft.loop.memory import render_tree
-from rdft.loop.proposal import Params, Proposal, proposal_messages, propose_offline, propose_with_llm
+from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
+from rdft.loop.budget import Budget
+from rdft.loop.coding import CodingResult, code
+from rdft.loop.feedback import Feedback, judge, reference, remember
+from rdft.loop.layout import RunLayout
+from rdft.loop.prompts import proposal_messages
+from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
 from rdft.loop.records import RunArgs, step, steps, write_json
 from rdft.loop.report import summary, write_reports
 from rdft.loop.running import SCORING_TIMEOUT, baseline_scores, run_experiment
-from rdft.loop.scenario import Scenario, build_scenario, default_datasets
+from rdft.loop.scenario import Scenario, run_scenario
 from rdft.loop.trace import Node, Trace
 from rdft.loop.workspace import Interrupted, StepFailed
 from rdft.runner import kill_recorded_groups, track_process_groups
 from rdft.settings import Settings
+from rdft.sync import sync_after_loop
 
 STAGES = ("direct_exp_gen", "coding", "running", "feedback")
 STOPPED_EXIT_CODE = 3  # `rdft run` stopped by its --timeout budget or --step-n: resumable
 RUN_ENVS = ("train", "data", "eval")  # the envs every run builds (scenario_with_envs)
-
-
-class DatasetChoice(BaseModel):
-    selected: list[str]
-    reasoning: str
-
-    @field_validator("selected")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(registry()))
-        if unknown or not value:
-            raise ValueError(f"choose one or more of {sorted(registry())}; unknown: {unknown}")
-        return value
 
 
 def llm_configured(settings: Settings) -> bool:
@@ -88,43 +76,14 @@ class Run:
         self.finished = False
         self.llm = ChatLLM(settings, chat_log=self._log_chat) if llm_configured(settings) else None
         self.steps = 0
-        self.started = time.monotonic()
-        self.spent_before = self.args.spent_s + self._unrecorded_seconds()
-
-    def _unrecorded_seconds(self) -> float:
-        """Work after the last time run.json recorded the spent time: a run killed with -9 never
-        wrote it, but the files its last step wrote carry the time it stopped."""
-        recorded = (self.log_dir / "run.json").stat().st_mtime
-        latest = recorded
-        for path in self.log_dir.rglob("*"):
-            if path.is_file() and ".processes" not in path.parts:
-                latest = max(latest, path.stat().st_mtime)
-        return max(0.0, latest - recorded)
-
-    # --- budget --------------------------------------------------------------------------------
-    def spent(self) -> float:
-        return self.spent_before + (time.monotonic() - self.started)
-
-    def remaining(self) -> float | None:
-        """Seconds left of the --timeout budget (counted from when it was given), or None."""
-        if self.args.timeout_s is None:
-            return None
-        return self.args.timeout_s - (self.spent() - self.args.budget_from_s)
-
-    def deadline(self, seconds: float) -> float:
-        """A step's own timeout, capped by what is left of the run's budget."""
-        left = self.remaining()
-        return seconds if left is None else max(1.0, min(seconds, left))
-
-    def out_of_budget(self) -> bool:
-        left = self.remaining()
-        return left is not None and left <= 1.0
+        self.budget = Budget(self.args, log_dir)
+        self.layout = RunLayout(log_dir)
 
     def may_continue(self) -> bool:
         if self.args.step_n is not None and self.steps >= self.args.step_n:
             self.stopped = f"ran {self.steps} step(s) (--step-n)"
             return False
-        if self.out_of_budget():
+        if self.budget.out_of_budget():
             self.stopped = f"the --timeout budget ({self.args.timeout_s:g} s) is spent"
             return False
         return True
@@ -137,34 +96,8 @@ class Run:
 
     # --- the run -------------------------------------------------------------------------------
     def scenario(self) -> Scenario:
-        path = self.log_dir / "scenario.json"
-        if path.exists():
-            return Scenario.model_validate_json(path.read_text())
-        datasets = self.args.datasets or self.choose_datasets()
-        workspace = self.log_dir / "probe"
-        workspace.mkdir(exist_ok=True)
-        scenario = build_scenario(
-            self.settings,
-            base_model=self.args.base_model,
-            benchmark=self.args.benchmark,
-            description=self.args.description,
-            datasets=datasets,
-            workspace=workspace,
-            console=self.console,
-            budgets={
-                "total": self.args.timeout_s,
-                "full_training": self.settings.ft_full_timeout,
-                "data_processing": self.settings.ft_data_processing_timeout,
-            },
-            demo=self.args.demo,
-            target=self.args.target,
-            eval_limit=self.args.eval_limit,
-            max_gen_toks=self.args.max_gen_toks,
-            samples=self.args.samples,
-        )
-        write_atomic(self.log_dir / "scenario.md", scenario.text() + "\n")
-        write_json(path, scenario.model_dump())
-        return scenario
+        self.chat_file = self.log_dir / "dataset_selection.jsonl"  # the LLM's choice of datasets, if asked
+        return run_scenario(self.settings, self.args, self.layout, self.console, self.llm)
 
     def scenario_with_envs(self) -> Scenario:
         """The scenario, with the three envs a first run builds: the train env first (the tiny
@@ -182,29 +115,11 @@ class Run:
                 others.result()  # a build failure surfaces here, after the scenario's own error if any
         return scenario
 
-    def choose_datasets(self) -> list[str]:
-        if self.llm is None:
-            return default_datasets(self.args.benchmark)
-        self.chat_file = self.log_dir / "dataset_selection.jsonl"
-        table = "\n".join(
-            f"- {e.name} (serves {', '.join(e.benchmarks)}): {e.description}" for e in registry().values()
-        )
-        ask = (
-            f"Target benchmark: {self.args.benchmark}. {self.args.description or ''}\nDatasets:\n{table}\n"
-            "Choose the datasets whose data can train for it; prefer including one too many over missing one."
-        )
-        try:
-            choice = self.llm.structured([{"role": "user", "content": ask}], DatasetChoice, purpose="dataset_selection")
-            return choice.selected
-        except (LLMUnavailable, InvalidReply) as error:
-            self.console.print(f"rdft: dataset selection by the LLM failed ({error}); using the benchmark's own")
-            return default_datasets(self.args.benchmark)
-
     def guard_docs(self) -> Path:
-        return self.log_dir / "baseline" / "evaluation_items.jsonl"
+        return self.layout.evaluation_items
 
     def baseline(self, scenario: Scenario) -> None:
-        directory = self.log_dir / "baseline"
+        directory = self.layout.baseline
         if not (directory / "items.json").exists():
             if not self.may_continue():
                 raise _Stop
@@ -222,7 +137,7 @@ class Run:
         try:
             records = self._baseline_records(directory, scenario)
         except RdftError:
-            if self.out_of_budget():
+            if self.budget.out_of_budget():
                 self.stopped = f"the --timeout budget ({self.args.timeout_s:g} s) ran out while scoring the base model"
                 raise _Stop from None
             raise
@@ -242,20 +157,19 @@ class Run:
                 scenario,
                 {split: directory / split for split in splits},
                 console=self.console,
-                timeout=self.deadline(SCORING_TIMEOUT),
+                timeout=self.budget.deadline(SCORING_TIMEOUT),
             ),
         )
 
     def loop(self, index: int, scenario: Scenario) -> None:
-        loop_dir = self.log_dir / f"Loop_{index}"
+        loop_dir = self.layout.loop(index)
         node = self.trace.node(index)
         if node is None:
             node = Node(loop=index, **self.next_parent(index))
             self.trace.nodes.append(node)
             self.save()
-        workspace = loop_dir / "workspace"
-        parent_workspace = self.log_dir / f"Loop_{node.parent}" / "workspace" if node.parent is not None else None
-        failure = self.failure(loop_dir)
+        workspace, parent_workspace = self.layout.workspace(index), self.layout.workspace(node.parent)
+        failure = self.failure(index)
 
         proposal = None
         proposal_path = loop_dir / "direct_exp_gen" / "proposal.json"
@@ -284,7 +198,7 @@ class Run:
                     workspace,
                     loop_dir / "running",
                     self.guard_docs(),
-                    deadline=self.deadline,
+                    deadline=self.budget.deadline,
                     console=self.console,
                 ),
             )
@@ -305,23 +219,10 @@ class Run:
             node.validation, node.validation_ci95 = outcome["validation"]["value"], outcome["validation"]["ci95"]
             node.test = outcome["test"]["value"]
         self.save()
-        self.remember(scenario, node, workspace)
-        self.sync()
-
-    def remember(self, scenario: Scenario, node: Node, workspace: Path) -> None:
-        """An experiment that beat the base model teaches the knowledge store its recipe (once:
-        a resumed loop does not add it again)."""
-        marker = self.log_dir / f"Loop_{node.loop}" / "feedback" / "remembered"
-        base = self.trace.baseline_validation
-        if node.status != "done" or node.validation is None or base is None or node.validation <= base:
-            return
-        if marker.exists() or node.flags:  # degenerate answers teach nothing worth repeating
-            return
-        files = {name: (workspace / name).read_text() for name in CODE_FILES if (workspace / name).is_file()}
-        remember_recipe(self.settings, family=scenario.benchmark_family, benchmark=scenario.benchmark,
-                        base_model=scenario.base_model.name, gain=node.validation - base, validation=node.validation,
-                        files=files, hypothesis=node.hypothesis, source=f"{self.log_dir}#Loop_{node.loop}")  # fmt: skip
-        write_atomic(marker, "")
+        remember(self.settings, self.layout, scenario, node, self.trace.baseline_validation)
+        if self.settings.rdft_remote and not self.args.no_sync:  # after each loop; a failed sync only warns
+            write_reports(self.log_dir, self.trace, self.args)
+            sync_after_loop(self.settings, self.log_dir, self.console)
 
     def next_parent(self, index: int) -> dict:
         """{parent, kind} of a new loop: the search's choice, or, for the offline planner, the
@@ -331,19 +232,6 @@ class Run:
             return {"parent": best.loop, "kind": "improve"} if best else {"parent": None, "kind": "draft"}
         parent, kind = self.trace.choose_parent(self.settings.rdft_search, index)
         return {"parent": parent, "kind": kind}
-
-    def sync(self) -> None:
-        """After each loop, the log goes to RDFT_REMOTE (unless --no-sync); a failed sync only warns."""
-        if not self.settings.rdft_remote or self.args.no_sync:
-            return
-        from rdft.sync import sync_up
-
-        write_reports(self.log_dir, self.trace, self.args)
-        try:
-            stats = sync_up(self.log_dir, self.settings.rdft_remote, self.settings)
-            self.console.print(f"rdft: synced the log to {self.settings.rdft_remote} ({stats.sent} file(s) sent)")
-        except (RdftError, OSError) as error:
-            self.console.print(f"rdft: log sync to {self.settings.rdft_remote} failed ({error}); the run goes on")
 
     def stage(self, loop_dir: Path, name: str, node: Node, work) -> tuple[str, str] | None:
         """Run one stage: its record on success, failure.json (and the failure) when it fails."""
@@ -355,7 +243,7 @@ class Run:
         stage_dir.mkdir(parents=True, exist_ok=True)
         self.chat_file = stage_dir / "chat.jsonl"
         best = self.trace.best()
-        elapsed = datetime.timedelta(seconds=int(self.spent_before + time.monotonic() - self.started))
+        elapsed = datetime.timedelta(seconds=int(self.budget.spent()))
         score = f"best {best.validation:.4g} (loop {best.loop})" if best else f"base {self.trace.baseline_validation}"
         self.console.rule(f"Loop {node.loop}/{self.args.loop_n} · {name} · {score} · {elapsed}")
         start = time.monotonic()
@@ -365,14 +253,14 @@ class Run:
         except Interrupted:
             return self._interrupted(name)
         except StepFailed as failure:
-            if self.out_of_budget():  # the budget cut it short: not this experiment's failure
+            if self.budget.out_of_budget():  # the budget cut it short: not this experiment's failure
                 return self._interrupted(name)
             return self._fail(stage_dir, node, name, start, failure.stage, str(failure))
         except (LLMUnavailable, InvalidReply) as error:
             return self._fail(stage_dir, node, name, start, "llm", str(error))
         node.seconds[name] = round(time.monotonic() - start, 1)
         if isinstance(record, CodingResult) and not record.ok:
-            if self.out_of_budget():
+            if self.budget.out_of_budget():
                 return self._interrupted(name)
             write_json(stage_dir / "result.json", record.model_dump())
             return self._fail(stage_dir, node, name, start, "coder", record.error or "the coder gave up")
@@ -395,34 +283,18 @@ class Run:
         self.save()
         return kind, message
 
-    @staticmethod
-    def failure(loop_dir: Path) -> tuple[str, str] | None:
-        for name in STAGES[:3]:
-            path = loop_dir / name / "failure.json"
-            if path.exists():
-                record = json.loads(path.read_text())
-                return record["type"], record["error"]
-        return None
+    def failure(self, index: int) -> tuple[str, str] | None:
+        found = self.layout.failure(index)
+        return (found.type, found.error) if found else None
 
     # --- stage bodies --------------------------------------------------------------------------
-    def proposal_messages(self, scenario: Scenario, node: Node) -> list[dict]:
-        """The proposal call's messages for `node`: the history of the loops before it."""
-        parent = self.trace.node(node.parent) if node.parent is not None else None
-        parent_workspace = self.log_dir / f"Loop_{node.parent}" / "workspace" if node.parent is not None else None
-        files = {}
-        if parent_workspace is not None:
-            files = {n: (parent_workspace / n).read_text() for n in ("process_data.py", "train.yaml")
-                     if (parent_workspace / n).is_file()}  # fmt: skip
-        history = render_tree(self.log_dir, self.trace, node)
-        return proposal_messages(scenario, history, node, parent, files)
-
     def propose(self, scenario: Scenario, node: Node, parent_workspace: Path | None) -> Proposal:
         if self.llm is not None:
-            proposal = propose_with_llm(self.llm, self.proposal_messages(scenario, node))
+            proposal = propose_with_llm(self.llm, proposal_messages(self, scenario, node))
         else:
             finished = [(n, p) for n in self.trace.nodes if (p := self.params_of(n.loop)) is not None]
             proposal = propose_offline(scenario, finished, self.tried())
-        directory = self.log_dir / f"Loop_{node.loop}" / "direct_exp_gen"
+        directory = self.layout.stage(node.loop, "direct_exp_gen")
         write_atomic(
             directory / "proposal.md",
             f"# Loop {node.loop} proposal ({node.kind}, parent: {node.parent if node.parent is not None else 'base'})"
@@ -435,7 +307,7 @@ class Run:
     def params_of(self, loop: int | None) -> Params | None:
         if loop is None:
             return None
-        path = self.log_dir / f"Loop_{loop}" / "direct_exp_gen" / "proposal.json"
+        path = self.layout.proposal(loop)
         return Proposal.model_validate_json(path.read_text()).params if path.exists() else None
 
     def tried(self) -> list[Params]:
@@ -455,113 +327,37 @@ class Run:
             guard_docs=self.guard_docs(),
             llm=self.llm,
             console=self.console,
-            measured=self.measured(),
-            deadline=self.deadline,
-            out_of_budget=self.out_of_budget,
-            budget_left=self.remaining,
+            measured=self.layout.measured(),
+            deadline=self.budget.deadline,
+            out_of_budget=self.budget.out_of_budget,
+            budget_left=self.budget.remaining,
             source=f"{self.log_dir}#{loop_dir.name}",
         )
         if result.ok:
             write_json(loop_dir / "coding" / "result.json", result.model_dump())
         return result
 
-    def reference(self) -> tuple[Path, str, str]:
-        """(the confirmed best's validation items, its label, the best by mean's label): what a
-        loop is compared with for confirmation, and what it is measured against for the search."""
-        confirmed = self.trace.confirmed_best()
-        if confirmed is None:
-            record, label = self.log_dir / "baseline" / "validation.json", "the base model (the confirmed best)"
-        else:
-            record = self.log_dir / f"Loop_{confirmed.loop}" / "running" / "validation.json"
-            label = f"loop {confirmed.loop} (the confirmed best)"
-        best = self.trace.best()
-        by_mean = (
-            f"loop {best.loop} ({best.validation})" if best else f"the base model ({self.trace.baseline_validation})"
-        )
-        return Path(json.loads(record.read_text())["items"]), label, by_mean
-
     def feedback(self, scenario, proposal, outcome, failure, node: Node) -> Feedback:
-        items, label, by_mean = self.reference()
+        items, label, by_mean = reference(self.layout, self.trace)
         result = judge(self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label,
                        best=by_mean)  # fmt: skip
-        directory = self.log_dir / f"Loop_{node.loop}" / "feedback"
+        directory = self.layout.stage(node.loop, "feedback")
         write_atomic(directory / "feedback.md", result.markdown(node.loop, proposal))
         write_json(directory / "feedback.json", result.model_dump())
         self.console.print(f"rdft: loop {node.loop}: {result.verdict}")
         return result
 
-    def measured(self) -> dict | None:
-        """What the newest debug run of this run measured (rows, seconds, API cost, tokens/s)."""
-        latest, found = -1.0, None
-        for path in self.log_dir.glob("Loop_*/coding/round_*/evaluation.json"):
-            record = json.loads(path.read_text())
-            if record.get("measured") and path.stat().st_mtime > latest:
-                latest, found = path.stat().st_mtime, record["measured"]
-        return found
-
-    # --- what each stage's LLM call sends (`rdft prompt`) ---------------------------------------
-    def messages(self, stage: str, loop: int | None) -> tuple[list[dict], str]:
-        """(the messages, "sent" or "would send") of `stage`'s LLM call in `loop` (default: the
-        next loop): the ones logged when the call was made, else rendered as the run would."""
-        index = len(self.trace.nodes) if loop is None else loop
-        directory = {"proposal": "direct_exp_gen", "coding": "coding", "feedback": "feedback"}[stage]
-        chat = self.log_dir / f"Loop_{index}" / directory / "chat.jsonl"
-        if chat.is_file():
-            sent = [json.loads(line) for line in chat.read_text().splitlines() if line.strip()]
-            sent = [record for record in sent if record.get("messages")]
-            if sent:
-                return sent[-1]["messages"], "sent"
-        scenario_path = self.log_dir / "scenario.json"
-        if not scenario_path.is_file():
-            raise RdftError(f"{self.log_dir} has no scenario yet (the run stopped before it); resume it first")
-        scenario = Scenario.model_validate_json(scenario_path.read_text())
-        node = self.trace.node(index)
-        if node is None:
-            if index > len(self.trace.nodes):
-                count = len(self.trace.nodes)
-                raise RdftError(f"the run has {count} loop(s); give --loop {count} (the next) or less")
-            node = Node(loop=index, **self.next_parent(index))
-        loop_dir = self.log_dir / f"Loop_{index}"
-        if stage == "proposal":
-            return structured_messages(self.proposal_messages(scenario, node), Proposal), "would send"
-        proposal_path = loop_dir / "direct_exp_gen" / "proposal.json"
-        if not proposal_path.is_file():
-            raise RdftError(f"loop {index} has no proposal yet; see its proposal with --stage proposal")
-        proposal = Proposal.model_validate_json(proposal_path.read_text())
-        if stage == "coding":
-            parent_workspace = self.log_dir / f"Loop_{node.parent}" / "workspace" if node.parent is not None else None
-            current = {}
-            if parent_workspace is not None:
-                current = {n: (parent_workspace / n).read_text() for n in CODE_FILES
-                           if (parent_workspace / n).is_file()}  # fmt: skip
-            messages = coder_messages(self.settings, scenario, proposal, current, None, measured=self.measured(),
-                                      with_judge=True, budget_left=self.remaining())  # fmt: skip
-            return structured_messages(messages, CodeFiles), "would send"
-        failure = self.failure(loop_dir)
-        result_path = loop_dir / "running" / "result.json"
-        outcome = json.loads(result_path.read_text()) if result_path.is_file() else None
-        if failure is None and outcome is None:
-            raise RdftError(f"loop {index} has neither a result nor a failure yet; resume the run first")
-        feedback_path = loop_dir / "feedback" / "feedback.json"
-        items, label, by_mean = self.reference()
-        if feedback_path.is_file():  # the numbers it was given, as recorded
-            result = Feedback.model_validate_json(feedback_path.read_text())
-        else:
-            result = assess(self.settings, scenario, outcome, failure, items)
-        text = facts(scenario, result, outcome, label, by_mean)
-        return structured_messages(feedback_messages(scenario, proposal, text), Explanation), "would send"
-
     # --- records -------------------------------------------------------------------------------
     def save(self) -> None:
         """The trace, the summary and the time spent, after every step (so a kill -9 loses at
         most the step in flight, whose files still tell when it stopped)."""
-        self.trace.save(self.log_dir / "trace.json")
-        write_json(self.log_dir / "summary.json", summary(self.trace, self.args))
-        self._persist_spent()
+        self.trace.save(self.layout.trace_json)
+        write_json(self.layout.summary_json, summary(self.trace, self.args))
+        self.budget.persist()
 
     def execute(self) -> bool:
         """Run (or resume) to the end; False when stopped early by --step-n or --timeout."""
-        groups = self.log_dir / ".processes"
+        groups = self.layout.processes
         leftovers = kill_recorded_groups(groups)  # what a killed run of this folder left running
         if leftovers:
             self.console.print(f"rdft: stopped {leftovers} process group(s) left running by the interrupted run")
@@ -580,12 +376,8 @@ class Run:
         finally:
             track_process_groups(None)
             write_reports(self.log_dir, self.trace, self.args)
-            self._persist_spent()  # last: the time counted covers every file the run wrote
+            self.budget.persist()  # last: the time counted covers every file the run wrote
         return True
-
-    def _persist_spent(self) -> None:
-        self.args.spent_s = round(self.spent(), 1)
-        write_json(self.log_dir / "run.json", self.args.model_dump())
 
 
 class _Stop(Exception):
@@ -634,7 +426,7 @@ def resume(settings: Settings, log_dir: Path, console: Console, changes: dict | 
     run = open_run(settings, log_dir, console)
     for key, value in (changes or {}).items():
         if key == "timeout_s":
-            run.args.budget_from_s = round(run.spent(), 1)  # the new budget starts now
+            run.args.budget_from_s = round(run.budget.spent(), 1)  # the new budget starts now
         if key == "loop_n" and value < len(run.trace.nodes):
             raise RdftError(
                 f"the run already started {len(run.trace.nodes)} loop(s); give --loop-n {len(run.trace.nodes)} "
@@ -642,7 +434,7 @@ def resume(settings: Settings, log_dir: Path, console: Console, changes: dict | 
             )
         setattr(run.args, key, value)
     if changes:
-        run._persist_spent()  # records the new limits
+        run.budget.persist()  # records the new limits
     mode = "the LLM " + settings.chat_model if run.llm else "the offline planner (no LLM configured)"
     console.print(f"rdft: run in {log_dir}, proposals by {mode}")
     run.finished = run.execute()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from rich.console import Console
 
 from rdft.datasets.prepare import prepare
@@ -16,8 +16,12 @@ from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.evaluation.generation import model_sampling, samples_for
+from rdft.files import write_atomic
 from rdft.hardware import probe_in_env
+from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
+from rdft.loop.layout import RunLayout
 from rdft.loop.provenance import fingerprint
+from rdft.loop.records import RunArgs
 from rdft.settings import Settings
 from rdft.training.models import build_tiny_model, shape_from_config
 from rdft.training.planner import estimate_gib
@@ -302,3 +306,53 @@ def default_datasets(benchmark: str) -> list[str]:
     serving = [entry for entry in registry().values() if benchmark in entry.benchmarks]
     serving.sort(key=lambda entry: (len(entry.benchmarks), entry.name))
     return [serving[0].name] if serving else []
+
+
+class DatasetChoice(BaseModel):
+    selected: list[str]
+    reasoning: str
+
+    @field_validator("selected")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(registry()))
+        if unknown or not value:
+            raise ValueError(f"choose one or more of {sorted(registry())}; unknown: {unknown}")
+        return value
+
+
+def choose_datasets(llm: ChatLLM | None, benchmark: str, description: str | None, console: Console) -> list[str]:
+    """The LLM's choice of training datasets for the benchmark in one call (offline, or when the
+    call fails: the benchmark's own)."""
+    if llm is None:
+        return default_datasets(benchmark)
+    table = "\n".join(f"- {e.name} (serves {', '.join(e.benchmarks)}): {e.description}" for e in registry().values())
+    ask = (
+        f"Target benchmark: {benchmark}. {description or ''}\nDatasets:\n{table}\n"
+        "Choose the datasets whose data can train for it; prefer including one too many over missing one."
+    )
+    try:
+        return llm.structured([{"role": "user", "content": ask}], DatasetChoice, purpose="dataset_selection").selected
+    except (LLMUnavailable, InvalidReply) as error:
+        console.print(f"rdft: dataset selection by the LLM failed ({error}); using the benchmark's own")
+        return default_datasets(benchmark)
+
+
+def run_scenario(settings: Settings, args: RunArgs, layout: RunLayout, console: Console,
+                 llm: ChatLLM | None) -> Scenario:  # fmt: skip
+    """The run's scenario: read back from scenario.json, or built once (the datasets chosen, the
+    base model fetched and probed) and written there with its text (scenario.md)."""
+    if layout.scenario_json.exists():
+        return Scenario.model_validate_json(layout.scenario_json.read_text())
+    datasets = args.datasets or choose_datasets(llm, args.benchmark, args.description, console)
+    workspace = layout.root / "probe"
+    workspace.mkdir(exist_ok=True)
+    budgets = {"total": args.timeout_s, "full_training": settings.ft_full_timeout,
+               "data_processing": settings.ft_data_processing_timeout}  # fmt: skip
+    scenario = build_scenario(settings, base_model=args.base_model, benchmark=args.benchmark,
+                              description=args.description, datasets=datasets, workspace=workspace, console=console,
+                              budgets=budgets, demo=args.demo, target=args.target, eval_limit=args.eval_limit,
+                              max_gen_toks=args.max_gen_toks, samples=args.samples)  # fmt: skip
+    write_atomic(layout.root / "scenario.md", scenario.text() + "\n")
+    write_atomic(layout.scenario_json, json.dumps(scenario.model_dump(), indent=1, default=str))
+    return scenario
