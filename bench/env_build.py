@@ -60,8 +60,11 @@ def measure(envs: list[str], installer: str) -> dict:
         with ThreadPoolExecutor(len(envs)) as pool:  # concurrent, each under its own file lock
             list(pool.map(lambda name: build(name, installer, Path(tmp) / "par"), envs))
         concurrent = round(time.perf_counter() - start, 1)
-    return {"sequential_s": sequential, "sequential_total_s": round(sum(sequential.values()), 1),
-            "concurrent_s": concurrent}  # fmt: skip
+    return {
+        "sequential_s": sequential,
+        "sequential_total_s": round(sum(sequential.values()), 1),
+        "concurrent_s": concurrent,
+    }
 
 
 def main() -> None:
@@ -103,8 +106,10 @@ def main() -> None:
         )
         table = "\n".join(["| env (cold caches) | pip s | uv s | pip / uv |", "|---|---|---|---|", *rows])
         with open(args.results, "a") as handle:
-            handle.write(f"\n{table}\n\nHost: {report['host']}; command: `python bench/env_build.py "
-                         f"--envs {' '.join(args.envs)} --rounds {args.rounds}`.\n")  # fmt: skip
+            handle.write(
+                f"\n{table}\n\nHost: {report['host']}; command: `python bench/env_build.py "
+                f"--envs {' '.join(args.envs)} --rounds {args.rounds}`.\n"
+            )
 
 
 if __name__ == "__main__":

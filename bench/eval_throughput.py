@@ -56,8 +56,13 @@ def run(env, label: str, work: Path, docs: Path, model: str, args: str, batch: s
     write_predictions(folder / "out", task, predictions)
     counted = env.run(["python", "-c", COUNT_TOKENS, model, str(predictions)], echo=False)
     tokens = int(counted.tail.strip().splitlines()[-1])
-    return {"model_args": args, "batch_size": batch, "wall_s": round(wall, 1), "generated_tokens": tokens,
-            "tokens_per_s": round(tokens / wall, 1)}  # fmt: skip
+    return {
+        "model_args": args,
+        "batch_size": batch,
+        "wall_s": round(wall, 1),
+        "generated_tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 1),
+    }
 
 
 def main() -> None:
@@ -73,14 +78,27 @@ def main() -> None:
     env = EnvManager(get_settings()).ensure("eval")
     args.work.mkdir(parents=True, exist_ok=True)
     docs = args.work / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"id": str(i), "problem": f"Compute {i} + {i * 7} and explain each step.",
-                                        "answer": str(8 * i)}) + "\n" for i in range(args.items)))  # fmt: skip
+    docs.write_text(
+        "".join(
+            json.dumps({"id": str(i), "problem": f"Compute {i} + {i * 7} and explain each step.", "answer": str(8 * i)})
+            + "\n"
+            for i in range(args.items)
+        )
+    )
     model = str(Path(args.model).resolve())
     baseline = run(env, "baseline", args.work, docs, model, f"pretrained={model}", "1", args.max_gen_toks)
     prompt_tokens = longest_prompt_bound([docs])
     batch = hf_batch_size(model, min(memory), args.max_gen_toks, prompt_tokens)
-    ours = run(env, "rdft", args.work, docs, model, model_args("hf", model, None, memory, args.max_gen_toks,
-               prompt_tokens), str(batch or "auto"), args.max_gen_toks)  # fmt: skip
+    ours = run(
+        env,
+        "rdft",
+        args.work,
+        docs,
+        model,
+        model_args("hf", model, None, memory, args.max_gen_toks, prompt_tokens),
+        str(batch or "auto"),
+        args.max_gen_toks,
+    )
     print(
         json.dumps(
             {"baseline": baseline, "rdft": ours, "ratio": ours["tokens_per_s"] / baseline["tokens_per_s"]}, indent=2

@@ -145,12 +145,36 @@ def scratch(prefix: str) -> Path:
 # --- one arm, in its own process ----------------------------------------------------------------
 def sizes(smoke: bool) -> dict:
     if smoke:
-        return {"lora": "tiny", "full": "tiny", "score": "tiny", "seq": 64, "max_len": 128, "mean": 24,
-                "steps": 2, "skewed_baseline_steps": 2, "warmup": 1, "prompts": 4, "baseline_prompts": 2,
-                "prompt_len": 16, "new_tokens": 8}  # fmt: skip
-    return {"lora": "7b", "full": "0.5b", "score": "1.5b", "seq": 2048, "max_len": 4096, "mean": 600,
-            "steps": 6, "skewed_baseline_steps": 12, "warmup": 3, "prompts": 64, "baseline_prompts": 8,
-            "prompt_len": 256, "new_tokens": 256}  # fmt: skip
+        return {
+            "lora": "tiny",
+            "full": "tiny",
+            "score": "tiny",
+            "seq": 64,
+            "max_len": 128,
+            "mean": 24,
+            "steps": 2,
+            "skewed_baseline_steps": 2,
+            "warmup": 1,
+            "prompts": 4,
+            "baseline_prompts": 2,
+            "prompt_len": 16,
+            "new_tokens": 8,
+        }
+    return {
+        "lora": "7b",
+        "full": "0.5b",
+        "score": "1.5b",
+        "seq": 2048,
+        "max_len": 4096,
+        "mean": 600,
+        "steps": 6,
+        "skewed_baseline_steps": 12,
+        "warmup": 3,
+        "prompts": 64,
+        "baseline_prompts": 8,
+        "prompt_len": 256,
+        "new_tokens": 256,
+    }
 
 
 def device_and_dtype():
@@ -222,8 +246,9 @@ def ram_disk(shape: str) -> str | None:
         return None
 
 
-def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger: bool = False,
-          compile_layers: bool = False):  # fmt: skip
+def build(
+    shape: str, *, attention: str, checkpointing: bool, method: str, liger: bool = False, compile_layers: bool = False
+):
     """The model as the recipe's load_model makes it (random weights of the shape); the
     second value says what could not be applied (Liger that fails on this stack)."""
     import torch
@@ -239,10 +264,15 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
             with torch.device("cuda"):
                 AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
             torch.cuda.empty_cache()
-            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                       bnb_4bit_compute_dtype=dtype)  # fmt: skip
-            model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
-                                                         attn_implementation=attention, device_map={"": 0})  # fmt: skip
+            quant = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype,
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, quantization_config=quant, dtype=dtype, attn_implementation=attention, device_map={"": 0}
+            )
         finally:  # 15 GB of weights never outlive the arm
             shutil.rmtree(folder, ignore_errors=True)
     else:
@@ -268,10 +298,13 @@ def build(shape: str, *, attention: str, checkpointing: bool, method: str, liger
 
         if method == "qlora":
             # Its own checkpointing call would switch to the reentrant kind; keep the others' kind.
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
-                                                    gradient_checkpointing_kwargs={"use_reentrant": False})  # fmt: skip
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))  # fmt: skip
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        model = get_peft_model(
+            model,
+            LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
+        )
     return model, problems
 
 
@@ -283,8 +316,11 @@ def useful_flops(model, shape: str, method: str, rows: list[dict]) -> float:
     at 8,218 tokens/s is (4·7,070,619,136 + 3·2·28·3584·2048) · 8,218 / 788 TFLOP/s."""
     import torch
 
-    n = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1)  # 4-bit: two weights per byte
-            for name, p in model.named_parameters() if p.dim() >= 2 and "embed_tokens" not in name)  # fmt: skip
+    n = sum(
+        p.numel() * (2 if p.dtype == torch.uint8 else 1)  # 4-bit: two weights per byte
+        for name, p in model.named_parameters()
+        if p.dim() >= 2 and "embed_tokens" not in name
+    )
     cfg = SHAPES[shape]
     sizes_ = [len(r["input_ids"]) for r in rows]
     attention = 2 * cfg["num_hidden_layers"] * cfg["hidden_size"] * sum(x * x for x in sizes_) / sum(sizes_)
@@ -321,12 +357,21 @@ def case_baseline(mix: str, s: dict) -> dict:
 
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=str(scratch("suite-trainer-")), per_device_train_batch_size=4,
-        max_steps=s["warmup"] + steps, gradient_checkpointing=True,
-        gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda, use_cpu=not cuda,
-        optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-4, report_to=[],
-        save_strategy="no", logging_strategy="no", dataloader_num_workers=0, remove_unused_columns=False,
-    )  # fmt: skip
+        output_dir=str(scratch("suite-trainer-")),
+        per_device_train_batch_size=4,
+        max_steps=s["warmup"] + steps,
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=cuda,
+        use_cpu=not cuda,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
@@ -341,8 +386,9 @@ def case_baseline(mix: str, s: dict) -> dict:
     }
 
 
-def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = None,
-              compile_layers: bool = False) -> dict:  # fmt: skip
+def case_rdft(
+    mix: str, s: dict, method: str = "lora", attention: str | None = None, compile_layers: bool = False
+) -> dict:
     """The recipe's data path and step with the planner's choices (and the recipe's attention
     for packed rows, unless `attention` names another). Skewed lengths pack into rows of their
     longest sample, so every sample the baseline trains on is trained on here too."""
@@ -362,11 +408,25 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
     attention = attention or ("flex_attention" if cuda else "sdpa")
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 8.0
     model_shape = shape_from_config(shape_folder(shape) / "config.json")
-    chosen = plan(model_shape, method=method, dtype="bfloat16" if cuda else "float32",
-                  lora_r=16, max_length=row_length, memory_gib=memory, attention=attention,
-                  device=device.type, liger=liger)  # fmt: skip
-    model, problems = build(shape, attention=attention, checkpointing=chosen.gradient_checkpointing, method=method,
-                            liger=liger, compile_layers=compile_layers)  # fmt: skip
+    chosen = plan(
+        model_shape,
+        method=method,
+        dtype="bfloat16" if cuda else "float32",
+        lora_r=16,
+        max_length=row_length,
+        memory_gib=memory,
+        attention=attention,
+        device=device.type,
+        liger=liger,
+    )
+    model, problems = build(
+        shape,
+        attention=attention,
+        checkpointing=chosen.gradient_checkpointing,
+        method=method,
+        liger=liger,
+        compile_layers=compile_layers,
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=cuda)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=cuda and method != "full")
@@ -414,8 +474,11 @@ def case_rdft(mix: str, s: dict, method: str = "lora", attention: str | None = N
             if micro_batch == 1:
                 raise
             # The planner's estimate was too low: say so, and measure what does fit.
-            oom = oom or {"micro_batch_size": micro_batch, "estimate_gib": chosen.estimate_gib,
-                          "peak_gib_before_oom": peak_gib()}  # fmt: skip
+            oom = oom or {
+                "micro_batch_size": micro_batch,
+                "estimate_gib": chosen.estimate_gib,
+                "peak_gib_before_oom": peak_gib(),
+            }
         # Out of the except block: the failed step's tensors died with its traceback.
         optimizer.zero_grad(set_to_none=True)
         gc.collect()
@@ -454,16 +517,25 @@ def case_score(backend: str, s: dict) -> dict:
     if backend == "vllm":
         from vllm import LLM, SamplingParams, TokensPrompt
 
-        llm = LLM(model=str(shape_folder(shape)), load_format="dummy", skip_tokenizer_init=True, dtype="bfloat16",
-                  max_model_len=s["prompt_len"] + s["new_tokens"])  # fmt: skip
+        llm = LLM(
+            model=str(shape_folder(shape)),
+            load_format="dummy",
+            skip_tokenizer_init=True,
+            dtype="bfloat16",
+            max_model_len=s["prompt_len"] + s["new_tokens"],
+        )
         params = SamplingParams(max_tokens=s["new_tokens"], min_tokens=s["new_tokens"], temperature=0)
         llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts[:4]], params)  # warm-up
         start = time.perf_counter()
         outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params)
         wall = time.perf_counter() - start
         generated = sum(len(o.outputs[0].token_ids) for o in outputs)
-        return {"tokens_per_s": generated / wall, "generated": generated, "prompts": len(prompts),
-                "setup": "vLLM, dummy weights"}  # fmt: skip
+        return {
+            "tokens_per_s": generated / wall,
+            "generated": generated,
+            "prompts": len(prompts),
+            "setup": "vLLM, dummy weights",
+        }
     from transformers import AutoModelForCausalLM
 
     with torch.device(device):
@@ -476,8 +548,9 @@ def case_score(backend: str, s: dict) -> dict:
 
         batch = rdft_hf_batch(shape, s, device)
         # rdft eval's own choice for hf on this host (a static KV cache on a GPU, never on a CPU)
-        static = choose_generation("hf", gpus=int(device.type == "cuda"), score_env=False, eval_has_vllm=lambda: False,
-                                   adapter=False).static_cache  # fmt: skip
+        static = choose_generation(
+            "hf", gpus=int(device.type == "cuda"), score_env=False, eval_has_vllm=lambda: False, adapter=False
+        ).static_cache
     options = {"max_new_tokens": s["new_tokens"], "min_new_tokens": s["new_tokens"], "do_sample": False,
                "pad_token_id": 0, **({"cache_implementation": "static"} if static else {})}  # fmt: skip
 
@@ -549,8 +622,11 @@ def matmul_ceiling() -> dict:
         a @ b
     synchronize()
     flops = 2 * n**3 * 10 / (time.perf_counter() - start)
-    return {"flops": flops, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "method": f"{n}³ {str(dtype).removeprefix('torch.')}, mean of 10 after 3 warm-ups"}  # fmt: skip
+    return {
+        "flops": flops,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "method": f"{n}³ {str(dtype).removeprefix('torch.')}, mean of 10 after 3 warm-ups",
+    }
 
 
 def run_arm(case: str, arm: str, smoke: bool) -> dict:
@@ -596,8 +672,9 @@ def drop_broken_kernels(site: Path, env: dict[str, str]) -> dict[str, str]:
     for module in ("bitsandbytes", "liger_kernel"):
         if not (site / module).is_dir():
             continue
-        proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, env=env,
-                              timeout=300)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, env=env, timeout=300
+        )
         if proc.returncode != 0:
             broken[module] = ((proc.stderr.strip().splitlines() or ["no output"])[-1])[:200]
             shutil.rmtree(site / module, ignore_errors=True)
@@ -656,8 +733,9 @@ def download_wheels(folder: Path, python_version: str) -> None:
             print(f"gpu_suite: downloaded {requirement}", file=sys.stderr)
         else:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"gpu_suite: {requirement} could not be downloaded ({last}); the suite runs without it",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"gpu_suite: {requirement} could not be downloaded ({last}); the suite runs without it", file=sys.stderr
+            )
     # The loop case's eval env (lm-eval): all or nothing; without it the loop case says why.
     loop = [pinned(name) for name in LOOP_WHEELS]
     proc = fetch(loop)
@@ -666,12 +744,16 @@ def download_wheels(folder: Path, python_version: str) -> None:
         command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), *built]
         proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode == 0:
-        print(f"gpu_suite: downloaded lm-eval and what it needs for the loop case ({len(loop) + 3} wheels)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"gpu_suite: downloaded lm-eval and what it needs for the loop case ({len(loop) + 3} wheels)",
+            file=sys.stderr,
+        )
     else:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"gpu_suite: lm-eval's wheels could not be downloaded ({last}); the loop case needs --eval-python",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"gpu_suite: lm-eval's wheels could not be downloaded ({last}); the loop case needs --eval-python",
+            file=sys.stderr,
+        )
     total = sum(p.stat().st_size for p in folder.glob("*.whl")) / 2**20
     print(f"gpu_suite: {folder} holds {len(list(folder.glob('*.whl')))} wheels, {total:.1f} MiB", file=sys.stderr)
 
@@ -715,8 +797,10 @@ def adopt_this_python(env: dict[str, str]) -> list[str]:
         last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
         hint = ""
         if "No module named" in proc.stderr:  # rdft's own dependencies are not on this host
-            hint = ("; carry them: `python bench/gpu_suite.py --download-wheels DIR` where there is a network, "
-                    "then --wheels DIR here")  # fmt: skip
+            hint = (
+                "; carry them: `python bench/gpu_suite.py --download-wheels DIR` where there is a network, "
+                "then --wheels DIR here"
+            )
         raise SystemExit(f"gpu_suite: `rdft env adopt train` failed: {last}{hint}")
     return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
 
@@ -742,11 +826,18 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
     started = time.perf_counter()
     log = logs / "loop-rdft.log"
     try:
-        notes = [f"{name}: {note}" for name in ("data", "eval")
-                 for note in adopt(env, name, pythons.get(name, sys.executable), LOOP_ALLOW_MISSING[name])]  # fmt: skip
+        notes = [
+            f"{name}: {note}"
+            for name in ("data", "eval")
+            for note in adopt(env, name, pythons.get(name, sys.executable), LOOP_ALLOW_MISSING[name])
+        ]
     except RuntimeError as error:
-        return {"error": f"{error}; give --{'eval' if 'eval' in str(error) else 'data'}-python, or carry lm-eval's "
-                "wheels (--download-wheels)", "log": str(log), "log_tail": ""}  # fmt: skip
+        return {
+            "error": f"{error}; give --{'eval' if 'eval' in str(error) else 'data'}-python, or carry lm-eval's "
+            "wheels (--download-wheels)",
+            "log": str(log),
+            "log_tail": "",
+        }
     model = "tiny:qwen2"
     if not smoke:  # above the planner's full fine-tune size: LoRA, and the merged adapter scored
         folder = scratch("suite-loop-model-") / "qwen2"
@@ -754,15 +845,19 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
                  str(REPO / "recipes" / "tiny_model.py"), *LOOP_GPU_MODEL, "--out", str(folder)]  # fmt: skip
         built = subprocess.run(build, capture_output=True, text=True, env=env, timeout=timeout)
         if built.returncode != 0:
-            return {"error": f"building the loop's model failed: {(built.stderr.strip().splitlines() or ['?'])[-1]}",
-                    "log": str(log), "log_tail": built.stderr[-3000:]}  # fmt: skip
+            return {
+                "error": f"building the loop's model failed: {(built.stderr.strip().splitlines() or ['?'])[-1]}",
+                "log": str(log),
+                "log_tail": built.stderr[-3000:],
+            }
         model = str(folder)
     command = [sys.executable, "-m", "rdft", "run", "--base-model", model, "--benchmark", "demo_letter",
                "--dataset", "demo-letter", "--loop-n", "1", "--no-sync"]  # fmt: skip
     left = max(1.0, timeout - (time.perf_counter() - started))
     with open(log, "w", encoding="utf-8") as handle:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=handle, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=handle, text=True, env=env, start_new_session=True
+        )
         try:
             output, _ = proc.communicate(timeout=left)
         except subprocess.TimeoutExpired:
@@ -777,8 +872,12 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
     found = [line.removeprefix("log: ") for line in handle_output if line.startswith("log: ")]
     if proc.returncode != 0 or not found:
         return {"error": f"rdft run exit {proc.returncode}", "log": str(log), "log_tail": log_tail(log)}
-    return {**loop_figures(Path(found[-1])), "notes": notes, "wall_s": round(time.perf_counter() - started, 1),
-            "log": str(log)}  # fmt: skip
+    return {
+        **loop_figures(Path(found[-1])),
+        "notes": notes,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "log": str(log),
+    }
 
 
 def loop_figures(run: Path) -> dict:
@@ -825,15 +924,19 @@ def in_subprocess(case: str, arm: str, smoke: bool, timeout: float, env: dict[st
                "--", sys.executable, __file__, "--case", case, "--arm", arm]  # fmt: skip
     command += ["--cpu-smoke"] if smoke else []
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     try:
         output, _ = proc.communicate(timeout=timeout + 60)
     except subprocess.TimeoutExpired:  # rdft itself hung: stop it (it stops the arm it started)
         os.killpg(proc.pid, 15)
         proc.communicate()
-        return {"error": f"timed out after {timeout:g} s (and rdft env run did not stop it)", "log": str(log),
-                "log_tail": log_tail(log)}  # fmt: skip
+        return {
+            "error": f"timed out after {timeout:g} s (and rdft env run did not stop it)",
+            "log": str(log),
+            "log_tail": log_tail(log),
+        }
     if proc.returncode == 124:
         return {"error": f"timed out after {timeout:g} s", "log": str(log), "log_tail": log_tail(log)}
     lines = [line.removeprefix(RESULT) for line in output.splitlines() if line.startswith(RESULT)]
@@ -911,9 +1014,11 @@ def loop_row(r: dict) -> str:
     chosen = (training.get("attention") or {}).get("chosen", "?")
     stages = ", ".join(f"{stage} {seconds:g} s" for stage, seconds in r["seconds"].items())
     loop = r["loop"]
-    setup = (f"base {r['baseline']['validation']} / {r['baseline']['test']} (scored in {r['baseline']['seconds']:g} s) "
-             f"→ loop 0 {loop['status']}: validation {loop['validation']}, test {loop['test']}, "
-             f"confirmed {loop['confirmed']}; {stages}; {chosen}, Liger {training.get('liger')}")  # fmt: skip
+    setup = (
+        f"base {r['baseline']['validation']} / {r['baseline']['test']} (scored in {r['baseline']['seconds']:g} s) "
+        f"→ loop 0 {loop['status']}: validation {loop['validation']}, test {loop['test']}, "
+        f"confirmed {loop['confirmed']}; {stages}; {chosen}, Liger {training.get('liger')}"
+    )
     return f"| loop | rdft | {speed} | — | {peak} | — | {setup} |"
 
 
@@ -956,8 +1061,9 @@ def main() -> None:
     cases = [name.strip() for name in args.cases.split(",") if name.strip()] if args.cases is not None else list(CASES)
     unknown = sorted(set(cases) - set(CASES))
     if unknown or not cases:
-        raise SystemExit(f"gpu_suite: unknown case(s) {', '.join(unknown) or '(none given)'}; choose from "
-                         f"{', '.join(CASES)}")  # fmt: skip
+        raise SystemExit(
+            f"gpu_suite: unknown case(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CASES)}"
+        )
     if args.budget <= 0 or args.case_timeout <= 0:
         raise SystemExit("gpu_suite: --budget and --case-timeout are seconds above 0 (defaults 480 and 180)")
     if args.wheels and not args.wheels.is_dir():
@@ -965,8 +1071,10 @@ def main() -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise SystemExit("gpu_suite: this Python has no torch; run the suite with the interpreter that has torch, "
-                         "transformers, peft and accelerate") from None  # fmt: skip
+        raise SystemExit(
+            "gpu_suite: this Python has no torch; run the suite with the interpreter that has torch, "
+            "transformers, peft and accelerate"
+        ) from None
     os.environ[SCRATCH] = tempfile.mkdtemp(prefix="gpu-suite-")
     try:
         run_suite(args, cases)
@@ -1034,8 +1142,9 @@ def run_suite(args: argparse.Namespace, cases: list[str]) -> None:
             if why:
                 report[name][arm] = {"skipped": why}
             elif name == "loop":  # rdft run itself: it starts its own env processes
-                pythons = {key: str(path) for key, path in (("data", args.data_python), ("eval", args.eval_python))
-                           if path}  # fmt: skip
+                pythons = {
+                    key: str(path) for key, path in (("data", args.data_python), ("eval", args.eval_python)) if path
+                }
                 timeout = min(LOOP_TIMEOUT_S if not args.cpu_smoke else 3 * LOOP_TIMEOUT_S, left)
                 report[name][arm] = case_loop(env, args.cpu_smoke, timeout, logs, pythons)
             else:

@@ -32,9 +32,14 @@ sys.path.insert(0, str(REPO))
 import sft  # noqa: E402  (the recipe under test)
 
 QWEN25_7B = dict(
-    vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-    num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
-)  # fmt: skip
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    max_position_embeddings=32768,
+)
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
 
@@ -107,11 +112,20 @@ def run_baseline(samples: list[dict], steps: int, warmup: int) -> dict:
         return padded
 
     args = TrainingArguments(
-        output_dir="/tmp/bench-baseline", per_device_train_batch_size=4, max_steps=warmup + steps,
-        gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False},
-        bf16=True, optim="adamw_torch_fused", learning_rate=1e-4, report_to=[], save_strategy="no",
-        logging_strategy="no", dataloader_num_workers=0, remove_unused_columns=False,
-    )  # fmt: skip
+        output_dir="/tmp/bench-baseline",
+        per_device_train_batch_size=4,
+        max_steps=warmup + steps,
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=True,
+        optim="adamw_torch_fused",
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
     torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
     timed = sum(times[warmup:])
@@ -133,9 +147,16 @@ def run_rdft(samples: list[dict], steps: int, warmup: int, memory_gib: float) ->
     from rdft.training.planner import plan
 
     shape = ModelShape(
-        vocab=QWEN25_7B["vocab_size"], hidden=QWEN25_7B["hidden_size"], intermediate=QWEN25_7B["intermediate_size"],
-        layers=QWEN25_7B["num_hidden_layers"], heads=28, kv_heads=4, head_dim=128, tied=False, qkv_bias=True,
-    )  # fmt: skip
+        vocab=QWEN25_7B["vocab_size"],
+        hidden=QWEN25_7B["hidden_size"],
+        intermediate=QWEN25_7B["intermediate_size"],
+        layers=QWEN25_7B["num_hidden_layers"],
+        heads=28,
+        kv_heads=4,
+        head_dim=128,
+        tied=False,
+        qkv_bias=True,
+    )
     try:
         import liger_kernel  # noqa: F401
 

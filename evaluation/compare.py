@@ -27,18 +27,18 @@ def compare(benchmark: str, base: list[dict], candidate: list[dict], resamples: 
     if len(base) != len(candidate):
         raise SystemExit(f"compare: {len(base)} base items but {len(candidate)} candidate items; score the same split")
     entry = load_table()[benchmark]
-    family = Family(entry["family"], benchmark)
+    family = Family(benchmark, entry)
     metric = entry["primary"]["metric"]
     sign = 1 if entry["primary"]["direction"] == "higher" else -1
     rng = random.Random(seed)
     differences = []
     for _ in range(resamples):
         indices = [rng.randrange(len(base)) for _ in base]
-        a = family.primary([base[i] for i in indices], metric)
-        b = family.primary([candidate[i] for i in indices], metric)
+        a = family.primary([base[i] for i in indices])
+        b = family.primary([candidate[i] for i in indices])
         if a is not None and b is not None:
             differences.append(sign * (b - a))
-    base_value, candidate_value = family.primary(base, metric), family.primary(candidate, metric)
+    base_value, candidate_value = family.primary(base), family.primary(candidate)
     differences.sort()
     n = len(differences)
     return {

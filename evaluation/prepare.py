@@ -7,7 +7,7 @@ Splits: the benchmark's evaluation items are shuffled with a fixed seed; the val
 is the first min(100, n // 2) of them, the hidden test split the next as many (disjoint).
 `all` keeps every item in its original order. Several splits are written one after the other
 into one file (the leakage guard reads validation and test together), or each into its own.
-ChemCoTBench rows are first narrowed to the benchmark's task family. Every item is checked
+Rows are first narrowed to the benchmark's own (its family's `benchmark_docs`). Every item is checked
 against the family's doc schema before anything is written. Runs in the eval env; imports nothing from rdft.
 """
 
@@ -24,18 +24,6 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
-# The fields every doc of a benchmark must have (alternatives separated by |).
-SCHEMA = {
-    "aime": ["problem|Problem", "answer|Answer"],
-    "panorama_par4pc": ["application_number", "claim_number", "context", "options", "gold_answers"],
-    "panorama_pi4pc": ["application_number", "claim_number", "context", "prior_art_specification", "options",
-                       "gold_answers"],
-    "panorama_noc4pc": ["application_number", "claim_number", "context", "prior_art_specifications", "answer"],
-    "chemcotbench": ["subtask|task|prop"],
-    "demo": ["question", "answer"],
-}  # fmt: skip
-
-
 def load_table() -> dict:
     """The shipped benchmark table plus the user's own benchmarks (`rdft benchmarks add`), whose
     registrations rdft points to with RDFT_USER_BENCHMARKS."""
@@ -47,9 +35,16 @@ def load_table() -> dict:
     return table
 
 
-def schema_of(benchmark: str, entry: dict) -> dict | None:
-    """A user benchmark's doc schema: its prompt and answer fields (None: the shipped SCHEMA)."""
-    return {benchmark: entry["custom"]["fields"]} if entry["family"] == "custom" else None
+def doc_fields(entry: dict) -> list[str]:
+    """The fields every doc of the benchmark holds (`a|b`: one of them): its table row's `fields`,
+    or a user benchmark's prompt and answer fields."""
+    return entry.get("fields") or (entry.get("custom") or {}).get("fields") or []
+
+
+def scored_fields(entry: dict) -> list[str]:
+    """The fields the benchmark's scorer reads from a doc (a user benchmark: its answer field)."""
+    custom = entry.get("custom")
+    return entry.get("scored_fields") or ([custom["answer_field"]] if custom else [])
 
 
 def read_local(path: Path) -> list[dict]:
@@ -66,11 +61,9 @@ def read_local(path: Path) -> list[dict]:
     return value if isinstance(value, list) else [value]
 
 
-def check_schema(rows: list, benchmark: str, family: str, table: dict | None = None, what: str = "item") -> None:
-    """Every row holds the fields `table` (default: the benchmark's doc schema) names for the
-    benchmark or its family; the first that does not stops with one line."""
-    table = SCHEMA if table is None else table
-    fields = table.get(benchmark) or table.get(family) or []
+def check_schema(rows: list, benchmark: str, fields: list[str], what: str = "item") -> None:
+    """Every row holds `fields` (alternatives separated by |); the first that does not stops with
+    one line."""
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise SystemExit(f"prepare: {what} {number} is not a JSON object; give {benchmark}'s own docs")
@@ -91,16 +84,15 @@ def read_hub(hub: dict) -> list[dict]:
     return json.loads(dataset.to_pandas().to_json(orient="records"))
 
 
-def in_family(rows: list[dict], benchmark: str) -> list[dict]:
-    if not benchmark.startswith("chemcotbench_"):
-        return rows
+def benchmark_docs(rows: list[dict], benchmark: str, entry: dict) -> list[dict]:
+    """The benchmark's own items among the source's rows, as its family selects them."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("chem_utils", HERE / "tasks" / "chemcotbench" / "utils.py")
-    chem = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chem)
-    family = benchmark.removeprefix("chemcotbench_")
-    return [row for row in rows if chem.FAMILY_OF.get(chem.subtask_of(row)) == family]
+    path = HERE / "tasks" / entry["family"] / "utils.py"
+    spec = importlib.util.spec_from_file_location(f"rdft_family_{entry['family']}", path)
+    family = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(family)
+    return family.benchmark_docs({**entry, "name": benchmark}, rows)
 
 
 def split(rows: list[dict], which: str, seed: int) -> list[dict]:
@@ -118,8 +110,13 @@ def main() -> None:
     parser.add_argument("--benchmark", required=True)
     parser.add_argument("--split", choices=["validation", "test", "all"], nargs="+", default=["validation"])
     parser.add_argument("--data", type=Path, help="A local file or folder instead of the Hub repo.")
-    parser.add_argument("--out", type=Path, nargs="+", required=True,
-                        help="One file (the splits one after the other) or one file per split.")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="One file (the splits one after the other) or one file per split.",
+    )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -135,8 +132,8 @@ def main() -> None:
         rows = read_hub(entry["hub"])
     if not rows:
         raise SystemExit(f"prepare: the data holds no items for {args.benchmark}")
-    check_schema(rows, args.benchmark, entry["family"], schema_of(args.benchmark, entry))
-    rows = in_family(rows, args.benchmark)
+    check_schema(rows, args.benchmark, doc_fields(entry))
+    rows = benchmark_docs(rows, args.benchmark, entry)
     if len(args.out) not in (1, len(args.split)):
         raise SystemExit("prepare: give one --out file, or one per --split")
     parts = []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from prepare import check_schema, load_table  # noqa: E402  (beside this file)
+from prepare import check_schema, load_table, scored_fields  # noqa: E402  (beside this file)
 
 
 def load_family(family: str):
@@ -40,17 +40,6 @@ def read_docs(path: Path) -> list[dict]:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     value = json.loads(text)
     return value if isinstance(value, list) else [value]
-
-
-# The fields the scorers read from a doc (prepare.py checks the whole doc schema).
-SCORED_FIELDS = {
-    "aime": ["answer|Answer"],
-    "panorama_par4pc": ["gold_answers"],
-    "panorama_pi4pc": ["gold_answers", "options"],
-    "panorama_noc4pc": ["answer"],
-    "chemcotbench": ["subtask|task|prop"],
-    "demo": ["answer"],
-}
 
 
 def group_predictions(docs: list[dict], rows: list[dict]) -> list[list[str]]:
@@ -72,29 +61,22 @@ def group_predictions(docs: list[dict], rows: list[dict]) -> list[list[str]]:
 
 
 class Family:
-    """One family's scorers behind a common face: score items, summarise, primary value."""
+    """A benchmark's family module (evaluation/tasks/<family>/utils.py) behind the interface every
+    family exposes: `score(entry, doc, responses, judge)`, `summarize(entry, items)`,
+    `primary(entry, items)`, `full_marks(entry, item)`, `training_answer(entry, doc, force_think)`,
+    `benchmark_docs(entry, rows)` and lm-eval's `doc_to_text(doc)`. `entry` is the benchmark's row
+    of benchmarks.yaml (with its name), so nothing here knows a family or a benchmark by name."""
 
-    def __init__(self, name: str, benchmark: str, judge_model: str | None = None, judge_retry: int = 3):
-        self.name, self.benchmark = name, benchmark
-        self.module = load_family(name)
-        if name == "custom":  # a user's benchmark: its prompt, answer rule and metric
-            self.module.SPEC = load_table()[benchmark]["custom"]
-        # The LLM-judge cascade is for aime25 only, and only where a judge model is configured.
-        self.judge = self.module.Judge(judge_model, judge_retry) if judge_model and benchmark == "aime25" else None
+    def __init__(self, benchmark: str, entry: dict, judge_model: str | None = None, judge_retry: int = 3):
+        self.entry = {**entry, "name": benchmark}
+        self.module = load_family(entry["family"])
+        # An LLM judge where the table row asks for one (`judge: true`) and a judge model is set.
+        self.judge = self.module.Judge(judge_model, judge_retry) if judge_model and entry.get("judge") else None
 
     def score(self, doc: dict, responses: list[str]) -> dict:
-        """The item's scores. AIME scores its k samples itself (avg@k, pass@k); the other
-        families score each sample, and an item of k samples keeps them under `per_sample` (its
-        top-level fields are the first sample's, for the diagnostics)."""
-        if self.name == "aime":
-            return self.module.score_item(doc, responses, self.judge)
-        per_sample = [self._score_one(doc, response) for response in responses]
-        return per_sample[0] if len(per_sample) == 1 else {**per_sample[0], "per_sample": per_sample}
-
-    def _score_one(self, doc: dict, response: str) -> dict:
-        if self.name == "panorama":
-            return self.module.SCORERS[self.benchmark][0](doc, response)
-        return self.module.score_item(doc, response)
+        """The item's scores over its k samples (a family that scores samples one by one keeps
+        them under `per_sample`, with the first one's at the top, for the diagnostics)."""
+        return self.module.score(self.entry, doc, responses, self.judge)
 
     @staticmethod
     def sample_sets(items: list[dict]) -> list[list[dict]]:
@@ -104,22 +86,12 @@ class Family:
         return [[item["per_sample"][j] if "per_sample" in item else item for item in items] for j in range(k)]
 
     def metrics(self, items: list[dict]) -> dict:
-        return mean_tree([self._metrics_one(group) for group in self.sample_sets(items)])
+        return mean_tree([self.module.summarize(self.entry, group) for group in self.sample_sets(items)])
 
-    def _metrics_one(self, items: list[dict]) -> dict:
-        if self.name == "panorama":
-            return self.module.SCORERS[self.benchmark][1](items)
-        return self.module.summarize(items)
-
-    def primary(self, items: list[dict], metric: str) -> float | None:
-        values = [self._primary_one(group, metric) for group in self.sample_sets(items)]
+    def primary(self, items: list[dict]) -> float | None:
+        values = [self.module.primary(self.entry, group) for group in self.sample_sets(items)]
         values = [value for value in values if value is not None]
         return sum(values) / len(values) if values else None
-
-    def _primary_one(self, items: list[dict], metric: str) -> float | None:
-        if self.name == "chemcotbench":
-            return self.module.primary_value(items)
-        return self._metrics_one(items)[metric]
 
 
 def mean_tree(trees: list):
@@ -136,12 +108,12 @@ def mean_tree(trees: list):
     return first
 
 
-def bootstrap_ci(family: Family, items: list[dict], metric: str, resamples: int = 1000) -> list[float] | None:
+def bootstrap_ci(family: Family, items: list[dict], resamples: int = 1000) -> list[float] | None:
     rng = random.Random(0)
     values = []
     for _ in range(resamples):
         sample = [items[rng.randrange(len(items))] for _ in items]
-        value = family.primary(sample, metric)
+        value = family.primary(sample)
         if value is not None:
             values.append(value)
     if not values:
@@ -194,22 +166,14 @@ def summarize(
     judge_retry: int = 3,
     items_path: Path | None = None,
 ) -> dict:
-    table = load_table()
-    entry = table[benchmark]
-    family = Family(entry["family"], benchmark, judge_model, judge_retry)
+    entry = load_table()[benchmark]
+    family = Family(benchmark, entry, judge_model, judge_retry)
     items = [family.score(doc, r) for doc, r in zip(docs, responses, strict=True)]
     if items_path is not None:  # per-item scores: the paired comparison of two runs reads them
         items_path.write_text("".join(json.dumps(item) + "\n" for item in items))
-    expected = benchmark.removeprefix("chemcotbench_")
-    if family.name == "chemcotbench":
-        wrong = sorted({i["family"] for i in items} - {expected})
-        if wrong:
-            raise SystemExit(
-                f"score: docs hold {', '.join(wrong)} rows, not {expected}; use --benchmark chemcotbench_{wrong[0]}"
-            )
     metric = entry["primary"]["metric"]
     metrics = family.metrics(items)
-    value = family.primary(items, metric)
+    value = family.primary(items)
     summary = {
         "benchmark": benchmark,
         "n": len(items),
@@ -217,7 +181,7 @@ def summarize(
             "name": metric,
             "value": value,
             "direction": entry["primary"]["direction"],
-            "ci95": bootstrap_ci(family, items, metric) if value is not None else None,
+            "ci95": bootstrap_ci(family, items) if value is not None else None,
         },
         "metrics": metrics.get("subtasks", metrics),
         "unavailable": metrics.get("unavailable", []),
@@ -255,9 +219,7 @@ def main() -> None:
         for number, (docs_path, predictions_path) in enumerate(zip(args.docs, args.predictions, strict=True)):
             docs = read_docs(docs_path)
             try:
-                entry = load_table()[args.benchmark]
-                scored = {args.benchmark: [entry["custom"]["answer_field"]]} if entry["family"] == "custom" else None
-                check_schema(docs, args.benchmark, entry["family"], scored or SCORED_FIELDS, "doc")
+                check_schema(docs, args.benchmark, scored_fields(load_table()[args.benchmark]), "doc")
             except SystemExit as error:
                 raise SystemExit(str(error).replace("prepare: ", "score: ", 1)) from None
             predictions = [json.loads(line) for line in predictions_path.read_text().splitlines() if line.strip()]

@@ -82,18 +82,41 @@ def _read(settings: Settings, name: str) -> list[dict]:
 
 
 def remember_fix(settings: Settings, *, family: str, stage: str, error: str, fix: str, source: str) -> None:
-    _append(settings, "fixes.jsonl", {"family": family, "signature": signature(stage, error),
-                                      "error": error[-800:], "fix": fix, "source": source})  # fmt: skip
+    _append(
+        settings,
+        "fixes.jsonl",
+        {"family": family, "signature": signature(stage, error), "error": error[-800:], "fix": fix, "source": source},
+    )
 
 
-def remember_recipe(settings: Settings, *, family: str, benchmark: str, base_model: str, gain: float,
-                    validation: float, files: dict[str, str], hypothesis: str, source: str) -> None:  # fmt: skip
+def remember_recipe(
+    settings: Settings,
+    *,
+    family: str,
+    benchmark: str,
+    base_model: str,
+    gain: float,
+    validation: float,
+    files: dict[str, str],
+    hypothesis: str,
+    source: str,
+) -> None:
     script = "\n".join(files.get("process_data.py", "").splitlines()[:SCRIPT_LINES])
-    _append(settings, "recipes.jsonl", {
-        "family": family, "benchmark": benchmark, "base_model": base_model, "gain": round(gain, 6),
-        "validation": validation, "hypothesis": hypothesis, "train_yaml": files.get("train.yaml", ""),
-        "process_data_py": script, "source": source,
-    })  # fmt: skip
+    _append(
+        settings,
+        "recipes.jsonl",
+        {
+            "family": family,
+            "benchmark": benchmark,
+            "base_model": base_model,
+            "gain": round(gain, 6),
+            "validation": validation,
+            "hypothesis": hypothesis,
+            "train_yaml": files.get("train.yaml", ""),
+            "process_data_py": script,
+            "source": source,
+        },
+    )
 
 
 def fixes_for(settings: Settings, stage: str, error: str, limit: int = 3) -> list[dict]:

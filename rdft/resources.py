@@ -5,6 +5,7 @@ packages, mapped in setup.cfg)."""
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 
@@ -25,4 +26,8 @@ def recipes_dir() -> Path:
 
 
 def evaluation_dir() -> Path:
-    return _shipped("rdft.evaluation_files", "evaluation")
+    """The benchmark table and the families' task folders. RDFT_EVALUATION_DIR points at a copy
+    laid out the same way (benchmarks.yaml, tasks/<family>/, …) to score a benchmark family of
+    one's own without changing the install: a family is its folder and its rows of the table."""
+    override = os.environ.get("RDFT_EVALUATION_DIR")
+    return Path(override).expanduser().resolve() if override else _shipped("rdft.evaluation_files", "evaluation")

@@ -28,8 +28,10 @@ FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEM
 def require_slurm() -> None:
     missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
     if missing:
-        raise RdftError(f"{', '.join(missing)} not found: --executor slurm runs on a Slurm login node "
-                        "(load the Slurm module, or use --executor local)")  # fmt: skip
+        raise RdftError(
+            f"{', '.join(missing)} not found: --executor slurm runs on a Slurm login node "
+            "(load the Slurm module, or use --executor local)"
+        )
 
 
 def rdft_command() -> str:
@@ -93,8 +95,9 @@ def check_shared(paths: dict[str, Path], *, shared_ok: bool) -> list[str]:
 
 
 def submit(script: Path, extra: list[str] | None = None) -> str:
-    result = subprocess.run(["sbatch", "--parsable", *(extra or []), str(script)], capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+    result = subprocess.run(
+        ["sbatch", "--parsable", *(extra or []), str(script)], capture_output=True, text=True, timeout=120
+    )
     if result.returncode != 0:
         raise RdftError(f"sbatch refused {script.name}: {_last_error(result).removeprefix('sbatch: error: ')}")
     return result.stdout.strip().split(";")[0]
@@ -118,8 +121,9 @@ def states(job_ids: list[str]) -> dict[str, JobState]:
     out: dict[str, JobState] = {}
     if not job_ids:
         return out
-    listed = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%N"], capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    listed = subprocess.run(
+        ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%N"], capture_output=True, text=True, timeout=60
+    )
     for line in listed.stdout.splitlines():
         parts = line.split("|")
         if len(parts) == 4 and parts[0] in job_ids:
@@ -141,8 +145,16 @@ def _finished_state(job: str) -> JobState:
         return JobState(
             fields.get("JobState", "UNKNOWN"), "", fields.get("NodeList", ""), _exit(fields.get("ExitCode"))
         )
-    acct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job, "-o", "State,ExitCode,NodeList"],
-                          capture_output=True, text=True, timeout=60) if shutil.which("sacct") else None  # fmt: skip
+    acct = (
+        subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", job, "-o", "State,ExitCode,NodeList"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if shutil.which("sacct")
+        else None
+    )
     if acct is not None and acct.returncode == 0 and acct.stdout.strip():
         state, code, node = [*acct.stdout.strip().splitlines()[-1].split("|"), "", "", ""][:3]
         return JobState(state.split()[0], "", node, _exit(code))
@@ -176,8 +188,15 @@ def environment_lines(variant: str) -> list[str]:
     The torch variant is always fixed: the envs are shared, and a job that chose its own (a CPU
     job on a node without GPUs) would rebuild them under the other jobs' feet."""
     lines = []
-    for name in ("FT_FILE_PATH", "RDFT_ENVS_DIR", "RDFT_ENV_SPECS_DIR", "RDFT_USER_BENCHMARKS", "HF_HOME",
-                 "HF_ENDPOINT", "FT_Coder_CoSTEER_env_type"):  # fmt: skip
+    for name in (
+        "FT_FILE_PATH",
+        "RDFT_ENVS_DIR",
+        "RDFT_ENV_SPECS_DIR",
+        "RDFT_USER_BENCHMARKS",
+        "HF_HOME",
+        "HF_ENDPOINT",
+        "FT_Coder_CoSTEER_env_type",
+    ):
         if os.environ.get(name):
             lines.append(f"export {name}={shlex.quote(os.environ[name])}")
     return [*lines, f"export RDFT_TORCH_VARIANT={variant}"]

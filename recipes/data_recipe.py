@@ -38,7 +38,7 @@ import random
 import sys
 from pathlib import Path
 
-from rdft_data import TokenCounter, debug_sample, filter_by_tokens, scorer, write_chat_jsonl
+from rdft_data import TokenCounter, benchmark_entry, debug_sample, filter_by_tokens, scorer, write_chat_jsonl
 from rdft_data.profile import data_files, read_rows
 from rdft_data.records import write_atomically
 
@@ -50,30 +50,29 @@ def chat(user: str, assistant: str) -> dict:
 
 
 class Builder:
-    """Builds one family's rows; `drops` counts what was left out and why. Each family's method
-    gives (reasoning, final answer); with `force_think` (FT_FORCE_THINK_TOKEN) the reasoning is
-    wrapped in <think>…</think> and the final answer follows it, where the scorers read it."""
+    """Builds the rows of one benchmark through its family's interface (`training_answer`,
+    `score`, `full_marks` of evaluation/tasks/<family>/utils.py); `drops` counts what was left
+    out and why. With `force_think` (FT_FORCE_THINK_TOKEN) the reasoning is wrapped in
+    <think>…</think> and the final answer follows it, where the scorers read it."""
 
-    def __init__(self, recipe: dict, family):
-        self.recipe, self.family, self.drops = recipe, family, {}
-        self.benchmark = recipe["benchmark"]
+    def __init__(self, recipe: dict, family, entry: dict):
+        self.recipe, self.family, self.entry, self.drops = recipe, family, entry, {}
         self.force_think = bool(recipe.get("force_think"))
-        self.answers = {"demo": self.demo, "aime": self.aime, "panorama": self.panorama, "chemcotbench": self.chem,
-                        "custom": self.custom}  # fmt: skip
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
     def row(self, doc: dict) -> dict | None:
-        if self.recipe["benchmark_family"] == "custom" and isinstance(doc.get("messages"), list):
-            return {"messages": doc["messages"]}  # the user's own chat rows
+        if self.entry.get("custom") and isinstance(doc.get("messages"), list):
+            return {"messages": doc["messages"]}  # a user benchmark's own chat rows, kept as they are
         try:
             prompt = self.family.doc_to_text(doc)
         except (KeyError, TypeError, ValueError, AttributeError):
             self.drop("not the benchmark's schema")
             return None
-        parts = self.answers[self.recipe["benchmark_family"]](doc)
-        if parts is None:
+        parts = self.family.training_answer(self.entry, doc, self.force_think)
+        if isinstance(parts, str):  # why the doc makes no row
+            self.drop(parts)
             return None
         reasoning, final = parts
         if self.force_think:
@@ -85,87 +84,14 @@ class Builder:
             return None
         return chat(prompt, answer)
 
-    # --- (reasoning, final answer) per family ---
-    def demo(self, doc: dict) -> tuple[str, str] | None:
-        if doc.get("answer") in (None, ""):
-            self.drop("no answer")
-            return None
-        return "", f"\\boxed{{{doc['answer']}}}"
-
-    def aime(self, doc: dict) -> tuple[str, str] | None:
-        answer = doc.get("answer", doc.get("Answer"))
-        if answer in (None, ""):
-            self.drop("no answer")
-            return None
-        solution = str(doc.get("solution") or doc.get("Solution") or "").strip()
-        if not solution:
-            self.drop("no reasoning")
-            return None
-        boxed = self.family.parse_answer(self.family.last_boxed(solution))
-        if boxed is not None and not self.family.equal(boxed, str(answer)):
-            self.drop("solution disagrees with the answer")
-            return None
-        if boxed is not None and not self.force_think:
-            return solution, ""  # the solution already ends in its box
-        return solution, f"The final answer is \\boxed{{{answer}}}."
-
-    def panorama(self, doc: dict) -> tuple[str, str] | None:
-        answer = self.family.target_text(self.benchmark, doc)
-        if answer is None:
-            self.drop("no gold answer")
-            return None
-        reasoning, _, final = answer.rpartition("\n\n")  # NOC4PC: the examiner's reason, then the code
-        return reasoning, final
-
-    def chem(self, doc: dict) -> tuple[str, str] | None:
-        cot = doc.get("raw_cot") or doc.get("struct_cot")
-        cot = cot if isinstance(cot, str) or cot is None else json.dumps(cot, ensure_ascii=False)
-        if not cot or not cot.strip():
-            self.drop("no reasoning")
-            return None
-        key = self.family.answer_key(doc)
-        value = self.family.last_json_value(cot, key)
-        if value is not None:
-            return cot.strip(), "" if not self.force_think else json.dumps({key: value}, ensure_ascii=False)
-        meta = self.family._meta(doc)
-        gold = doc.get("gt") if doc.get("gt") not in (None, "") else meta.get("gt", meta.get("answer"))
-        if gold in (None, "") and doc.get("task") == "mol_edit":
-            gold = meta.get("reference")  # an edit the authors made; the scorer checks it like any answer
-        if isinstance(gold, str) and gold.strip().startswith("{"):
-            gold = json.loads(gold)
-        if isinstance(gold, dict):
-            gold = gold.get(key, gold.get("Major Product", gold.get("output")))
-        if gold in (None, ""):
-            self.drop("no answer")
-            return None
-        return cot.strip(), json.dumps({key: gold}, ensure_ascii=False)
-
-    def custom(self, doc: dict) -> tuple[str, str] | None:
-        if doc.get(self.family.SPEC["answer_field"]) in (None, ""):
-            self.drop("no answer")
-            return None
-        return "", self.family.doc_to_target(doc)
-
     def scores(self, doc: dict, answer: str) -> bool:
-        """The answer earns full marks under the benchmark's own scorer (mol_opt: an improvement;
-        an oracle rdft does not have accepts a valid molecule)."""
-        name = self.recipe["benchmark_family"]
-        if name == "demo":
-            return self.family.score_item(doc, answer)["accuracy"] == 1
-        if name == "aime":
-            return self.family.score_item(doc, [answer])["accuracy"] == 1
-        if name == "custom":
-            return float(self.family.score_item(doc, answer).get(self.family.value_key()) or 0) == 1.0
-        if name == "panorama":
-            item = self.family.SCORERS[self.benchmark][0](doc, answer)
-            return item.get("f1", item.get("gold_hit", item.get("correct"))) == 1
+        """The answer earns full marks under the benchmark's own scorer (a doc the scorer cannot
+        read earns none)."""
         try:
-            item = self.family.score_item(doc, answer)
+            item = self.family.score(self.entry, doc, [answer])
         except (ValueError, KeyError, TypeError):
             return False
-        if item.get("unavailable"):
-            return self.family.mol(item.get("answer")) is not None
-        return any(item.get(key) in (1, 1.0) for key in ("correct", "success", "score"))
+        return self.family.full_marks(self.entry, item)
 
 
 def read_datasets(root: Path, names: list[str]) -> list[dict]:
@@ -182,9 +108,10 @@ def main() -> None:
     recipe = json.loads(Path("data_recipe.json").read_text())
     debug = "--debug" in sys.argv[1:]
     family = scorer(recipe["benchmark_family"], recipe["tasks_dir"])
+    entry = benchmark_entry(recipe["benchmark"], recipe["tasks_dir"])
     rows = read_datasets(Path(os.environ["RDFT_DATASETS_DIR"]), recipe["datasets"])
     random.Random(recipe.get("seed", 0)).shuffle(rows)
-    builder = Builder(recipe, family)
+    builder = Builder(recipe, family, entry)
     limit = DEBUG_ROWS if debug else recipe["max_samples"]
     samples = []
     for doc in rows:  # build until the limit: reading stays cheap, scoring stops early

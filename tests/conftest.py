@@ -62,8 +62,14 @@ def rdft(tmp_path):
     def popen(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         """The CLI started in the background, stdout and stderr piped as text."""
         rdft_bin = shutil.which("rdft", path=str(Path(sys.executable).parent)) or "rdft"
-        return subprocess.Popen([rdft_bin, *args], cwd=workdir, env=clean_environ(**{**base, **(env or {})}),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [rdft_bin, *args],
+            cwd=workdir,
+            env=clean_environ(**{**base, **(env or {})}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     call.workdir = workdir
     call.envs_dir = tmp_path / "envs"

@@ -60,8 +60,14 @@ class HubServer:
             def _route(self, head: bool):
                 url = urlparse(self.path)
                 path = unquote(url.path)
-                hub.requests.append({"method": self.command, "path": path, "range": self.headers.get("Range"),
-                                     "auth": self.headers.get("Authorization")})  # fmt: skip
+                hub.requests.append(
+                    {
+                        "method": self.command,
+                        "path": path,
+                        "range": self.headers.get("Range"),
+                        "auth": self.headers.get("Authorization"),
+                    }
+                )
                 kind = "api" if path.startswith("/api/datasets/") else "file" if path.startswith("/datasets/") else None
                 if kind is None and not path.startswith("/api/"):  # a model repo's file: /org/name/resolve/...
                     path, kind = "/datasets" + path, "file"
@@ -78,8 +84,14 @@ class HubServer:
                     return self._error(401, "GatedRepo", f"Access to dataset {repo} is restricted.")
                 folder = hub.repos[repo]
                 if kind == "api" and tail[:1] == ["revision"]:
-                    return self._json({"id": repo, "sha": hub.commit(repo), "private": False,
-                                       "siblings": [{"rfilename": f} for f in hub.files(repo)]})  # fmt: skip
+                    return self._json(
+                        {
+                            "id": repo,
+                            "sha": hub.commit(repo),
+                            "private": False,
+                            "siblings": [{"rfilename": f} for f in hub.files(repo)],
+                        }
+                    )
                 if kind == "api" and tail[:1] == ["tree"]:
                     under = "/".join(tail[2:])
                     entries = [

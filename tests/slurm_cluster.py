@@ -39,40 +39,82 @@ class SlurmCluster:
         self.accounting = not missing_accounting()
 
     def _run(self, *command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(list(command), check=True, capture_output=True, text=True,
-                              env={**os.environ, **self.env})  # fmt: skip
+        return subprocess.run(list(command), check=True, capture_output=True, text=True, env={**os.environ, **self.env})
 
     def _start_accounting(self, socket_path: Path, mysql_port: int, dbd_port: int) -> None:
         """MariaDB in the cluster's folder, slurmdbd on it, the cluster registered (slurm.conf,
         which sacctmgr reads, is written by then)."""
         root = self.root
         db = root / "mariadb"
-        self._run("mariadb-install-db", "--no-defaults", f"--datadir={db}", "--user=root",
-                  "--auth-root-authentication-method=normal", "--skip-test-db")  # fmt: skip
+        self._run(
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={db}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        )
         sock = root / "mariadb.sock"
-        subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={db}", f"--socket={sock}", f"--port={mysql_port}",
-                          "--bind-address=127.0.0.1", "--user=root", f"--pid-file={root / 'mariadb.pid'}",
-                          f"--log-error={root / 'log' / 'mariadb.log'}"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={db}",
+                f"--socket={sock}",
+                f"--port={mysql_port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                f"--pid-file={root / 'mariadb.pid'}",
+                f"--log-error={root / 'log' / 'mariadb.log'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
-        self._run("mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e",
-                  "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'rdft-test'; "
-                  "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';")  # fmt: skip
+        self._run(
+            "mariadb",
+            "--no-defaults",
+            f"--socket={sock}",
+            "-uroot",
+            "-e",
+            "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'rdft-test'; "
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';",
+        )
         dbd_conf = root / "slurmdbd.conf"  # slurmdbd reads it next to SLURM_CONF
-        dbd_conf.write_text("\n".join([
-            "AuthType=auth/munge", f"AuthInfo=socket={socket_path}", "DbdHost=localhost", "DbdAddr=127.0.0.1",
-            f"DbdPort={dbd_port}", "SlurmUser=root", "StorageType=accounting_storage/mysql",
-            "StorageHost=127.0.0.1", f"StoragePort={mysql_port}", "StorageUser=slurm", "StoragePass=rdft-test",
-            "StorageLoc=slurm_acct_db", f"PidFile={root / 'slurmdbd.pid'}", f"LogFile={root / 'log' / 'slurmdbd.log'}",
-        ]) + "\n")  # fmt: skip
+        dbd_conf.write_text(
+            "\n".join(
+                [
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={socket_path}",
+                    "DbdHost=localhost",
+                    "DbdAddr=127.0.0.1",
+                    f"DbdPort={dbd_port}",
+                    "SlurmUser=root",
+                    "StorageType=accounting_storage/mysql",
+                    "StorageHost=127.0.0.1",
+                    f"StoragePort={mysql_port}",
+                    "StorageUser=slurm",
+                    "StoragePass=rdft-test",
+                    "StorageLoc=slurm_acct_db",
+                    f"PidFile={root / 'slurmdbd.pid'}",
+                    f"LogFile={root / 'log' / 'slurmdbd.log'}",
+                ]
+            )
+            + "\n"
+        )
         dbd_conf.chmod(0o600)
         self._run("slurmdbd")
         deadline = time.monotonic() + 60
         while True:  # slurmdbd answers once it has made its tables
-            added = subprocess.run(["sacctmgr", "-i", "add", "cluster", "rdfttest"], capture_output=True, text=True,
-                                   env={**os.environ, **self.env})  # fmt: skip
+            added = subprocess.run(
+                ["sacctmgr", "-i", "add", "cluster", "rdfttest"],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **self.env},
+            )
             if added.returncode == 0 or "already exists" in added.stdout + added.stderr:
                 break
             if time.monotonic() > deadline:
@@ -87,19 +129,35 @@ class SlurmCluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
         socket_path = root / "munge" / "munge.sock"
-        subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={socket_path}",
-                        f"--pid-file={root / 'munge' / 'munged.pid'}", f"--log-file={root / 'munge' / 'munged.log'}",
-                        f"--seed-file={root / 'munge' / 'seed'}"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                "munged",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={socket_path}",
+                f"--pid-file={root / 'munge' / 'munged.pid'}",
+                f"--log-file={root / 'munge' / 'munged.log'}",
+                f"--seed-file={root / 'munge' / 'seed'}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         cpus = os.cpu_count() or 1
         mysql_port, dbd_port = _free_port(), _free_port()
-        accounting = [
-            "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=localhost",
-            f"AccountingStoragePort={dbd_port}", f"AccountingStoragePass={socket_path}",  # its munge socket
-            "JobAcctGatherType=jobacct_gather/none",
-        ] if self.accounting else [
-            "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none",  # no slurmdbd: sacct is off, scontrol answers
-        ]  # fmt: skip
+        accounting = (
+            [
+                "AccountingStorageType=accounting_storage/slurmdbd",
+                "AccountingStorageHost=localhost",
+                f"AccountingStoragePort={dbd_port}",
+                f"AccountingStoragePass={socket_path}",  # its munge socket
+                "JobAcctGatherType=jobacct_gather/none",
+            ]
+            if self.accounting
+            else [
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",  # no slurmdbd: sacct is off, scontrol answers
+            ]
+        )
         self.conf.write_text(
             "\n".join(
                 [
@@ -154,8 +212,9 @@ class SlurmCluster:
     def _wait_idle(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                                   env={**os.environ, **self.env})  # fmt: skip
+            state = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env={**os.environ, **self.env}
+            )
             if state.stdout.strip() == "idle":
                 return
             time.sleep(0.5)
@@ -163,14 +222,20 @@ class SlurmCluster:
 
     def stop(self) -> None:
         subprocess.run(["scancel", "--user=root"], capture_output=True, env={**os.environ, **self.env})
-        for pid_file in (self.root / "slurmd.pid", self.root / "slurmctld.pid", self.root / "slurmdbd.pid",
-                         self.root / "mariadb.pid", self.root / "munge" / "munged.pid"):  # fmt: skip
+        for pid_file in (
+            self.root / "slurmd.pid",
+            self.root / "slurmctld.pid",
+            self.root / "slurmdbd.pid",
+            self.root / "mariadb.pid",
+            self.root / "munge" / "munged.pid",
+        ):
             try:
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
             except (OSError, ValueError):
                 pass
 
     def queue(self) -> list[str]:
-        out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
-                             env={**os.environ, **self.env}).stdout  # fmt: skip
+        out = subprocess.run(
+            ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env={**os.environ, **self.env}
+        ).stdout
         return out.split()

@@ -37,35 +37,82 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
     if name == "score non-UTF-8 docs":
         (tmp / "docs.jsonl").write_bytes(b'{"problem": "caf\xe9", "answer": "1"}\n')
         (tmp / "pred.jsonl").write_text('{"doc_id": 0, "response": "x"}\n')
-        return (["score", "--benchmark", "aime25", "--docs", str(tmp / "docs.jsonl"), "--predictions",
-                 str(tmp / "pred.jsonl")], {}, "is not UTF-8 text (byte 16); save it as UTF-8 JSON", None)  # fmt: skip
+        return (
+            [
+                "score",
+                "--benchmark",
+                "aime25",
+                "--docs",
+                str(tmp / "docs.jsonl"),
+                "--predictions",
+                str(tmp / "pred.jsonl"),
+            ],
+            {},
+            "is not UTF-8 text (byte 16); save it as UTF-8 JSON",
+            None,
+        )
     if name == "score empty predictions":
         (tmp / "docs.jsonl").write_text('{"problem": "p", "answer": "1"}\n')
         (tmp / "pred.jsonl").write_text("\n")
-        return (["score", "--benchmark", "aime25", "--docs", str(tmp / "docs.jsonl"), "--predictions",
-                 str(tmp / "pred.jsonl")], {}, "pred.jsonl is empty; give a file with one JSON row", None)  # fmt: skip
+        return (
+            [
+                "score",
+                "--benchmark",
+                "aime25",
+                "--docs",
+                str(tmp / "docs.jsonl"),
+                "--predictions",
+                str(tmp / "pred.jsonl"),
+            ],
+            {},
+            "pred.jsonl is empty; give a file with one JSON row",
+            None,
+        )
     if name == "score docs of another benchmark":
         (tmp / "docs.jsonl").write_text('{"question": "Which one is a letter: 1-a?"}\n')
         (tmp / "pred.jsonl").write_text('{"doc_id": 0, "response": "x"}\n')
-        return (["score", "--benchmark", "aime25", "--docs", str(tmp / "docs.jsonl"), "--predictions",
-                 str(tmp / "pred.jsonl")], {}, "doc 1 has no 'answer' or 'Answer', which aime25 docs hold",
-                None)  # fmt: skip
+        return (
+            [
+                "score",
+                "--benchmark",
+                "aime25",
+                "--docs",
+                str(tmp / "docs.jsonl"),
+                "--predictions",
+                str(tmp / "pred.jsonl"),
+            ],
+            {},
+            "doc 1 has no 'answer' or 'Answer', which aime25 docs hold",
+            None,
+        )
     if name == "sync to an unsupported remote":
         (tmp / "run").mkdir()
         (tmp / "run" / "run.json").write_text("{}")
-        return (["logs", "sync", "up", str(tmp / "run"), "--remote", "ftp://example.org/runs"], {},
-                "ftp:// is not supported; use file://, s3://, gs:// or az://", None)  # fmt: skip
+        return (
+            ["logs", "sync", "up", str(tmp / "run"), "--remote", "ftp://example.org/runs"],
+            {},
+            "ftp:// is not supported; use file://, s3://, gs:// or az://",
+            None,
+        )
     if name == "FT_FILE_PATH is a file":
         (tmp / "a-file").write_text("x")
         return ["env", "list"], {"FT_FILE_PATH": str(tmp / "a-file")}, "is a file, not a folder; point", None
     if name == "batch with FT_FILE_PATH a file":  # checked before any task starts
         (tmp / "a-file").write_text("x")
         (tmp / "tasks.json").write_text(json.dumps({"tasks": [{"model": "tiny:llama", "benchmark": "demo_letter"}]}))
-        return (["batch", str(tmp / "tasks.json"), "--dry-run"], {"FT_FILE_PATH": str(tmp / "a-file")},
-                "is a file, not a folder; point", None)  # fmt: skip
+        return (
+            ["batch", str(tmp / "tasks.json"), "--dry-run"],
+            {"FT_FILE_PATH": str(tmp / "a-file")},
+            "is a file, not a folder; point",
+            None,
+        )
     if name == "FT_FILE_PATH without a parent":
-        return (["env", "list"], {"FT_FILE_PATH": str(tmp / "nonexistent" / "zzz")},
-                "does not exist and neither does its parent", None)  # fmt: skip
+        return (
+            ["env", "list"],
+            {"FT_FILE_PATH": str(tmp / "nonexistent" / "zzz")},
+            "does not exist and neither does its parent",
+            None,
+        )
     if name == "train a missing model":
         config = write_config(tmp, model={"path": str(tmp / "no-model")})
         return ["train", str(config)], {}, "model.path", None
@@ -75,29 +122,51 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
     if name == "dry run with rows of another format":
         (tmp / "text.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"text": "hello"}\n')
         config = write_config(tmp, data={"path": str(tmp / "text.jsonl")})
-        return (["train", str(config), "--dry-run"], {}, "text.jsonl:2 has neither messages nor string instruction "
-                "and output (its keys: text); give chat rows (messages) or alpaca rows", None)  # fmt: skip
+        return (
+            ["train", str(config), "--dry-run"],
+            {},
+            "text.jsonl:2 has neither messages nor string instruction "
+            "and output (its keys: text); give chat rows (messages) or alpaca rows",
+            None,
+        )
     if name == "dry run with CSV data":
         (tmp / "rows.csv").write_text("instruction,output\nSay hi,hi\n")
         config = write_config(tmp, data={"path": str(tmp / "rows.csv")})
-        return (["train", str(config), "--dry-run"], {}, "rows.csv:1 is not valid JSON (Expecting value); data.path "
-                "takes JSONL, one sample a line", None)  # fmt: skip
+        return (
+            ["train", str(config), "--dry-run"],
+            {},
+            "rows.csv:1 is not valid JSON (Expecting value); data.path takes JSONL, one sample a line",
+            None,
+        )
     if name == "dry run with non-UTF-8 data":
         (tmp / "latin1.jsonl").write_bytes(b'{"instruction": "caf\xe9", "output": "x"}\n')
         config = write_config(tmp, data={"path": str(tmp / "latin1.jsonl")})
-        return (["train", str(config), "--dry-run"], {}, "latin1.jsonl:1 is not UTF-8 text (byte 20); save it as "
-                "UTF-8", None)  # fmt: skip
+        return (
+            ["train", str(config), "--dry-run"],
+            {},
+            "latin1.jsonl:1 is not UTF-8 text (byte 20); save it as UTF-8",
+            None,
+        )
     if name == "dry run with micro-batch 0":
         config = write_config(tmp, train={"micro_batch_size": 0})
-        return (["train", str(config), "--dry-run"], {}, "train.micro_batch_size: Input should be greater than or "
-                "equal to 1, or Input should be 'auto' (got 0)", None)  # fmt: skip
+        return (
+            ["train", str(config), "--dry-run"],
+            {},
+            "train.micro_batch_size: Input should be greater than or equal to 1, or Input should be 'auto' (got 0)",
+            None,
+        )
     if name == "prepare another dataset's file":
         (tmp / "other.jsonl").write_text('{"question": "q", "answer": "a"}\n')
-        return (["datasets", "prepare", "deepscaler", "--source", str(tmp / "other.jsonl")], {},
-                "has no 'problem' field, which deepscaler rows have", None)  # fmt: skip
+        return (
+            ["datasets", "prepare", "deepscaler", "--source", str(tmp / "other.jsonl")],
+            {},
+            "has no 'problem' field, which deepscaler rows have",
+            None,
+        )
     if name == "batch with a misspelt key":
-        (tmp / "tasks.json").write_text(json.dumps({"tasks": [{"model": "tiny:llama", "benchmark": "demo_letter",
-                                                               "lop_n": 2}]}))  # fmt: skip
+        (tmp / "tasks.json").write_text(
+            json.dumps({"tasks": [{"model": "tiny:llama", "benchmark": "demo_letter", "lop_n": 2}]})
+        )
         return ["batch", str(tmp / "tasks.json")], {}, "unknown key 'lop_n'; did you mean 'loop_n'?", None
     if name == "batch with a GPU twice":
         (tmp / "tasks.json").write_text(json.dumps({"tasks": [{"model": "m/x", "benchmark": "aime25", "gpus": "0,0"}]}))
@@ -108,13 +177,23 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
     if name == "resume changing the benchmark":
         (tmp / "run").mkdir()
         (tmp / "run" / "run.json").write_text(json.dumps({"base_model": "tiny:llama", "benchmark": "demo_letter"}))
-        return (["run", "--resume", str(tmp / "run"), "--benchmark", "aime25"], {},
-                "--benchmark cannot change when resuming", None)  # fmt: skip
+        return (
+            ["run", "--resume", str(tmp / "run"), "--benchmark", "aime25"],
+            {},
+            "--benchmark cannot change when resuming",
+            None,
+        )
     if name == "an option's bad choice":  # click's usage errors, in rdft's one line
-        says = "rdft: error: Invalid value for '--split': 'nope' is not one of 'validation', 'test', 'all'; see " \
-               "`rdft eval --help`"  # fmt: skip
-        return ["eval", "--model", "m", "--benchmark", "aime25", "--output", str(tmp / "o"), "--split", "nope"], {}, \
-            says, 2  # fmt: skip
+        says = (
+            "rdft: error: Invalid value for '--split': 'nope' is not one of 'validation', 'test', 'all'; see "
+            "`rdft eval --help`"
+        )
+        return (
+            ["eval", "--model", "m", "--benchmark", "aime25", "--output", str(tmp / "o"), "--split", "nope"],
+            {},
+            says,
+            2,
+        )
     if name == "demo with another benchmark":
         return ["run", "--demo", "--benchmark", "aime25"], {}, "--demo runs the tiny model on demo_letter", None
     raise AssertionError(name)
@@ -161,8 +240,10 @@ def test_sync_down_keeps_local_edits_unless_forced(rdft, tmp_path):
     (copy / "summary.json").write_text('{"loops": [], "my": "notes"}')  # a local edit
     before = snapshot(copy)
     refused = rdft("logs", "sync", "down", str(copy), "--remote", remote)
-    assert refused.returncode != 0 and "summary.json differ(s) from the remote; nothing was fetched — rerun with " \
-        "--force" in refused.stderr  # fmt: skip
+    assert (
+        refused.returncode != 0
+        and "summary.json differ(s) from the remote; nothing was fetched — rerun with --force" in refused.stderr
+    )
     assert snapshot(copy) == before
     forced = rdft("logs", "sync", "down", str(copy), "--remote", remote, "--force")
     assert forced.returncode == 0, forced.output

@@ -44,21 +44,44 @@ def runs(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("benchmarks")
     env = clean_environ(**shared_dirs)
     for benchmark, (_, items) in BENCHMARKS.items():
-        prepared = cli(env, "benchmarks", "prepare", benchmark, "--source", str(FIXTURES / "benchmarks" / items),
-                       "--force", cwd=root)  # fmt: skip
+        prepared = cli(
+            env,
+            "benchmarks",
+            "prepare",
+            benchmark,
+            "--source",
+            str(FIXTURES / "benchmarks" / items),
+            "--force",
+            cwd=root,
+        )
         assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     for dataset in dict.fromkeys(dataset for dataset, _ in BENCHMARKS.values()):
-        prepared = cli(env, "datasets", "prepare", dataset, "--source", str(FIXTURES / "datasets" / dataset),
-                       "--force", cwd=root)  # fmt: skip
+        prepared = cli(
+            env, "datasets", "prepare", dataset, "--source", str(FIXTURES / "datasets" / dataset), "--force", cwd=root
+        )
         assert prepared.returncode == 0, prepared.stdout + prepared.stderr
         PREPARED[dataset] = prepared.stdout
 
     def run(benchmark: str) -> tuple[subprocess.CompletedProcess, Path]:
         log = root / "log" / benchmark
         start = time.monotonic()
-        proc = cli({**env, "LOG_TRACE_PATH": str(log)}, "run", "--base-model", "tiny:llama", "--benchmark", benchmark,
-                   "--loop-n", "1", "--max-gen-toks", "64", "--eval-limit", "8", "--samples", "2",
-                   cwd=root)  # fmt: skip
+        proc = cli(
+            {**env, "LOG_TRACE_PATH": str(log)},
+            "run",
+            "--base-model",
+            "tiny:llama",
+            "--benchmark",
+            benchmark,
+            "--loop-n",
+            "1",
+            "--max-gen-toks",
+            "64",
+            "--eval-limit",
+            "8",
+            "--samples",
+            "2",
+            cwd=root,
+        )
         print(f"{benchmark}: {time.monotonic() - start:.0f} s")
         return proc, log
 
@@ -92,8 +115,15 @@ def test_every_benchmark_runs_a_loop_end_to_end(benchmark, runs, data_env):
     run_summary = json.loads((log / "summary.json").read_text())
     # Two sampled answers per item (--samples 2), with the tiny model's sampling settings (its
     # generation config names none: 0.6/0.95); the split is the --eval-limit's 8 items.
-    assert run_summary["scoring"] == {"items": 8, "samples": 2, "temperature": 0.6, "top_p": 0.95,
-                                      "max_gen_toks": 64, "standard": False, "eval_limit": 8}  # fmt: skip
+    assert run_summary["scoring"] == {
+        "items": 8,
+        "samples": 2,
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "max_gen_toks": 64,
+        "standard": False,
+        "eval_limit": 8,
+    }
     assert record["samples"] == 2
     # The coder's data-quality gate passed the offline recipe's rows: reasoning where the benchmark
     # scores reasoned answers, every answer right by the scorer where the dataset holds the gold.
@@ -114,12 +144,24 @@ def test_every_benchmark_runs_a_loop_end_to_end(benchmark, runs, data_env):
     from rdft.resources import evaluation_dir
 
     ft = Path(json.loads((log / "settings.json").read_text())["ft_file_path"])
-    checked = data_env.run(["python", str(REPO / "tests" / "in_env" / "check_prompts.py"), "--family", entry.family,
-         "--tasks-dir", str(evaluation_dir() / "tasks"), "--dataset", str(ft / "datasets" / dataset),
-         "--train", str(loop / "workspace" / "data.jsonl"), "--samples", str(samples)],
+    checked = data_env.run(
+        [
+            "python",
+            str(REPO / "tests" / "in_env" / "check_prompts.py"),
+            "--family",
+            entry.family,
+            "--tasks-dir",
+            str(evaluation_dir() / "tasks"),
+            "--dataset",
+            str(ft / "datasets" / dataset),
+            "--train",
+            str(loop / "workspace" / "data.jsonl"),
+            "--samples",
+            str(samples),
+        ],
         extra_env=data_env_variables(data_env.link.parent),
         echo=False,
-    )  # fmt: skip
+    )
     assert checked.ok, checked.tail
     counts = json.loads(checked.tail.strip().splitlines()[-1])
     assert counts["train_rows"] == data["samples"] == counts["train_rows_with_the_benchmark_prompt"]

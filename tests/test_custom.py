@@ -35,8 +35,9 @@ def user(tmp_path, shared_dirs):
     env = clean_environ(**{**shared_dirs, "FT_FILE_PATH": str(ft)})
 
     def call(*args, timeout: int = 900) -> CliResult:
-        proc = subprocess.run(["rdft", *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            ["rdft", *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+        )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     call.ft = ft
@@ -80,8 +81,21 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     both = user("datasets", "add", "reviews_parts", "--source", folder)
     assert both.stdout.strip() == "reviews_parts: 85 rows (columns); columns id (string), text (string), label (string)"
 
-    bench = user("benchmarks", "add", "sentiment", "--docs", tmp_path / "eval.jsonl", "--prompt-template", TEMPLATE,
-                 "--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # fmt: skip
+    bench = user(
+        "benchmarks",
+        "add",
+        "sentiment",
+        "--docs",
+        tmp_path / "eval.jsonl",
+        "--prompt-template",
+        TEMPLATE,
+        "--answer-field",
+        "label",
+        "--answer-key",
+        "label",
+        "--metric",
+        "accuracy",
+    )
     assert bench.returncode == 0, bench.stderr
     assert bench.stdout.startswith("sentiment: 12 items, 6 validation / 6 test; primary accuracy: ")
     assert "sentiment" in user("benchmarks", "list").stdout.split("your benchmarks")[1]
@@ -92,9 +106,24 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     dropped = {"exact": 1, "identifier": 0, "molecule": 0, "ngram": 0}
     assert json.loads(checked.stdout) == {"rows": 81, "kept": 80, "dropped": dropped}
 
-    run = user("run", "--base-model", "tiny:llama", "--benchmark", "sentiment", "--dataset", "reviews",
-               "--loop-n", "1", "--max-gen-toks", "32", "--samples", "1", "--target",
-               "Tell positive from negative film reviews", timeout=1500)  # fmt: skip
+    run = user(
+        "run",
+        "--base-model",
+        "tiny:llama",
+        "--benchmark",
+        "sentiment",
+        "--dataset",
+        "reviews",
+        "--loop-n",
+        "1",
+        "--max-gen-toks",
+        "32",
+        "--samples",
+        "1",
+        "--target",
+        "Tell positive from negative film reviews",
+        timeout=1500,
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     log = Path(run.stdout.split("log: ")[1].split()[0])
     validation = json.loads((log / "Loop_0" / "running" / "validation" / "summary.json").read_text())
@@ -155,8 +184,9 @@ def score(user, tmp_path: Path, name: str, items: list[dict], responses: list[st
     write_jsonl(tmp_path / f"{name}.jsonl", items)
     added = user("benchmarks", "add", name, "--docs", tmp_path / f"{name}.jsonl", "--prompt-field", "q", *options)
     assert added.returncode == 0, added.stderr
-    predictions = write_jsonl(tmp_path / f"{name}.pred.jsonl",
-                              [{"doc_id": i, "response": r} for i, r in enumerate(responses)])  # fmt: skip
+    predictions = write_jsonl(
+        tmp_path / f"{name}.pred.jsonl", [{"doc_id": i, "response": r} for i, r in enumerate(responses)]
+    )
     result = user("score", "--benchmark", name, "--docs", tmp_path / f"{name}.jsonl", "--predictions", predictions)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -165,23 +195,53 @@ def score(user, tmp_path: Path, name: str, items: list[dict], responses: list[st
 def test_each_metric_against_hand_computed_values(user, tmp_path, eval_env):
     # accuracy on labels in JSON: case and spacing ignored; no JSON object = unreadable = wrong.
     labels = [{"q": f"q{i}", "label": label} for i, label in enumerate(["pos", "neg", "pos", "neg"])]
-    summary = score(user, tmp_path, "labels", labels,
-                    ['{"label": "POS"}', 'I think {"label": " neg "}', "pos", '{"label": "pos"}'],
-                    "--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # fmt: skip
+    summary = score(
+        user,
+        tmp_path,
+        "labels",
+        labels,
+        ['{"label": "POS"}', 'I think {"label": " neg "}', "pos", '{"label": "pos"}'],
+        "--answer-field",
+        "label",
+        "--answer-key",
+        "label",
+        "--metric",
+        "accuracy",
+    )
     assert summary["primary"]["value"] == pytest.approx(2 / 4)  # items 1 and 2 right; 3 unreadable; 4 wrong
     assert summary["metrics"]["n_unreadable"] == 1
 
     # exact match on the last \boxed{}: case counts.
     exact = [{"q": "a", "gold": "Paris"}, {"q": "b", "gold": "Rome"}]
-    summary = score(user, tmp_path, "capitals", exact, ["\\boxed{Lyon} then \\boxed{Paris}", "\\boxed{rome}"],
-                    "--answer-field", "gold", "--metric", "exact_match")  # fmt: skip
+    summary = score(
+        user,
+        tmp_path,
+        "capitals",
+        exact,
+        ["\\boxed{Lyon} then \\boxed{Paris}", "\\boxed{rome}"],
+        "--answer-field",
+        "gold",
+        "--metric",
+        "exact_match",
+    )
     assert summary["primary"]["value"] == pytest.approx(1 / 2)
 
     # f1: SQuAD words. "the big red dog" vs gold "a red dog barks": words {big, red, dog} vs {red, dog, barks}:
     # 2 common; precision 2/3, recall 2/3 → F1 2/3. Second item exact → 1. Mean 5/6.
     spans = [{"q": "a", "gold": "a red dog barks"}, {"q": "b", "gold": "blue"}]
-    summary = score(user, tmp_path, "spans", spans, ['{"a": "the big red dog"}', '{"a": "Blue."}'],
-                    "--answer-field", "gold", "--answer-key", "a", "--metric", "f1")  # fmt: skip
+    summary = score(
+        user,
+        tmp_path,
+        "spans",
+        spans,
+        ['{"a": "the big red dog"}', '{"a": "Blue."}'],
+        "--answer-field",
+        "gold",
+        "--answer-key",
+        "a",
+        "--metric",
+        "f1",
+    )
     assert summary["primary"]["value"] == pytest.approx((2 / 3 + 1) / 2)
 
     # numeric tolerance 0.01 of max(1, |gold|): 101 vs 100 passes (1 ≤ 1), 0.02 vs 0 fails (0.02 > 0.01),
@@ -194,18 +254,36 @@ def test_each_metric_against_hand_computed_values(user, tmp_path, eval_env):
         {"q": "d", "n": 3},
         {"q": "e", "n": 0},
     ]
-    summary = score(user, tmp_path, "numbers", numbers,
-                    ["\\boxed{101}", "\\boxed{0.02}", "\\boxed{1,000.5}", "\\boxed{about 3}", "\\boxed{0.005}"],
-                    "--answer-field", "n", "--metric", "numeric_tolerance", "--tolerance", "0.01")  # fmt: skip
+    summary = score(
+        user,
+        tmp_path,
+        "numbers",
+        numbers,
+        ["\\boxed{101}", "\\boxed{0.02}", "\\boxed{1,000.5}", "\\boxed{about 3}", "\\boxed{0.005}"],
+        "--answer-field",
+        "n",
+        "--metric",
+        "numeric_tolerance",
+        "--tolerance",
+        "0.01",
+    )
     assert summary["primary"]["value"] == pytest.approx(3 / 5)
     assert summary["metrics"]["n_unreadable"] == 1
 
     # json_field_match: the share of the gold object's fields matched: 2 of 3, then 2 of 2.
     records = [{"q": "a", "rec": {"name": "Ada", "year": 1815, "city": "London"}},
                {"q": "b", "rec": json.dumps({"name": "Alan", "year": 1912})}]  # fmt: skip
-    summary = score(user, tmp_path, "records", records,
-                    ['{"name": "ada", "year": 1815, "city": "Paris"}', 'x {"year": "1912", "name": "Alan"}'],
-                    "--answer-field", "rec", "--metric", "json_field_match")  # fmt: skip
+    summary = score(
+        user,
+        tmp_path,
+        "records",
+        records,
+        ['{"name": "ada", "year": 1815, "city": "Paris"}', 'x {"year": "1912", "name": "Alan"}'],
+        "--answer-field",
+        "rec",
+        "--metric",
+        "json_field_match",
+    )
     assert summary["primary"]["value"] == pytest.approx((2 / 3 + 1) / 2)
     assert summary["metrics"]["correct_rate"] == pytest.approx(1 / 2)
 
@@ -214,8 +292,19 @@ def test_each_metric_against_hand_computed_values(user, tmp_path, eval_env):
         "def score(doc, response):\n    return {'hits': response.count(doc['word']) / 2}\n"
     )
     words = [{"q": "a", "word": "cat"}, {"q": "b", "word": "dog"}]
-    summary = score(user, tmp_path, "counting", words, ["cat cat", "dog"], "--answer-field", "word",
-                    "--scorer", tmp_path / "scorer.py", "--scorer-key", "hits")  # fmt: skip
+    summary = score(
+        user,
+        tmp_path,
+        "counting",
+        words,
+        ["cat cat", "dog"],
+        "--answer-field",
+        "word",
+        "--scorer",
+        tmp_path / "scorer.py",
+        "--scorer-key",
+        "hits",
+    )
     assert summary["primary"]["name"] == "hits" and summary["primary"]["value"] == pytest.approx((1 + 0.5) / 2)
 
 

@@ -40,6 +40,10 @@ def test_list_and_info(rdft):
     assert "https://huggingface.co/datasets/OpenMol/ChemCoTDataset (folder chemcotbench-cot/rxn)" in info.stdout
     assert re.search(r"^serves\s+chemcotbench_reaction$", info.stdout, re.M)
     assert re.search(r"^local copy\s+not downloaded", info.stdout, re.M)
-    assert re.search(r"^guard \(chemcotbench\)\s+drops training rows holding a validation or test item of it: "
-                     r"the input molecule", info.stdout, re.M)  # fmt: skip
+    assert re.search(
+        r"^guard \(chemcotbench\)\s+drops training rows holding a validation or test item of it: "
+        r"the input molecule",
+        info.stdout,
+        re.M,
+    )
     assert "did you mean 'deepscaler'" in one_line_error(rdft("datasets", "info", "deepscalar"))

@@ -32,23 +32,37 @@ def repos(tmp_path) -> dict[str, Path]:
     }
     for task, fields in per_task.items():
         for split in ("train", "validation", "test"):
-            rows = [{"application_number": f"{split}{i}", "claim_number": i, "context": {"claim": "a claim"}, **fields}
-                    for i in range(5)]  # fmt: skip
+            rows = [
+                {"application_number": f"{split}{i}", "claim_number": i, "context": {"claim": "a claim"}, **fields}
+                for i in range(5)
+            ]
             write_jsonl(panorama / task / f"{split}.jsonl", rows)
     (panorama / "README.md").write_text("# PANORAMA\n")
     chemcot = tmp_path / "repos" / "chemcot"
     rxn = chemcot / "chemcotbench-cot" / "rxn"
     rxn.mkdir(parents=True)
-    (rxn / "rcr.json").write_text(json.dumps([
-        {"id": "r1", "query": "Which conditions?", "task": "rxn", "subtask": "rcr", "gt": "CCO",
-         "cot_result": "```json\n{\"answer\": \"CCO\"}\n```", "meta": {"reactants": "CC=O"}},
-    ]))  # fmt: skip
+    (rxn / "rcr.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "r1",
+                    "query": "Which conditions?",
+                    "task": "rxn",
+                    "subtask": "rcr",
+                    "gt": "CCO",
+                    "cot_result": '```json\n{"answer": "CCO"}\n```',
+                    "meta": {"reactants": "CC=O"},
+                },
+            ]
+        )
+    )
     (rxn / "fs.json").write_text(json.dumps([{"id": "f1", "query": "Product?", "struct_cot": "x", "meta": {}}]))
     deepscaler = tmp_path / "repos" / "deepscaler"
     deepscaler.mkdir(parents=True)
     # As large as the real deepscaler.json (21.5 MB): more than two of huggingface_hub's 10 MB chunks.
-    problems = [{"problem": f"Compute {i} + {i}. " + "x" * 480, "answer": str(2 * i), "solution": ""}
-                for i in range(42000)]  # fmt: skip
+    problems = [
+        {"problem": f"Compute {i} + {i}. " + "x" * 480, "answer": str(2 * i), "solution": ""} for i in range(42000)
+    ]
     (deepscaler / "deepscaler.json").write_text(json.dumps(problems))
     return {PANORAMA: panorama, CHEMCOT: chemcot, DEEPSCALER: deepscaler}
 
@@ -62,20 +76,33 @@ def test_prepare_downloads_only_what_is_asked_and_never_evaluation_files(rdft, r
         result = rdft("datasets", "prepare", "panorama-par4pc", "chemcot-rxn", env={"HF_ENDPOINT": hub.url})
     assert result.returncode == 0, result.output
     assert "panorama-par4pc: prepared at" in result.stdout and "chemcot-rxn: prepared at" in result.stdout
-    fetched = {r["path"].split("/resolve/")[1].split("/", 1)[1] for r in hub.requests if r["method"] == "GET"
-               and "/resolve/" in r["path"]}  # fmt: skip
+    fetched = {
+        r["path"].split("/resolve/")[1].split("/", 1)[1]
+        for r in hub.requests
+        if r["method"] == "GET" and "/resolve/" in r["path"]
+    }
     # Only the named folders, and PANORAMA's validation/test files are never even downloaded.
     assert fetched == {"PAR4PC/train.jsonl", "chemcotbench-cot/rxn/rcr.json", "chemcotbench-cot/rxn/fs.json"}
     par4pc = prepared(tmp_path, "panorama-par4pc")
     assert sorted(p.relative_to(par4pc).as_posix() for p in par4pc.rglob("*") if p.is_file()) == [
-        ".rdft-dataset.json", "PAR4PC/train.jsonl"]  # fmt: skip
+        ".rdft-dataset.json",
+        "PAR4PC/train.jsonl",
+    ]
     manifest = json.loads((par4pc / ".rdft-dataset.json").read_text())
     assert manifest["repo"] == PANORAMA and manifest["source"] == "hub" and len(manifest["revision"]) == 40
 
     # ChemCoT's rcr rows get the other subtasks' fields.
     rcr = json.loads((prepared(tmp_path, "chemcot-rxn") / "chemcotbench-cot/rxn/rcr.json").read_text())
-    assert rcr == [{"id": "r1", "query": "Which conditions?", "task": "rxn", "subtask": "rcr",
-                    "meta": {"reactants": "CC=O", "gt": "CCO"}, "struct_cot": '{"answer": "CCO"}'}]  # fmt: skip
+    assert rcr == [
+        {
+            "id": "r1",
+            "query": "Which conditions?",
+            "task": "rxn",
+            "subtask": "rcr",
+            "meta": {"reactants": "CC=O", "gt": "CCO"},
+            "struct_cot": '{"answer": "CCO"}',
+        }
+    ]
 
     info = rdft("datasets", "info", "panorama-par4pc")
     assert f"{par4pc} (1 files," in info.stdout
@@ -101,8 +128,9 @@ def test_prepare_killed_mid_download_resumes_with_the_finished_files(rdft, repos
     with HubServer(repos) as hub:
         hub.stall.add("PI4PC/train.jsonl")
         env = clean_environ(HF_ENDPOINT=hub.url, FT_FILE_PATH=str(tmp_path / "ft"))
-        proc = subprocess.Popen(["rdft", "datasets", "prepare", "panorama"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            ["rdft", "datasets", "prepare", "panorama"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         local = tmp_path / "ft" / "datasets" / ".hub" / "LG-AI-Research--PANORAMA"
 
         def finished(name):  # huggingface_hub writes its metadata after moving the file in: both mean done
@@ -123,8 +151,10 @@ def test_prepare_killed_mid_download_resumes_with_the_finished_files(rdft, repos
         assert result.returncode == 0, result.output
         for name in done_before:
             assert len(hub.downloads(name)) == 1, f"{name} was fetched again"
-    files = sorted(p.relative_to(prepared(tmp_path, "panorama")).as_posix()
-                   for p in prepared(tmp_path, "panorama").rglob("*.jsonl"))  # fmt: skip
+    files = sorted(
+        p.relative_to(prepared(tmp_path, "panorama")).as_posix()
+        for p in prepared(tmp_path, "panorama").rglob("*.jsonl")
+    )
     assert files == ["NOC4PC/train.jsonl", "PAR4PC/train.jsonl", "PI4PC/train.jsonl"]
 
 
@@ -147,8 +177,9 @@ def test_gated_repo_needs_a_token_and_the_token_stays_out_of_output(rdft, repos,
     with HubServer(repos, gated={DEEPSCALER: token}) as hub:
         error = one_line_error(rdft("datasets", "prepare", "deepscaler", env={"HF_ENDPOINT": hub.url}))
         assert "is gated" in error and "set HF_TOKEN" in error and f"huggingface.co/datasets/{DEEPSCALER}" in error
-        wrong = one_line_error(rdft("datasets", "prepare", "deepscaler", env={"HF_ENDPOINT": hub.url,
-                                                                                "HF_TOKEN": "hf_wrong"}))  # fmt: skip
+        wrong = one_line_error(
+            rdft("datasets", "prepare", "deepscaler", env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_wrong"})
+        )
         assert "HF_TOKEN has no access" in wrong
         result = rdft("datasets", "prepare", "deepscaler", env={"HF_ENDPOINT": hub.url, "HF_TOKEN": token})
         assert result.returncode == 0, result.output
@@ -196,8 +227,9 @@ def test_local_copies_stand_in_for_the_hub(rdft, repos, tmp_path):
         rdft("datasets", "prepare", "panorama-noc4pc", "--force", "--source", str(repos[PANORAMA] / "PAR4PC"))
     )
 
-    assert "does not exist" in one_line_error(rdft("datasets", "prepare", "deepscaler", "--force",
-                                                   "--source", str(tmp_path / "nowhere")))  # fmt: skip
+    assert "does not exist" in one_line_error(
+        rdft("datasets", "prepare", "deepscaler", "--force", "--source", str(tmp_path / "nowhere"))
+    )
     assert "one name at a time" in one_line_error(
         rdft("datasets", "prepare", "deepscaler", "chemcot", "--source", str(repos[CHEMCOT]))
     )

@@ -76,8 +76,14 @@ def test_timeouts_malformed_replies_and_checks_move_on(rdft_data, tmp_path, capl
         return {"slow": Hang(3), "bad": Malformed(), "wrong": "\\boxed{5}"}.get(body["model"], "\\boxed{4}")
 
     with LLMServer(reply) as server:
-        models = pool(rdft_data, server, ["openai/slow", "openai/bad", "openai/wrong", "openai/good"], tmp_path,
-                      timeout=0.5, max_retries=1)  # fmt: skip
+        models = pool(
+            rdft_data,
+            server,
+            ["openai/slow", "openai/bad", "openai/wrong", "openai/good"],
+            tmp_path,
+            timeout=0.5,
+            max_retries=1,
+        )
         start = time.monotonic()
         answer = models.complete(ask("2+2?"), check=rdft_data.math_check(4))
         elapsed = time.monotonic() - start
@@ -118,19 +124,27 @@ def test_64_workers_keep_up_with_the_latency(rdft_data, tmp_path):
     on a 2-core machine — bare litellm calls from a plain thread pool, timed in the same test."""
     import litellm
 
-    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "llm_server.py"), "--latency", "0.1"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "llm_server.py"), "--latency", "0.1"], stdout=subprocess.PIPE, text=True
+    )
     try:
         base_url = server.stdout.readline().strip()
         n, workers, latency = 1000, 64, 0.1
         ideal = n * latency / workers
 
         def bare(i):
-            return litellm.completion(model="openai/bare", messages=ask(f"b{i}"), api_base=base_url,
-                                      api_key=SECRET, timeout=30, num_retries=0)  # fmt: skip
+            return litellm.completion(
+                model="openai/bare", messages=ask(f"b{i}"), api_base=base_url, api_key=SECRET, timeout=30, num_retries=0
+            )
 
-        models = rdft_data.ModelPool(["openai/a", "openai/b"], api_key=SECRET, api_base=base_url, workers=workers,
-                                     cache=tmp_path / "cache", timeout=30)  # fmt: skip
+        models = rdft_data.ModelPool(
+            ["openai/a", "openai/b"],
+            api_key=SECRET,
+            api_base=base_url,
+            workers=workers,
+            cache=tmp_path / "cache",
+            timeout=30,
+        )
 
         def timed(work) -> float:
             start = time.monotonic()
@@ -240,8 +254,9 @@ def test_profile_cli_runs_in_the_data_env_and_caches(rdft, shared_dirs, data_env
     text = rdft("datasets", "profile", "deepscaler", env=env)
     assert "## math  (4 items" in text.stdout
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == written  # served from the cache
-    tokenized = rdft("datasets", "profile", "deepscaler", "--tokenizer", str(local_tokenizer(tmp_path / "tok")),
-                     "--json", env=env)  # fmt: skip
+    tokenized = rdft(
+        "datasets", "profile", "deepscaler", "--tokenizer", str(local_tokenizer(tmp_path / "tok")), "--json", env=env
+    )
     assert json.loads(tokenized.stdout)["tasks"]["math"]["fields"]["problem"]["max"] == 11
     not_prepared = rdft("datasets", "profile", "chemcot", env=env)
     assert not_prepared.returncode != 0 and "run `rdft datasets prepare chemcot` first" in not_prepared.stderr
@@ -255,8 +270,20 @@ def test_data_scripts_import_the_toolkit_in_the_data_env(rdft, shared_dirs, data
                "FT_STRONG_MODELS": "openai/strong-a,openai/strong-b", "FT_API_MAX_WORKERS": "4",
                "FT_FILE_PATH": str(tmp_path / "ft")}  # fmt: skip
         script = REPO / "tests" / "in_env" / "check_toolkit.py"
-        result = rdft("env", "run", "data", "--with-secrets", "--log", str(tmp_path / "run.log"), "--",
-                      "python", str(script), str(tmp_path / "data.jsonl"), "--debug", env=env)  # fmt: skip
+        result = rdft(
+            "env",
+            "run",
+            "data",
+            "--with-secrets",
+            "--log",
+            str(tmp_path / "run.log"),
+            "--",
+            "python",
+            str(script),
+            str(tmp_path / "data.jsonl"),
+            "--debug",
+            env=env,
+        )
     assert result.returncode == 0, result.output
     assert "toolkit ok" in result.stdout
     rows = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]

@@ -146,8 +146,9 @@ def test_uv_builds_by_default_and_pip_is_the_fallback(rdft, venv_env, tmp_path):
     assert "uv pip install -r tiny.cpu.txt" in created.stderr and "trying pip" not in created.stderr
     assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0
 
-    fallback = rdft("env", "create", "tiny", env={**venv_env, **fresh, "UV_CACHE_DIR": str(tmp_path / "empty"),
-                                                  "UV_OFFLINE": "1"})  # fmt: skip
+    fallback = rdft(
+        "env", "create", "tiny", env={**venv_env, **fresh, "UV_CACHE_DIR": str(tmp_path / "empty"), "UV_OFFLINE": "1"}
+    )
     assert fallback.returncode == 0, fallback.output
     assert "uv could not install the lock" in fallback.stderr and "pip install -r tiny.cpu.txt" in fallback.stderr
     ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six; print(six.__version__)", env=venv_env)
@@ -166,8 +167,14 @@ def test_build_progress_reads_the_installers_lines():
     lines: list[str] = []
     display = BuildDisplay(lines.append, live=False)
     build = display.start("data", 8)
-    for text in ["Resolved 8 packages in 543ms", "Downloading pyarrow (52.5MiB)", "Downloading rdkit (30.4MiB)",
-                 " Downloaded rdkit", " Downloaded pyarrow", "Prepared 8 packages in 3.19s"]:  # fmt: skip
+    for text in [
+        "Resolved 8 packages in 543ms",
+        "Downloading pyarrow (52.5MiB)",
+        "Downloading rdkit (30.4MiB)",
+        " Downloaded rdkit",
+        " Downloaded pyarrow",
+        "Prepared 8 packages in 3.19s",
+    ]:
         build.line(text + "\n")
     assert (build.ready, build.bytes) == (2, int(52.5 * 2**20) + int(30.4 * 2**20))
     assert lines == ["env data: 2/8 packages, 83 MiB fetched"]  # a quarter reached: one plain line
@@ -213,8 +220,9 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     assert "rdft: note: six 1.16.9 (the lock has 1.16.0)" in adopted.stderr
     assert not managed.exists()  # the managed build it replaced is gone, and the notes say so
     assert "rdft: note: the built env 'tiny' it replaces is removed" in adopted.stderr
-    ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)",
-               env=venv_env)  # fmt: skip
+    ran = rdft(
+        "env", "run", "tiny", "--", "python", "-c", "import six, sys; print(six.__version__, sys.prefix)", env=venv_env
+    )
     assert ran.returncode == 0, ran.output
     assert ran.stdout.split() == ["1.16.0", str(prebuilt)]  # the runner uses the adopted interpreter
     status = rdft("env", "status", env=venv_env)
@@ -223,8 +231,13 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     assert re.search(rf"^env tiny\s+adopted: {re.escape(str(python))}$", doctor.stdout, re.M), doctor.stdout
     assert doctor.stdout.count("env tiny") == 1, doctor.stdout  # envs/tiny and envs/tiny-adopted are one env
     # Adopted envs are used as they are: ensure never rebuilds them.
-    settings = Settings(_env_file=None, rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"], rdft_envs_dir=rdft.envs_dir,
-                        ft_coder_costeer_env_type="venv", rdft_torch_variant="cpu")  # fmt: skip
+    settings = Settings(
+        _env_file=None,
+        rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"],
+        rdft_envs_dir=rdft.envs_dir,
+        ft_coder_costeer_env_type="venv",
+        rdft_torch_variant="cpu",
+    )
     assert EnvManager(settings).ensure("tiny").python == python
     assert EnvManager(settings).ready("tiny")  # what `rdft batch --executor slurm` asks before an env job
     assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0 and not EnvManager(settings).ready("tiny")
@@ -317,8 +330,9 @@ def test_adopt_notes_another_python(rdft, tmp_path):
     """The locks were solved for the spec's Python: an interpreter of another one is adopted with a note."""
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "kit.yml").write_text("name: kit\nchannels: [conda-forge]\ndependencies:\n  - python=3.10\n  - pip\n"
-                                   "  - pip:\n      - pyyaml\n")  # fmt: skip
+    (specs / "kit.yml").write_text(
+        "name: kit\nchannels: [conda-forge]\ndependencies:\n  - python=3.10\n  - pip\n  - pip:\n      - pyyaml\n"
+    )
     env = {"RDFT_ENV_SPECS_DIR": str(specs), "FT_Coder_CoSTEER_env_type": "venv", "RDFT_TORCH_VARIANT": "cpu"}
     adopted = rdft("env", "adopt", "kit", "--python", sys.executable, env=env)
     assert adopted.returncode == 0, adopted.output

@@ -36,10 +36,14 @@ def aime_models(tmp_path_factory, cli_env, train_env):
     root = tmp_path_factory.mktemp("aime-models")
     (root / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in AIME_DOCS))
     chats = [
-        {"messages": [{"role": "user", "content": d["problem"] + SUFFIX},
-                      {"role": "assistant", "content": f"The answer is \\boxed{{{int(d['answer']):03d}}}."}]}
+        {
+            "messages": [
+                {"role": "user", "content": d["problem"] + SUFFIX},
+                {"role": "assistant", "content": f"The answer is \\boxed{{{int(d['answer']):03d}}}."},
+            ]
+        }
         for d in AIME_DOCS
-    ]  # fmt: skip
+    ]
     (root / "train.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
     out = {"docs": root / "docs.jsonl"}
     for method, lr, epochs in (("full", 3e-3, 80), ("lora", 1e-2, 120)):
@@ -55,8 +59,10 @@ def aime_models(tmp_path_factory, cli_env, train_env):
         rdft_bin = str(Path(sys.executable).parent / "rdft")
         proc = subprocess.run(
             [rdft_bin, "train", str(root / f"{method}.yaml"), "--workspace", str(root / method)],
-            env={**__import__("os").environ, **cli_env}, capture_output=True, text=True,
-        )  # fmt: skip
+            env={**__import__("os").environ, **cli_env},
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out[method] = root / method / "output" / ("model" if method == "full" else "adapter")
     out["base"] = Path(cli_env["FT_FILE_PATH"]).resolve() / "models" / "tiny-llama"
@@ -71,8 +77,22 @@ def run_eval(rdft, env, *args):
 
 def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_path):
     output = tmp_path / "full"
-    result = run_eval(rdft, cli_env, "--model", aime_models["full"], "--benchmark", "aime25", "--split", "all",
-                      "--data", aime_models["docs"], "--max-gen-toks", 24, "--output", output)  # fmt: skip
+    result = run_eval(
+        rdft,
+        cli_env,
+        "--model",
+        aime_models["full"],
+        "--benchmark",
+        "aime25",
+        "--split",
+        "all",
+        "--data",
+        aime_models["docs"],
+        "--max-gen-toks",
+        24,
+        "--output",
+        output,
+    )
     assert "aime25 all: accuracy = 1.0000" in result.stdout
     summary = json.loads((output / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
@@ -81,8 +101,10 @@ def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_p
     assert "--apply_chat_template" in summary["command"]
     predictions = [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
     assert [p["response"] for p in predictions] == [
-        "The answer is \\boxed{025}.", "The answer is \\boxed{204}.", "The answer is \\boxed{007}."
-    ]  # fmt: skip
+        "The answer is \\boxed{025}.",
+        "The answer is \\boxed{204}.",
+        "The answer is \\boxed{007}.",
+    ]
     task = yaml.safe_load((output / "tasks" / "aime" / "rdft_aime25_all.yaml").read_text().replace("!function ", ""))
     assert task["dataset_kwargs"]["data_files"]["test"] == str(output / "docs.all.jsonl")  # absolute
 
@@ -90,8 +112,17 @@ def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_p
 def test_adapter_against_its_base(rdft, cli_env, aime_models, tmp_path):
     common = ["--benchmark", "aime25", "--split", "all", "--data", aime_models["docs"], "--max-gen-toks", 24]
     run_eval(rdft, cli_env, "--model", aime_models["base"], *common, "--output", tmp_path / "base")
-    run_eval(rdft, cli_env, "--model", aime_models["base"], "--adapter", aime_models["lora"], *common,
-             "--output", tmp_path / "lora")  # fmt: skip
+    run_eval(
+        rdft,
+        cli_env,
+        "--model",
+        aime_models["base"],
+        "--adapter",
+        aime_models["lora"],
+        *common,
+        "--output",
+        tmp_path / "lora",
+    )
     base = json.loads((tmp_path / "base" / "summary.json").read_text())
     tuned = json.loads((tmp_path / "lora" / "summary.json").read_text())
     assert tuned["adapter"] == str(aime_models["lora"])
@@ -100,8 +131,26 @@ def test_adapter_against_its_base(rdft, cli_env, aime_models, tmp_path):
 
 def test_samples_give_avg_at_k(rdft, cli_env, aime_models, tmp_path):
     output = tmp_path / "k2"
-    run_eval(rdft, cli_env, "--model", aime_models["full"], "--benchmark", "aime25", "--split", "all", "--limit", 2,
-             "--data", aime_models["docs"], "--max-gen-toks", 24, "--samples", 2, "--output", output)  # fmt: skip
+    run_eval(
+        rdft,
+        cli_env,
+        "--model",
+        aime_models["full"],
+        "--benchmark",
+        "aime25",
+        "--split",
+        "all",
+        "--limit",
+        2,
+        "--data",
+        aime_models["docs"],
+        "--max-gen-toks",
+        24,
+        "--samples",
+        2,
+        "--output",
+        output,
+    )
     summary = json.loads((output / "summary.json").read_text())
     assert summary["n"] == 2 and summary["samples"] == 2 and summary["metrics"]["samples_per_item"] == 2
     assert len((output / "predictions.jsonl").read_text().splitlines()) == 4
@@ -111,11 +160,17 @@ def _panorama_fixture(tmp_path: Path) -> Path:
     """Two PAR4PC items in the benchmark's schema, short enough for the tiny model."""
     option = {"patent_id": "US1", "title": "t", "abstract": "a", "claims": ["c"]}
     docs = [
-        {"application_number": "1", "claim_number": 1, "context": {"title": "t", "abstract": "a", "claims": ["c"]},
-         "options": {letter: option for letter in "ABCDEFGH"}, "gold_answers": ["A"], "silver_answers": [],
-         "negative_answers": list("BCDEFGH")}
+        {
+            "application_number": "1",
+            "claim_number": 1,
+            "context": {"title": "t", "abstract": "a", "claims": ["c"]},
+            "options": {letter: option for letter in "ABCDEFGH"},
+            "gold_answers": ["A"],
+            "silver_answers": [],
+            "negative_answers": list("BCDEFGH"),
+        }
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     path = tmp_path / "par4pc.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in docs))
     return path
@@ -123,8 +178,17 @@ def _panorama_fixture(tmp_path: Path) -> Path:
 
 def _chem_fixture(tmp_path: Path) -> Path:
     meta = {"molecule": "c1ccccc1", "added_group": "hydroxyl", "reference": "Oc1ccccc1"}
-    rows = [{"id": f"e{i}", "query": "Add a hydroxyl to c1ccccc1. Answer as JSON {\"output\": SMILES}.",
-             "task": "mol_edit", "subtask": "add", "gt": None, "meta": json.dumps(meta)} for i in range(2)]  # fmt: skip
+    rows = [
+        {
+            "id": f"e{i}",
+            "query": 'Add a hydroxyl to c1ccccc1. Answer as JSON {"output": SMILES}.',
+            "task": "mol_edit",
+            "subtask": "add",
+            "gt": None,
+            "meta": json.dumps(meta),
+        }
+        for i in range(2)
+    ]
     path = tmp_path / "mol_edit.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -134,8 +198,22 @@ def _chem_fixture(tmp_path: Path) -> Path:
 def test_patent_and_chemistry_tasks_run(rdft, cli_env, aime_models, tmp_path, family):
     data = _panorama_fixture(tmp_path) if family.startswith("panorama") else _chem_fixture(tmp_path)
     output = tmp_path / family
-    run_eval(rdft, cli_env, "--model", aime_models["base"], "--benchmark", family, "--split", "all", "--data", data,
-             "--max-gen-toks", 8, "--output", output)  # fmt: skip
+    run_eval(
+        rdft,
+        cli_env,
+        "--model",
+        aime_models["base"],
+        "--benchmark",
+        family,
+        "--split",
+        "all",
+        "--data",
+        data,
+        "--max-gen-toks",
+        8,
+        "--output",
+        output,
+    )
     summary = json.loads((output / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and summary["n"] == 2
     # A random tiny model writes no valid JSON: every item is unreadable, counted, and flagged — the
@@ -147,8 +225,16 @@ def test_patent_and_chemistry_tasks_run(rdft, cli_env, aime_models, tmp_path, fa
     right = '{"answer": ["A"]}' if family.startswith("panorama") else '{"output": "Oc1ccccc1"}'
     predictions = tmp_path / "right.jsonl"
     predictions.write_text("".join(json.dumps({"doc_id": i, "response": right}) + "\n" for i in range(2)))
-    rescored = rdft("score", "--benchmark", family, "--docs", str(output / "docs.all.jsonl"),
-                    "--predictions", str(predictions), env=cli_env)  # fmt: skip
+    rescored = rdft(
+        "score",
+        "--benchmark",
+        family,
+        "--docs",
+        str(output / "docs.all.jsonl"),
+        "--predictions",
+        str(predictions),
+        env=cli_env,
+    )
     assert rescored.returncode == 0, rescored.output
     assert json.loads(rescored.stdout)["primary"]["value"] == 1.0
 
@@ -158,8 +244,24 @@ def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_p
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent (CI and the team's machines have it)")
     output = tmp_path / "pi4pc"
-    run_eval(rdft, cli_env, "--model", aime_models["base"], "--benchmark", "panorama_pi4pc", "--split", "all",
-             "--limit", 2, "--data", folder, "--max-gen-toks", 8, "--output", output)  # fmt: skip
+    run_eval(
+        rdft,
+        cli_env,
+        "--model",
+        aime_models["base"],
+        "--benchmark",
+        "panorama_pi4pc",
+        "--split",
+        "all",
+        "--limit",
+        2,
+        "--data",
+        folder,
+        "--max-gen-toks",
+        8,
+        "--output",
+        output,
+    )
     summary = json.loads((output / "summary.json").read_text())
     assert summary["n"] == 2 and summary["metrics"]["n_unreadable"] == 2
 
@@ -205,8 +307,10 @@ def test_bad_eval_inputs_are_one_line(rdft, cli_env, aime_models, tmp_path):
     for name in ("summary.json", "scores.json", "predictions.jsonl", "items.jsonl", "lm_eval/a/samples_x.jsonl"):
         (tmp_path / "o" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "o" / name).write_text("{}")
-    assert "cannot read the aime25 items: item 1 has no 'problem' or 'Problem', which aime25 docs hold; give " \
-        "aime25's own docs" in one_line_error(rdft("eval", *args, env=cli_env))  # fmt: skip
+    assert (
+        "cannot read the aime25 items: item 1 has no 'problem' or 'Problem', which aime25 docs hold; give "
+        "aime25's own docs" in one_line_error(rdft("eval", *args, env=cli_env))
+    )
     assert sorted(p.name for p in (tmp_path / "o").rglob("*") if p.suffix in (".json", ".jsonl")) == []
     # lm-eval's own arguments, checked before any env is built (this host has no GPU).
     base = ["--model", str(aime_models["base"]), "--benchmark", "aime25", *common]
@@ -232,8 +336,17 @@ def test_backend_model_args(tmp_path):
               "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
               "max_position_embeddings": 32768}  # fmt: skip
     model = folder("qwen7b", qwen7b)
-    big = folder("big", {**qwen7b, "hidden_size": 8192, "intermediate_size": 29568, "num_hidden_layers": 80,
-                         "num_attention_heads": 64, "num_key_value_heads": 8})  # ~72B: 135 GiB in bf16  # fmt: skip
+    big = folder(
+        "big",
+        {
+            **qwen7b,
+            "hidden_size": 8192,
+            "intermediate_size": 29568,
+            "num_hidden_layers": 80,
+            "num_attention_heads": 64,
+            "num_key_value_heads": 8,
+        },
+    )  # ~72B: 135 GiB in bf16
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 100}))
@@ -314,10 +427,20 @@ def test_generation_choice_per_host(tmp_path):
 
     model = tmp_path / "qwen7b"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({
-        "model_type": "qwen2", "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
-        "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-        "max_position_embeddings": 32768}))  # fmt: skip
+    (model / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2",
+                "vocab_size": 152064,
+                "hidden_size": 3584,
+                "intermediate_size": 18944,
+                "num_hidden_layers": 28,
+                "num_attention_heads": 28,
+                "num_key_value_heads": 4,
+                "max_position_embeddings": 32768,
+            }
+        )
+    )
     assert lm_eval_batch("vllm", "8", str(model), [80.0], 1024, 1000) == "auto"  # vLLM schedules its own
     assert lm_eval_batch("hf", "8", str(model), [80.0], 1024, 1000) == "8"  # what was asked
     assert lm_eval_batch("hf", None, str(model), [24.0, 80.0], 1024, 1000) == "26"  # the smallest card's plan

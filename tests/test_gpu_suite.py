@@ -63,14 +63,30 @@ def bare_host(train_env, tmp_path_factory) -> Path:
     requirements.write_text("\n".join(entries[name][0] for name in sorted(kept)) + "\n")
     import uv
 
-    subprocess.run([uv.find_uv_bin(), "venv", "--quiet", "--seed", "--python", sys.executable, str(folder / "venv")],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [uv.find_uv_bin(), "venv", "--quiet", "--seed", "--python", sys.executable, str(folder / "venv")], check=True
+    )
     python = folder / "venv" / "bin" / "python"
     sources = [part for link in pip_lock.find_links("cpu") for part in ("--find-links", link)]
     sources += [part for index in pip_lock.extra_indexes("cpu") for part in ("--extra-index-url", index)]
-    subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), "--require-hashes",
-                    "--no-deps", "--index-strategy", "unsafe-best-match", "-r", str(requirements), *sources],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [
+            uv.find_uv_bin(),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(python),
+            "--require-hashes",
+            "--no-deps",
+            "--index-strategy",
+            "unsafe-best-match",
+            "-r",
+            str(requirements),
+            *sources,
+        ],
+        check=True,
+    )
     # The lent H200 image has matplotlib (KINDS.md), which the loop case's report draws with.
     plots = f"matplotlib=={importlib.metadata.version('matplotlib')}"
     subprocess.run([uv.find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), plots], check=True)
@@ -112,9 +128,20 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, data_env, eval_env, tmp_p
         wheel_of_installed(name, index)
     carried = tmp_path / "wheels"
     pip_env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}
-    fetched = subprocess.run([sys.executable, str(SUITE), "--download-wheels", str(carried), "--python-version",
-                              f"{sys.version_info.major}.{sys.version_info.minor}"],
-                             capture_output=True, text=True, env=pip_env, timeout=300)  # fmt: skip
+    fetched = subprocess.run(
+        [
+            sys.executable,
+            str(SUITE),
+            "--download-wheels",
+            str(carried),
+            "--python-version",
+            f"{sys.version_info.major}.{sys.version_info.minor}",
+        ],
+        capture_output=True,
+        text=True,
+        env=pip_env,
+        timeout=300,
+    )
     assert fetched.returncode == 0, fetched.stderr
     assert sorted(p.name for p in carried.glob("*.whl")) == sorted(p.name for p in index.glob("*.whl"))
     for name in KERNEL_WHEELS:
@@ -133,11 +160,25 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, data_env, eval_env, tmp_p
     # train`, each in its own process: rdft's runner wrote each arm's log, result line included.
     assert report["env"] == f"{bare_host}, adopted as rdft's train env (cpu)"
     assert f"Interpreter: {bare_host}, adopted as rdft's train env (cpu)" in results.read_text()
-    ran_arms = {(case, arm) for case, arms in report.items() if isinstance(arms, dict)
-                for arm, r in arms.items() if isinstance(r, dict) and "log" in r}  # fmt: skip
-    assert ran_arms == {("lora", "baseline"), ("lora", "rdft"), ("skewed", "baseline"), ("skewed", "rdft"),
-                        ("score", "baseline"), ("score", "rdft"), ("full", "rdft"), ("skewed_sdpa", "rdft"),
-                        ("compile", "rdft"), ("loop", "rdft")}  # fmt: skip
+    ran_arms = {
+        (case, arm)
+        for case, arms in report.items()
+        if isinstance(arms, dict)
+        for arm, r in arms.items()
+        if isinstance(r, dict) and "log" in r
+    }
+    assert ran_arms == {
+        ("lora", "baseline"),
+        ("lora", "rdft"),
+        ("skewed", "baseline"),
+        ("skewed", "rdft"),
+        ("score", "baseline"),
+        ("score", "rdft"),
+        ("full", "rdft"),
+        ("skewed_sdpa", "rdft"),
+        ("compile", "rdft"),
+        ("loop", "rdft"),
+    }
     # The agent loop through the adopted interpreters: the base model scored, one loop trained,
     # scored and decided, each stage timed from the run's own records.
     loop = report["loop"]["rdft"]
@@ -185,16 +226,21 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, data_env, eval_env, tmp_p
     assert "skewed_flex_vs_sdpa" in report["ratios"]
     # Batch 1 is timed on the first 2 prompts, rdft's planned batch (4 on a CPU) on all 4.
     assert (report["score"]["baseline"]["generated"], report["score"]["rdft"]["generated"]) == (2 * 8, 4 * 8)
-    assert set(report["ratios"]) >= {"lora_tokens_per_s", "skewed_effective_tokens_per_s", "score_rdft_hf",
-                                     "lora_compile_vs_eager"}  # fmt: skip
+    assert set(report["ratios"]) >= {
+        "lora_tokens_per_s",
+        "skewed_effective_tokens_per_s",
+        "score_rdft_hf",
+        "lora_compile_vs_eager",
+    }
     table = results.read_text()
     assert "CPU smoke: figures mean nothing" in table
     assert re.search(r"^\| skewed_effective_tokens_per_s \| [\d.]+× \| ≥ 3.0× \|$", table, re.M)
 
     # A run cut off from outside keeps its JSON; --table-from makes its table.
     again = tmp_path / "again.md"
-    made = subprocess.run([sys.executable, str(SUITE), "--table-from", str(out), "--results", str(again)],
-                          capture_output=True, text=True)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, str(SUITE), "--table-from", str(out), "--results", str(again)], capture_output=True, text=True
+    )
     assert made.returncode == 0, made.stderr
     assert again.read_text() == table
 
@@ -209,20 +255,31 @@ def test_gpu_suite_budget_timeouts_and_a_partial_report(bare_host, tmp_path):
         wheel_of_installed(name, wheels)
     common = ["--cpu-smoke", "--results", str(tmp_path / "R.md"), "--wheels", str(wheels)]
     out = tmp_path / "cut.json"
-    ran = subprocess.run([str(bare_host), str(SUITE), *common, "--cases", "score,full", "--budget", "1",
-                          "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    ran = subprocess.run(
+        [str(bare_host), str(SUITE), *common, "--cases", "score,full", "--budget", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert {case for case in report if case in ("loop", "lora", "skewed", "score", "full", "skewed_sdpa", "qlora",
-                                                "compile")} == {"score", "full"}  # fmt: skip
+    assert {
+        case
+        for case in report
+        if case in ("loop", "lora", "skewed", "score", "full", "skewed_sdpa", "qlora", "compile")
+    } == {"score", "full"}
     spent = "the suite's --budget of 1 s was spent; rerun with --cases"
     assert report["score"]["baseline"]["skipped"] == f"{spent} score"
     assert report["full"]["rdft"]["skipped"] == f"{spent} full"
 
     # The ceiling arm needs seconds to import torch; a 1 s limit stops every arm.
     slow = tmp_path / "slow.json"
-    timed = subprocess.run([str(bare_host), str(SUITE), *common, "--cases", "full", "--case-timeout", "1",
-                            "--out", str(slow)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    timed = subprocess.run(
+        [str(bare_host), str(SUITE), *common, "--cases", "full", "--case-timeout", "1", "--out", str(slow)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert timed.returncode != 0 and timed.stderr.strip().splitlines()[-1] == (
         f"gpu_suite: full/rdft failed; see {slow}"
     )
@@ -233,13 +290,15 @@ def test_gpu_suite_budget_timeouts_and_a_partial_report(bare_host, tmp_path):
     assert Path(stopped["full"]["rdft"]["log"]).is_file() and stopped["full"]["rdft"]["log_tail"] == ""
     assert stopped["device"] == "unknown (the ceiling arm failed)" and stopped["matmul_ceiling_tflops"] is None
     table = tmp_path / "partial.md"
-    made = subprocess.run([sys.executable, str(SUITE), "--table-from", str(slow), "--results", str(table)],
-                          capture_output=True, text=True)  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, str(SUITE), "--table-from", str(slow), "--results", str(table)], capture_output=True, text=True
+    )
     assert made.returncode == 0, made.stderr
     assert "| full | rdft | — | — | — | — | timed out after 1 s |" in table.read_text()
 
-    bad = subprocess.run([str(bare_host), str(SUITE), "--cpu-smoke", "--cases", "lora,bogus"],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [str(bare_host), str(SUITE), "--cpu-smoke", "--cases", "lora,bogus"], capture_output=True, text=True
+    )
     assert bad.returncode != 0 and bad.stderr.strip() == (
         "gpu_suite: unknown case(s) bogus; choose from loop, qlora, compile, lora, skewed, score, full, skewed_sdpa"
     )
@@ -263,7 +322,8 @@ def test_gpu_suite_bad_arguments_are_one_line(tmp_path):
         ("--download-wheels", str(tmp_path / "a-file")): "is a file; give a folder",
     }
     for args, says in cases.items():
-        proc = subprocess.run([sys.executable, str(SUITE), *args, "--results", str(results)], capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, str(SUITE), *args, "--results", str(results)], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode != 0 and proc.stderr.count("\n") == 1 and says in proc.stderr, (args, proc.stderr)
     assert not results.exists()

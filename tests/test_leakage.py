@@ -14,8 +14,10 @@ from conftest import REPO, SHARED, one_line_error
 from rdft.datasets.leakage import drop_leaks, normalise
 
 FIXTURES = REPO / "tests" / "fixtures"
-BOILERPLATE = "The probability can be written as $\\frac{m}{n}$, where $m$ and $n$ are relatively prime positive " \
-    "integers. Find $m+n$."  # fmt: skip
+BOILERPLATE = (
+    "The probability can be written as $\\frac{m}{n}$, where $m$ and $n$ are relatively prime positive "
+    "integers. Find $m+n$."
+)
 AIME_EVAL = [
     {"id": "I-1", "problem": "Aya walks 9 kilometers each morning and stops at a coffee shop for t minutes; "
      "at 3 kilometers per hour the walk takes her 4 hours in all. Find t.", "answer": "204"},
@@ -73,8 +75,12 @@ def test_aime_real_problems_of_another_year_are_kept():
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent (CI and the team's machines have it)")
     a24 = [json.loads(line) for line in (folder / "test2024.jsonl").read_text().splitlines() if line.strip()]
-    a25 = [json.loads(line) for name in ("test2025-I.jsonl", "test2025-II.jsonl")
-           for line in (folder / name).read_text().splitlines() if line.strip()]  # fmt: skip
+    a25 = [
+        json.loads(line)
+        for name in ("test2025-I.jsonl", "test2025-II.jsonl")
+        for line in (folder / name).read_text().splitlines()
+        if line.strip()
+    ]
     _, report = drop_leaks("aime", [chat(d["problem"]) for d in a24], a25)
     assert report.counts() == {"exact": 0, "identifier": 0, "molecule": 0, "ngram": 0}
     _, report = drop_leaks("aime", [chat(d["problem"]) for d in a25], a24)
@@ -87,10 +93,14 @@ def panorama_doc(number: str, claim: int, claims: list[str], **extra) -> dict:
     return {
         "application_number": number,
         "claim_number": claim,
-        "context": {"title": "Wireless mesh radios", "abstract": "A mesh of radios relays packets between "
-                    "nodes using a shared schedule and adaptive power control.", "claims": claims},
+        "context": {
+            "title": "Wireless mesh radios",
+            "abstract": "A mesh of radios relays packets between "
+            "nodes using a shared schedule and adaptive power control.",
+            "claims": claims,
+        },
         **extra,
-    }  # fmt: skip
+    }
 
 
 PANORAMA_CLAIMS = [
@@ -224,18 +234,31 @@ def planted(benchmark: str, docs: list[dict]) -> tuple[list[dict], dict[str, int
         copy = chat(f"Application number: {doc['application_number']}\nTarget claim: {doc['claim_number']}")
         claim = doc["context"]["claims"][0]
         return [copy, chat(f"Claim under review: {claim}"), chat("Is a bicycle patentable?")], {
-            "identifier": 1, "exact": 1}  # fmt: skip
+            "identifier": 1,
+            "exact": 1,
+        }
     if benchmark.startswith("chemcotbench"):
         return [chat(docs[0]["query"]), chat("How many rings does CCO have?")], {"exact": 1}
     return [chat(docs[0]["question"] + "\nPut the letter in \\boxed{}."), chat("Which one is a letter: 1-2?")], {
-        "exact": 1}  # fmt: skip
+        "exact": 1
+    }
 
 
 @pytest.mark.parametrize(
     "benchmark",
-    ["aime24", "aime25", "panorama_par4pc", "panorama_pi4pc", "panorama_noc4pc", "chemcotbench_mol_und",
-     "chemcotbench_mol_edit", "chemcotbench_mol_opt", "chemcotbench_reaction", "demo_letter"],
-)  # fmt: skip
+    [
+        "aime24",
+        "aime25",
+        "panorama_par4pc",
+        "panorama_pi4pc",
+        "panorama_noc4pc",
+        "chemcotbench_mol_und",
+        "chemcotbench_mol_edit",
+        "chemcotbench_mol_opt",
+        "chemcotbench_reaction",
+        "demo_letter",
+    ],
+)
 def test_check_leakage_cli_for_every_benchmark(benchmark, rdft, shared_dirs, data_env, eval_env, tmp_path):
     if benchmark == "demo_letter":
         source = None  # its own items, shipped with rdft
@@ -251,8 +274,11 @@ def test_check_leakage_cli_for_every_benchmark(benchmark, rdft, shared_dirs, dat
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     counts = check(rdft, shared_dirs, benchmark, train, source)
     dropped = sum(expected.values())
-    assert counts == {"rows": len(rows), "kept": len(rows) - dropped,
-                      "dropped": {reason: expected.get(reason, 0) for reason in counts["dropped"]}}  # fmt: skip
+    assert counts == {
+        "rows": len(rows),
+        "kept": len(rows) - dropped,
+        "dropped": {reason: expected.get(reason, 0) for reason in counts["dropped"]},
+    }
     assert set(counts["dropped"]) == {"exact", "identifier", "molecule", "ngram"}
 
 

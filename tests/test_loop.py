@@ -270,9 +270,18 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
     # validation with its interval, and the role of each loop.
     asked = [user_text(r) for r in server.requests]
     proposal = next(text for text in asked if "# This loop (1, improve)" in text)
-    for part in ("Format learned; the letters partly.", "next steps it suggested: More epochs.", "written 605",
-                 "trained on 600", "dropped as leakage 5", "training: loss ", "validation: ", "(95% CI ",
-                 "Loop 0 (your parent: the best so far by validation mean", "Improve on loop 0"):  # fmt: skip
+    for part in (
+        "Format learned; the letters partly.",
+        "next steps it suggested: More epochs.",
+        "written 605",
+        "trained on 600",
+        "dropped as leakage 5",
+        "training: loss ",
+        "validation: ",
+        "(95% CI ",
+        "Loop 0 (your parent: the best so far by validation mean",
+        "Improve on loop 0",
+    ):
         assert part in proposal, part
     # The coder's contract holds every train.yaml key and every public toolkit function's
     # signature, introspected here from the schema and from the toolkit the data env imports.
@@ -285,8 +294,9 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
         entries[block.removeprefix("class ").split("(")[0].split(" ")[0]] = block.split("\n\n")[0]
     for name, parameters in toolkit_signatures():
         assert name in entries, name
-        assert all(f"{p}:" in entries[name] or f"{p}=" in entries[name] or f"*{p}" in entries[name]
-                   for p in parameters), (name, parameters, entries[name])  # fmt: skip
+        assert all(
+            f"{p}:" in entries[name] or f"{p}=" in entries[name] or f"*{p}" in entries[name] for p in parameters
+        ), (name, parameters, entries[name])
     assert "Measured on this host by the last debug run" in coding or "not measured yet" in coding
     assert "def doc_to_text(doc: dict) -> str:" in coding and "Put the letter in" in coding  # the scoring prompt
     # Loop 1's first data had half its rows over data.max_length: the gate refused it and the

@@ -37,28 +37,51 @@ def run_log(root: Path) -> Trace:
     data = {"written": 605, "samples": 600, "dropped_leakage": 5, "dropped_over_limit": 0,
             "script_stats": {"dropped": {"no answer": 7}}}  # fmt: skip
     write(loop0 / "running" / "data.json", data)
-    write(loop0 / "running" / "train.json", {"first_loss": 6.4, "final_loss": 0.08, "steps": 40, "tokens_per_s": 900,
-                                             "data": {"dropped_too_long": 3}})  # fmt: skip
+    write(
+        loop0 / "running" / "train.json",
+        {"first_loss": 6.4, "final_loss": 0.08, "steps": 40, "tokens_per_s": 900, "data": {"dropped_too_long": 3}},
+    )
     write(loop0 / "running" / "validation.json", {"items": items(loop0 / "v" / "items.jsonl", [1, 0, 1, 1, 1])})
     losses = "".join(json.dumps({"step": s, "loss": 6.4 / s}) + "\n" for s in range(1, 41))
     write(loop0 / "workspace" / "output" / "metrics.jsonl", losses)
     write(loop0 / "workspace" / "train.yaml", "train: {epochs: 3, learning_rate: 0.003}\n")
-    write(loop0 / "feedback" / "feedback.json", {
-        "explanation": "The format is learned; items with a letter first are missed.",
-        "next_steps": "Balance the letter positions in the data.",
-        "wrong_samples": [{"question": "q", "gold": "a", "response": "\\boxed{b}"},
-                          {"question": "q2", "gold": "c", "response": "\\boxed{b}"}],
-    })  # fmt: skip
+    write(
+        loop0 / "feedback" / "feedback.json",
+        {
+            "explanation": "The format is learned; items with a letter first are missed.",
+            "next_steps": "Balance the letter positions in the data.",
+            "wrong_samples": [
+                {"question": "q", "gold": "a", "response": "\\boxed{b}"},
+                {"question": "q2", "gold": "c", "response": "\\boxed{b}"},
+            ],
+        },
+    )
     write(root / "Loop_1" / "coding" / "failure.json", {"stage": "coding", "type": "coder", "error": TRACEBACK})
     return Trace(
         baseline_validation=0.4,
         nodes=[
-            Node(loop=0, parent=None, kind="draft", hypothesis="Three epochs on letter chats", status="done",
-                 validation=0.8, validation_ci95=[0.6, 1.0], confirmed=True, seconds={"running": 31.0}),
-            Node(loop=1, parent=0, kind="improve", hypothesis="Balanced letter positions", status="failed",
-                 error_type="coder", error=TRACEBACK[-2000:]),
+            Node(
+                loop=0,
+                parent=None,
+                kind="draft",
+                hypothesis="Three epochs on letter chats",
+                status="done",
+                validation=0.8,
+                validation_ci95=[0.6, 1.0],
+                confirmed=True,
+                seconds={"running": 31.0},
+            ),
+            Node(
+                loop=1,
+                parent=0,
+                kind="improve",
+                hypothesis="Balanced letter positions",
+                status="failed",
+                error_type="coder",
+                error=TRACEBACK[-2000:],
+            ),
         ],
-    )  # fmt: skip
+    )
 
 
 def test_the_proposer_reads_every_record_of_earlier_loops(tmp_path):
@@ -67,8 +90,13 @@ def test_the_proposer_reads_every_record_of_earlier_loops(tmp_path):
     assert "Loop 0 (your parent: the best so far by validation mean, confirmed" in history
     assert "The format is learned; items with a letter first are missed." in history  # explanation
     assert "Balance the letter positions in the data." in history  # next steps
-    for count in ("written 605", "trained on 600", "dropped as leakage 5", "dropped as longer than data.max_length 3",
-                  "rejected by the script's checks 7"):  # fmt: skip
+    for count in (
+        "written 605",
+        "trained on 600",
+        "dropped as leakage 5",
+        "dropped as longer than data.max_length 3",
+        "rejected by the script's checks 7",
+    ):
         assert count in history, count
     assert "loss 6.4@1 -> " in history and "-> 0.16@40" in history  # the loss curve, first to last step
     assert "validation: 0.8000 (95% CI 0.600–1.000)" in history
@@ -89,11 +117,21 @@ def test_the_proposer_reads_every_record_of_earlier_loops(tmp_path):
 def test_an_aide_debug_node_names_the_failure_it_debugs(tmp_path):
     trace = run_log(tmp_path)
     node = Node(loop=2, parent=1, kind="debug")
-    facts = ModelFacts(name="m", path="/m", model_type="llama", parameters=1, context_length=1, chat_template=True,
-                       think_tokens=False)  # fmt: skip
-    case = Scenario(benchmark="demo_letter", benchmark_family="demo", description="", primary_metric="accuracy",
-                    base_model=facts, hardware={}, memory="", datasets=[], upper_data_size_limit=10,
-                    budgets={})  # fmt: skip
+    facts = ModelFacts(
+        name="m", path="/m", model_type="llama", parameters=1, context_length=1, chat_template=True, think_tokens=False
+    )
+    case = Scenario(
+        benchmark="demo_letter",
+        benchmark_family="demo",
+        description="",
+        primary_metric="accuracy",
+        base_model=facts,
+        hardware={},
+        memory="",
+        datasets=[],
+        upper_data_size_limit=10,
+        budgets={},
+    )
     messages = proposal_messages(case, render_tree(tmp_path, trace, node), node, trace.node(1), {})
     user = messages[1]["content"]
     assert "Loop 1 (the FAILED node you debug: fix what broke" in user
@@ -107,8 +145,14 @@ def test_fixes_are_found_again_by_their_error_signature(tmp_path):
     assert signature("data", TRACEBACK) == signature("data", other)  # paths and numbers masked
     assert signature("data", TRACEBACK) == "data: KeyError: 'solutionz' (no such column in <path>, <n> rows)"
     assert signature("data", TRACEBACK) != signature("debug_train", TRACEBACK)
-    remember_fix(settings, family="aime", stage="data", error=TRACEBACK, fix="-row['solutionz']\n+row['solution']",
-                 source="run-1")  # fmt: skip
+    remember_fix(
+        settings,
+        family="aime",
+        stage="data",
+        error=TRACEBACK,
+        fix="-row['solutionz']\n+row['solution']",
+        source="run-1",
+    )
     found = fixes_for(settings, "data", other)
     assert [f["fix"] for f in found] == ["-row['solutionz']\n+row['solution']"]
     assert fixes_for(settings, "data", "ValueError: something else") == []

@@ -202,9 +202,14 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
 def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
     tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "gpus": "", "loop_n": 1}
     tasks = write_tasks(tmp_path / "tasks.json", [tiny, tiny])
-    proc = subprocess.Popen(["rdft", "batch", str(tasks), "--no-sync"], cwd=rdft.workdir,
-                            env=clean_environ(**shared_dirs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["rdft", "batch", str(tasks), "--no-sync"],
+        cwd=rdft.workdir,
+        env=clean_environ(**shared_dirs),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     started = []
     while len(started) < 2 and time.monotonic() < deadline:

@@ -101,14 +101,25 @@ MEASURED_PEAKS_GIB = [  # (recipe, model, method, attention, Liger, checkpointin
     ("recipe", "model", "method", "attention", "liger", "checkpointing", "tokens", "row", "measured"),
     MEASURED_PEAKS_GIB,
 )
-def test_estimate_matches_the_measured_h200_peaks(tmp_path, recipe, model, method, attention, liger, checkpointing,
-                                                  tokens, row, measured):  # fmt: skip
+def test_estimate_matches_the_measured_h200_peaks(
+    tmp_path, recipe, model, method, attention, liger, checkpointing, tokens, row, measured
+):
     """Never below a measured peak by more than 5% (a plan that does not fit is an out-of-memory
     crash), never more than 10% above it (a card left idle)."""
     (tmp_path / "config.json").write_text(json.dumps(model))
     shape = shape_from_config(tmp_path / "config.json")
-    estimate = estimate_gib(shape, method=method, dtype="bfloat16", lora_r=16, tokens=tokens, attention=attention,
-                            checkpointing=checkpointing, row_length=row, liger=liger, recipe=recipe)  # fmt: skip
+    estimate = estimate_gib(
+        shape,
+        method=method,
+        dtype="bfloat16",
+        lora_r=16,
+        tokens=tokens,
+        attention=attention,
+        checkpointing=checkpointing,
+        row_length=row,
+        liger=liger,
+        recipe=recipe,
+    )
     assert -0.05 <= estimate / measured - 1 <= 0.10, (estimate, measured)
 
 
@@ -198,8 +209,13 @@ def test_dry_run_plans_for_assumed_gpus(rdft, tmp_path):
         assert written["train"]["micro_batch_size"] == shown["plan"]["micro_batch_size"]
         # One sample of a few tokens: no row holds two, so sdpa (flex_attention would only add overhead).
         assert written["model"]["attn_implementation"] == shown["attention"]["chosen"] == "sdpa"
-        assert shown["attention"] == {"asked": "auto", "chosen": "sdpa", "samples": 1, "several_a_row": False,
-                                      "counted_with": "bytes/4"}  # fmt: skip
+        assert shown["attention"] == {
+            "asked": "auto",
+            "chosen": "sdpa",
+            "samples": 1,
+            "several_a_row": False,
+            "counted_with": "bytes/4",
+        }
         return shown["plan"]
 
     # Planned assuming the cuda train env, which has Liger (see planner.py): 141 GiB holds 2 rows
@@ -218,8 +234,9 @@ def test_dry_run_plans_for_assumed_gpus(rdft, tmp_path):
     config = yaml.safe_load((tmp_path / "lora.yaml").read_text())
     config["data"]["max_length"] = 2048
     (tmp_path / "lora-2048.yaml").write_text(yaml.safe_dump(config))
-    shorter = rdft("train", tmp_path / "lora-2048.yaml", "--workspace", tmp_path / "2048", "--dry-run",
-                   "--assume-gpus", "1x24GiB")  # fmt: skip
+    shorter = rdft(
+        "train", tmp_path / "lora-2048.yaml", "--workspace", tmp_path / "2048", "--dry-run", "--assume-gpus", "1x24GiB"
+    )
     assert shorter.returncode == 0, shorter.output
     planned = json.loads(shorter.stderr[shorter.stderr.index("{") :])["plan"]
     assert (planned["micro_batch_size"], planned["gradient_checkpointing"], planned["estimate_gib"]) == (1, True, 20.76)
@@ -250,8 +267,16 @@ def test_dry_run_reads_a_hub_models_config(rdft, tmp_path):
     def dry_run(repo: str, env: dict):
         config["model"]["path"] = repo
         (tmp_path / "hub.yaml").write_text(yaml.safe_dump(config))
-        return rdft("train", tmp_path / "hub.yaml", "--workspace", tmp_path / "ws", "--dry-run", "--assume-gpus",
-                    "1x141GiB", env=env)  # fmt: skip
+        return rdft(
+            "train",
+            tmp_path / "hub.yaml",
+            "--workspace",
+            tmp_path / "ws",
+            "--dry-run",
+            "--assume-gpus",
+            "1x141GiB",
+            env=env,
+        )
 
     repos = {"Qwen/Qwen2.5-7B-Instruct": qwen, "acme/gated": qwen, "acme/bare": bare}
     with HubServer(repos, gated={"acme/gated": "hf_right"}) as hub:
@@ -295,8 +320,9 @@ def test_attention_auto_follows_what_the_rows_hold(rdft, tmp_path):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         config["data"]["path"] = str(tmp_path / f"{name}.jsonl")
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
-        result = rdft("train", tmp_path / f"{name}.yaml", "--workspace", tmp_path / name, "--dry-run",
-                      "--assume-gpus", "1x141GiB")  # fmt: skip
+        result = rdft(
+            "train", tmp_path / f"{name}.yaml", "--workspace", tmp_path / name, "--dry-run", "--assume-gpus", "1x141GiB"
+        )
         assert result.returncode == 0, result.output
         shown = json.loads(result.stderr[result.stderr.index("{") :])
         written = yaml.safe_load((tmp_path / name / "train.resolved.yaml").read_text())
@@ -306,8 +332,13 @@ def test_attention_auto_follows_what_the_rows_hold(rdft, tmp_path):
     # 3,000 words + markers: one sample a row of 4096 (two would need ~6,100 tokens).
     long_rows = [{"instruction": "word " * 1500, "output": "word " * 1500} for _ in range(6)]
     short_rows = [{"instruction": "word " * 50, "output": "word " * 50} for _ in range(6)]
-    assert attention(long_rows, "long") == {"asked": "auto", "chosen": "sdpa", "samples": 6, "several_a_row": False,
-                                            "counted_with": "tokenizer.json"}  # fmt: skip
+    assert attention(long_rows, "long") == {
+        "asked": "auto",
+        "chosen": "sdpa",
+        "samples": 6,
+        "several_a_row": False,
+        "counted_with": "tokenizer.json",
+    }
     assert attention(short_rows, "short")["chosen"] == "flex_attention"
     assert attention(long_rows + short_rows, "mixed")["chosen"] == "flex_attention"  # some row holds two
     # On a CPU, or with packing off, sdpa whatever the rows hold (flex_attention has no CPU backward).
@@ -326,8 +357,9 @@ def test_the_coders_train_yaml_stays_and_a_child_is_planned_again(rdft, tmp_path
     written = (parent / "train.yaml").read_text()
 
     def planned(workspace: Path) -> dict:
-        result = rdft("train", workspace / "train.yaml", "--workspace", workspace, "--dry-run",
-                      "--assume-gpus", "1x80GiB")  # fmt: skip
+        result = rdft(
+            "train", workspace / "train.yaml", "--workspace", workspace, "--dry-run", "--assume-gpus", "1x80GiB"
+        )
         assert result.returncode == 0, result.output
         resolved = yaml.safe_load((workspace / "train.resolved.yaml").read_text())["train"]
         return {key: resolved[key] for key in ("micro_batch_size", "gradient_checkpointing")}

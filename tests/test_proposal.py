@@ -33,8 +33,13 @@ def scenario(parameters: int = 4_000_000, gpus: bool = False) -> Scenario:
 
 
 def node(loop: int, parent: int | None, validation: float | None) -> Node:
-    return Node(loop=loop, parent=parent, kind="improve" if parent is not None else "draft",
-                status="done" if validation is not None else "failed", validation=validation)  # fmt: skip
+    return Node(
+        loop=loop,
+        parent=parent,
+        kind="improve" if parent is not None else "draft",
+        status="done" if validation is not None else "failed",
+        validation=validation,
+    )
 
 
 def test_default_recipe_first_then_never_a_repeat():

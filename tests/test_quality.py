@@ -20,17 +20,35 @@ def scenario(tmp_path: Path, benchmark: str = "aime24", family: str = "aime") ->
     folder = tmp_path / "datasets" / "deepscaler"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
-    facts = ModelFacts(name="m", path=str(tmp_path), model_type="llama", parameters=1, context_length=2048,
-                       chat_template=True, think_tokens=False)  # fmt: skip
+    facts = ModelFacts(
+        name="m",
+        path=str(tmp_path),
+        model_type="llama",
+        parameters=1,
+        context_length=2048,
+        chat_template=True,
+        think_tokens=False,
+    )
     view = DatasetView(name="deepscaler", path=str(folder), description="", profile="")
-    return Scenario(benchmark=benchmark, benchmark_family=family, description="", primary_metric="accuracy",
-                    base_model=facts, hardware={}, memory="", datasets=[view], upper_data_size_limit=100,
-                    budgets={})  # fmt: skip
+    return Scenario(
+        benchmark=benchmark,
+        benchmark_family=family,
+        description="",
+        primary_metric="accuracy",
+        base_model=facts,
+        hardware={},
+        memory="",
+        datasets=[view],
+        upper_data_size_limit=100,
+        budgets={},
+    )
 
 
 def rows(answer) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": p["problem"] + SUFFIX},
-                          {"role": "assistant", "content": answer(p)}]} for p in PROBLEMS]  # fmt: skip
+    return [
+        {"messages": [{"role": "user", "content": p["problem"] + SUFFIX}, {"role": "assistant", "content": answer(p)}]}
+        for p in PROBLEMS
+    ]
 
 
 def reasoned(p: dict) -> str:
@@ -40,11 +58,19 @@ def reasoned(p: dict) -> str:
 def check(settings, tmp_path, data: list[dict], *, measured: dict | None = None, case: Scenario | None = None):
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in data))
-    return gate(settings, case or scenario(tmp_path), data=path, datasets=["deepscaler"],
-                measured=measured or {"rows": len(data), "data_seconds": 2.0, "tokens_per_s": 1000.0,
-                                      "dropped_too_long": 0},
-                config={"data": {"max_length": 256}, "train": {"epochs": 2}}, rows_full=100, recipe="doubling",
-                llm=None, log=tmp_path / "quality.log", timeout=300)  # fmt: skip
+    return gate(
+        settings,
+        case or scenario(tmp_path),
+        data=path,
+        datasets=["deepscaler"],
+        measured=measured or {"rows": len(data), "data_seconds": 2.0, "tokens_per_s": 1000.0, "dropped_too_long": 0},
+        config={"data": {"max_length": 256}, "train": {"epochs": 2}},
+        rows_full=100,
+        recipe="doubling",
+        llm=None,
+        log=tmp_path / "quality.log",
+        timeout=300,
+    )
 
 
 def refused(settings, tmp_path, data, **kwargs) -> str:

@@ -23,8 +23,13 @@ def new_run(tmp_path, asked: dict, **values) -> RunArgs:
 
 def test_durations():
     assert [parse_duration(text) for text in ("12h", "90m", "3600", "45s", "1d", " 2H ")] == [
-        43200, 5400, 3600, 45, 86400, 7200
-    ]  # fmt: skip
+        43200,
+        5400,
+        3600,
+        45,
+        86400,
+        7200,
+    ]
     for bad, says in (("soon", "is not a duration"), ("0", "must be positive"), ("-5m", "must be positive")):
         with pytest.raises(RdftError, match=says):
             parse_duration(bad)
@@ -33,14 +38,29 @@ def test_durations():
 def test_a_new_run_takes_the_options_then_the_settings(tmp_path):
     given = new_run(tmp_path, {"base_model": "Qwen/Qwen2.5-7B", "benchmark": "aime25", "timeout": "2h"})
     assert (given.base_model, given.benchmark, given.timeout_s, given.loop_n, given.datasets) == (
-        "Qwen/Qwen2.5-7B", "aime25", 7200, 5, []
-    )  # fmt: skip
+        "Qwen/Qwen2.5-7B",
+        "aime25",
+        7200,
+        5,
+        [],
+    )
     # What the options leave out comes from the settings (FT_BASE_MODEL, FT_TARGET_BENCHMARK, ...).
-    fallback = new_run(tmp_path, {}, ft_base_model="m", ft_target_benchmark="aime24", ft_dataset="deepscaler",
-                       ft_benchmark_description="AIME", ft_user_target_scenario="math")  # fmt: skip
+    fallback = new_run(
+        tmp_path,
+        {},
+        ft_base_model="m",
+        ft_target_benchmark="aime24",
+        ft_dataset="deepscaler",
+        ft_benchmark_description="AIME",
+        ft_user_target_scenario="math",
+    )
     assert (fallback.base_model, fallback.benchmark, fallback.datasets, fallback.description, fallback.target) == (
-        "m", "aime24", ["deepscaler"], "AIME", "math"
-    )  # fmt: skip
+        "m",
+        "aime24",
+        ["deepscaler"],
+        "AIME",
+        "math",
+    )
     # An option wins over its setting.
     assert new_run(tmp_path, {"benchmark": "aime25"}, ft_base_model="m", ft_target_benchmark="aime24").benchmark == (
         "aime25"
@@ -56,8 +76,12 @@ def test_a_new_run_takes_the_options_then_the_settings(tmp_path):
 def test_the_demo_fixes_its_model_and_benchmark(tmp_path):
     demo = new_run(tmp_path, {"demo": True}, ft_base_model="ignored")
     assert (demo.base_model, demo.benchmark, demo.datasets, demo.loop_n, demo.demo) == (
-        DEMO["base_model"], DEMO["benchmark"], DEMO["datasets"], DEMO["loop_n"], True
-    )  # fmt: skip
+        DEMO["base_model"],
+        DEMO["benchmark"],
+        DEMO["datasets"],
+        DEMO["loop_n"],
+        True,
+    )
     assert new_run(tmp_path, {"demo": True, "loop_n": 3}).loop_n == 3  # a given --loop-n is kept
     for clash in ("base_model", "benchmark", "datasets", "target", "benchmark_description"):
         with pytest.raises(RdftError, match=f"drop --{clash.replace('_', '-')}, or drop --demo"):

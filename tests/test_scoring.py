@@ -54,8 +54,10 @@ def test_aime_avg_at_k_integer_answers(score):
 def test_aime_non_integer_gold_answers(score):
     """A gold answer that is not an integer compares by value (exact rationals) or, failing that,
     as normalised LaTeX; still only the last \\boxed{} counts."""
-    docs = [{"id": f"f{i}", "problem": "p", "answer": a}
-            for i, a in enumerate(["\\frac{1}{2}", "0.5", "1/2", "\\dfrac12", "\\sqrt{2}", "-3"])]  # fmt: skip
+    docs = [
+        {"id": f"f{i}", "problem": "p", "answer": a}
+        for i, a in enumerate(["\\frac{1}{2}", "0.5", "1/2", "\\dfrac12", "\\sqrt{2}", "-3"])
+    ]
     summary = score(
         "aime25",
         docs,
@@ -74,8 +76,10 @@ def test_aime_non_integer_gold_answers(score):
 
 
 def test_constant_answers_are_flagged(score):
-    docs = [{"id": f"d{i}", "question": f"Which one is a letter: {i}-a-{i}?", "answer": "abcdefghjk"[i % 10]}
-            for i in range(10)]  # fmt: skip
+    docs = [
+        {"id": f"d{i}", "question": f"Which one is a letter: {i}-a-{i}?", "answer": "abcdefghjk"[i % 10]}
+        for i in range(10)
+    ]
     summary = score("demo_letter", docs, rows(*[["\\boxed{a}"] for _ in docs]))
     assert summary["primary"]["value"] == pytest.approx(0.1)
     assert summary["diagnostics"]["flags"] == ["the same answer (a) for 100% of items"]
@@ -182,8 +186,14 @@ def chem(subtask: str, gt=None, **meta) -> dict:
     task = {"add": "mol_edit", "delete": "mol_edit", "sub": "mol_edit", "fs": "reaction", "retro": "reaction"}
     task.update(dict.fromkeys(["logp", "qed", "solubility", "drd", "gsk", "jnk"], "mol_opt"))
     task.update(dict.fromkeys(["fg_count", "ring_count", "Murcko_scaffold", "permutated", "equivalence"], "mol_und"))
-    return {"id": f"{subtask}-{len(meta)}", "query": "…", "task": task[subtask], "subtask": subtask, "gt": gt,
-            "meta": json.dumps(meta)}  # fmt: skip
+    return {
+        "id": f"{subtask}-{len(meta)}",
+        "query": "…",
+        "task": task[subtask],
+        "subtask": subtask,
+        "gt": gt,
+        "meta": json.dumps(meta),
+    }
 
 
 def test_mol_edit_counts_groups_not_the_reference(score):
@@ -417,8 +427,9 @@ def test_activity_oracles_load_from_the_configured_folder(rdft, shared_dirs, eva
         )
     )
     args = ["--docs", str(tmp_path / "d.jsonl"), "--predictions", str(tmp_path / "p.jsonl")]
-    result = rdft("score", "--benchmark", "chemcotbench_mol_opt", *args,
-                  env={**shared_dirs, "RDFT_CHEM_ORACLE_DIR": str(oracles)})  # fmt: skip
+    result = rdft(
+        "score", "--benchmark", "chemcotbench_mol_opt", *args, env={**shared_dirs, "RDFT_CHEM_ORACLE_DIR": str(oracles)}
+    )
     assert result.returncode == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["unavailable"] == []
@@ -443,11 +454,23 @@ def test_paired_bootstrap_against_hand_computed_values(eval_env, tmp_path):
             paths.append(path)
         out = tmp_path / "comparison.json"
         result = eval_env.run(
-            ["python", str(evaluation_dir() / "compare.py"), "--benchmark", "demo_letter", "--base", str(paths[0]),
-             "--candidate", str(paths[1]), "--resamples", "20000", "--output", str(out)],
+            [
+                "python",
+                str(evaluation_dir() / "compare.py"),
+                "--benchmark",
+                "demo_letter",
+                "--base",
+                str(paths[0]),
+                "--candidate",
+                str(paths[1]),
+                "--resamples",
+                "20000",
+                "--output",
+                str(out),
+            ],
             echo=False,
             cwd=evaluation_dir(),
-        )  # fmt: skip
+        )
         assert result.ok, result.tail
         return json.loads(out.read_text())
 

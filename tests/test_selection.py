@@ -41,11 +41,27 @@ def test_samples_per_item_follow_the_split_size(tmp_path):
 
 
 def scenario(tmp_path: Path) -> Scenario:
-    facts = ModelFacts(name="m", path=str(tmp_path), model_type="llama", parameters=1, context_length=2048,
-                       chat_template=True, think_tokens=False)  # fmt: skip
-    return Scenario(benchmark="aime24", benchmark_family="aime", description="", primary_metric="accuracy",
-                    base_model=facts, hardware={}, memory="", datasets=[], upper_data_size_limit=10,
-                    budgets={})  # fmt: skip
+    facts = ModelFacts(
+        name="m",
+        path=str(tmp_path),
+        model_type="llama",
+        parameters=1,
+        context_length=2048,
+        chat_template=True,
+        think_tokens=False,
+    )
+    return Scenario(
+        benchmark="aime24",
+        benchmark_family="aime",
+        description="",
+        primary_metric="accuracy",
+        base_model=facts,
+        hardware={},
+        memory="",
+        datasets=[],
+        upper_data_size_limit=10,
+        budgets={},
+    )
 
 
 def items(path: Path, correct: list[int]) -> Path:
@@ -71,8 +87,16 @@ def test_better_by_mean_is_the_parent_and_only_significant_is_confirmed(shared_s
     assert first.comparison["p_not_better"] == pytest.approx((14 / 15) ** 15, abs=0.03)
     assert first.decision is False
     trace = Trace(baseline_validation=first.comparison["base"], scoring={"items": 15, "samples": K})
-    trace.nodes.append(Node(loop=0, parent=None, kind="draft", status="done", validation=first.comparison["candidate"],
-                            confirmed=first.decision))  # fmt: skip
+    trace.nodes.append(
+        Node(
+            loop=0,
+            parent=None,
+            kind="draft",
+            status="done",
+            validation=first.comparison["candidate"],
+            confirmed=first.decision,
+        )
+    )
     # The search builds on it all the same; nothing is confirmed yet.
     assert trace.choose_parent("greedy", 1) == (0, "improve")
     assert trace.best().loop == 0 and trace.confirmed_best() is None
@@ -83,8 +107,16 @@ def test_better_by_mean_is_the_parent_and_only_significant_is_confirmed(shared_s
     second = assess(shared_settings, case, outcome(loop1), None, base)
     assert second.comparison["p_not_better"] == pytest.approx((11 / 15) ** 15, abs=0.01)
     assert second.decision is True
-    trace.nodes.append(Node(loop=1, parent=0, kind="improve", status="done", validation=second.comparison["candidate"],
-                            confirmed=second.decision))  # fmt: skip
+    trace.nodes.append(
+        Node(
+            loop=1,
+            parent=0,
+            kind="improve",
+            status="done",
+            validation=second.comparison["candidate"],
+            confirmed=second.decision,
+        )
+    )
     assert trace.best().loop == 1 and trace.confirmed_best().loop == 1
     assert trace.choose_parent("greedy", 2) == (1, "improve")
 

@@ -26,15 +26,50 @@ def sbatch_lines(script: str) -> list[str]:
 
 def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
     tasks = tmp_path / "tasks.json"
-    tasks.write_text(json.dumps({"tasks": [
-        {"model": "Qwen/Qwen2.5-7B-Instruct", "benchmark": "aime25", "gpus": "0,1", "timeout": "2h",
-         "partition": "h100"},
-        {"model": "Qwen/Qwen2.5-7B-Instruct", "benchmark": "panorama_pi4pc", "gpus": "2,3", "loop_n": 3,
-         "sbatch": ["--constraint=nvlink"]},
-    ]}))  # fmt: skip
-    result = rdft("batch", tasks, "--executor", "slurm", "--dry-run", "--partition", "a100", "--account", "proj",
-                  "--qos", "high", "--cpus", "12", "--mem-per-gpu", "120G", "--time-margin", "30m", "--requeue",
-                  "--sbatch=--mail-type=END", "--no-sync")  # fmt: skip
+    tasks.write_text(
+        json.dumps(
+            {
+                "tasks": [
+                    {
+                        "model": "Qwen/Qwen2.5-7B-Instruct",
+                        "benchmark": "aime25",
+                        "gpus": "0,1",
+                        "timeout": "2h",
+                        "partition": "h100",
+                    },
+                    {
+                        "model": "Qwen/Qwen2.5-7B-Instruct",
+                        "benchmark": "panorama_pi4pc",
+                        "gpus": "2,3",
+                        "loop_n": 3,
+                        "sbatch": ["--constraint=nvlink"],
+                    },
+                ]
+            }
+        )
+    )
+    result = rdft(
+        "batch",
+        tasks,
+        "--executor",
+        "slurm",
+        "--dry-run",
+        "--partition",
+        "a100",
+        "--account",
+        "proj",
+        "--qos",
+        "high",
+        "--cpus",
+        "12",
+        "--mem-per-gpu",
+        "120G",
+        "--time-margin",
+        "30m",
+        "--requeue",
+        "--sbatch=--mail-type=END",
+        "--no-sync",
+    )
     assert result.returncode == 0, result.output
     assert result.stdout.rstrip().endswith("dry run: 3 sbatch script(s), nothing submitted")
     envs, *scripts = re.split(r"^# task \d+: ", result.stdout, flags=re.M)
@@ -45,25 +80,49 @@ def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
     assert envs_path and envs_path.group(1).endswith("/envs.sbatch")
     root = Path(envs_path.group(1)).parent
     assert sbatch_lines(envs) == [
-        "--job-name=rdft-envs", f"--output={root}/envs.out", "--open-mode=append", f"--chdir={rdft.workdir}",
-        "--nodes=1", "--ntasks=1", "--cpus-per-task=12", "--time=0-01:00:00",
-        "--partition=a100", "--account=proj", "--qos=high", "--mail-type=END",
-    ]  # fmt: skip
+        "--job-name=rdft-envs",
+        f"--output={root}/envs.out",
+        "--open-mode=append",
+        f"--chdir={rdft.workdir}",
+        "--nodes=1",
+        "--ntasks=1",
+        "--cpus-per-task=12",
+        "--time=0-01:00:00",
+        "--partition=a100",
+        "--account=proj",
+        "--qos=high",
+        "--mail-type=END",
+    ]
     assert "export RDFT_TORCH_VARIANT=cuda\n" in envs
     assert re.search(r"^exec \S+ -m rdft env create train data eval$", envs, re.M)
     first_path, first = scripts[0].split("\n", 1)
     log1 = Path(first_path.removesuffix(".sbatch"))
     assert log1.name == "1-Qwen-Qwen2.5-7B-Instruct-aime25" and log1.parent.name.startswith("batch-")
     assert sbatch_lines(first) == [
-        "--job-name=rdft-1-aime25", f"--output={log1}.out", "--open-mode=append", f"--chdir={rdft.workdir}",
-        "--nodes=1", "--ntasks=1", "--gpus=2", "--cpus-per-gpu=12", "--mem-per-gpu=120G",
-        "--time=0-02:30:00", "--signal=B:TERM@300",  # 2h timeout + 30m margin; TERM 5 min before the end
-        "--partition=h100", "--account=proj", "--qos=high", "--requeue", "--mail-type=END",
-    ]  # fmt: skip
+        "--job-name=rdft-1-aime25",
+        f"--output={log1}.out",
+        "--open-mode=append",
+        f"--chdir={rdft.workdir}",
+        "--nodes=1",
+        "--ntasks=1",
+        "--gpus=2",
+        "--cpus-per-gpu=12",
+        "--mem-per-gpu=120G",
+        "--time=0-02:30:00",
+        "--signal=B:TERM@300",  # 2h timeout + 30m margin; TERM 5 min before the end
+        "--partition=h100",
+        "--account=proj",
+        "--qos=high",
+        "--requeue",
+        "--mail-type=END",
+    ]
     assert f"export LOG_TRACE_PATH={log1}" in first and "export RDFT_TORCH_VARIANT=cuda\n" in first
     assert "--dependency" not in first  # given to sbatch, not written: a resubmitted script waits for nothing
-    assert re.search(rf"if \[ -f {re.escape(str(log1))}/run.json \]; then\n    set -- \S+ -m rdft run --resume "
-                     rf"{re.escape(str(log1))} --no-sync\n", first)  # fmt: skip
+    assert re.search(
+        rf"if \[ -f {re.escape(str(log1))}/run.json \]; then\n    set -- \S+ -m rdft run --resume "
+        rf"{re.escape(str(log1))} --no-sync\n",
+        first,
+    )
     assert "run --base-model Qwen/Qwen2.5-7B-Instruct --benchmark aime25 --timeout 2h --no-sync" in first
     assert 'scontrol requeue "$SLURM_JOB_ID"' in first and "trap on_term TERM" in first
     second = scripts[1]
@@ -78,20 +137,29 @@ def test_sbatch_scripts_for_a_two_task_four_gpu_plan(rdft, tmp_path):
 def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
     workspace = tmp_path / "ws"
     config = lora_7b_config(tmp_path)
-    result = rdft("train", config, "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB",
-                  "--slurm-nodes", "2")  # fmt: skip
+    result = rdft(
+        "train", config, "--workspace", workspace, "--dry-run", "--assume-gpus", "4x80GiB", "--slurm-nodes", "2"
+    )
     assert result.returncode == 0, result.output
     sbatch = (workspace / "train.sbatch").read_text()
     assert f"# {workspace / 'train.sbatch'}\n" in result.stdout and sbatch in result.stdout
     assert sbatch_lines(sbatch) == [
-        f"--job-name=rdft-train-{workspace.name}", "--nodes=2", "--ntasks-per-node=1",
-        f"--output={workspace}/slurm-%j.out", f"--chdir={workspace}", "--gpus-per-node=4", "--cpus-per-gpu=8",
-    ]  # fmt: skip
+        f"--job-name=rdft-train-{workspace.name}",
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        f"--output={workspace}/slurm-%j.out",
+        f"--chdir={workspace}",
+        "--gpus-per-node=4",
+        "--cpus-per-gpu=8",
+    ]
     # One step on one node builds the train env when missing, then every node runs launch.sh in it.
-    assert re.search(r"^export RDFT_TORCH_VARIANT=cuda\n(.*\n)?"
-                     r"srun --nodes=1 --ntasks=1 \S+ -m rdft env create train\n"
-                     rf"srun --kill-on-bad-exit=1 \S+ -m rdft env run train -- bash {workspace}/launch.sh\n\Z", sbatch,
-                     re.M)  # fmt: skip
+    assert re.search(
+        r"^export RDFT_TORCH_VARIANT=cuda\n(.*\n)?"
+        r"srun --nodes=1 --ntasks=1 \S+ -m rdft env create train\n"
+        rf"srun --kill-on-bad-exit=1 \S+ -m rdft env run train -- bash {workspace}/launch.sh\n\Z",
+        sbatch,
+        re.M,
+    )
     assert not (tmp_path / "envs").exists()  # nothing built on this login node
     refused = rdft("train", config, "--workspace", tmp_path / "ws2", "--slurm-nodes", "2")
     assert refused.returncode != 0 and "Traceback" not in refused.output
@@ -100,16 +168,18 @@ def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
     )
     # What the login node can check, it checks before submitting: a tiny test model, which only
     # a local train env builds, and a hub model whose config.json cannot be fetched.
-    tiny = rdft("train", recipes_dir() / "configs" / "tiny_cpu_lora.yaml", "--slurm-nodes", "2", "--assume-gpus",
-                "4x80GiB")  # fmt: skip
+    tiny = rdft(
+        "train", recipes_dir() / "configs" / "tiny_cpu_lora.yaml", "--slurm-nodes", "2", "--assume-gpus", "4x80GiB"
+    )
     assert one_line_error(tiny).startswith(
         "rdft: error: model.path tiny:llama is built locally for tests; give the nodes a real"
     )
     hub = yaml.safe_load(config.read_text())
     hub["model"]["path"] = "nobody/no-such-model"
     (tmp_path / "hub.yaml").write_text(yaml.safe_dump(hub))
-    unreachable = rdft("train", tmp_path / "hub.yaml", "--slurm-nodes", "2", "--assume-gpus", "4x80GiB",
-                       env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    unreachable = rdft(
+        "train", tmp_path / "hub.yaml", "--slurm-nodes", "2", "--assume-gpus", "4x80GiB", env={"HF_HUB_OFFLINE": "1"}
+    )
     assert "cannot fetch config.json of 'nobody/no-such-model'" in one_line_error(unreachable)
     assert not list(tmp_path.glob("ft/workspaces/*/train.sbatch"))  # nothing written, nothing submitted
     accelerate = yaml.safe_load((workspace / "accelerate.yaml").read_text().split("\n", 1)[1])
@@ -138,8 +208,10 @@ def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
 def cluster(tmp_path_factory):
     absent = missing()
     if absent:
-        pytest.skip(f"Slurm is not installed here ({', '.join(absent)} missing); .ci/run installs slurmctld, "
-                    "slurmd and munge from Debian")  # fmt: skip
+        pytest.skip(
+            f"Slurm is not installed here ({', '.join(absent)} missing); .ci/run installs slurmctld, "
+            "slurmd and munge from Debian"
+        )
     if os.geteuid() != 0:
         pytest.skip("the test Slurm cluster runs slurmd as root; run the tests as root (as CI does)")
     started = SlurmCluster(Path(tmp_path_factory.mktemp("slurm"))).start()
@@ -148,8 +220,9 @@ def cluster(tmp_path_factory):
 
 
 def job_field(cluster, job: str, field: str) -> str:
-    shown = subprocess.run(["scontrol", "show", "job", job, "-o"], capture_output=True, text=True,
-                           env={**os.environ, **cluster.env}).stdout  # fmt: skip
+    shown = subprocess.run(
+        ["scontrol", "show", "job", job, "-o"], capture_output=True, text=True, env={**os.environ, **cluster.env}
+    ).stdout
     match = re.search(rf"\b{field}=(\S+)", shown)
     return match.group(1) if match else "UNKNOWN"
 
@@ -172,8 +245,14 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     # early, so 30–90 s in), while its run is under way: three loops need about three minutes here
     # (one took 85 s with the base model's scoring), so the TERM always lands mid-run.
     tasks.write_text(json.dumps({"tasks": [tiny, {**tiny, "time": "2m", "loop_n": 3}]}))
-    batch = subprocess.run(["rdft", "batch", str(tasks), "--executor", "slurm", "--cpus", "1", "--no-sync"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    batch = subprocess.run(
+        ["rdft", "batch", str(tasks), "--executor", "slurm", "--cpus", "1", "--no-sync"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     out = batch.stdout
     assert "is on a local" in out and "fine on this one-node cluster only" in out  # the shared-storage check
     assert re.search(r"^task 1: job \d+ ok; log ", out, re.M), out + batch.stderr
@@ -194,14 +273,16 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
 
     # The stopped run resumes when its script is resubmitted, and completes.
     # Stopped by Slurm's early TERM (the script's clean exit 143), not killed at the limit (TIMEOUT).
-    stopped = subprocess.run(["scontrol", "show", "job", match.group(1), "-o"], env=env, capture_output=True,
-                             text=True).stdout  # fmt: skip
+    stopped = subprocess.run(
+        ["scontrol", "show", "job", match.group(1), "-o"], env=env, capture_output=True, text=True
+    ).stdout
     assert "JobState=FAILED" in stopped and "ExitCode=143:0" in stopped, stopped
     script = Path(match.group(2))
     second_log = Path(str(script).removesuffix(".sbatch"))
     assert (second_log / "run.json").is_file() and not (second_log / "Loop_2" / "feedback").is_dir()
-    job = subprocess.run(["sbatch", "--parsable", "--time=20", str(script)], env=env, capture_output=True,
-                         text=True, check=True).stdout.strip()  # fmt: skip
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--time=20", str(script)], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     deadline = time.monotonic() + 900
     while (
         job_state(cluster, job) not in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") and time.monotonic() < deadline
@@ -216,9 +297,14 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     third = tmp_path / "third"
     third.mkdir()
     (third / "tasks.json").write_text(json.dumps({"tasks": [{**tiny, "loop_n": 3}]}))
-    proc = subprocess.Popen(["rdft", "batch", "tasks.json", "--executor", "slurm", "--cpus", "1", "--no-sync",
-                             "--cancel-on-exit"], cwd=third, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["rdft", "batch", "tasks.json", "--executor", "slurm", "--cpus", "1", "--no-sync", "--cancel-on-exit"],
+        cwd=third,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(third.glob("log/batch-*/1-*/baseline")):
         time.sleep(1)
@@ -239,16 +325,26 @@ def test_slurm_batch_env_job_that_fails_cancels_its_tasks(cluster, shared_dirs, 
     offline = {"UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "PIP_NO_INDEX": "1"}
     env = clean_environ(**{**shared_dirs, "RDFT_ENVS_DIR": str(tmp_path / "envs")}, **cluster.env, **offline)
     (tmp_path / "tasks.json").write_text(json.dumps({"tasks": [{"model": "tiny:llama", "benchmark": "demo_letter"}]}))
-    batch = subprocess.run(["rdft", "batch", "tasks.json", "--executor", "slurm", "--cpus", "1", "--no-sync"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    batch = subprocess.run(
+        ["rdft", "batch", "tasks.json", "--executor", "slurm", "--cpus", "1", "--no-sync"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = batch.stdout
     root = next((tmp_path / "log").glob("batch-*"))
     jobs = json.loads((root / "jobs.json").read_text())
     assert batch.returncode == 1, out + batch.stderr
     assert f"rdft: env job {jobs['envs']} builds train, data, eval (cpu)" in out
     assert f"env job {jobs['envs']}: FAILED (exit 1); see {root / 'envs.out'}" in out
-    assert re.search(rf"^task 1: job {jobs['1']} not run: env job {jobs['envs']} ended FAILED \(fix it, then "
-                     r"`rdft batch ", out, re.M)  # fmt: skip
+    assert re.search(
+        rf"^task 1: job {jobs['1']} not run: env job {jobs['envs']} ended FAILED \(fix it, then "
+        r"`rdft batch ",
+        out,
+        re.M,
+    )
     assert "could not install" in (root / "envs.out").read_text()
     assert job_state(cluster, jobs["1"]) == "CANCELLED" and not set(jobs.values()) & set(cluster.queue())
     assert not (tmp_path / "envs" / "train").exists() and not list(root.glob("1-*/run.json"))
@@ -266,8 +362,10 @@ def test_job_states_after_the_queue_from_scontrol_then_sacct(cluster, monkeypatc
         monkeypatch.setenv(name, value)
     # --chdir: the jobs' slurm-N.out files go to tmp_path, not to wherever pytest runs.
     sbatch = ["sbatch", "--parsable", f"--chdir={tmp_path}", "--wrap"]
-    jobs = {code: subprocess.run([*sbatch, f"exit {code}"], capture_output=True, text=True,
-                                 check=True).stdout.strip() for code in (0, 3, 143)}  # fmt: skip
+    jobs = {
+        code: subprocess.run([*sbatch, f"exit {code}"], capture_output=True, text=True, check=True).stdout.strip()
+        for code in (0, 3, 143)
+    }
     deadline = time.monotonic() + 120
     while set(jobs.values()) & set(cluster.queue()) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -143,8 +143,9 @@ def test_killed_run_resumes_to_the_same_losses(train_cli, train_env, tmp_path):
     killed = tmp_path / "killed"
     assert train_cli(config, "--workspace", killed, "--dry-run").returncode == 0
     argv, environ = train_env.command(["bash", str(killed / "launch.sh")], dict(os.environ))
-    proc = subprocess.Popen(argv, env=environ, cwd=killed, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env=environ, cwd=killed, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoint = killed / "output" / "checkpoints" / "step-8" / "trainer_state.json"
     deadline = time.monotonic() + 300
     while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:

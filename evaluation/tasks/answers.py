@@ -19,6 +19,12 @@ def responses_of(results: list) -> list[str]:
     return list(results[0]) if isinstance(results[0], list) else [results[0]]
 
 
+def per_sample(scores: list[dict]) -> dict:
+    """An item scored once per sample: one sample's scores as they are; k samples keep theirs
+    under `per_sample`, with the first one's at the top (what the diagnostics read)."""
+    return scores[0] if len(scores) == 1 else {**scores[0], "per_sample": scores}
+
+
 def strip_think(text: str) -> str:
     text = THINK.sub("", text or "")
     # A reasoning model whose opening tag was part of the prompt emits only the closing one.

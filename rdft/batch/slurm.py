@@ -47,8 +47,11 @@ def sbatch_script(
 ) -> str:
     """The job script of one task: plain sbatch, readable and resubmittable by hand."""
     gpus = len(task.gpu_list())
-    limit = parse_duration(task.time) if task.time else (
-        parse_duration(task.timeout) + options.time_margin_s if task.timeout else None)  # fmt: skip
+    limit = (
+        parse_duration(task.time)
+        if task.time
+        else (parse_duration(task.timeout) + options.time_margin_s if task.timeout else None)
+    )
     header = [
         f"--job-name=rdft-{number}-{task.benchmark}",
         f"--output={beside(log_dir, '.out')}",
@@ -101,7 +104,7 @@ def sbatch_script(
         + "    exit 143\n}\n"
         + "trap on_term TERM\n"
         + 'wait "$child"\n'
-    )  # fmt: skip
+    )
 
 
 ENV_JOB_TIME_S = 3600.0  # building the three envs from their locks: minutes with uv, an hour is ample
@@ -164,24 +167,34 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
     envs = envs_script(root, missing, tasks, options, variant) if missing else None
     if dry_run:
         if envs is None:
-            console.print(f"# envs {', '.join(RUN_ENVS)}: ready ({variant}) in {settings.envs_dir}; no env job",
-                          highlight=False, markup=False)  # fmt: skip
+            console.print(
+                f"# envs {', '.join(RUN_ENVS)}: ready ({variant}) in {settings.envs_dir}; no env job",
+                highlight=False,
+                markup=False,
+            )
         else:
-            console.print(f"# envs: {root / 'envs.sbatch'} (every task job waits for it: --dependency=afterok)",
-                          highlight=False, markup=False)  # fmt: skip
+            console.print(
+                f"# envs: {root / 'envs.sbatch'} (every task job waits for it: --dependency=afterok)",
+                highlight=False,
+                markup=False,
+            )
             console.print(envs, highlight=False, markup=False)
         for number, _task, log_dir, script in plans:
             console.print(f"# task {number}: {beside(log_dir, '.sbatch')}", highlight=False, markup=False)
             console.print(script, highlight=False, markup=False)
-        console.print(f"dry run: {len(plans) + (envs is not None)} sbatch script(s), nothing submitted",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"dry run: {len(plans) + (envs is not None)} sbatch script(s), nothing submitted", highlight=False
+        )
         return 0
     slurm.require_slurm()
     if any(c.isspace() for c in str(root)):  # #SBATCH --output=/--chdir= values end at a space
-        raise RdftError(f"{root.parent} has a space in its path, which #SBATCH lines cannot hold; "
-                        "start the batch from a folder whose path has none")  # fmt: skip
-    for note in slurm.check_shared({"FT_FILE_PATH": settings.ft_file_path.expanduser(), "the log folder": root.parent},
-                                   shared_ok=options.shared_ok):  # fmt: skip
+        raise RdftError(
+            f"{root.parent} has a space in its path, which #SBATCH lines cannot hold; "
+            "start the batch from a folder whose path has none"
+        )
+    for note in slurm.check_shared(
+        {"FT_FILE_PATH": settings.ft_file_path.expanduser(), "the log folder": root.parent}, shared_ok=options.shared_ok
+    ):
         console.print(f"rdft: note: {note}", highlight=False)
     root.mkdir(parents=True, exist_ok=True)
     env_job, after, submitted = None, [], []
@@ -207,8 +220,9 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
         slurm.cancel(submitted)  # all or nothing: no half a batch left in the queue
         raise
     if env_job:
-        console.print(f"rdft: env job {env_job} builds {', '.join(missing)} ({variant}); the tasks wait for it",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"rdft: env job {env_job} builds {', '.join(missing)} ({variant}); the tasks wait for it", highlight=False
+        )
     listed = {"envs": env_job} if env_job else {}
     write_atomic(root / "jobs.json", json.dumps({**listed, **{str(n): j for n, j in jobs.items()}}) + "\n")
     every_job = [*([env_job] if env_job else []), *jobs.values()]
@@ -225,12 +239,30 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
         for column in ("task", "job", "benchmark", "gpus", "slurm", "loop", "stage", "best", "elapsed"):
             view.add_column(column)
         if env_job:
-            view.add_row("envs", env_job, "-", "-", where(env_job), "-", f"building {', '.join(missing)}", "-",
-                         f"{time.monotonic() - started:.0f}s")  # fmt: skip
+            view.add_row(
+                "envs",
+                env_job,
+                "-",
+                "-",
+                where(env_job),
+                "-",
+                f"building {', '.join(missing)}",
+                "-",
+                f"{time.monotonic() - started:.0f}s",
+            )
         for number, task, log_dir, _ in plans:
             loop, stage, best = progress_of(log_dir)
-            view.add_row(str(number), jobs[number], task.benchmark, str(len(task.gpu_list()) or "cpu"),
-                         where(jobs[number]), loop, stage, best, f"{time.monotonic() - started:.0f}s")  # fmt: skip
+            view.add_row(
+                str(number),
+                jobs[number],
+                task.benchmark,
+                str(len(task.gpu_list()) or "cpu"),
+                where(jobs[number]),
+                loop,
+                stage,
+                best,
+                f"{time.monotonic() - started:.0f}s",
+            )
         return view
 
     try:
@@ -252,11 +284,17 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
             wait_until_gone(active)
             console.print(f"rdft: cancelled job(s) {', '.join(active)}", highlight=False)
         else:
-            console.print(f"rdft: the jobs go on; follow them with `squeue -j {','.join(active)}`, "
-                          f"cancel them with `scancel {' '.join(active)}`", highlight=False)  # fmt: skip
+            console.print(
+                f"rdft: the jobs go on; follow them with `squeue -j {','.join(active)}`, "
+                f"cancel them with `scancel {' '.join(active)}`",
+                highlight=False,
+            )
         if cancel and env_job in active:  # resubmitted tasks would each build the envs: the env job first
-            console.print(f"  envs: not built; `sbatch --parsable {root / 'envs.sbatch'}` first, then each task "
-                          "with `sbatch --dependency=afterok:<that job>`", highlight=False)  # fmt: skip
+            console.print(
+                f"  envs: not built; `sbatch --parsable {root / 'envs.sbatch'}` first, then each task "
+                "with `sbatch --dependency=afterok:<that job>`",
+                highlight=False,
+            )
         for number, _task, log_dir, _ in plans:
             console.print(f"  task {number}: resume with `sbatch {beside(log_dir, '.sbatch')}`", highlight=False)
         return 130
@@ -264,13 +302,17 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
     console.print()
     envs_failed = env_job is not None and not (seen[env_job].state == "COMPLETED" and seen[env_job].exit_code == 0)
     if envs_failed:
-        console.print(f"env job {env_job}: {seen[env_job].state} (exit {seen[env_job].exit_code}); see "
-                      f"{root / 'envs.out'}", highlight=False)  # fmt: skip
+        console.print(
+            f"env job {env_job}: {seen[env_job].state} (exit {seen[env_job].exit_code}); see {root / 'envs.out'}",
+            highlight=False,
+        )
     for number, _task, log_dir, _ in plans:
         state = seen[jobs[number]]
         if envs_failed and not (log_dir / "run.json").is_file():  # Slurm cancelled it: its dependency failed
-            verdict = (f"not run: env job {env_job} ended {seen[env_job].state} (fix it, then "
-                       f"`rdft batch {path} --executor slurm` again)")  # fmt: skip
+            verdict = (
+                f"not run: env job {env_job} ended {seen[env_job].state} (fix it, then "
+                f"`rdft batch {path} --executor slurm` again)"
+            )
             failed = True
         elif state.state == "COMPLETED" and state.exit_code in (0, None):
             verdict = "ok"

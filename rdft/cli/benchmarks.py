@@ -39,8 +39,12 @@ def benchmarks_list(ctx) -> None:
 
 @benchmarks.command("add")
 @click.argument("name")
-@click.option("--docs", required=True, type=click.Path(path_type=Path),
-              help="Your evaluation items: JSONL, JSON, CSV or parquet (a file or a folder).")  # fmt: skip
+@click.option(
+    "--docs",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Your evaluation items: JSONL, JSON, CSV or parquet (a file or a folder).",
+)
 @click.option("--prompt-field", help="The item field that is the prompt.")
 @click.option("--prompt-template", help="The prompt as a template of item fields, e.g. 'Review: {text}'.")
 @click.option("--answer-field", required=True, help="The item field that holds the gold answer.")
@@ -49,24 +53,49 @@ def benchmarks_list(ctx) -> None:
 @click.option(
     "--tolerance", type=float, help="numeric_tolerance: allowed |answer - gold| as a share of max(1, |gold|)."
 )
-@click.option("--scorer", type=click.Path(path_type=Path),
-              help="A Python file with score(doc, response) -> dict, replacing --metric.")  # fmt: skip
+@click.option(
+    "--scorer",
+    type=click.Path(path_type=Path),
+    help="A Python file with score(doc, response) -> dict, replacing --metric.",
+)
 @click.option("--scorer-key", default="score", show_default=True, help="The key of the scorer's dict that is averaged.")
 @click.option("--description", help="What the benchmark asks, for the agent.")
 @click.pass_context
-def benchmarks_add(ctx: click.Context, name: str, docs: Path, prompt_field: str | None, prompt_template: str | None,
-                   answer_field: str, metric: str | None, answer_key: str | None, tolerance: float | None,
-                   scorer: Path | None, scorer_key: str, description: str | None) -> None:  # fmt: skip
+def benchmarks_add(
+    ctx: click.Context,
+    name: str,
+    docs: Path,
+    prompt_field: str | None,
+    prompt_template: str | None,
+    answer_field: str,
+    metric: str | None,
+    answer_key: str | None,
+    tolerance: float | None,
+    scorer: Path | None,
+    scorer_key: str,
+    description: str | None,
+) -> None:
     """Register your own evaluation file as benchmark NAME (seeded validation and hidden test splits)."""
     from rdft.evaluation.custom import add_benchmark
 
     entry = add_benchmark(
-        settings_of(ctx), name, docs=docs, prompt_field=prompt_field, prompt_template=prompt_template,
-        answer_field=answer_field, metric=metric, answer_key=answer_key, tolerance=tolerance, scorer=scorer,
-        scorer_key=scorer_key, description=description,
-    )  # fmt: skip
-    click.echo(f"{entry.name}: {entry.n} items, {entry.split_size} validation / {entry.split_size} test; "
-               f"primary {entry.primary.metric}: {entry.primary.description}")  # fmt: skip
+        settings_of(ctx),
+        name,
+        docs=docs,
+        prompt_field=prompt_field,
+        prompt_template=prompt_template,
+        answer_field=answer_field,
+        metric=metric,
+        answer_key=answer_key,
+        tolerance=tolerance,
+        scorer=scorer,
+        scorer_key=scorer_key,
+        description=description,
+    )
+    click.echo(
+        f"{entry.name}: {entry.n} items, {entry.split_size} validation / {entry.split_size} test; "
+        f"primary {entry.primary.metric}: {entry.primary.description}"
+    )
 
 
 @benchmarks.command("remove")
@@ -83,8 +112,11 @@ def benchmarks_remove(ctx, name: str) -> None:
 
 @benchmarks.command("prepare")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--source", type=click.Path(path_type=Path),
-              help="A local copy of the items (JSONL, JSON, parquet, or a folder of JSON files).")  # fmt: skip
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path),
+    help="A local copy of the items (JSONL, JSON, parquet, or a folder of JSON files).",
+)
 @click.option("--force", is_flag=True, help="Prepare again even when a prepared copy exists.")
 @click.pass_context
 def benchmarks_prepare(ctx: click.Context, names: tuple[str, ...], source: Path | None, force: bool) -> None:

@@ -36,8 +36,12 @@ def datasets_list(ctx) -> None:
 
 @datasets.command("add")
 @click.argument("name")
-@click.option("--source", required=True, type=click.Path(path_type=Path),
-              help="A JSONL, JSON, CSV or parquet file, or a folder of them.")  # fmt: skip
+@click.option(
+    "--source",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A JSONL, JSON, CSV or parquet file, or a folder of them.",
+)
 @click.option("--description", help="What the rows are, for the agent (default: a summary).")
 @click.option("--license", "license_", help="The data's license, shown with it.")
 @click.pass_context
@@ -65,7 +69,7 @@ def datasets_remove(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def datasets_info(ctx: click.Context, name: str) -> None:
     """What dataset NAME holds, where it comes from, and how leakage is guarded."""
-    from rdft.datasets.leakage import RULES
+    from rdft.datasets.leakage import ANY_FAMILY, RULES
     from rdft.datasets.prepare import POST_DOWNLOAD, datasets_dir, read_manifest
     from rdft.datasets.registry import get_dataset
     from rdft.evaluation.benchmarks import get_benchmark
@@ -91,7 +95,10 @@ def datasets_info(ctx: click.Context, name: str) -> None:
         ("after download", first_line(POST_DOWNLOAD[entry.post_download].__doc__) if entry.post_download else "-"),
         ("removed files", ", ".join(entry.remove) or "none"),
         *(
-            (f"guard ({family})", f"drops training rows holding a validation or test item of it: {RULES[family]}")
+            (
+                f"guard ({family})",
+                f"drops training rows holding a validation or test item of it: {RULES.get(family, ANY_FAMILY)}",
+            )
             for family in dict.fromkeys(get_benchmark(b).family for b in entry.benchmarks)
         ),
         (
@@ -124,20 +131,29 @@ def datasets_prepare(ctx: click.Context, names: tuple[str, ...], source: Path | 
         click.echo(f"{entry.name}: {'prepared' if done else 'already prepared'} at {path}")
         for benchmark, report in dataset_overlap(settings_of(ctx), entry):
             if report is None:
-                click.echo(f"  overlap with {benchmark}: not checked (its items are not here; "
-                           f"`rdft benchmarks prepare {benchmark}`)")  # fmt: skip
+                click.echo(
+                    f"  overlap with {benchmark}: not checked (its items are not here; "
+                    f"`rdft benchmarks prepare {benchmark}`)"
+                )
             else:
                 reasons = ", ".join(f"{reason} {n}" for reason, n in report["dropped"].items())
-                click.echo(f"  overlap with {benchmark}: {report['rows'] - report['kept']} of {report['rows']} rows "
-                           f"hold its validation or test items ({reasons})")  # fmt: skip
+                click.echo(
+                    f"  overlap with {benchmark}: {report['rows'] - report['kept']} of {report['rows']} rows "
+                    f"hold its validation or test items ({reasons})"
+                )
 
 
 @datasets.command("check-leakage")
 @click.argument("train_files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--benchmark", required=True, help="See `rdft benchmarks list`.")
-@click.option("--eval-docs", "eval_docs", multiple=True, type=click.Path(path_type=Path),
-              help="Evaluation docs in the benchmark's schema (JSONL, JSON, parquet, folder); default: its own "
-              "validation and test items, as `rdft eval` loads them.")  # fmt: skip
+@click.option(
+    "--eval-docs",
+    "eval_docs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Evaluation docs in the benchmark's schema (JSONL, JSON, parquet, folder); default: its own "
+    "validation and test items, as `rdft eval` loads them.",
+)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the kept rows here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_context
@@ -147,15 +163,18 @@ def datasets_check_leakage(ctx, train_files, benchmark, eval_docs, output, as_js
     TRAIN_FILES are chat JSONL (`messages`) or alpaca JSON/JSONL; every field of every row is read."""
     from rdft.datasets.guard import check_files
 
-    report = check_files(settings_of(ctx), benchmark, list(train_files), eval_docs=list(eval_docs) or None,
-                         output=output)  # fmt: skip
+    report = check_files(
+        settings_of(ctx), benchmark, list(train_files), eval_docs=list(eval_docs) or None, output=output
+    )
     counts = {"rows": report["rows"], "kept": report["kept"], "dropped": report["dropped"]}
     if as_json:
         click.echo(json.dumps(counts))
         return
     reasons = ", ".join(f"{reason} {n}" for reason, n in report["dropped"].items())
-    click.echo(f"{report['rows']} rows: {report['kept']} kept, {report['rows'] - report['kept']} dropped ({reasons}); "
-               f"{report['evaluation_items_hit']} evaluation item(s) hit")  # fmt: skip
+    click.echo(
+        f"{report['rows']} rows: {report['kept']} kept, {report['rows'] - report['kept']} dropped ({reasons}); "
+        f"{report['evaluation_items_hit']} evaluation item(s) hit"
+    )
     if output is not None:
         click.echo(f"kept rows: {output}")
 

@@ -53,10 +53,19 @@ def env_create(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 @env.command("adopt")
 @click.argument("name")
-@click.option("--python", "python", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The interpreter to use as env NAME, e.g. /opt/cluster/py311/bin/python.")  # fmt: skip
-@click.option("--allow-missing", multiple=True, metavar="PACKAGE",
-              help="A package of the spec the runs will not use (repeatable), e.g. deepspeed on one GPU.")  # fmt: skip
+@click.option(
+    "--python",
+    "python",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The interpreter to use as env NAME, e.g. /opt/cluster/py311/bin/python.",
+)
+@click.option(
+    "--allow-missing",
+    multiple=True,
+    metavar="PACKAGE",
+    help="A package of the spec the runs will not use (repeatable), e.g. deepspeed on one GPU.",
+)
 @click.pass_context
 def env_adopt(ctx: click.Context, name: str, python: Path, allow_missing: tuple[str, ...]) -> None:
     """Use a prebuilt interpreter as env NAME (checked against the spec; never rebuilt)."""

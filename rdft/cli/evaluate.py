@@ -33,9 +33,20 @@ def eval_command(
     from rdft.evaluation.run import evaluate
 
     summary = evaluate(
-        settings_of(ctx), model=model, adapter=adapter, benchmark=benchmark, output=output, split=split, limit=limit,
-        samples=samples, backend=backend, data=data, max_gen_toks=max_gen_toks, batch_size=batch_size, verbose=verbose,
-    )  # fmt: skip
+        settings_of(ctx),
+        model=model,
+        adapter=adapter,
+        benchmark=benchmark,
+        output=output,
+        split=split,
+        limit=limit,
+        samples=samples,
+        backend=backend,
+        data=data,
+        max_gen_toks=max_gen_toks,
+        batch_size=batch_size,
+        verbose=verbose,
+    )
     primary = summary["primary"]
     ci = primary["ci95"]
     interval = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""

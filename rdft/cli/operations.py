@@ -16,25 +16,59 @@ from rdft.errors import RdftError
 @click.option("--dry-run", is_flag=True, help="Print the plan (with slurm: every sbatch script); start nothing.")
 @click.option("--no-sync", is_flag=True, help="Do not sync the tasks' logs to RDFT_REMOTE.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Run at most N tasks at once (local; default: all).")
-@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
-              help="local: processes on this host; slurm: one sbatch job per task.")  # fmt: skip
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm"]),
+    default="local",
+    show_default=True,
+    help="local: processes on this host; slurm: one sbatch job per task.",
+)
 @click.option("--partition", help="slurm: the partition (a task's own `partition` wins).")
 @click.option("--account", help="slurm: the account to charge.")
 @click.option("--qos", help="slurm: the QOS.")
-@click.option("--sbatch", "sbatch_lines", multiple=True, metavar="OPTION",
-              help="slurm: an extra #SBATCH option for every job, e.g. --sbatch=--constraint=h100.")  # fmt: skip
-@click.option("--cpus", type=click.IntRange(min=1), default=8, show_default=True,
-              help="slurm: CPUs per GPU (per job for a CPU task).")  # fmt: skip
+@click.option(
+    "--sbatch",
+    "sbatch_lines",
+    multiple=True,
+    metavar="OPTION",
+    help="slurm: an extra #SBATCH option for every job, e.g. --sbatch=--constraint=h100.",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="slurm: CPUs per GPU (per job for a CPU task).",
+)
 @click.option("--mem-per-gpu", help="slurm: memory per GPU, e.g. 120G.")
-@click.option("--time-margin", default="30m", show_default=True,
-              help="slurm: added to a task's timeout for the job's --time (start-up, the last save).")  # fmt: skip
+@click.option(
+    "--time-margin",
+    default="30m",
+    show_default=True,
+    help="slurm: added to a task's timeout for the job's --time (start-up, the last save).",
+)
 @click.option("--requeue", is_flag=True, help="slurm: a job that reaches its limit or is pre-empted requeues itself.")
 @click.option("--cancel-on-exit", is_flag=True, help="slurm: Ctrl-C cancels the jobs without asking.")
 @click.option("--shared-ok", is_flag=True, help="slurm: FT_FILE_PATH and ./log are on storage every node mounts.")
 @click.pass_context
-def batch_command(ctx, tasks_file: Path, dry_run: bool, no_sync: bool, max_parallel: int | None, executor: str,
-                  partition, account, qos, sbatch_lines, cpus, mem_per_gpu, time_margin, requeue, cancel_on_exit,
-                  shared_ok) -> None:  # fmt: skip
+def batch_command(
+    ctx,
+    tasks_file: Path,
+    dry_run: bool,
+    no_sync: bool,
+    max_parallel: int | None,
+    executor: str,
+    partition,
+    account,
+    qos,
+    sbatch_lines,
+    cpus,
+    mem_per_gpu,
+    time_margin,
+    requeue,
+    cancel_on_exit,
+    shared_ok,
+) -> None:
     """Run the tasks of TASKS_FILE side by side, each as its own `rdft run`: on this host's GPUs, or
     as Slurm jobs (--executor slurm)."""
     import signal
@@ -50,9 +84,18 @@ def batch_command(ctx, tasks_file: Path, dry_run: bool, no_sync: bool, max_paral
 
     console = Console(soft_wrap=True)  # paths and commands stay whole in logs
     if executor == "slurm":
-        options = SlurmOptions(partition=partition, account=account, qos=qos, sbatch=list(sbatch_lines), cpus=cpus,
-                               mem_per_gpu=mem_per_gpu, time_margin_s=parse_duration(time_margin), requeue=requeue,
-                               cancel_on_exit=cancel_on_exit, shared_ok=shared_ok)  # fmt: skip
+        options = SlurmOptions(
+            partition=partition,
+            account=account,
+            qos=qos,
+            sbatch=list(sbatch_lines),
+            cpus=cpus,
+            mem_per_gpu=mem_per_gpu,
+            time_margin_s=parse_duration(time_margin),
+            requeue=requeue,
+            cancel_on_exit=cancel_on_exit,
+            shared_ok=shared_ok,
+        )
         code = run_slurm_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, options=options, console=console)
     else:
         code = run_batch(tasks_file, dry_run=dry_run, no_sync=no_sync, max_parallel=max_parallel, console=console)

@@ -15,8 +15,10 @@ from rdft.cli.base import cli, settings_of
 @click.option("--base-model", help="A Hub id, a local folder, or tiny:llama (default: FT_BASE_MODEL).")
 @click.option("--benchmark", help="See `rdft benchmarks list` (default: FT_TARGET_BENCHMARK).")
 @click.option("--benchmark-description", help="What the benchmark asks, for the LLM (default: built in).")
-@click.option("--target", help="What you want improved, in your words (default: FT_USER_TARGET_SCENARIO); the "
-              "benchmark scores it.")  # fmt: skip
+@click.option(
+    "--target",
+    help="What you want improved, in your words (default: FT_USER_TARGET_SCENARIO); the benchmark scores it.",
+)
 @click.option("--dataset", "datasets", multiple=True, help="Training dataset (repeatable; default: chosen).")
 @click.option("--loop-n", type=click.IntRange(min=1), default=5, show_default=True, help="Experiments to run.")
 @click.option("--step-n", type=click.IntRange(min=1), help="Stop after this many steps (resumable).")
@@ -24,10 +26,17 @@ from rdft.cli.base import cli, settings_of
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this log folder.")
 @click.option("--demo", is_flag=True, help="Two loops of the tiny model on the demo benchmark, on CPU.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
-@click.option("--max-gen-toks", type=click.IntRange(min=1),
-              help="Cap generation for every scoring call (non-standard scores; for CPU runs).")  # fmt: skip
-@click.option("--samples", type=click.IntRange(min=1), help="Answers per validation/test item (default: enough that "
-              "items x samples >= 100 on small splits, else 1; 1 = greedy).")  # fmt: skip
+@click.option(
+    "--max-gen-toks",
+    type=click.IntRange(min=1),
+    help="Cap generation for every scoring call (non-standard scores; for CPU runs).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    help="Answers per validation/test item (default: enough that "
+    "items x samples >= 100 on small splits, else 1; 1 = greedy).",
+)
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
 def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
@@ -58,8 +67,10 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
         return
     # Stopped by its budget or --step-n: resumable, said so, and a distinct exit code.
     hint = " --timeout DURATION" if run.stopped and "budget" in run.stopped else ""
-    click.echo(f"rdft: run stopped: {run.stopped}; resume with `rdft run --resume {run.log_dir}{hint}`\n"
-               f"log: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")  # fmt: skip
+    click.echo(
+        f"rdft: run stopped: {run.stopped}; resume with `rdft run --resume {run.log_dir}{hint}`\n"
+        f"log: {run.log_dir}\nreport: {run.log_dir / 'report.html'}"
+    )
     sys.exit(STOPPED_EXIT_CODE)
 
 
@@ -112,8 +123,10 @@ def knowledge_list(ctx: click.Context, as_json: bool) -> None:
         if record["kind"] == "fix":
             click.echo(f"fix     {record['family']:<13} {record['signature'][:100]}  ({record['time']})")
         else:
-            click.echo(f"recipe  {record['family']:<13} {record['benchmark']} +{record['gain']:.4g} with "
-                       f"{record['base_model']}: {record['hypothesis'][:80]}  ({record['time']})")  # fmt: skip
+            click.echo(
+                f"recipe  {record['family']:<13} {record['benchmark']} +{record['gain']:.4g} with "
+                f"{record['base_model']}: {record['hypothesis'][:80]}  ({record['time']})"
+            )
 
 
 @knowledge.command("clear")

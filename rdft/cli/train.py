@@ -18,9 +18,13 @@ from rdft.cli.base import cli, settings_of
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan and the launch script; run nothing.")
 @click.option("--assume-gpus", metavar="NxMEM", help="With --dry-run: plan for N GPUs of MEM GiB each, e.g. 8x80GiB.")
-@click.option("--slurm-nodes", type=click.IntRange(min=1), metavar="N",
-              help="Run on N Slurm nodes: write train.sbatch (srun launch.sh per node) and submit it "
-              "(with --dry-run: print it). Give the nodes' GPUs with --assume-gpus.")  # fmt: skip
+@click.option(
+    "--slurm-nodes",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run on N Slurm nodes: write train.sbatch (srun launch.sh per node) and submit it "
+    "(with --dry-run: print it). Give the nodes' GPUs with --assume-gpus.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Stream the training output instead of a progress bar.")
 @click.pass_context
 def train(
@@ -45,5 +49,13 @@ def train(
     from rdft.training.run import parse_gpus
     from rdft.training.run import train as run_training
 
-    run_training(settings_of(ctx), config, gpus=parse_gpus(gpus), workspace=workspace, dry_run=dry_run, verbose=verbose,
-                 assume_gpus=assume_gpus, slurm_nodes=slurm_nodes)  # fmt: skip
+    run_training(
+        settings_of(ctx),
+        config,
+        gpus=parse_gpus(gpus),
+        workspace=workspace,
+        dry_run=dry_run,
+        verbose=verbose,
+        assume_gpus=assume_gpus,
+        slurm_nodes=slurm_nodes,
+    )

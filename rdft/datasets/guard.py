@@ -45,8 +45,9 @@ def run_guard(
                    "--train", *map(str, train), "--report", str(report)]  # fmt: skip
         if output is not None:
             command += ["--output", str(output)]
-        result = env.run(command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path,
-                         timeout=timeout)  # fmt: skip
+        result = env.run(
+            command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path, timeout=timeout
+        )
         if result.timed_out:
             raise RdftError(f"the leakage guard timed out after {timeout:g} s")
         if not result.ok or not report.is_file():

@@ -218,8 +218,7 @@ def _first_fields(path: Path, settings: Settings) -> set[str] | None:
 
         env = EnvManager(settings).ensure("data")
         code = "import sys, pyarrow.parquet as pq; print('\\t'.join(pq.read_schema(sys.argv[1]).names))"
-        result = env.run(["python", "-c", code, str(path)], extra_env=data_env_variables(settings.envs_dir),
-                         echo=False)  # fmt: skip
+        result = env.run(["python", "-c", code, str(path)], extra_env=data_env_variables(settings.envs_dir), echo=False)
         if not result.ok:
             raise RdftError(f"{path.name} is not a readable parquet file; give the dataset's own files")
         return set(result.tail.strip().splitlines()[-1].split("\t"))
@@ -300,10 +299,16 @@ def prepare(
                 raise RdftError(f"{entry.name}: no files found for {entry.source}; check the repo layout or --source")
             normalised = POST_DOWNLOAD[entry.post_download](staging) if entry.post_download else []
             manifest = PreparedDataset(
-                name=entry.name, repo=entry.repo, folder=entry.folder,
-                source=str(source.expanduser().resolve()) if source else "hub", revision=commit, files=files,
-                removed=removed, normalised=normalised, prepared=datetime.datetime.now(datetime.UTC),
-            )  # fmt: skip
+                name=entry.name,
+                repo=entry.repo,
+                folder=entry.folder,
+                source=str(source.expanduser().resolve()) if source else "hub",
+                revision=commit,
+                files=files,
+                removed=removed,
+                normalised=normalised,
+                prepared=datetime.datetime.now(datetime.UTC),
+            )
             (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
             _publish(staging, final)
         finally:

@@ -42,9 +42,11 @@ def profile(entry: DatasetEntry, settings: Settings, tokenizer: str | None = Non
     if refresh or not out.exists():
         env = EnvManager(settings).ensure("data")
         argv = ["python", "-m", "rdft_data.profile", str(root), "--out", str(out), "--name", entry.name]
-        result = env.run([*argv, *(["--tokenizer", tokenizer] if tokenizer else [])],
-            extra_env=data_env_variables(settings.envs_dir), echo=False,
-        )  # fmt: skip
+        result = env.run(
+            [*argv, *(["--tokenizer", tokenizer] if tokenizer else [])],
+            extra_env=data_env_variables(settings.envs_dir),
+            echo=False,
+        )
         if not result.ok:
             last = result.tail.strip().splitlines()[-1:] or ["no output"]
             raise RdftError(f"profiling {entry.name} failed: {last[0]}")

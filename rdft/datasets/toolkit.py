@@ -119,9 +119,14 @@ def _signature(function, skip_self: bool = False) -> str:
     args = function.args
     if skip_self and args.args and args.args[0].arg in ("self", "cls"):
         args = ast.arguments(
-            posonlyargs=args.posonlyargs, args=args.args[1:], vararg=args.vararg, kwonlyargs=args.kwonlyargs,
-            kw_defaults=args.kw_defaults, kwarg=args.kwarg, defaults=args.defaults,
-        )  # fmt: skip
+            posonlyargs=args.posonlyargs,
+            args=args.args[1:],
+            vararg=args.vararg,
+            kwonlyargs=args.kwonlyargs,
+            kw_defaults=args.kw_defaults,
+            kwarg=args.kwarg,
+            defaults=args.defaults,
+        )
     returns = f" -> {ast.unparse(function.returns)}" if function.returns else ""
     return f"({ast.unparse(args)}){returns}"
 

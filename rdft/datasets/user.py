@@ -59,8 +59,9 @@ def check_chat(rows: list[dict]) -> None:
                 raise RdftError(f"row {number}: every message needs a role and a content; fix the chat rows")
 
 
-def add_dataset(settings, name: str, source: Path, *, description: str | None = None,
-                license: str | None = None) -> DatasetEntry:  # fmt: skip
+def add_dataset(
+    settings, name: str, source: Path, *, description: str | None = None, license: str | None = None
+) -> DatasetEntry:
     from rdft.datasets.profiles import profile
 
     if not NAME.match(name):
@@ -100,9 +101,16 @@ def add_dataset(settings, name: str, source: Path, *, description: str | None = 
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         manifest = PreparedDataset(
-            name=name, repo="local", folder=None, source=str(source.resolve()), revision=None, files=["data.jsonl"],
-            removed=[], normalised=[], prepared=datetime.datetime.now(datetime.UTC),
-        )  # fmt: skip
+            name=name,
+            repo="local",
+            folder=None,
+            source=str(source.resolve()),
+            revision=None,
+            files=["data.jsonl"],
+            removed=[],
+            normalised=[],
+            prepared=datetime.datetime.now(datetime.UTC),
+        )
         (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
         (staging / USER_ENTRY).write_text(yaml.safe_dump(entry, sort_keys=False, allow_unicode=True))
         os.rename(staging, final)

@@ -10,7 +10,7 @@ named `rdft_data` (plus the benchmarks' answer reader, `answers.py`), so a data 
     replies = pool.map(problems, to_messages, check=...)     # FT_API_MAX_WORKERS threads
     write_chat_jsonl(samples, "data.jsonl")                  # validated, atomic
 
-Modules: `benchmark` (the target benchmark's prompt and scorer), `llm` (model pools), `checks`
+Modules: `benchmark` (the target benchmark's prompt, scorer and table row), `llm` (model pools), `checks`
 (answer checkers), `records` (debug sampling, token lengths, writers), `leakage` (the
 benchmark-overlap guard), `profile` (dataset profiles), `quality` (the data-quality gate's
 statistics).
@@ -18,7 +18,7 @@ Only the standard library is imported here; each module imports its heavy depend
 (litellm, rdkit, tokenizers, sympy) when first used.
 """
 
-from .benchmark import scorer
+from .benchmark import benchmark_entry, scorer
 from .checks import boxed_answer, json_fields, math_check, math_equal, same_molecule, strip_think
 from .leakage import Guard, drop_leaks  # assembled from rdft/datasets/leakage.py
 from .llm import ModelPool, PoolExhausted, Reply, Usage, pool_from_env, strong_pool, weak_pool
@@ -33,8 +33,28 @@ from .records import (
 )
 
 __all__ = [
-    "Guard", "ModelPool", "PoolExhausted", "Reply", "TokenCounter", "Usage", "boxed_answer", "debug_sample",
-    "drop_leaks", "filter_by_tokens", "is_debug", "json_fields", "math_check", "math_equal",
-    "pool_from_env", "same_molecule", "sample_text", "scorer", "strip_think", "strong_pool", "weak_pool",
-    "write_alpaca_json", "write_chat_jsonl",
+    "Guard",
+    "ModelPool",
+    "PoolExhausted",
+    "Reply",
+    "TokenCounter",
+    "Usage",
+    "benchmark_entry",
+    "boxed_answer",
+    "debug_sample",
+    "drop_leaks",
+    "filter_by_tokens",
+    "is_debug",
+    "json_fields",
+    "math_check",
+    "math_equal",
+    "pool_from_env",
+    "same_molecule",
+    "sample_text",
+    "scorer",
+    "strip_think",
+    "strong_pool",
+    "weak_pool",
+    "write_alpaca_json",
+    "write_chat_jsonl",
 ]  # fmt: skip

@@ -21,3 +21,15 @@ def scorer(family: str | None = None, tasks_dir: str | Path | None = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def benchmark_entry(benchmark: str | None = None, tasks_dir: str | Path | None = None) -> dict:
+    """The benchmark's row of evaluation/benchmarks.yaml (the user's own benchmarks included),
+    with its name: what every family function takes as `entry`. Defaults: RDFT_BENCHMARK and
+    RDFT_TASKS_DIR."""
+    benchmark = benchmark or os.environ["RDFT_BENCHMARK"]
+    root = Path(tasks_dir or os.environ["RDFT_TASKS_DIR"]).parent
+    spec = importlib.util.spec_from_file_location("rdft_benchmark_table", root / "prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {**module.load_table()[benchmark], "name": benchmark}

@@ -81,11 +81,16 @@ class Usage:
 
     def as_dict(self) -> dict:
         return {
-            "calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries,
-            "failovers": self.failovers, "failures": self.failures, "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens, "cost_usd": round(self.cost, 6),
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+            "failovers": self.failovers,
+            "failures": self.failures,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost, 6),
             "per_model": dict(self.per_model),
-        }  # fmt: skip
+        }
 
     def __str__(self) -> str:
         return (
@@ -221,8 +226,15 @@ class ModelPool:
                 raise
             self.usage.called(reply)
             if key:
-                self.cache.put(key, {"content": reply.content, "prompt_tokens": reply.prompt_tokens,
-                                     "completion_tokens": reply.completion_tokens, "model": model})  # fmt: skip
+                self.cache.put(
+                    key,
+                    {
+                        "content": reply.content,
+                        "prompt_tokens": reply.prompt_tokens,
+                        "completion_tokens": reply.completion_tokens,
+                        "model": model,
+                    },
+                )
             return reply
         raise AssertionError("unreachable")
 
@@ -250,8 +262,14 @@ class ModelPool:
             raise MalformedReply("no text in the reply")
         usage = response.get("usage") or {}
         cost = (response._hidden_params or {}).get("response_cost") or 0.0
-        return Reply(content, model, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
-                     float(cost), cached=False)  # fmt: skip
+        return Reply(
+            content,
+            model,
+            usage.get("prompt_tokens") or 0,
+            usage.get("completion_tokens") or 0,
+            float(cost),
+            cached=False,
+        )
 
     @staticmethod
     def _describe(error: Exception) -> str:

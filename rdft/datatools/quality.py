@@ -101,8 +101,13 @@ def main() -> None:
     parser.add_argument("--tokenizer")
     parser.add_argument("--family", required=True)
     parser.add_argument("--dataset-dir", type=Path, action="append", default=[])
-    parser.add_argument("--gold-dataset-dir", type=Path, action="append", default=[],
-                        help="A dataset whose rows hold the benchmark's gold fields.")  # fmt: skip
+    parser.add_argument(
+        "--gold-dataset-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="A dataset whose rows hold the benchmark's gold fields.",
+    )
     args = parser.parse_args()
     text = args.data.read_text(encoding="utf-8")
     rows = json.loads(text) if args.data.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]

@@ -321,14 +321,22 @@ class EnvManager:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         record = EnvRecord(
-            name=name, backend=ADOPTED, variant=variant, lock_hash="", python=str(interpreter),
-            created=datetime.datetime.now(datetime.UTC), rdft_version=__version__, variables=spec.variables,
-        )  # fmt: skip
+            name=name,
+            backend=ADOPTED,
+            variant=variant,
+            lock_hash="",
+            python=str(interpreter),
+            created=datetime.datetime.now(datetime.UTC),
+            rdft_version=__version__,
+            variables=spec.variables,
+        )
         (tmp / MARKER).write_text(record.model_dump_json(indent=2))
         if old and old.prefix != folder:
             shutil.rmtree(old.prefix, ignore_errors=True)  # a managed build it replaces
-            notes.append(f"the built env {name!r} it replaces is removed (`rdft env remove {name}` and "
-                         f"`rdft env create {name}` build it again)")  # fmt: skip
+            notes.append(
+                f"the built env {name!r} it replaces is removed (`rdft env remove {name}` and "
+                f"`rdft env create {name}` build it again)"
+            )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         tmp_link = self.envs_dir / f".{name}.link.tmp"
@@ -443,8 +451,9 @@ class EnvManager:
         interpreter = _python_for(spec)
         uv = self._uv()
         if uv is not None:
-            result = run([uv, "venv", "--quiet", "--seed", "--python", interpreter, str(prefix)],
-                         log_path=build_log, echo=False)  # fmt: skip
+            result = run(
+                [uv, "venv", "--quiet", "--seed", "--python", interpreter, str(prefix)], log_path=build_log, echo=False
+            )
             if result.ok:
                 return prefix / "bin" / "python"
             self.log(f"env {spec.name}: `uv venv` failed ({_last_line(result.tail)}); using `python -m venv`")

@@ -73,9 +73,13 @@ class BuildDisplay:
                 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
                 if self.progress is None:
-                    self.progress = Progress(TextColumn("env {task.description}"), BarColumn(),
-                                             TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
-                                             transient=False)  # fmt: skip
+                    self.progress = Progress(
+                        TextColumn("env {task.description}"),
+                        BarColumn(),
+                        TextColumn("{task.fields[state]}"),
+                        TimeElapsedColumn(),
+                        transient=False,
+                    )
                     self.progress.start()
                 self.tasks[name] = self.progress.add_task(name, total=total, state=f"0/{total} packages")
             self.quarters[name] = 0
@@ -84,8 +88,9 @@ class BuildDisplay:
     def update(self, build: Build) -> None:
         with self.lock:
             if self.progress is not None and build.name in self.tasks:
-                self.progress.update(self.tasks[build.name], completed=build.ready, total=build.total,
-                                     state=build.describe())  # fmt: skip
+                self.progress.update(
+                    self.tasks[build.name], completed=build.ready, total=build.total, state=build.describe()
+                )
                 return
             quarter = 4 * build.ready // max(build.total, 1)
             if quarter > self.quarters.get(build.name, 0) and quarter < 4:

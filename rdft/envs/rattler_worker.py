@@ -67,8 +67,9 @@ def _install(request: dict) -> dict:
     if not matches:
         return {"error": f"no packages for {request['platform']}", "kind": "platform"}
     records = environment.conda_repodata_records_for_platform(matches[0])
-    asyncio.run(rattler.install(records, Path(request["prefix"]), cache_dir=Path(request["cache_dir"]),
-                                show_progress=False))  # fmt: skip
+    asyncio.run(
+        rattler.install(records, Path(request["prefix"]), cache_dir=Path(request["cache_dir"]), show_progress=False)
+    )
     return {"installed": len(records)}
 
 

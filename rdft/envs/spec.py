@@ -112,8 +112,9 @@ def load_spec(path: Path) -> EnvSpec:
     unknown = set(raw) - set(SPEC_KEYS)
     if unknown:
         key = sorted(unknown)[0]
-        raise RdftError(f"{path}: unknown key {key!r}; {did_you_mean(key, list(SPEC_KEYS))}an env spec has "
-                        f"{', '.join(SPEC_KEYS)}")  # fmt: skip
+        raise RdftError(
+            f"{path}: unknown key {key!r}; {did_you_mean(key, list(SPEC_KEYS))}an env spec has {', '.join(SPEC_KEYS)}"
+        )
     conda: list[str] = []
     pip: list[str] = []
     for dep in raw.get("dependencies") or []:
@@ -125,8 +126,10 @@ def load_spec(path: Path) -> EnvSpec:
             raise RdftError(f"{path}: dependency {dep!r} is neither a conda spec nor a `pip:` list")
     for platform in raw.get("platforms") or []:
         if platform not in PLATFORMS:
-            raise RdftError(f"{path}: unknown platform {platform!r}; {did_you_mean(str(platform), list(PLATFORMS))}"
-                            f"use conda's names: {', '.join(PLATFORMS)}")  # fmt: skip
+            raise RdftError(
+                f"{path}: unknown platform {platform!r}; {did_you_mean(str(platform), list(PLATFORMS))}"
+                f"use conda's names: {', '.join(PLATFORMS)}"
+            )
     if not isinstance(raw.get("allow-pypi-requests", True), bool):
         raise RdftError(f"{path}: allow-pypi-requests must be true or false")
     if raw.get("allow-pypi-requests") is False and not raw.get("pip-repositories"):
@@ -137,8 +140,10 @@ def load_spec(path: Path) -> EnvSpec:
     variants = raw.get("variants") or list(VARIANTS)
     for variant in [*variant_pip, *variants]:
         if variant not in VARIANTS:
-            raise RdftError(f"{path}: unknown variant {variant!r}; {did_you_mean(str(variant), list(VARIANTS))}"
-                            f"use {' or '.join(VARIANTS)}")  # fmt: skip
+            raise RdftError(
+                f"{path}: unknown variant {variant!r}; {did_you_mean(str(variant), list(VARIANTS))}"
+                f"use {' or '.join(VARIANTS)}"
+            )
     name = raw.get("name") or path.stem
     if name != path.stem:
         raise RdftError(f"{path}: name {name!r} must match the file name {path.stem!r}")

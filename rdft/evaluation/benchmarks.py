@@ -35,7 +35,11 @@ class Benchmark(BaseModel):
     primary: Primary
     reasoning: bool = False  # scored after reasoning: training rows must carry it (the data-quality gate)
     custom: dict | None = None  # a user benchmark's spec (prompt, answer rule, metric): family `custom`
-    description: str | None = None  # a user benchmark's own words for the LLM
+    description: str | None = None  # what the benchmark asks, for the LLM (a user benchmark: its own words)
+    fields: list[str] = []  # what every doc holds (`a|b`: one of them); evaluation/prepare.py checks it
+    scored_fields: list[str] = []  # what the scorer reads from a doc; evaluation/score.py checks it
+    judge: bool = False  # the scorer takes FT_JUDGE_MODEL's LLM judge when it is set
+    oracle: bool = False  # the scorer takes the chemistry oracles in RDFT_CHEM_ORACLE_DIR when it is set
 
     @property
     def task_template(self) -> Path:

@@ -145,14 +145,20 @@ def add_benchmark(
     for number, row in enumerate(rows, 1):
         for field in [*fields, answer_field]:
             if row.get(field) in (None, ""):
-                raise RdftError(f"--docs item {number} has no {field!r}; every item needs "
-                                f"{', '.join(repr(f) for f in dict.fromkeys([*fields, answer_field]))}")  # fmt: skip
+                raise RdftError(
+                    f"--docs item {number} has no {field!r}; every item needs "
+                    f"{', '.join(repr(f) for f in dict.fromkeys([*fields, answer_field]))}"
+                )
         if metric == "numeric_tolerance" and _number(row[answer_field]) is None:
-            raise RdftError(f"--docs item {number}: {answer_field} {row[answer_field]!r} is not a number, "
-                            "which --metric numeric_tolerance needs")  # fmt: skip
+            raise RdftError(
+                f"--docs item {number}: {answer_field} {row[answer_field]!r} is not a number, "
+                "which --metric numeric_tolerance needs"
+            )
         if metric == "json_field_match" and _object(row[answer_field]) is None:
-            raise RdftError(f"--docs item {number}: {answer_field} is not a JSON object, "
-                            "which --metric json_field_match compares field by field")  # fmt: skip
+            raise RdftError(
+                f"--docs item {number}: {answer_field} is not a JSON object, "
+                "which --metric json_field_match compares field by field"
+            )
     spec = {
         "prompt_field": prompt_field, "prompt_template": prompt_template, "answer_field": answer_field,
         "answer_key": answer_key, "metric": metric or "scorer", "fields": [*fields, answer_field],
@@ -191,8 +197,9 @@ def add_benchmark(
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=1))
         if scorer is not None:
             shutil.copy2(scorer, staging / "scorer.py")
-        manifest = PreparedItems(benchmark=name, source=str(docs.resolve()), n=len(rows),
-                                 prepared=datetime.datetime.now(datetime.UTC))  # fmt: skip
+        manifest = PreparedItems(
+            benchmark=name, source=str(docs.resolve()), n=len(rows), prepared=datetime.datetime.now(datetime.UTC)
+        )
         (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
         os.rename(staging, folder)
     finally:

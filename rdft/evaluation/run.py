@@ -124,8 +124,9 @@ class Generation:
     static_cache: bool = False  # hf on a GPU: a static KV cache, decode compiled (generation.py says why)
 
 
-def choose_generation(backend: str, *, gpus: int, score_env: bool, eval_has_vllm: Callable[[], bool],
-                      adapter: bool) -> Generation:  # fmt: skip
+def choose_generation(
+    backend: str, *, gpus: int, score_env: bool, eval_has_vllm: Callable[[], bool], adapter: bool
+) -> Generation:
     """`auto`: vLLM on a GPU host when the score env is built (or the eval env has vLLM), else hf;
     an explicit backend is kept, and refused where it cannot run."""
     if backend == "vllm" and not gpus:
@@ -139,8 +140,9 @@ def choose_generation(backend: str, *, gpus: int, score_env: bool, eval_has_vllm
     return Generation(backend, in_score_env and backend == "vllm", hf_on_gpu and adapter, static_cache=hf_on_gpu)
 
 
-def lm_eval_batch(backend: str, asked: str | None, model: str, gpu_memory: list[float], max_new: int,
-                  prompt_tokens: int) -> str:  # fmt: skip
+def lm_eval_batch(
+    backend: str, asked: str | None, model: str, gpu_memory: list[float], max_new: int, prompt_tokens: int
+) -> str:
     """lm-eval's --batch_size: vLLM schedules its own batches; else what was asked, the batch
     planned from the smallest card's memory, lm-eval's auto for an unknown shape, 4 on a CPU."""
     if backend == "vllm":
@@ -153,8 +155,9 @@ def lm_eval_batch(backend: str, asked: str | None, model: str, gpu_memory: list[
     return str(planned) if planned else "auto"
 
 
-def model_args(backend: str, model: str, adapter: Path | None, gpu_memory: list[float], max_gen_toks: int,
-               prompt_tokens: int) -> str:  # fmt: skip
+def model_args(
+    backend: str, model: str, adapter: Path | None, gpu_memory: list[float], max_gen_toks: int, prompt_tokens: int
+) -> str:
     """lm-eval's --model_args (rdft/evaluation/generation.py says how each is chosen)."""
     if backend == "vllm":
         return ",".join(generation.vllm_args(model, adapter, gpu_memory, max_gen_toks, prompt_tokens))
@@ -204,10 +207,19 @@ def evaluate(
 ) -> dict:
     """Score one split into `output` (see the module docstring); returns its summary."""
     return evaluate_splits(
-        settings, model=model, benchmark=benchmark, outputs={split: output}, adapter=adapter, limit=limit,
-        samples=samples, backend=backend, data=data, max_gen_toks=max_gen_toks, batch_size=batch_size,
+        settings,
+        model=model,
+        benchmark=benchmark,
+        outputs={split: output},
+        adapter=adapter,
+        limit=limit,
+        samples=samples,
+        backend=backend,
+        data=data,
+        max_gen_toks=max_gen_toks,
+        batch_size=batch_size,
         verbose=verbose,
-    )[split]  # fmt: skip
+    )[split]
 
 
 def evaluate_splits(
@@ -255,9 +267,13 @@ def evaluate_splits(
     # the scorers below always run in the eval env. Chosen before any env is built.
     score_env = manager.current("score") if gpus else None
     # Asked only on a GPU host without the score env (it may build the eval env, needed anyway).
-    chosen = choose_generation(backend, gpus=gpus, score_env=score_env is not None,
-                               eval_has_vllm=lambda: _has_vllm(manager.ensure("eval")),
-                               adapter=adapter is not None)  # fmt: skip
+    chosen = choose_generation(
+        backend,
+        gpus=gpus,
+        score_env=score_env is not None,
+        eval_has_vllm=lambda: _has_vllm(manager.ensure("eval")),
+        adapter=adapter is not None,
+    )
     outputs = {split: path.expanduser().resolve() for split, path in outputs.items()}
     for output in outputs.values():  # an earlier scoring's results: stale from here on
         for name in ("summary.json", "scores.json", "predictions.jsonl", "items.jsonl"):
@@ -270,13 +286,24 @@ def evaluate_splits(
     extra["HF_DATASETS_CACHE"] = str(first / ".hf_datasets")  # the json builder's cache stays here
 
     docs = {split: output / f"docs.{split}.jsonl" for split, output in outputs.items()}
-    write_docs(settings, benchmark, list(outputs), list(docs.values()), data=data.resolve() if data else None,
-               limit=limit, timeout=left())  # fmt: skip
+    write_docs(
+        settings,
+        benchmark,
+        list(outputs),
+        list(docs.values()),
+        data=data.resolve() if data else None,
+        limit=limit,
+        timeout=left(),
+    )
     tasks = {}
     for split in outputs:  # every task YAML in one folder: lm-eval takes one include path
         tasks[split] = f"rdft_{benchmark}_{split}"
-        write_task(first / "tasks", entry, tasks[split], task_yaml(entry, tasks[split], docs[split], samples,
-                                                                    max_gen_toks, sampling))  # fmt: skip
+        write_task(
+            first / "tasks",
+            entry,
+            tasks[split],
+            task_yaml(entry, tasks[split], docs[split], samples, max_gen_toks, sampling),
+        )
 
     backend, generator = chosen.backend, score_env if chosen.in_score_env else env
     max_new = max_gen_toks or entry_max_gen_toks(entry)
@@ -302,8 +329,9 @@ def evaluate_splits(
     if Path(model).exists():  # the docs are a local file: with a local model nothing needs the Hub
         extra.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     try:
-        result = generator.run(command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose,
-                               timeout=left())  # fmt: skip
+        result = generator.run(
+            command, extra_env=extra, cwd=first, log_path=first / "lm_eval.log", echo=verbose, timeout=left()
+        )
     finally:
         if merged is not None:
             shutil.rmtree(merged, ignore_errors=True)
@@ -316,8 +344,16 @@ def evaluate_splits(
     scoring = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *judge_args]
     for split, output in outputs.items():  # every split in one scoring process
         write_predictions(results, tasks[split], output / "predictions.jsonl")
-        scoring += ["--docs", str(docs[split]), "--predictions", str(output / "predictions.jsonl"),
-                    "--items", str(output / "items.jsonl"), "--output", str(output / "scores.json")]  # fmt: skip
+        scoring += [
+            "--docs",
+            str(docs[split]),
+            "--predictions",
+            str(output / "predictions.jsonl"),
+            "--items",
+            str(output / "items.jsonl"),
+            "--output",
+            str(output / "scores.json"),
+        ]
     scored = env.run(scoring, extra_env=judge_env, echo=False, timeout=left())
     if not scored.ok:
         raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")

@@ -15,15 +15,17 @@ from rdft.settings import Settings
 
 
 def scorer_options(settings: Settings, benchmark: str) -> tuple[list[str], dict[str, str]]:
-    """Arguments and environment for the scorers: the ChemCoTBench activity oracles' folder, and
-    aime25's LLM-judge cascade when FT_JUDGE_MODEL is set. The API key reaches only the scoring
+    """Arguments and environment for the scorers: the chemistry oracles' folder for a benchmark
+    whose table row has `oracle: true`, and the LLM-judge cascade for one with `judge: true` when
+    FT_JUDGE_MODEL is set. The API key reaches only the scoring
     process; the runner redacts it from every log."""
-    if settings.rdft_chem_oracle_dir and benchmark == "chemcotbench_mol_opt":
+    entry = get_benchmark(benchmark)
+    if settings.rdft_chem_oracle_dir and entry.oracle:
         folder = settings.rdft_chem_oracle_dir.expanduser()
         if not folder.is_dir():
             raise RdftError(f"RDFT_CHEM_ORACLE_DIR {folder} is not a folder; point it at the oracle pickles")
         return [], {"RDFT_CHEM_ORACLE_DIR": str(folder.resolve())}
-    if benchmark != "aime25" or not settings.ft_judge_model:
+    if not entry.judge or not settings.ft_judge_model:
         return [], {}
     environ = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     if settings.openai_api_key:

@@ -167,11 +167,17 @@ def coder_messages(
         limit=scenario.upper_data_size_limit,
         think=think,
         judge=", then an LLM judge reads the statistics and sample rows" if with_judge else "",
-        contract=coder_contract(settings, scenario, measured,
-                                current_config if isinstance(current_config, dict) else config, rows, budget_left),
+        contract=coder_contract(
+            settings,
+            scenario,
+            measured,
+            current_config if isinstance(current_config, dict) else config,
+            rows,
+            budget_left,
+        ),
         example=yaml.safe_dump(config, sort_keys=False),
         scenario=scenario.text(),
-    )  # fmt: skip
+    )
     task = (
         f"Hypothesis: {proposal.hypothesis}\nData recipe: {proposal.data_recipe}\n"
         f"Training recipe: {proposal.training_recipe}\nDatasets: {', '.join(proposal.datasets)}"
@@ -234,9 +240,16 @@ def prove(
     debug.mkdir()
     timeout = deadline(settings.ft_debug_data_processing_timeout)
     started = time.monotonic()
-    data = run_data_script(settings, workspace, family=scenario.benchmark_family, debug=True, timeout=timeout,
-                           log_path=debug / "data.log", usage_path=debug / "api_usage.json",
-                           benchmark=scenario.benchmark)  # fmt: skip
+    data = run_data_script(
+        settings,
+        workspace,
+        family=scenario.benchmark_family,
+        debug=True,
+        timeout=timeout,
+        log_path=debug / "data.log",
+        usage_path=debug / "api_usage.json",
+        benchmark=scenario.benchmark,
+    )
     data_seconds = round(time.monotonic() - started, 1)
     shutil.move(data, debug / data.name)
     data = debug / data.name
@@ -252,14 +265,20 @@ def prove(
     micro["output"] = {**config["output"], "dir": "output", "merge": False}
     path = write_config(workspace, micro, ".debug-train.yaml")
     try:
-        result = train(settings, path, workspace=debug / "train", console=console,
-                       timeout=deadline(settings.ft_micro_batch_timeout))  # fmt: skip
+        result = train(
+            settings,
+            path,
+            workspace=debug / "train",
+            console=console,
+            timeout=deadline(settings.ft_micro_batch_timeout),
+        )
     except RdftError as error:
         log = debug / "train" / "train.log"
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise StepFailed("debug_train", f"{error}\n{tail}") from None
-    measured.update(tokens_per_s=result.get("tokens_per_s"),
-                    dropped_too_long=(result.get("data") or {}).get("dropped_too_long"))  # fmt: skip
+    measured.update(
+        tokens_per_s=result.get("tokens_per_s"), dropped_too_long=(result.get("data") or {}).get("dropped_too_long")
+    )
     write_atomic(debug / "measured.json", json.dumps(measured))
     params = proposal.params or default_params(scenario)
     try:
@@ -318,8 +337,16 @@ def code(
             files = offline_files(scenario, proposal)
         else:
             current = {n: (workspace / n).read_text() for n in CODE_FILES if (workspace / n).is_file()}
-            messages = coder_messages(settings, scenario, proposal, current, failure, measured=measured,
-                                      with_judge=True, budget_left=budget_left())  # fmt: skip
+            messages = coder_messages(
+                settings,
+                scenario,
+                proposal,
+                current,
+                failure,
+                measured=measured,
+                with_judge=True,
+                budget_left=budget_left(),
+            )
             reply = llm.structured(messages, CodeFiles, purpose="coding")
             files = {"process_data.py": reply.process_data_py, "train.yaml": reply.train_yaml}
         round_dir = stage_dir / f"round_{number}"
@@ -336,20 +363,30 @@ def code(
             measured = _measured(workspace) or measured
             failure = (error.stage, str(error))
             failed_files.append((failure, files))
-            rounds.append(Round(round=number, ok=False, stage=error.stage, error=f"[{error.stage}] {error}"[-4000:],
-                                seconds=round(time.monotonic() - start, 1), measured=measured))  # fmt: skip
+            rounds.append(
+                Round(
+                    round=number,
+                    ok=False,
+                    stage=error.stage,
+                    error=f"[{error.stage}] {error}"[-4000:],
+                    seconds=round(time.monotonic() - start, 1),
+                    measured=measured,
+                )
+            )
             write_atomic(round_dir / "evaluation.json", rounds[-1].model_dump_json(indent=1))
             console.print(f"rdft: coding round {number} failed at {error.stage}: {str(error).splitlines()[0]}")
             continue
         measured = _measured(workspace) or measured
-        rounds.append(Round(round=number, ok=True, seconds=round(time.monotonic() - start, 1), measured=measured,
-                            quality=record))  # fmt: skip
+        rounds.append(
+            Round(round=number, ok=True, seconds=round(time.monotonic() - start, 1), measured=measured, quality=record)
+        )
         write_atomic(round_dir / "evaluation.json", rounds[-1].model_dump_json(indent=1))
         for (stage, error), before in failed_files if llm is not None else []:
             fix = files_diff(before, files)
             if fix:  # what made this error go away, for the next run that meets it
-                remember_fix(settings, family=scenario.benchmark_family, stage=stage, error=error, fix=fix,
-                             source=source)  # fmt: skip
+                remember_fix(
+                    settings, family=scenario.benchmark_family, stage=stage, error=error, fix=fix, source=source
+                )
         return CodingResult(ok=True, rounds=rounds)
     last = f"[{failure[0]}] {failure[1]}" if failure else None
     return CodingResult(ok=False, rounds=rounds, error=f"no round passed ({len(rounds)} tried); last: {last}")

@@ -137,12 +137,20 @@ def throughput_reference(measured: dict | None, config: dict | None, rows: int) 
     return " ".join(parts)
 
 
-def coder_contract(settings: Settings, scenario: Scenario, measured: dict | None, config: dict | None,
-                   rows: int, budget_left: float | None = None) -> str:  # fmt: skip
-    return "\n\n".join([
-        toolkit_reference(),
-        schema_reference(),
-        scoring_reference(scenario),
-        limits_reference(settings, scenario, budget_left),
-        throughput_reference(measured, config, rows),
-    ])  # fmt: skip
+def coder_contract(
+    settings: Settings,
+    scenario: Scenario,
+    measured: dict | None,
+    config: dict | None,
+    rows: int,
+    budget_left: float | None = None,
+) -> str:
+    return "\n\n".join(
+        [
+            toolkit_reference(),
+            schema_reference(),
+            scoring_reference(scenario),
+            limits_reference(settings, scenario, budget_left),
+            throughput_reference(measured, config, rows),
+        ]
+    )

@@ -115,8 +115,13 @@ def assess(
     try:
         comparison = compare_runs(settings, scenario.benchmark, reference_items, Path(validation["items"]))
     except RdftError as error:  # an evaluation crash is this loop's feedback, not the run's end
-        return Feedback(decision=False, status="failed", error_type="eval", error=str(error),
-                        explanation=f"The comparison failed: {error}")  # fmt: skip
+        return Feedback(
+            decision=False,
+            status="failed",
+            error_type="eval",
+            error=str(error),
+            explanation=f"The comparison failed: {error}",
+        )
     confirmed = (comparison["difference"] or 0) > 0 and comparison["p_not_better"] < settings.rdft_significance
     return Feedback(
         decision=confirmed,
@@ -233,7 +238,15 @@ def remember(settings: Settings, layout: RunLayout, scenario: Scenario, node: No
     workspace = layout.workspace(node.loop)
     files = {name: (workspace / name).read_text() for name in CODE_FILES if (workspace / name).is_file()}
     source = f"{layout.root}#{layout.loop(node.loop).name}"
-    remember_recipe(settings, family=scenario.benchmark_family, benchmark=scenario.benchmark,
-                    base_model=scenario.base_model.name, gain=node.validation - base, validation=node.validation,
-                    files=files, hypothesis=node.hypothesis, source=source)  # fmt: skip
+    remember_recipe(
+        settings,
+        family=scenario.benchmark_family,
+        benchmark=scenario.benchmark,
+        base_model=scenario.base_model.name,
+        gain=node.validation - base,
+        validation=node.validation,
+        files=files,
+        hypothesis=node.hypothesis,
+        source=source,
+    )
     write_atomic(marker, "")

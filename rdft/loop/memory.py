@@ -276,9 +276,10 @@ def render_tree(log_dir: Path, trace: Trace, node: Node, budget: int = HISTORY_C
     roles: dict[int, str] = {}
     if parent is not None:
         roles[parent.loop] = (
-            "the FAILED node you debug: fix what broke, keep what it tried" if node.kind == "debug"
+            "the FAILED node you debug: fix what broke, keep what it tried"
+            if node.kind == "debug"
             else "your parent: the best so far by validation mean" + (", confirmed" if parent.confirmed else "")
-        )  # fmt: skip
+        )
     for child in trace.children(node.parent):
         if child.loop < node.loop:
             roles.setdefault(child.loop, f"a sibling: also built on {_from(node.parent)}")

@@ -27,8 +27,11 @@ def proposal_messages(run: Run, scenario: Scenario, node: Node) -> list[dict]:
     parent_workspace = run.layout.workspace(node.parent)
     files = {}
     if parent_workspace is not None:
-        files = {n: (parent_workspace / n).read_text() for n in ("process_data.py", "train.yaml")
-                 if (parent_workspace / n).is_file()}  # fmt: skip
+        files = {
+            n: (parent_workspace / n).read_text()
+            for n in ("process_data.py", "train.yaml")
+            if (parent_workspace / n).is_file()
+        }
     history = render_tree(run.log_dir, run.trace, node)
     return render_proposal(scenario, history, node, parent, files)
 
@@ -64,10 +67,17 @@ def messages(run: Run, stage: str, loop: int | None) -> tuple[list[dict], str]:
         parent_workspace = run.layout.workspace(node.parent)
         current = {}
         if parent_workspace is not None:
-            current = {n: (parent_workspace / n).read_text() for n in CODE_FILES
-                       if (parent_workspace / n).is_file()}  # fmt: skip
-        messages = coder_messages(run.settings, scenario, proposal, current, None, measured=run.layout.measured(),
-                                  with_judge=True, budget_left=run.budget.remaining())  # fmt: skip
+            current = {n: (parent_workspace / n).read_text() for n in CODE_FILES if (parent_workspace / n).is_file()}
+        messages = coder_messages(
+            run.settings,
+            scenario,
+            proposal,
+            current,
+            None,
+            measured=run.layout.measured(),
+            with_judge=True,
+            budget_left=run.budget.remaining(),
+        )
         return structured_messages(messages, CodeFiles), "would send"
     failure = run.failure(index)
     result_path = run.layout.running(index, "result")

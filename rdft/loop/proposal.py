@@ -25,9 +25,14 @@ class Params(BaseModel):
 
     def key(self) -> tuple:
         return (
-            self.method, round(self.learning_rate, 10), self.epochs, self.max_samples,
-            self.lora_r if self.method != "full" else None, self.max_length, tuple(sorted(self.datasets)),
-        )  # fmt: skip
+            self.method,
+            round(self.learning_rate, 10),
+            self.epochs,
+            self.max_samples,
+            self.lora_r if self.method != "full" else None,
+            self.max_length,
+            tuple(sorted(self.datasets)),
+        )
 
 
 class Proposal(BaseModel):
@@ -139,13 +144,24 @@ def neighbours(params: Params, scenario: Scenario) -> list[tuple[str, Params]]:
     if params.method != "full":
         options.append(("a larger LoRA rank", {"lora_r": params.lora_r * 2}))
     if (scenario.base_model.parameters or 0) < FULL_FINE_TUNE:
-        options.append(("a full fine-tune" if params.method != "full" else "LoRA", {
-            "method": "lora" if params.method == "full" else "full",
-            "learning_rate": params.learning_rate / 10 if params.method != "full" else params.learning_rate * 10,
-        }))  # fmt: skip
+        options.append(
+            (
+                "a full fine-tune" if params.method != "full" else "LoRA",
+                {
+                    "method": "lora" if params.method == "full" else "full",
+                    "learning_rate": params.learning_rate / 10
+                    if params.method != "full"
+                    else params.learning_rate * 10,
+                },
+            )
+        )
     if params.max_length:
-        options.append(("longer rows", {"max_length": min(params.max_length * 2, scenario.base_model.context_length
-                                                           or params.max_length * 2)}))  # fmt: skip
+        options.append(
+            (
+                "longer rows",
+                {"max_length": min(params.max_length * 2, scenario.base_model.context_length or params.max_length * 2)},
+            )
+        )
     for name in serving:
         mix = sorted(set(params.datasets or serving) ^ {name})
         if mix:
@@ -184,8 +200,13 @@ def propose_offline(scenario: Scenario, finished: list[tuple[Node, Params]], tri
     if not scored:
         start = default_params(scenario)
         if start.key() not in seen:
-            return _proposal(scenario, start, "the default recipe for this model and host",
-                             "offline planner: no experiment has been scored yet", None)  # fmt: skip
+            return _proposal(
+                scenario,
+                start,
+                "the default recipe for this model and host",
+                "offline planner: no experiment has been scored yet",
+                None,
+            )
         best_node, best = None, start
     else:
         best_node, best = max(scored, key=lambda pair: (pair[0].validation, -pair[0].loop))
@@ -207,11 +228,15 @@ def propose_offline(scenario: Scenario, finished: list[tuple[Node, Params]], tri
         evidence.append(f"loop {best_node.loop} scored {best_node.validation:.4g}, the best of {len(scored)} scored")
     for change, node, parent in paid:
         if _same_direction(_change(best, chosen), change):
-            evidence.append(f"the same change paid before: loop {node.loop} scored {node.validation:.4g} against "
-                            f"{parent.validation:.4g} for loop {parent.loop}")  # fmt: skip
+            evidence.append(
+                f"the same change paid before: loop {node.loop} scored {node.validation:.4g} against "
+                f"{parent.validation:.4g} for loop {parent.loop}"
+            )
     for change, node, parent in hurt:
-        evidence.append(f"loop {node.loop} ({', '.join(change)} changed) did worse: {node.validation:.4g} against "
-                        f"{parent.validation:.4g}")  # fmt: skip
+        evidence.append(
+            f"loop {node.loop} ({', '.join(change)} changed) did worse: {node.validation:.4g} against "
+            f"{parent.validation:.4g}"
+        )
     why = "offline planner: " + ("; ".join(evidence) or "no scored experiment yet")
     return _proposal(scenario, chosen, f"{label} ({_describe_change(best, chosen)})", why, best_node)
 

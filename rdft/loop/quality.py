@@ -42,8 +42,9 @@ class DataVerdict(BaseModel):
     reasons: str = Field(description="What is wrong with the data (or why it is fine), concretely")
 
 
-def statistics(settings: Settings, scenario: Scenario, data: Path, datasets: list[str], log: Path,
-               timeout: float) -> dict:  # fmt: skip
+def statistics(
+    settings: Settings, scenario: Scenario, data: Path, datasets: list[str], log: Path, timeout: float
+) -> dict:
     env = EnvManager(settings).ensure("data")
     command = ["python", "-m", "rdft_data.quality", "--data", str(data), "--family", scenario.benchmark_family]
     if (Path(scenario.base_model.path) / "tokenizer.json").is_file():  # else lengths in words
@@ -55,6 +56,7 @@ def statistics(settings: Settings, scenario: Scenario, data: Path, datasets: lis
     variables = {
         **data_script_environment(settings, with_secrets=False),
         "RDFT_BENCHMARK_FAMILY": scenario.benchmark_family,
+        "RDFT_BENCHMARK": scenario.benchmark,
         **benchmark_spec_variable(scenario.benchmark),
     }
     result = env.run(command, extra_env=variables, timeout=timeout, log_path=log, echo=False)
@@ -110,17 +112,23 @@ def rule_failures(stats: dict, *, reasoning: bool, projected: dict, settings: Se
 def judge_messages(scenario: Scenario, proposal_recipe: str, stats: dict, projected: dict, rows: list[dict]) -> list:
     shown = "\n\n".join(json.dumps(row, ensure_ascii=False)[:ROW_CHARS] for row in rows[:SAMPLE_ROWS])
     return [
-        {"role": "system", "content": (
-            "You check training data for one fine-tuning experiment before it is built in full. Fail it when the "
-            "rows would not teach the target benchmark: wrong or unchecked answers, answers not in the format the "
-            "scorer reads, prompts unlike the benchmark's, missing reasoning where the benchmark needs it, junk or "
-            f"repetition. Pass it otherwise.\n\n{scenario.text()}"
-        )},
-        {"role": "user", "content": (
-            f"Data recipe: {proposal_recipe}\n\nStatistics of the debug run's rows: {json.dumps(stats)}\n"
-            f"Projected full run: {json.dumps(projected)}\n\nSample rows:\n{shown}"
-        )},
-    ]  # fmt: skip
+        {
+            "role": "system",
+            "content": (
+                "You check training data for one fine-tuning experiment before it is built in full. Fail it when the "
+                "rows would not teach the target benchmark: wrong or unchecked answers, answers not in the format the "
+                "scorer reads, prompts unlike the benchmark's, missing reasoning where the benchmark needs it, junk or "
+                f"repetition. Pass it otherwise.\n\n{scenario.text()}"
+            ),
+        },
+        {
+            "role": "user",
+            "content": (
+                f"Data recipe: {proposal_recipe}\n\nStatistics of the debug run's rows: {json.dumps(stats)}\n"
+                f"Projected full run: {json.dumps(projected)}\n\nSample rows:\n{shown}"
+            ),
+        },
+    ]
 
 
 def gate(
@@ -144,8 +152,13 @@ def gate(
     measured["tokens_mean"] = stats.get("tokens_mean")  # the next rounds' projections use it too
     projected = projection({**measured, "tokens_mean": stats.get("tokens_mean")}, config, rows_full)
     entry = get_benchmark(scenario.benchmark)
-    reasons = rule_failures(stats, reasoning=entry.reasoning or scenario.force_think, projected=projected,
-                            settings=settings, max_length=config["data"].get("max_length", 2048))  # fmt: skip
+    reasons = rule_failures(
+        stats,
+        reasoning=entry.reasoning or scenario.force_think,
+        projected=projected,
+        settings=settings,
+        max_length=config["data"].get("max_length", 2048),
+    )
     record = {"stats": stats, "projected": projected, "reasons": reasons, "judge": None}
     if not reasons and llm is not None:
         messages = judge_messages(scenario, recipe, stats, projected, read_samples(data))

@@ -50,8 +50,10 @@ class RunArgs(BaseModel):
         if options.get("demo"):
             clash = sorted(asked & {"base_model", "benchmark", "datasets", "target", "benchmark_description"})
             if clash:
-                raise RdftError(f"--demo runs the tiny model on demo_letter: drop --{clash[0].replace('_', '-')}, or "
-                                "drop --demo to run your own")  # fmt: skip
+                raise RdftError(
+                    f"--demo runs the tiny model on demo_letter: drop --{clash[0].replace('_', '-')}, or "
+                    "drop --demo to run your own"
+                )
             chosen.update(DEMO, demo=True)
             chosen["loop_n"] = options["loop_n"] if "loop_n" in asked else DEMO["loop_n"]
         else:

@@ -339,8 +339,9 @@ class Run:
 
     def feedback(self, scenario, proposal, outcome, failure, node: Node) -> Feedback:
         items, label, by_mean = reference(self.layout, self.trace)
-        result = judge(self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label,
-                       best=by_mean)  # fmt: skip
+        result = judge(
+            self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label, best=by_mean
+        )
         directory = self.layout.stage(node.loop, "feedback")
         write_atomic(directory / "feedback.md", result.markdown(node.loop, proposal))
         write_json(directory / "feedback.json", result.model_dump())

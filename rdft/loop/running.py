@@ -113,8 +113,9 @@ def baseline_scores(
     records = {}
     missing = {split: out for split, out in outputs.items() if not (caches[split] / "record.json").is_file()}
     if missing:
-        fresh = scored(settings, scenario, missing, model=scenario.base_model.path, adapter=None, console=console,
-                       timeout=timeout)  # fmt: skip
+        fresh = scored(
+            settings, scenario, missing, model=scenario.base_model.path, adapter=None, console=console, timeout=timeout
+        )
         for split, record in fresh.items():
             _cache(record, outputs[split], caches[split])
         records.update(fresh)
@@ -253,8 +254,15 @@ def run_experiment(
     def score(splits: list[str]) -> dict[str, dict]:
         provenance(train_record)  # the weights may have been touched since training: check again
         outputs = {split: stage_dir / split for split in splits}
-        return scored(settings, scenario, outputs, model=model, adapter=adapter, console=console,
-                      timeout=deadline(SCORING_TIMEOUT))  # fmt: skip
+        return scored(
+            settings,
+            scenario,
+            outputs,
+            model=model,
+            adapter=adapter,
+            console=console,
+            timeout=deadline(SCORING_TIMEOUT),
+        )
 
     records = steps(stage_dir, ["validation", "test"], score)  # one lm-eval run for both
     return {"data": data_record, "train": train_record, **records}

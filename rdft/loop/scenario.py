@@ -26,33 +26,13 @@ from rdft.settings import Settings
 from rdft.training.models import build_tiny_model, shape_from_config
 from rdft.training.planner import estimate_gib
 
-# What each benchmark asks, for the LLM (overridable with --benchmark-description); how it is
-# scored comes from evaluation/benchmarks.yaml, the one table of metrics.
-DESCRIPTIONS = {
-    "aime24": "AIME 2024: 30 competition math problems; integer answers 0-999 in the last \\boxed{}.",
-    "aime25": "AIME 2025: 30 competition math problems; integer answers 0-999 in the last \\boxed{}.",
-    "panorama_par4pc": "PANORAMA PAR4PC: pick the prior-art patents (letters A-H) that a patent claim cites; JSON "
-    '{"answer": [...]}.',
-    "panorama_pi4pc": "PANORAMA PI4PC: pick the paragraph of a prior-art specification an examiner cited for a claim; "
-    'JSON {"answer": <number>}.',
-    "panorama_noc4pc": "PANORAMA NOC4PC: decide a claim's novelty/obviousness (ALLOW, 102 or 103) from prior art; "
-    'JSON {"code": ...}.',
-    "chemcotbench_mol_und": "ChemCoTBench molecule understanding: count groups, rings, scaffolds; JSON answers.",
-    "chemcotbench_mol_edit": "ChemCoTBench molecule editing: add, delete or substitute groups; a SMILES in JSON.",
-    "chemcotbench_mol_opt": "ChemCoTBench molecule optimisation: improve a property (logP, QED, solubility, "
-    "activity) with a small edit; answer a SMILES in JSON.",
-    "chemcotbench_reaction": "ChemCoTBench reactions: predict products, conditions and mechanisms; JSON answers.",
-    "demo_letter": "Demo: which item of a short list of digits is a letter (one of a-k), in the last \\boxed{}; "
-    "a task the tiny CPU model learns in a minute.",
-}
-
 
 def describe(benchmark: str) -> str:
     """What the benchmark asks and how it is scored (the metric from the benchmark table)."""
     entry = get_benchmark(benchmark)
     primary = entry.primary
     better = "higher" if primary.direction == "higher" else "lower"
-    text = DESCRIPTIONS.get(benchmark) or entry.description or f"{benchmark} ({entry.repo})."
+    text = entry.description or f"{benchmark} ({entry.repo})."  # overridable with --benchmark-description
     if entry.custom:  # a user's benchmark: say what the prompt is and how the answer is read
         spec = entry.custom
         shown = (
@@ -60,8 +40,10 @@ def describe(benchmark: str) -> str:
             if spec.get("prompt_template")
             else f"its {spec['prompt_field']!r}"
         )
-        text += (f" The user's own benchmark ({entry.n} items): the prompt is {shown}, the gold answer its "
-                 f"{spec['answer_field']!r}.")  # fmt: skip
+        text += (
+            f" The user's own benchmark ({entry.n} items): the prompt is {shown}, the gold answer its "
+            f"{spec['answer_field']!r}."
+        )
     return f"{text} Primary metric: {primary.metric} ({primary.description}; {better} is better)."
 
 
@@ -98,8 +80,9 @@ class Scoring(BaseModel):
         return (self.temperature, self.top_p) if self.samples > 1 else None
 
 
-def scoring_plan(benchmark: str, model_path: Path, *, limit: int | None, max_gen_toks: int | None,
-                 samples: int | None) -> Scoring:  # fmt: skip
+def scoring_plan(
+    benchmark: str, model_path: Path, *, limit: int | None, max_gen_toks: int | None, samples: int | None
+) -> Scoring:
     """k samples per item where the validation split is small (items × k ≥ ~100), with the
     model's own sampling settings (or 0.6/0.95); greedy for large splits; `samples` overrides."""
     entry = get_benchmark(benchmark)
@@ -108,8 +91,14 @@ def scoring_plan(benchmark: str, model_path: Path, *, limit: int | None, max_gen
         items = min(items, limit)
     k = samples or (samples_for(items) if items else 1)
     temperature, top_p = model_sampling(model_path)
-    return Scoring(items=items, samples=k, temperature=temperature if k > 1 else None,
-                   top_p=top_p if k > 1 else None, limit=limit, max_gen_toks=max_gen_toks)  # fmt: skip
+    return Scoring(
+        items=items,
+        samples=k,
+        temperature=temperature if k > 1 else None,
+        top_p=top_p if k > 1 else None,
+        limit=limit,
+        max_gen_toks=max_gen_toks,
+    )
 
 
 class Scenario(BaseModel):
@@ -272,10 +261,13 @@ def build_scenario(
         shown = profile(dataset, settings, str(model_path))
         views.append(
             DatasetView(
-                name=name, path=str(path), description=dataset.description, profile=shown["text"],
+                name=name,
+                path=str(path),
+                description=dataset.description,
+                profile=shown["text"],
                 p99_tokens=row_p99(shown),
             )
-        )  # fmt: skip
+        )
     return Scenario(
         benchmark=benchmark,
         benchmark_family=entry.family,
@@ -338,8 +330,9 @@ def choose_datasets(llm: ChatLLM | None, benchmark: str, description: str | None
         return default_datasets(benchmark)
 
 
-def run_scenario(settings: Settings, args: RunArgs, layout: RunLayout, console: Console,
-                 llm: ChatLLM | None) -> Scenario:  # fmt: skip
+def run_scenario(
+    settings: Settings, args: RunArgs, layout: RunLayout, console: Console, llm: ChatLLM | None
+) -> Scenario:
     """The run's scenario: read back from scenario.json, or built once (the datasets chosen, the
     base model fetched and probed) and written there with its text (scenario.md)."""
     if layout.scenario_json.exists():
@@ -349,10 +342,21 @@ def run_scenario(settings: Settings, args: RunArgs, layout: RunLayout, console: 
     workspace.mkdir(exist_ok=True)
     budgets = {"total": args.timeout_s, "full_training": settings.ft_full_timeout,
                "data_processing": settings.ft_data_processing_timeout}  # fmt: skip
-    scenario = build_scenario(settings, base_model=args.base_model, benchmark=args.benchmark,
-                              description=args.description, datasets=datasets, workspace=workspace, console=console,
-                              budgets=budgets, demo=args.demo, target=args.target, eval_limit=args.eval_limit,
-                              max_gen_toks=args.max_gen_toks, samples=args.samples)  # fmt: skip
+    scenario = build_scenario(
+        settings,
+        base_model=args.base_model,
+        benchmark=args.benchmark,
+        description=args.description,
+        datasets=datasets,
+        workspace=workspace,
+        console=console,
+        budgets=budgets,
+        demo=args.demo,
+        target=args.target,
+        eval_limit=args.eval_limit,
+        max_gen_toks=args.max_gen_toks,
+        samples=args.samples,
+    )
     write_atomic(layout.root / "scenario.md", scenario.text() + "\n")
     write_atomic(layout.scenario_json, json.dumps(scenario.model_dump(), indent=1, default=str))
     return scenario

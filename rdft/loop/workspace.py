@@ -89,6 +89,7 @@ def run_data_script(
         **data_script_environment(settings, with_secrets=True),
         "RDFT_DATASETS_DIR": str(datasets_dir(settings)),
         "RDFT_BENCHMARK_FAMILY": family,
+        **({"RDFT_BENCHMARK": benchmark} if benchmark else {}),
         **benchmark_spec_variable(benchmark),
     }
     if usage_path is not None:

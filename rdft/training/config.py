@@ -247,9 +247,16 @@ def schema_rows(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[
             continue
         key = f"{prefix}{name}"
         default = "required" if field.is_required() else f"default {field.default!s}"
-        rows.append({"key": key, "type": _type_text(annotation), "default": default,
-                     "constraints": _constraints(field), "description": field.description or "",
-                     "auto": AUTO_VALUES.get(key, "")})  # fmt: skip
+        rows.append(
+            {
+                "key": key,
+                "type": _type_text(annotation),
+                "default": default,
+                "constraints": _constraints(field),
+                "description": field.description or "",
+                "auto": AUTO_VALUES.get(key, ""),
+            }
+        )
     return rows
 
 

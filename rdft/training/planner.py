@@ -174,11 +174,20 @@ def plan(
 
     def need(size: int, mode: bool) -> float:
         return estimate_gib(
-            shape, method=method, dtype=dtype, lora_r=lora_r, tokens=size * max_length,
-            checkpointing=mode, processes=processes, strategy=strategy, offload=offload,
-            row_length=max_length, attention=attention, device=device,
+            shape,
+            method=method,
+            dtype=dtype,
+            lora_r=lora_r,
+            tokens=size * max_length,
+            checkpointing=mode,
+            processes=processes,
+            strategy=strategy,
+            offload=offload,
+            row_length=max_length,
+            attention=attention,
+            device=device,
             liger=liger,
-        )  # fmt: skip
+        )
 
     best: Plan | None = None
     sizes = [micro_batch_size] if micro_batch_size else [1, 2, 4, 8, 16, 32, 64]

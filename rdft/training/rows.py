@@ -37,8 +37,10 @@ class RowEstimate:
 def _texts(row: dict) -> list[str]:
     """The message texts of a chat or alpaca row (the rows were checked by check_rows)."""
     if isinstance(row.get("messages"), list):
-        return [m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
-                for m in row["messages"]]  # fmt: skip
+        return [
+            m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
+            for m in row["messages"]
+        ]
     return [str(row.get(key, "")) for key in ("system", "instruction", "input", "output") if row.get(key)]
 
 

@@ -69,8 +69,10 @@ def row_problem(row: object, data_format: str) -> str | None:
         if not isinstance(messages, list) or not messages:
             return "has no list of messages"
         # An assistant turn may carry tool calls in place of content: chat templates take either.
-        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and ("content" in m or "tool_calls" in m)
-                   for m in messages):  # fmt: skip
+        if not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and ("content" in m or "tool_calls" in m)
+            for m in messages
+        ):
             return "has a message without a role and content"
         return None
     if not (isinstance(row.get("instruction"), str) and isinstance(row.get("output"), str)):
@@ -243,15 +245,19 @@ def train(
 ) -> dict | None:
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
     if assume_gpus is not None and not dry_run and not slurm_nodes:
-        raise RdftError("--assume-gpus plans for hardware this host does not have; use it with --dry-run "
-                        "(or with --slurm-nodes, for the nodes' GPUs)")  # fmt: skip
+        raise RdftError(
+            "--assume-gpus plans for hardware this host does not have; use it with --dry-run "
+            "(or with --slurm-nodes, for the nodes' GPUs)"
+        )
     if slurm_nodes and not assume_gpus:  # this login node's hardware says nothing about the nodes'
         raise RdftError("--slurm-nodes plans for the nodes' GPUs: add --assume-gpus NxMEM, e.g. --assume-gpus 8x80GiB")
     assumed = assumed_hardware(assume_gpus) if assume_gpus is not None else None
     config = load_config(config_path)
     if slurm_nodes and config.model.tiny_arch and not dry_run:  # built in the train env, which the job builds
-        raise RdftError(f"model.path {config.model.path} is built locally for tests; give the nodes a real model "
-                        "(a hub id or a folder on shared storage), or train it here without --slurm-nodes")  # fmt: skip
+        raise RdftError(
+            f"model.path {config.model.path} is built locally for tests; give the nodes a real model "
+            "(a hub id or a folder on shared storage), or train it here without --slurm-nodes"
+        )
     if slurm_nodes:  # the machines come from Slurm at run time: launch.sh reads its variables
         config.distributed.num_machines = slurm_nodes
         config.distributed.machine_rank = 0
@@ -326,9 +332,14 @@ def train(
         follower = threading.Thread(target=_follow, args=(metrics, progress, task, stop), daemon=True)
         follower.start()
         try:
-            result = env.run(["bash", str(launch)], extra_env=extra, cwd=workspace, log_path=log_path, echo=verbose,
+            result = env.run(
+                ["bash", str(launch)],
+                extra_env=extra,
+                cwd=workspace,
+                log_path=log_path,
+                echo=verbose,
                 timeout=timeout,
-            )  # fmt: skip
+            )
         finally:
             stop.set()
             follower.join()

@@ -91,9 +91,15 @@ def checks(model) -> dict:
             multi_losses.append((float(model(**batch, use_cache=False).loss), token_count))
         multi_loss = sum(loss * count for loss, count in multi_losses) / sum(count for _, count in multi_losses)
 
-    return {"max_abs_diff": max(abs(a - b) for a, b in zip(alone, means, strict=True)), "per_sample": means,
-            "targets": counts, "model_loss_packed": model_loss_packed, "row_mates_diff": row_mates_diff,
-            "multi_rows": multi_rows, "multi_loss": multi_loss}  # fmt: skip
+    return {
+        "max_abs_diff": max(abs(a - b) for a, b in zip(alone, means, strict=True)),
+        "per_sample": means,
+        "targets": counts,
+        "model_loss_packed": model_loss_packed,
+        "row_mates_diff": row_mates_diff,
+        "multi_rows": multi_rows,
+        "multi_loss": multi_loss,
+    }
 
 
 # torch 2.13's CPU code generation for flex_attention fails once a shape turns dynamic (a second

@@ -22,8 +22,15 @@ from rdft_data import (
 # math: last \boxed{}, numeric and symbolic equivalence
 assert boxed_answer("first \\boxed{1}, finally \\boxed{\\frac{3}{4}}") == "\\frac{3}{4}"
 assert boxed_answer("<think>\\boxed{9}</think> no box") is None
-for a, b in [("\\frac{1}{2}", "0.5"), ("025", 25), ("2\\sqrt{2}", "\\sqrt{8}"), ("1,000", "1000"),
-             ("\\dfrac{\\pi}{4}", "\\frac{\\pi}{4}"), ("x^2+2x+1", "(x+1)^2"), ("$12$", "12")]:  # fmt: skip
+for a, b in [
+    ("\\frac{1}{2}", "0.5"),
+    ("025", 25),
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("1,000", "1000"),
+    ("\\dfrac{\\pi}{4}", "\\frac{\\pi}{4}"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("$12$", "12"),
+]:
     assert math_equal(a, b), (a, b)
 for a, b in [("\\frac{1}{3}", "0.33"), ("24", 25), (None, 1), ("x+1", "x-1")]:
     assert not math_equal(a, b), (a, b)
@@ -35,7 +42,9 @@ assert not same_molecule("CCO", "CCN") and not same_molecule("not a smiles", "CC
 
 # JSON fields, fenced or bare, last one wins
 assert json_fields('```json\n{"answer": "A"}\n``` then {"answer": "B", "reason": "r"}', "answer", "reason") == {
-    "answer": "B", "reason": "r"}  # fmt: skip
+    "answer": "B",
+    "reason": "r",
+}
 assert json_fields('{"answer": "A"}', "answer", "reason") is None
 
 # a small distillation run through the strong pool

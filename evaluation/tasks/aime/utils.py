@@ -136,7 +136,7 @@ def score_item(doc: dict, responses: list[str], judge: Judge | None = None) -> d
     }
 
 
-def summarize(items: list[dict]) -> dict:
+def split_metrics(items: list[dict]) -> dict:
     n = len(items)
     return {
         "accuracy": sum(i["accuracy"] for i in items) / n,
@@ -154,3 +154,46 @@ def process_results(doc: dict, results: list) -> dict:
 
 def doc_to_target(doc: dict) -> str:
     return gold(doc)
+
+
+# --- the family interface: evaluation/score.py and recipes/data_recipe.py call only these --------
+def score(entry: dict, doc: dict, responses: list[str], judge: Judge | None = None) -> dict:
+    """AIME scores its k samples together (avg@k, pass@k); `judge` where the benchmark's table
+    row has `judge: true` and a judge model is configured."""
+    return score_item(doc, responses, judge)
+
+
+def summarize(entry: dict, items: list[dict]) -> dict:
+    return split_metrics(items)
+
+
+def primary(entry: dict, items: list[dict]) -> float | None:
+    return split_metrics(items)[entry["primary"]["metric"]]
+
+
+def full_marks(entry: dict, item: dict) -> bool:
+    return item["accuracy"] == 1
+
+
+def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str] | str:
+    """(reasoning, final answer) of a training row built from `doc` (deepscaler's
+    problem/answer/solution), or why it has none: the solution must be there (a row without
+    reasoning teaches answering without it) and agree with the answer; its box is appended when
+    it has none (and after the reasoning with force_think)."""
+    answer = doc.get("answer", doc.get("Answer"))
+    if answer in (None, ""):
+        return "no answer"
+    solution = str(doc.get("solution") or doc.get("Solution") or "").strip()
+    if not solution:
+        return "no reasoning"
+    boxed = parse_answer(last_boxed(solution))
+    if boxed is not None and not equal(boxed, str(answer)):
+        return "solution disagrees with the answer"
+    if boxed is not None and not force_think:
+        return solution, ""  # the solution already ends in its box
+    return solution, f"The final answer is \\boxed{{{answer}}}."
+
+
+def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
+    """The benchmark's own items among its source's rows (all of them here)."""
+    return rows

@@ -29,7 +29,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy
-from answers import last_json_value, responses_of
+from answers import last_json_value, per_sample, responses_of
 from rdkit import Chem, DataStructs, RDConfig, RDLogger
 from rdkit.Chem import QED, AllChem, Crippen, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
@@ -159,8 +159,14 @@ def load_activity_oracles(folder: str | None) -> dict:
     """The DRD2/GSK3β/JNK3 classifiers found in `folder`, as molecule → probability functions."""
     oracles = {}
     for subtask, stem in ORACLE_FILES.items():
-        path = next((os.path.join(folder, f"{stem}{suffix}.pkl") for suffix in ("_current", "")
-                     if folder and os.path.isfile(os.path.join(folder, f"{stem}{suffix}.pkl"))), None)  # fmt: skip
+        path = next(
+            (
+                os.path.join(folder, f"{stem}{suffix}.pkl")
+                for suffix in ("_current", "")
+                if folder and os.path.isfile(os.path.join(folder, f"{stem}{suffix}.pkl"))
+            ),
+            None,
+        )
         if path is None:
             continue
         with open(path, "rb") as handle:
@@ -320,7 +326,7 @@ def subtask_metrics(items: list[dict]) -> dict:
     return out
 
 
-def summarize(items: list[dict]) -> dict:
+def split_metrics(items: list[dict]) -> dict:
     """Per-subtask metrics; the primary value is computed by `primary_value`."""
     unavailable = sorted({i["subtask"] for i in items if i.get("unavailable")})
     by_subtask: dict[str, list[dict]] = {}
@@ -382,7 +388,7 @@ def reaction_docs(dataset):
 
 
 def process_results(doc: dict, results: list) -> dict:
-    """One number per item for lm-eval's own table (rdft's summary uses `summarize`); NaN marks
+    """One number per item for lm-eval's own table (rdft's summary uses `split_metrics`); NaN marks
     an item whose oracle is unavailable, so it can never pass for a 0."""
     values = []
     for response in responses_of(results):  # k sampled responses: their mean
@@ -391,3 +397,64 @@ def process_results(doc: dict, results: list) -> dict:
             return {"score": float("nan")}
         values.append(next((float(item[key]) for key in ("correct", "score", "success") if key in item), 0.0))
     return {"score": sum(values) / len(values)}
+
+
+# --- the family interface: evaluation/score.py and recipes/data_recipe.py call only these --------
+def score(entry: dict, doc: dict, responses: list[str], judge=None) -> dict:
+    return per_sample([score_item(doc, response) for response in responses])
+
+
+def summarize(entry: dict, items: list[dict]) -> dict:
+    """Per-subtask metrics; docs of another task family than the benchmark's are refused (a
+    mol_und file scored as mol_opt would score nothing right)."""
+    expected = entry["name"].removeprefix("chemcotbench_")
+    wrong = sorted({item["family"] for item in items} - {expected})
+    if wrong:
+        raise SystemExit(
+            f"score: docs hold {', '.join(wrong)} rows, not {expected}; use --benchmark chemcotbench_{wrong[0]}"
+        )
+    return split_metrics(items)
+
+
+def primary(entry: dict, items: list[dict]) -> float | None:
+    return primary_value(items)
+
+
+def full_marks(entry: dict, item: dict) -> bool:
+    """Full marks under the authors' rule; where rdft has no oracle for the property (mol_opt's
+    DRD2/GSK3β/JNK3 without their pickles), a valid molecule is accepted."""
+    if item.get("unavailable"):
+        return mol(item.get("answer")) is not None
+    return any(item.get(key) in (1, 1.0) for key in ("correct", "success", "score"))
+
+
+def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str] | str:
+    """(reasoning, final answer) of a training row built from a ChemCoT row (`query`,
+    `raw_cot`/`struct_cot`, gold in `meta`), or why it has none: the chain-of-thought, ending
+    with the subtask's answer JSON (appended from the gold when the chain-of-thought lacks it)."""
+    cot = doc.get("raw_cot") or doc.get("struct_cot")
+    cot = cot if isinstance(cot, str) or cot is None else json.dumps(cot, ensure_ascii=False)
+    if not cot or not cot.strip():
+        return "no reasoning"
+    key = answer_key(doc)
+    value = last_json_value(cot, key)
+    if value is not None:
+        return cot.strip(), "" if not force_think else json.dumps({key: value}, ensure_ascii=False)
+    meta = _meta(doc)
+    gold = doc.get("gt") if doc.get("gt") not in (None, "") else meta.get("gt", meta.get("answer"))
+    if gold in (None, "") and doc.get("task") == "mol_edit":
+        gold = meta.get("reference")  # an edit the authors made; the scorer checks it like any answer
+    if isinstance(gold, str) and gold.strip().startswith("{"):
+        gold = json.loads(gold)
+    if isinstance(gold, dict):
+        gold = gold.get(key, gold.get("Major Product", gold.get("output")))
+    if gold in (None, ""):
+        return "no answer"
+    return cot.strip(), json.dumps({key: gold}, ensure_ascii=False)
+
+
+def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
+    """The benchmark's task family (mol_und, mol_edit, mol_opt, reaction) among ChemCoTBench's
+    rows, which the Hub repo holds all together."""
+    family = entry["name"].removeprefix("chemcotbench_")
+    return [row for row in rows if FAMILY_OF.get(subtask_of(row)) == family]

@@ -34,7 +34,7 @@ import sys
 import unicodedata
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from answers import json_objects, last_boxed, last_json_value, responses_of, strip_think
+from answers import json_objects, last_boxed, last_json_value, per_sample, responses_of, strip_think
 
 METRICS = ("exact_match", "accuracy", "f1", "numeric_tolerance", "json_field_match")
 # The spec: beside this file in a task folder rdft writes; in a data script, where
@@ -71,12 +71,13 @@ def gold(doc: dict, spec: dict | None = None):
     return doc[spec["answer_field"]]
 
 
-def doc_to_target(doc: dict) -> str:
-    value = gold(doc)
-    if SPEC["metric"] == "json_field_match":
+def doc_to_target(doc: dict, spec: dict | None = None) -> str:
+    spec = spec or SPEC
+    value = gold(doc, spec)
+    if spec["metric"] == "json_field_match":
         return json.dumps(_as_object(value))
-    if SPEC.get("answer_key"):
-        return json.dumps({SPEC["answer_key"]: value})
+    if spec.get("answer_key"):
+        return json.dumps({spec["answer_key"]: value})
     return f"\\boxed{{{value}}}"
 
 
@@ -190,7 +191,7 @@ def metric_name(spec: dict | None = None) -> str:
     return value_key(spec) if spec.get("scorer") else spec["metric"]
 
 
-def summarize(items: list[dict], spec: dict | None = None) -> dict:
+def split_metrics(items: list[dict], spec: dict | None = None) -> dict:
     spec = spec or SPEC
     n = len(items)
     key = value_key(spec)
@@ -204,3 +205,35 @@ def summarize(items: list[dict], spec: dict | None = None) -> dict:
 def process_results(doc: dict, results: list) -> dict:
     values = [float(score_item(doc, r).get(value_key()) or 0.0) for r in responses_of(results)]
     return {"score": sum(values) / len(values)}
+
+
+# --- the family interface: evaluation/score.py and recipes/data_recipe.py call only these --------
+# A user benchmark's table row carries its spec (prompt, answer rule, metric) under `custom`.
+def score(entry: dict, doc: dict, responses: list[str], judge=None) -> dict:
+    return per_sample([score_item(doc, response, entry["custom"]) for response in responses])
+
+
+def summarize(entry: dict, items: list[dict]) -> dict:
+    return split_metrics(items, entry["custom"])
+
+
+def primary(entry: dict, items: list[dict]) -> float | None:
+    return split_metrics(items, entry["custom"])[entry["primary"]["metric"]]
+
+
+def full_marks(entry: dict, item: dict) -> bool:
+    return float(item.get(value_key(entry["custom"])) or 0) == 1.0
+
+
+def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str] | str:
+    """The answer as the benchmark's rule reads it (`{"<answer_key>": answer}` or \\boxed{}), or
+    why a row has none."""
+    spec = entry["custom"]
+    if doc.get(spec["answer_field"]) in (None, ""):
+        return "no answer"
+    return "", doc_to_target(doc, spec)
+
+
+def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
+    """The benchmark's own items among its source's rows (all of them here)."""
+    return rows

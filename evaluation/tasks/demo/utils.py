@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from answers import last_boxed, responses_of
+from answers import last_boxed, per_sample, responses_of
 
 PROMPT_SUFFIX = "\nPut the letter in \\boxed{}."
 
@@ -38,7 +38,7 @@ def score_item(doc: dict, response: str) -> dict:
     }
 
 
-def summarize(items: list[dict]) -> dict:
+def split_metrics(items: list[dict]) -> dict:
     return {
         "accuracy": sum(i["accuracy"] for i in items) / len(items),
         "n_unreadable": sum(i["unreadable"] for i in items),
@@ -48,3 +48,32 @@ def summarize(items: list[dict]) -> dict:
 def process_results(doc: dict, results: list) -> dict:
     values = [score_item(doc, r)["accuracy"] for r in responses_of(results)]  # mean over k samples
     return {"accuracy": sum(values) / len(values)}
+
+
+# --- the family interface: evaluation/score.py and recipes/data_recipe.py call only these --------
+def score(entry: dict, doc: dict, responses: list[str], judge=None) -> dict:
+    return per_sample([score_item(doc, response) for response in responses])
+
+
+def summarize(entry: dict, items: list[dict]) -> dict:
+    return split_metrics(items)
+
+
+def primary(entry: dict, items: list[dict]) -> float | None:
+    return split_metrics(items)[entry["primary"]["metric"]]
+
+
+def full_marks(entry: dict, item: dict) -> bool:
+    return item["accuracy"] == 1
+
+
+def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str] | str:
+    """(reasoning, final answer) of a training row built from `doc`, or why it has none."""
+    if doc.get("answer") in (None, ""):
+        return "no answer"
+    return "", f"\\boxed{{{doc['answer']}}}"
+
+
+def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
+    """The benchmark's own items among its source's rows (all of them here)."""
+    return rows

@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from answers import last_json_value, responses_of
+from answers import last_json_value, per_sample, responses_of
 
 NOC_LABELS = ("102", "103", "ALLOW")
 
@@ -57,8 +57,13 @@ def par4pc_item(doc: dict, response: str) -> dict:
     precision = hits / len(pred) if pred else 0.0
     recall = hits / len(gold)
     f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
-    return {"exact_match": int(pred == gold), "custom_score": custom, "f1": f1, "unreadable": 0,
-            "answer": ",".join(sorted(pred))}  # fmt: skip
+    return {
+        "exact_match": int(pred == gold),
+        "custom_score": custom,
+        "f1": f1,
+        "unreadable": 0,
+        "answer": ",".join(sorted(pred)),
+    }
 
 
 def par4pc_summary(items: list[dict]) -> dict:
@@ -258,3 +263,36 @@ def pi4pc_process_results(doc: dict, results: list) -> dict:
 def noc4pc_process_results(doc: dict, results: list) -> dict:
     values = [noc4pc_item(doc, r)["correct"] for r in responses_of(results)]
     return {"correct": sum(values) / len(values)}
+
+
+# --- the family interface: evaluation/score.py and recipes/data_recipe.py call only these --------
+def score(entry: dict, doc: dict, responses: list[str], judge=None) -> dict:
+    item = SCORERS[entry["name"]][0]
+    return per_sample([item(doc, response) for response in responses])
+
+
+def summarize(entry: dict, items: list[dict]) -> dict:
+    return SCORERS[entry["name"]][1](items)
+
+
+def primary(entry: dict, items: list[dict]) -> float | None:
+    return summarize(entry, items)[entry["primary"]["metric"]]
+
+
+def full_marks(entry: dict, item: dict) -> bool:
+    return item.get("f1", item.get("gold_hit", item.get("correct"))) == 1
+
+
+def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str] | str:
+    """(reasoning, final answer) of a training row built from `doc` (the task's own files), or
+    why it has none: NOC4PC's examiner's reason, then the code; the others their answer JSON."""
+    answer = target_text(entry["name"], doc)
+    if answer is None:
+        return "no gold answer"
+    reasoning, _, final = answer.rpartition("\n\n")
+    return reasoning, final
+
+
+def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
+    """The benchmark's own items among its source's rows (all of them here)."""
+    return rows
