@@ -34,7 +34,9 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -350,14 +352,36 @@ def merge(config_path: Path) -> None:
     AutoTokenizer.from_pretrained(output / "adapter").save_pretrained(output / "merged")
 
 
-# --- training ---------------------------------------------------------------------------------
-def train(config: dict, config_path: Path) -> None:
+# --- training: setup, fit, finish (torchtune's shape) ------------------------------------------
+@dataclass
+class Trainer:
+    """What setup() builds and fit() and finish() use: the run's objects and its progress."""
+
+    config: dict
+    output: Path
+    accelerator: Any
+    tokenizer: Any
+    samples: list[dict]
+    data_stats: dict
+    model: Any
+    liger: bool  # Liger's kernels were applied
+    trainable: list
+    optimizer: Any
+    scheduler: Any
+    per_epoch: int  # micro-batches of one epoch on each process
+    total_steps: int
+    state: dict = field(default_factory=lambda: {"step": 0, "first_loss": None})  # what a checkpoint keeps
+    resumed: Path | None = None
+
+
+def setup(config: dict) -> Trainer:
+    """The tokenizer, the samples (and the attention their packed rows call for), the model, the
+    optimizer and schedule, and the latest checkpoint's state when resuming."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer, get_scheduler
 
     tcfg = config["train"]
-    output = Path(config["output"]["dir"])
     # Under DeepSpeed the accumulation steps come from ds_config.json; accelerate refuses both.
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     accelerator = Accelerator(
@@ -376,12 +400,11 @@ def train(config: dict, config_path: Path) -> None:
     model, liger = load_model(config, accelerator)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     per_epoch = len(epoch_batches(samples, config, 0, tokenizer.pad_token_id)) // world
     if per_epoch == 0:
         raise SystemExit(f"sft: {len(samples)} samples make fewer micro-batches than processes ({world})")
-    accum = tcfg["gradient_accumulation_steps"]
-    steps_per_epoch = max(per_epoch // accum, 1)
+    steps_per_epoch = max(per_epoch // tcfg["gradient_accumulation_steps"], 1)
     total_steps = tcfg["max_steps"] if tcfg["max_steps"] > 0 else steps_per_epoch * tcfg["epochs"]
 
     optimizer = torch.optim.AdamW(
@@ -394,23 +417,34 @@ def train(config: dict, config_path: Path) -> None:
         num_training_steps=total_steps,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-
-    state = {"step": 0, "first_loss": None}
-    resume = latest_checkpoint(output) if config["train"]["resume"] else None
+    trainer = Trainer(config, Path(config["output"]["dir"]), accelerator, tokenizer, samples, data_stats, model,
+                      liger, trainable, optimizer, scheduler, per_epoch, total_steps)  # fmt: skip
+    resume = latest_checkpoint(trainer.output) if tcfg["resume"] else None
     if resume:
         accelerator.load_state(str(resume))
-        state = json.loads((resume / "trainer_state.json").read_text())
-        accelerator.print(f"sft: resumed from {resume} at step {state['step']}")
+        trainer.state = json.loads((resume / "trainer_state.json").read_text())
+        trainer.resumed = resume
+        accelerator.print(f"sft: resumed from {resume} at step {trainer.state['step']}")
+    return trainer
 
+
+def fit(trainer: Trainer) -> dict:
+    """The optimizer steps, from the state setup() restored: a metrics line per logged step,
+    checkpoints every `save_steps`. Returns the final loss, the tokens trained on and the time."""
+    config, accelerator, model = trainer.config, trainer.accelerator, trainer.model
+    tcfg, state, output = config["train"], trainer.state, trainer.output
+    world, rank = accelerator.num_processes, accelerator.process_index
+    accum = tcfg["gradient_accumulation_steps"]
     flops_per_token = (4 if config["method"]["type"] != "full" else 6) * matmul_params(model)
     peak_flops = gpu_peak_flops()
     metrics_path = output / "metrics.jsonl"
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        if not resume:
+        if not trainer.resumed:
             metrics_path.unlink(missing_ok=True)
         accelerator.print(
-            f"sft: {data_stats['samples']} samples ({data_stats}), {total_steps} optimizer steps, {world} process(es)"
+            f"sft: {trainer.data_stats['samples']} samples ({trainer.data_stats}), {trainer.total_steps} optimizer "
+            f"steps, {world} process(es)"
         )
     metrics = open(metrics_path, "a", buffering=1) if accelerator.is_main_process else None
 
@@ -428,9 +462,10 @@ def train(config: dict, config_path: Path) -> None:
     total_tokens, run_start, last = 0, time.perf_counter(), time.perf_counter()
     micro_done = state["step"] * accum
     final_loss = None
-    while state["step"] < total_steps:
-        epoch, offset = divmod(micro_done, per_epoch)
-        batches = epoch_batches(samples, config, epoch, tokenizer.pad_token_id)[rank::world][:per_epoch]
+    pad_id = trainer.tokenizer.pad_token_id
+    while state["step"] < trainer.total_steps:
+        epoch, offset = divmod(micro_done, trainer.per_epoch)
+        batches = epoch_batches(trainer.samples, config, epoch, pad_id)[rank::world][: trainer.per_epoch]
         for batch in batches[offset:]:
             window_tokens += batch.pop("num_tokens")  # real (non-pad) tokens: what a user means by throughput
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -439,17 +474,17 @@ def train(config: dict, config_path: Path) -> None:
                     loss = model(**batch, use_cache=False).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tcfg["max_grad_norm"] > 0:
-                    accelerator.clip_grad_norm_(trainable, tcfg["max_grad_norm"])
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+                    accelerator.clip_grad_norm_(trainer.trainable, tcfg["max_grad_norm"])
+                trainer.optimizer.step()
+                trainer.scheduler.step()
+                trainer.optimizer.zero_grad()
             micro_done += 1
             window_loss += loss.detach().float()
             window_micro += 1
             if micro_done % accum:
                 continue
             state["step"] += 1
-            logged = state["step"] in (1, total_steps) or state["step"] % tcfg["logging_steps"] == 0
+            logged = state["step"] in (1, trainer.total_steps) or state["step"] % tcfg["logging_steps"] == 0
             if logged:  # the mean loss of the micro-batches since the last logged step
                 step_loss = accelerator.reduce(window_loss / window_micro, "mean").item()
                 step_tokens = int(accelerator.reduce(torch.tensor(window_tokens, device=device), "sum").item())
@@ -464,28 +499,35 @@ def train(config: dict, config_path: Path) -> None:
                         "step": state["step"],
                         "epoch": epoch,
                         "loss": round(step_loss, 6),
-                        "lr": scheduler.get_last_lr()[0],
+                        "lr": trainer.scheduler.get_last_lr()[0],
                         "tokens": step_tokens,
                         "tokens_per_s": round(tokens_per_s, 2),
                         "mfu": round(flops_per_token * tokens_per_s / (peak_flops * world), 4) if peak_flops else None,
                         "peak_memory_gib": round(peak_memory_gib(), 3),
-                        "total_steps": total_steps,
+                        "total_steps": trainer.total_steps,
                     }
                     metrics.write(json.dumps(record) + "\n")
                 window_loss, window_tokens, window_micro = torch.zeros((), device=device), 0, 0
             save_every = tcfg["save_steps"]
-            if save_every > 0 and state["step"] % save_every == 0 and state["step"] < total_steps:
+            if save_every > 0 and state["step"] % save_every == 0 and state["step"] < trainer.total_steps:
                 save_checkpoint(accelerator, output, state, tcfg["save_total_limit"])
-            if state["step"] >= total_steps:
+            if state["step"] >= trainer.total_steps:
                 break
+    if metrics:
+        metrics.close()
+    return {"final_loss": final_loss, "tokens": total_tokens, "runtime": time.perf_counter() - run_start}
 
-    runtime = time.perf_counter() - run_start
-    result = {"steps": state["step"], "first_loss": state["first_loss"], "final_loss": final_loss}
-    if config["train"][
-        "compile"
-    ]:  # graphs torch.compile really compiled (0: it fell back to eager; on a GPU flex_attention adds its own)
+
+def finish(trainer: Trainer, fitted: dict, config_path: Path) -> None:
+    """The final weights (and merged ones on request), then result.json, written last: a run
+    that reports success has its weights on disk."""
+    accelerator, config, output = trainer.accelerator, trainer.config, trainer.output
+    state = trainer.state
+    result = {"steps": state["step"], "first_loss": state["first_loss"], "final_loss": fitted["final_loss"]}
+    if config["train"]["compile"]:
+        # graphs torch.compile really compiled (0: it fell back to eager; on a GPU flex_attention adds its own)
         result["compiled_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    result.update(save_final(accelerator, model, tokenizer, config, output))
+    result.update(save_final(accelerator, trainer.model, trainer.tokenizer, config, output))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if config["output"]["merge"] and "adapter_dir" in result:
@@ -493,22 +535,25 @@ def train(config: dict, config_path: Path) -> None:
             result["merged_dir"] = str(output / "merged")
         result.update(
             {
-                "tokens_per_s": round(total_tokens / max(runtime, 1e-9), 2),
+                "tokens_per_s": round(fitted["tokens"] / max(fitted["runtime"], 1e-9), 2),
                 "peak_memory_gib": round(peak_memory_gib(), 3),
-                "runtime_s": round(runtime, 2),
-                "processes": world,
+                "runtime_s": round(fitted["runtime"], 2),
+                "processes": accelerator.num_processes,
                 "attention": config["model"]["attn_implementation"],
-                "liger": liger,
-                "data": data_stats,
+                "liger": trainer.liger,
+                "data": trainer.data_stats,
             }
         )
         tmp = output / "result.json.tmp"
         tmp.write_text(json.dumps(result, indent=2))
         os.replace(tmp, output / "result.json")
         accelerator.print(f"sft: done: {json.dumps(result)}")
-    if metrics:
-        metrics.close()
     accelerator.end_training()
+
+
+def train(config: dict, config_path: Path) -> None:
+    trainer = setup(config)
+    finish(trainer, fit(trainer), config_path)
 
 
 def main() -> None:
