@@ -14,7 +14,7 @@ PACKAGE = REPO / "rdft"
 LAYERS = [
     {"__init__", "errors", "resources", "files"},
     {"settings", "hardware"},
-    {"runner", "slurm", "knowledge", "llm", "sync"},
+    {"runner", "slurm", "knowledge", "llm", "sync", "catalog"},
     {"envs"},
     {"tables"},
     {"training"},

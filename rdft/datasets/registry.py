@@ -7,9 +7,9 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from rdft.catalog import Catalog
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import benchmarks
 
@@ -60,24 +60,16 @@ class DatasetEntry(BaseModel):
         return datasets_dir / self.name
 
 
-@functools.cache
+CATALOG = Catalog(DatasetEntry, lambda: REGISTRY, "datasets", USER_ENTRY)
+
+
 def builtin() -> dict[str, DatasetEntry]:
-    raw = yaml.safe_load(REGISTRY.read_text())
-    return {name: DatasetEntry(name=name, **entry) for name, entry in raw.items()}
+    return CATALOG.shipped
 
 
 @functools.cache
 def registry() -> dict[str, DatasetEntry]:
-    from rdft.settings import get_settings
-
-    table = dict(builtin())
-    folder = get_settings().ft_file_path.expanduser().resolve() / "datasets"
-    for path in sorted(folder.glob(f"*/{USER_ENTRY}")) if folder.is_dir() else []:
-        try:
-            table.setdefault(path.parent.name, DatasetEntry(name=path.parent.name, **yaml.safe_load(path.read_text())))
-        except (yaml.YAMLError, TypeError, ValueError):
-            continue  # a damaged registration is not a dataset; `rdft datasets remove` clears it
-    return table
+    return CATALOG.entries()
 
 
 def get_dataset(name: str) -> DatasetEntry:

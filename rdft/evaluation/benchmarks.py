@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel
 
+from rdft.catalog import Catalog
 from rdft.errors import RdftError, did_you_mean
 from rdft.resources import evaluation_dir
 
@@ -53,32 +53,21 @@ class Benchmark(BaseModel):
         return min(100, self.n // 2) if self.n else None
 
 
-SHIPPED = evaluation_dir() / "benchmarks.yaml"
 USER_SPEC = "benchmark.yaml"  # a user benchmark's registration, beside its items
+CATALOG = Catalog(Benchmark, lambda: evaluation_dir() / "benchmarks.yaml", "benchmarks", USER_SPEC)
 
 
 def user_benchmarks_dir() -> Path:
-    from rdft.settings import get_settings
-
-    return get_settings().ft_file_path.expanduser().resolve() / "benchmarks"
+    return CATALOG.user_dir()
 
 
-@functools.cache
 def shipped() -> dict[str, Benchmark]:
-    raw = yaml.safe_load(SHIPPED.read_text())
-    return {name: Benchmark(name=name, **entry) for name, entry in raw.items()}
+    return CATALOG.shipped
 
 
 @functools.cache
 def benchmarks() -> dict[str, Benchmark]:
-    table = dict(shipped())
-    folder = user_benchmarks_dir()
-    for path in sorted(folder.glob(f"*/{USER_SPEC}")) if folder.is_dir() else []:
-        try:
-            table.setdefault(path.parent.name, Benchmark(name=path.parent.name, **yaml.safe_load(path.read_text())))
-        except (yaml.YAMLError, TypeError, ValueError):
-            continue  # a damaged registration is not a benchmark; `rdft benchmarks remove` clears it
-    return table
+    return CATALOG.entries()
 
 
 def get_benchmark(name: str) -> Benchmark:
