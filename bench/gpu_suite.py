@@ -357,21 +357,11 @@ def case_baseline(mix: str, s: dict) -> dict:
 
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=str(scratch("suite-trainer-")),
-        per_device_train_batch_size=4,
-        max_steps=s["warmup"] + steps,
-        gradient_checkpointing=True,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        bf16=cuda,
-        use_cpu=not cuda,
-        optim="adamw_torch_fused" if cuda else "adamw_torch",
-        learning_rate=1e-4,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-    )
+        output_dir=str(scratch("suite-trainer-")), per_device_train_batch_size=4, max_steps=s["warmup"] + steps,
+        gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda,
+        use_cpu=not cuda, optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-4, report_to=[],
+        save_strategy="no", logging_strategy="no", dataloader_num_workers=0, remove_unused_columns=False,
+    )  # fmt: skip
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()

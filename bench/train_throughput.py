@@ -112,20 +112,11 @@ def run_baseline(samples: list[dict], steps: int, warmup: int) -> dict:
         return padded
 
     args = TrainingArguments(
-        output_dir="/tmp/bench-baseline",
-        per_device_train_batch_size=4,
-        max_steps=warmup + steps,
-        gradient_checkpointing=True,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        bf16=True,
-        optim="adamw_torch_fused",
-        learning_rate=1e-4,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-    )
+        output_dir="/tmp/bench-baseline", per_device_train_batch_size=4, max_steps=warmup + steps,
+        gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=True,
+        optim="adamw_torch_fused", learning_rate=1e-4, report_to=[], save_strategy="no", logging_strategy="no",
+        dataloader_num_workers=0, remove_unused_columns=False,
+    )  # fmt: skip
     torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
     timed = sum(times[warmup:])

@@ -145,3 +145,49 @@ def eval_env(shared_settings):
     from rdft.envs import EnvManager
 
     return EnvManager(shared_settings).ensure("eval")
+
+
+def small_scenario(
+    model_path: Path | str,
+    benchmark: str = "aime24",
+    family: str = "aime",
+    datasets=(),
+    upper_data_size_limit: int = 10,
+):
+    """A Scenario of a 1-parameter llama-type model (what the prompts and the quality gate read)."""
+    from rdft.loop.scenario import ModelFacts, Scenario
+
+    facts = ModelFacts(
+        name="m",
+        path=str(model_path),
+        model_type="llama",
+        parameters=1,
+        context_length=2048,
+        chat_template=True,
+        think_tokens=False,
+    )
+    return Scenario(
+        benchmark=benchmark,
+        benchmark_family=family,
+        description="",
+        primary_metric="accuracy",
+        base_model=facts,
+        hardware={},
+        memory="",
+        datasets=list(datasets),
+        upper_data_size_limit=upper_data_size_limit,
+        budgets={},
+    )
+
+
+# Qwen2.5-7B's published config.json (the fields the planner and the scoring plan read).
+QWEN25_7B = {
+    "model_type": "qwen2",
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "tie_word_embeddings": False,
+}

@@ -32,21 +32,25 @@ def write_config(folder: Path, **sections) -> Path:
     return path
 
 
+def score_aime25(tmp: Path) -> list[str]:
+    return [
+        "score",
+        "--benchmark",
+        "aime25",
+        "--docs",
+        str(tmp / "docs.jsonl"),
+        "--predictions",
+        str(tmp / "pred.jsonl"),
+    ]
+
+
 def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, int | None]:
     """(CLI arguments, environment, what the one line must say, the exit code if not just ≠ 0)."""
     if name == "score non-UTF-8 docs":
         (tmp / "docs.jsonl").write_bytes(b'{"problem": "caf\xe9", "answer": "1"}\n')
         (tmp / "pred.jsonl").write_text('{"doc_id": 0, "response": "x"}\n')
         return (
-            [
-                "score",
-                "--benchmark",
-                "aime25",
-                "--docs",
-                str(tmp / "docs.jsonl"),
-                "--predictions",
-                str(tmp / "pred.jsonl"),
-            ],
+            score_aime25(tmp),
             {},
             "is not UTF-8 text (byte 16); save it as UTF-8 JSON",
             None,
@@ -55,15 +59,7 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
         (tmp / "docs.jsonl").write_text('{"problem": "p", "answer": "1"}\n')
         (tmp / "pred.jsonl").write_text("\n")
         return (
-            [
-                "score",
-                "--benchmark",
-                "aime25",
-                "--docs",
-                str(tmp / "docs.jsonl"),
-                "--predictions",
-                str(tmp / "pred.jsonl"),
-            ],
+            score_aime25(tmp),
             {},
             "pred.jsonl is empty; give a file with one JSON row",
             None,
@@ -72,15 +68,7 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
         (tmp / "docs.jsonl").write_text('{"question": "Which one is a letter: 1-a?"}\n')
         (tmp / "pred.jsonl").write_text('{"doc_id": 0, "response": "x"}\n')
         return (
-            [
-                "score",
-                "--benchmark",
-                "aime25",
-                "--docs",
-                str(tmp / "docs.jsonl"),
-                "--predictions",
-                str(tmp / "pred.jsonl"),
-            ],
+            score_aime25(tmp),
             {},
             "doc 1 has no 'answer' or 'Answer', which aime25 docs hold",
             None,

@@ -13,6 +13,7 @@ from conftest import CliResult, clean_environ, one_line_error
 WORDS = {"positive": ["great", "lovely", "superb", "delightful", "wonderful"],
          "negative": ["awful", "dreadful", "terrible", "boring", "horrible"]}  # fmt: skip
 TEMPLATE = "Review: {text}\nIs the review positive or negative?"
+LABEL_ACCURACY = ("--answer-field", "label", "--answer-key", "label", "--metric", "accuracy")  # the sentiment rule
 
 
 def review(rng: random.Random, label: str, index: int) -> dict:
@@ -89,12 +90,7 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
         tmp_path / "eval.jsonl",
         "--prompt-template",
         TEMPLATE,
-        "--answer-field",
-        "label",
-        "--answer-key",
-        "label",
-        "--metric",
-        "accuracy",
+        *LABEL_ACCURACY,
     )
     assert bench.returncode == 0, bench.stderr
     assert bench.stdout.startswith("sentiment: 12 items, 6 validation / 6 test; primary accuracy: ")
@@ -201,12 +197,7 @@ def test_each_metric_against_hand_computed_values(user, tmp_path, eval_env):
         "labels",
         labels,
         ['{"label": "POS"}', 'I think {"label": " neg "}', "pos", '{"label": "pos"}'],
-        "--answer-field",
-        "label",
-        "--answer-key",
-        "label",
-        "--metric",
-        "accuracy",
+        *LABEL_ACCURACY,
     )
     assert summary["primary"]["value"] == pytest.approx(2 / 4)  # items 1 and 2 right; 3 unreadable; 4 wrong
     assert summary["metrics"]["n_unreadable"] == 1

@@ -16,6 +16,17 @@ from rdft.settings import Settings
 SECRET = "sk-venv-test-secret-9876543210"
 
 
+def venv_settings(venv_env: dict, envs_dir) -> Settings:
+    """The test's settings: its env specs and envs folder, venv backend, CPU torch."""
+    return Settings(
+        _env_file=None,
+        rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"],
+        rdft_envs_dir=envs_dir,
+        ft_coder_costeer_env_type="venv",
+        rdft_torch_variant="cpu",
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny_specs(tmp_path_factory):
     """A spec with its pip locks, made once by the real `rdft env lock` (uv against PyPI)."""
@@ -56,13 +67,7 @@ def test_create_run_ensure_remove(rdft, venv_env, tmp_path):
     assert version == "1.16.0" and prefix == str(link.resolve())
 
     # A second ensure finds the env ready and returns at once.
-    settings = Settings(
-        _env_file=None,
-        rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"],
-        rdft_envs_dir=rdft.envs_dir,
-        ft_coder_costeer_env_type="venv",
-        rdft_torch_variant="cpu",
-    )
+    settings = venv_settings(venv_env, rdft.envs_dir)
     manager = EnvManager(settings)
     started = time.monotonic()
     again = manager.ensure("tiny")
@@ -231,13 +236,7 @@ def test_adopt_a_prebuilt_interpreter(rdft, venv_env, tmp_path):
     assert re.search(rf"^env tiny\s+adopted: {re.escape(str(python))}$", doctor.stdout, re.M), doctor.stdout
     assert doctor.stdout.count("env tiny") == 1, doctor.stdout  # envs/tiny and envs/tiny-adopted are one env
     # Adopted envs are used as they are: ensure never rebuilds them.
-    settings = Settings(
-        _env_file=None,
-        rdft_env_specs_dir=venv_env["RDFT_ENV_SPECS_DIR"],
-        rdft_envs_dir=rdft.envs_dir,
-        ft_coder_costeer_env_type="venv",
-        rdft_torch_variant="cpu",
-    )
+    settings = venv_settings(venv_env, rdft.envs_dir)
     assert EnvManager(settings).ensure("tiny").python == python
     assert EnvManager(settings).ready("tiny")  # what `rdft batch --executor slurm` asks before an env job
     assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0 and not EnvManager(settings).ready("tiny")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHARED, one_line_error
+from conftest import QWEN25_7B, SHARED, one_line_error
 
 from rdft.errors import RdftError
 from rdft.resources import evaluation_dir
@@ -75,17 +75,16 @@ def run_eval(rdft, env, *args):
     return result
 
 
+def scoring(model, benchmark: str = "aime25", split: str = "all") -> list:
+    return ["--model", model, "--benchmark", benchmark, "--split", split]
+
+
 def test_full_fine_tune_scores_what_it_learned(rdft, cli_env, aime_models, tmp_path):
     output = tmp_path / "full"
     result = run_eval(
         rdft,
         cli_env,
-        "--model",
-        aime_models["full"],
-        "--benchmark",
-        "aime25",
-        "--split",
-        "all",
+        *scoring(aime_models["full"]),
         "--data",
         aime_models["docs"],
         "--max-gen-toks",
@@ -134,12 +133,7 @@ def test_samples_give_avg_at_k(rdft, cli_env, aime_models, tmp_path):
     run_eval(
         rdft,
         cli_env,
-        "--model",
-        aime_models["full"],
-        "--benchmark",
-        "aime25",
-        "--split",
-        "all",
+        *scoring(aime_models["full"]),
         "--limit",
         2,
         "--data",
@@ -201,12 +195,7 @@ def test_patent_and_chemistry_tasks_run(rdft, cli_env, aime_models, tmp_path, fa
     run_eval(
         rdft,
         cli_env,
-        "--model",
-        aime_models["base"],
-        "--benchmark",
-        family,
-        "--split",
-        "all",
+        *scoring(aime_models["base"], family),
         "--data",
         data,
         "--max-gen-toks",
@@ -247,12 +236,7 @@ def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_p
     run_eval(
         rdft,
         cli_env,
-        "--model",
-        aime_models["base"],
-        "--benchmark",
-        "panorama_pi4pc",
-        "--split",
-        "all",
+        *scoring(aime_models["base"], "panorama_pi4pc"),
         "--limit",
         2,
         "--data",
@@ -427,20 +411,7 @@ def test_generation_choice_per_host(tmp_path):
 
     model = tmp_path / "qwen7b"
     model.mkdir()
-    (model / "config.json").write_text(
-        json.dumps(
-            {
-                "model_type": "qwen2",
-                "vocab_size": 152064,
-                "hidden_size": 3584,
-                "intermediate_size": 18944,
-                "num_hidden_layers": 28,
-                "num_attention_heads": 28,
-                "num_key_value_heads": 4,
-                "max_position_embeddings": 32768,
-            }
-        )
-    )
+    (model / "config.json").write_text(json.dumps({**QWEN25_7B, "max_position_embeddings": 32768}))
     assert lm_eval_batch("vllm", "8", str(model), [80.0], 1024, 1000) == "auto"  # vLLM schedules its own
     assert lm_eval_batch("hf", "8", str(model), [80.0], 1024, 1000) == "8"  # what was asked
     assert lm_eval_batch("hf", None, str(model), [24.0, 80.0], 1024, 1000) == "26"  # the smallest card's plan

@@ -4,10 +4,11 @@ coder reads of earlier runs), from log folders and store files as the loop write
 import json
 from pathlib import Path
 
+from conftest import small_scenario
+
 from rdft.knowledge import fixes_for, remember_fix, signature
 from rdft.loop.memory import render_tree
 from rdft.loop.proposal import proposal_messages
-from rdft.loop.scenario import ModelFacts, Scenario
 from rdft.loop.trace import Node, Trace
 from rdft.settings import Settings
 
@@ -117,21 +118,7 @@ def test_the_proposer_reads_every_record_of_earlier_loops(tmp_path):
 def test_an_aide_debug_node_names_the_failure_it_debugs(tmp_path):
     trace = run_log(tmp_path)
     node = Node(loop=2, parent=1, kind="debug")
-    facts = ModelFacts(
-        name="m", path="/m", model_type="llama", parameters=1, context_length=1, chat_template=True, think_tokens=False
-    )
-    case = Scenario(
-        benchmark="demo_letter",
-        benchmark_family="demo",
-        description="",
-        primary_metric="accuracy",
-        base_model=facts,
-        hardware={},
-        memory="",
-        datasets=[],
-        upper_data_size_limit=10,
-        budgets={},
-    )
+    case = small_scenario("/m", "demo_letter", "demo")
     messages = proposal_messages(case, render_tree(tmp_path, trace, node), node, trace.node(1), {})
     user = messages[1]["content"]
     assert "Loop 1 (the FAILED node you debug: fix what broke" in user

@@ -6,25 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import one_line_error
+from conftest import QWEN25_7B, one_line_error
 from hub_server import HubServer
 
 from rdft.errors import RdftError
 from rdft.resources import recipes_dir
 from rdft.training.models import shape_from_config
 from rdft.training.planner import estimate_gib, plan
-
-# Qwen2.5-7B's published config.json (the fields the planner reads).
-QWEN25_7B = {
-    "model_type": "qwen2",
-    "vocab_size": 152064,
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "tie_word_embeddings": False,
-}
 
 
 def safetensors_numel(path: Path) -> int:

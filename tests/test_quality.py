@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import small_scenario
 
 from rdft.loop.quality import gate
-from rdft.loop.scenario import DatasetView, ModelFacts, Scenario
+from rdft.loop.scenario import DatasetView, Scenario
 from rdft.loop.workspace import StepFailed
 
 SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."  # AIME's prompt
@@ -20,28 +21,8 @@ def scenario(tmp_path: Path, benchmark: str = "aime24", family: str = "aime") ->
     folder = tmp_path / "datasets" / "deepscaler"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
-    facts = ModelFacts(
-        name="m",
-        path=str(tmp_path),
-        model_type="llama",
-        parameters=1,
-        context_length=2048,
-        chat_template=True,
-        think_tokens=False,
-    )
     view = DatasetView(name="deepscaler", path=str(folder), description="", profile="")
-    return Scenario(
-        benchmark=benchmark,
-        benchmark_family=family,
-        description="",
-        primary_metric="accuracy",
-        base_model=facts,
-        hardware={},
-        memory="",
-        datasets=[view],
-        upper_data_size_limit=100,
-        budgets={},
-    )
+    return small_scenario(tmp_path, benchmark, family, datasets=[view], upper_data_size_limit=100)
 
 
 def rows(answer) -> list[dict]:

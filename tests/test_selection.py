@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import small_scenario
 
 from rdft.evaluation.generation import model_sampling, samples_for
 from rdft.evaluation.run import task_yaml
 from rdft.loop.feedback import assess
 from rdft.loop.records import RunArgs
 from rdft.loop.report import summary
-from rdft.loop.scenario import ModelFacts, Scenario, scoring_plan
+from rdft.loop.scenario import Scenario, scoring_plan
 from rdft.loop.trace import Node, Trace
 
 K = 7  # samples per item on a 15-item split: 15 x 7 = 105 >= 100
@@ -41,27 +42,7 @@ def test_samples_per_item_follow_the_split_size(tmp_path):
 
 
 def scenario(tmp_path: Path) -> Scenario:
-    facts = ModelFacts(
-        name="m",
-        path=str(tmp_path),
-        model_type="llama",
-        parameters=1,
-        context_length=2048,
-        chat_template=True,
-        think_tokens=False,
-    )
-    return Scenario(
-        benchmark="aime24",
-        benchmark_family="aime",
-        description="",
-        primary_metric="accuracy",
-        base_model=facts,
-        hardware={},
-        memory="",
-        datasets=[],
-        upper_data_size_limit=10,
-        budgets={},
-    )
+    return small_scenario(tmp_path)
 
 
 def items(path: Path, correct: list[int]) -> Path:

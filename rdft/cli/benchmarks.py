@@ -12,16 +12,15 @@ from rdft.errors import RdftError
 
 @cli.group()
 def benchmarks() -> None:
-    """The benchmarks rdft scores."""
+    """The benchmarks rdft scores (evaluation/benchmarks.yaml, and yours under FT_FILE_PATH)."""
 
 
 @benchmarks.command("list")
 @click.pass_context
 def benchmarks_list(ctx) -> None:
     """Name, dataset repo, split sizes, primary metric and its direction; then yours."""
+    settings_of(ctx)  # checks FT_FILE_PATH, where yours are
     from rdft.evaluation.benchmarks import benchmarks as table
-
-    settings_of(ctx)  # yours are under FT_FILE_PATH
 
     def line(entry) -> str:
         size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
@@ -39,12 +38,8 @@ def benchmarks_list(ctx) -> None:
 
 @benchmarks.command("add")
 @click.argument("name")
-@click.option(
-    "--docs",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Your evaluation items: JSONL, JSON, CSV or parquet (a file or a folder).",
-)
+@click.option("--docs", required=True, type=click.Path(path_type=Path),
+              help="Your evaluation items: JSONL, JSON, CSV or parquet (a file or a folder).")  # fmt: skip
 @click.option("--prompt-field", help="The item field that is the prompt.")
 @click.option("--prompt-template", help="The prompt as a template of item fields, e.g. 'Review: {text}'.")
 @click.option("--answer-field", required=True, help="The item field that holds the gold answer.")

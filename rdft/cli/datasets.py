@@ -36,12 +36,8 @@ def datasets_list(ctx) -> None:
 
 @datasets.command("add")
 @click.argument("name")
-@click.option(
-    "--source",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A JSONL, JSON, CSV or parquet file, or a folder of them.",
-)
+@click.option("--source", required=True, type=click.Path(path_type=Path),
+              help="A JSONL, JSON, CSV or parquet file, or a folder of them.")  # fmt: skip
 @click.option("--description", help="What the rows are, for the agent (default: a summary).")
 @click.option("--license", "license_", help="The data's license, shown with it.")
 @click.pass_context

@@ -26,27 +26,12 @@ from rdft.cli.base import cli, settings_of
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--verbose", "-v", is_flag=True, help="Stream lm-eval's output.")
 @click.pass_context
-def eval_command(
-    ctx, model, adapter, benchmark, split, limit, samples, backend, data, max_gen_toks, batch_size, output, verbose
-):
+def eval_command(ctx: click.Context, **options) -> None:
     """Score a checkpoint on a benchmark split with lm-evaluation-harness; writes OUTPUT/summary.json."""
     from rdft.evaluation.run import evaluate
 
-    summary = evaluate(
-        settings_of(ctx),
-        model=model,
-        adapter=adapter,
-        benchmark=benchmark,
-        output=output,
-        split=split,
-        limit=limit,
-        samples=samples,
-        backend=backend,
-        data=data,
-        max_gen_toks=max_gen_toks,
-        batch_size=batch_size,
-        verbose=verbose,
-    )
+    summary = evaluate(settings_of(ctx), **options)
+    benchmark, split, output = options["benchmark"], options["split"], options["output"]
     primary = summary["primary"]
     ci = primary["ci95"]
     interval = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else ""

@@ -189,37 +189,10 @@ def merged_copy(env: Env, model: str, adapter: Path, folder: Path, timeout: floa
     return folder
 
 
-def evaluate(
-    settings: Settings,
-    *,
-    model: str,
-    benchmark: str,
-    output: Path,
-    adapter: Path | None = None,
-    split: str = "validation",
-    limit: int | None = None,
-    samples: int = 1,
-    backend: str = "auto",
-    data: Path | None = None,
-    max_gen_toks: int | None = None,
-    batch_size: str | None = None,
-    verbose: bool = False,
-) -> dict:
-    """Score one split into `output` (see the module docstring); returns its summary."""
-    return evaluate_splits(
-        settings,
-        model=model,
-        benchmark=benchmark,
-        outputs={split: output},
-        adapter=adapter,
-        limit=limit,
-        samples=samples,
-        backend=backend,
-        data=data,
-        max_gen_toks=max_gen_toks,
-        batch_size=batch_size,
-        verbose=verbose,
-    )[split]
+def evaluate(settings: Settings, *, output: Path, split: str = "validation", **options) -> dict:
+    """Score one split into `output` (see the module docstring); returns its summary. `options`
+    are evaluate_splits' (model, benchmark, adapter, limit, samples, backend, …)."""
+    return evaluate_splits(settings, outputs={split: output}, **options)[split]
 
 
 def evaluate_splits(

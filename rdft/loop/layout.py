@@ -57,36 +57,12 @@ def read_json(path: Path) -> dict | None:
 class RunLayout:
     def __init__(self, log_dir: Path):
         self.root = log_dir
-
-    # --- the run's own files -------------------------------------------------------------------
-    @property
-    def run_json(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def trace_json(self) -> Path:
-        return self.root / "trace.json"
-
-    @property
-    def summary_json(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def scenario_json(self) -> Path:
-        return self.root / "scenario.json"
-
-    @property
-    def processes(self) -> Path:
-        return self.root / ".processes"  # the process groups a run started (killed on resume)
-
-    # --- the base model --------------------------------------------------------------------------
-    @property
-    def baseline(self) -> Path:
-        return self.root / "baseline"
-
-    @property
-    def evaluation_items(self) -> Path:
-        return self.baseline / "evaluation_items.jsonl"
+        self.run_json, self.trace_json = log_dir / "run.json", log_dir / "trace.json"
+        self.summary_json, self.scenario_json = log_dir / "summary.json", log_dir / "scenario.json"
+        self.processes = log_dir / ".processes"  # the process groups a run started (killed on resume)
+        self.lock, self.owner = log_dir / ".session.lock", log_dir / ".session.owner"  # who runs it now
+        self.baseline = log_dir / "baseline"  # the base model's scores
+        self.evaluation_items = self.baseline / "evaluation_items.jsonl"  # what the leakage guard reads
 
     # --- the loops -------------------------------------------------------------------------------
     def loop(self, index: int) -> Path:

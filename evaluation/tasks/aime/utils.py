@@ -136,7 +136,8 @@ def score_item(doc: dict, responses: list[str], judge: Judge | None = None) -> d
     }
 
 
-def split_metrics(items: list[dict]) -> dict:
+def summarize(entry: dict, items: list[dict]) -> dict:
+    """The split's metrics (the family interface's `summarize`)."""
     n = len(items)
     return {
         "accuracy": sum(i["accuracy"] for i in items) / n,
@@ -163,12 +164,8 @@ def score(entry: dict, doc: dict, responses: list[str], judge: Judge | None = No
     return score_item(doc, responses, judge)
 
 
-def summarize(entry: dict, items: list[dict]) -> dict:
-    return split_metrics(items)
-
-
 def primary(entry: dict, items: list[dict]) -> float | None:
-    return split_metrics(items)[entry["primary"]["metric"]]
+    return summarize(entry, items)[entry["primary"]["metric"]]
 
 
 def full_marks(entry: dict, item: dict) -> bool:

@@ -38,7 +38,8 @@ def score_item(doc: dict, response: str) -> dict:
     }
 
 
-def split_metrics(items: list[dict]) -> dict:
+def summarize(entry: dict, items: list[dict]) -> dict:
+    """The split's metrics (the family interface's `summarize`)."""
     return {
         "accuracy": sum(i["accuracy"] for i in items) / len(items),
         "n_unreadable": sum(i["unreadable"] for i in items),
@@ -55,12 +56,8 @@ def score(entry: dict, doc: dict, responses: list[str], judge=None) -> dict:
     return per_sample([score_item(doc, response) for response in responses])
 
 
-def summarize(entry: dict, items: list[dict]) -> dict:
-    return split_metrics(items)
-
-
 def primary(entry: dict, items: list[dict]) -> float | None:
-    return split_metrics(items)[entry["primary"]["metric"]]
+    return summarize(entry, items)[entry["primary"]["metric"]]
 
 
 def full_marks(entry: dict, item: dict) -> bool:
