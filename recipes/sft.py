@@ -417,8 +417,21 @@ def setup(config: dict) -> Trainer:
         num_training_steps=total_steps,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    trainer = Trainer(config, Path(config["output"]["dir"]), accelerator, tokenizer, samples, data_stats, model,
-                      liger, trainable, optimizer, scheduler, per_epoch, total_steps)  # fmt: skip
+    trainer = Trainer(
+        config=config,
+        output=Path(config["output"]["dir"]),
+        accelerator=accelerator,
+        tokenizer=tokenizer,
+        samples=samples,
+        data_stats=data_stats,
+        model=model,
+        liger=liger,
+        trainable=trainable,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        per_epoch=per_epoch,
+        total_steps=total_steps,
+    )
     resume = latest_checkpoint(trainer.output) if tcfg["resume"] else None
     if resume:
         accelerator.load_state(str(resume))

@@ -70,13 +70,18 @@ vowels_first:
   primary: {metric: vowel_accuracy, direction: higher, description: "the boxed vowel is the word's first"}
 """
 WORDS = {"banana": "a", "orbit": "o", "crystal": "y", "under": "u"}
-DOCS = [{"id": f"w{i}", "sentence": f"Which letter is the first vowel of the long word {word} here", "vowel": vowel}
-        for i, (word, vowel) in enumerate(WORDS.items())]  # fmt: skip
+DOCS = [
+    {"id": f"w{i}", "sentence": f"Which letter is the first vowel of the long word {word} here", "vowel": vowel}
+    for i, (word, vowel) in enumerate(WORDS.items())
+]
 
 
 def tree_files(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}  # fmt: skip
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -122,12 +127,20 @@ def test_a_new_family_needs_only_its_folder_and_its_rows(rdft, shared_dirs, data
 
     # The leakage guard keys a family it has no rule for by every text field: a planted copy of
     # an item's sentence is dropped, the other rows are kept.
-    rows = [{"messages": [{"role": "user", "content": f"Spell the word number {i} backwards for me please"},
-                          {"role": "assistant", "content": "done"}]} for i in range(5)]  # fmt: skip
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Spell the word number {i} backwards for me please"},
+                {"role": "assistant", "content": "done"},
+            ]
+        }
+        for i in range(5)
+    ]
     rows.append({"messages": [{"role": "user", "content": DOCS[1]["sentence"]}, {"role": "assistant", "content": "o"}]})
     train = write_jsonl(tmp_path / "train.jsonl", rows)
-    checked = rdft("datasets", "check-leakage", "--benchmark", "vowels_first", train, "--eval-docs", docs, "--json",
-                   env=env)  # fmt: skip
+    checked = rdft(
+        "datasets", "check-leakage", "--benchmark", "vowels_first", train, "--eval-docs", docs, "--json", env=env
+    )
     assert checked.returncode == 0, checked.output
     dropped = {"exact": 1, "identifier": 0, "molecule": 0, "ngram": 0}
     assert json.loads(checked.stdout) == {"rows": 6, "kept": 5, "dropped": dropped}
