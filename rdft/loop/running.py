@@ -20,7 +20,9 @@ from pathlib import Path
 from rich.console import Console
 
 from rdft.datasets.guard import run_guard
+from rdft.envs import EnvManager
 from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import get_benchmark
 from rdft.evaluation.items import prepared_items
 from rdft.evaluation.run import evaluate_splits
 from rdft.files import write_atomic
@@ -81,9 +83,32 @@ def scored(
     }
 
 
+def scoring_context(settings: Settings, scenario: Scenario) -> dict:
+    """What else decides a score besides the model, the items and the scorer code: the eval env's
+    lock (lm-eval and the libraries it runs on), the backend scoring would choose on this host,
+    and, where the benchmark's table row takes them, the LLM judge and the chemistry oracles."""
+    manager = EnvManager(settings)
+    lock = manager.spec("eval").pip_lock_path(manager.variant())
+    context = {
+        "eval_lock": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None,
+        # hf on a CPU; on GPUs vLLM where the score env is built, else the eval env's choice
+        # (whether it holds vLLM is in its lock)
+        "backend": "hf" if not scenario.hardware.get("gpus") else "score-env" if manager.ready("score") else "eval-env",
+    }
+    entry = get_benchmark(scenario.benchmark)
+    if entry.judge:
+        context["judge"] = settings.ft_judge_model
+    if entry.oracle and settings.rdft_chem_oracle_dir:
+        folder = settings.rdft_chem_oracle_dir.expanduser()
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        context["oracles"] = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files if p.is_file()]
+    return context
+
+
 def baseline_key(settings: Settings, scenario: Scenario, split: str) -> str:
     """Same model files, benchmark items, split, scoring plan (limit, generation budget,
-    samples) and scorer code: the same scores."""
+    samples), scorer code and scoring context (the eval env's lock, the backend, the judge, the
+    oracles): the same scores."""
     model = Path(scenario.base_model.path)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model.iterdir() if p.is_file())
     items = prepared_items(settings, scenario.benchmark)
@@ -93,7 +118,10 @@ def baseline_key(settings: Settings, scenario: Scenario, split: str) -> str:
         for p in evaluation_dir().rglob("*")
         if p.is_file() and p.suffix in (".py", ".yaml", ".jsonl")
     )
-    blob = json.dumps([str(model), files, scenario.benchmark, split, scenario.scoring.model_dump(), scorers, items])
+    context = scoring_context(settings, scenario)
+    blob = json.dumps(
+        [str(model), files, scenario.benchmark, split, scenario.scoring.model_dump(), scorers, items, context]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
