@@ -27,7 +27,7 @@ from rdft.settings import Settings
 
 STATE = ".rdft-sync.json"
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
-ALWAYS_LOCAL = (STATE, ".processes/*", "*/.debug/*", "probe/*")
+ALWAYS_LOCAL = (STATE, ".processes/*", ".session.*", "*/.debug/*", "probe/*")
 BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
 SCHEMES = ("file", *BACKENDS)
 

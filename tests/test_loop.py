@@ -223,6 +223,11 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
             time.sleep(0.2)
         assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "timed out"
         trainer = wait_for_trainer(log / "Loop_1" / "workspace")  # the training the kill will orphan
+        # A second session on the same folder is refused while the first one owns it (it would
+        # kill the first one's training as a leftover and record a failed experiment).
+        second = rdft("run", "--resume", str(log), env=env, timeout=120)
+        assert f"is in use by another rdft run (process {proc.pid})" in one_line_error(second)
+        assert process_alive(trainer) and proc.poll() is None  # the refused session stopped nothing
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         killed_after = time.monotonic() - started

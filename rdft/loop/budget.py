@@ -46,7 +46,7 @@ class Budget:
         recorded = (self.log_dir / "run.json").stat().st_mtime
         latest = recorded
         for path in self.log_dir.rglob("*"):
-            if path.is_file() and ".processes" not in path.parts:
+            if path.is_file() and ".processes" not in path.parts and not path.name.startswith(".session."):
                 latest = max(latest, path.stat().st_mtime)
         return max(0.0, latest - recorded)
 

@@ -1,16 +1,6 @@
 """`rdft run`: the loop — proposal, coding, running, feedback — with its log and resume.
 
-    log/<UTC timestamp>/
-        run.json, settings.json (secrets redacted), scenario.json, scenario.md
-        baseline/evaluation_items.jsonl      the validation and test items, whole: what the leakage guard reads
-        baseline/{validation,test}/          the base model scored first, with the same flags
-        Loop_<i>/direct_exp_gen/             proposal.json, proposal.md, chat.jsonl
-        Loop_<i>/coding/                     round_<k>/ (the files + evaluation.json), result.json
-        Loop_<i>/running/                    data.json, train.json, validation.json, test.json, result.json,
-                                             validation/ and test/ (what scoring wrote)
-        Loop_<i>/feedback/                   feedback.json, feedback.md
-        Loop_<i>/workspace/                  the experiment: files, data, output/
-        trace.json, summary.json, report.md
+The log folder's layout is rdft/loop/layout.py's (it draws it).
 
 Every record is written atomically when its step finishes, and a step is done exactly when its
 record exists: `--resume` continues at the first step without one, so a kill at any moment loses
@@ -22,11 +12,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from rich.console import Console
 
 from rdft.datasets.guard import evaluation_docs
@@ -420,10 +414,39 @@ def open_run(settings: Settings, log_dir: Path, console: Console) -> Run:
         ) from None
 
 
+@contextmanager
+def owned(log_dir: Path) -> Iterator[None]:
+    """The run folder for this session alone: an exclusive lock (released by the OS when the
+    process ends, kill -9 included) and the owner's process id beside it. A second session on
+    the same folder would kill the first one's steps as leftovers and record a failure."""
+    layout = RunLayout(log_dir)
+    lock = FileLock(str(layout.lock))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        owner = layout.owner.read_text().strip() if layout.owner.is_file() else "unknown"
+        raise RdftError(
+            f"{log_dir} is in use by another rdft run (process {owner}); let it finish or stop it, then resume"
+        ) from None
+    try:
+        write_atomic(layout.owner, f"{os.getpid()}\n")
+        yield
+    finally:
+        layout.owner.unlink(missing_ok=True)
+        lock.release()
+
+
 def resume(settings: Settings, log_dir: Path, console: Console, changes: dict | None = None) -> Run:
     """Open the run in `log_dir`, apply what --resume may change (`changes`: timeout_s, loop_n,
     step_n, no_sync), and run it to its end or its next stop. A new --timeout is a new budget
-    from now; --loop-n may extend a finished run."""
+    from now; --loop-n may extend a finished run. One session at a time (`owned`)."""
+    if not (log_dir / "run.json").is_file():
+        open_run(settings, log_dir, console)  # says what the folder is not
+    with owned(log_dir):
+        return _resume(settings, log_dir, console, changes)
+
+
+def _resume(settings: Settings, log_dir: Path, console: Console, changes: dict | None) -> Run:
     run = open_run(settings, log_dir, console)
     for key, value in (changes or {}).items():
         if key == "timeout_s":
