@@ -120,9 +120,17 @@ def test_demo_runs_offline_as_the_readme_says(demo_run):
     assert summary["baseline"]["validation"] == 0.0 and summary["baseline"]["test"] == 0.0
     assert summary["baseline"]["flags"] == ["100% of answers unreadable"]
     # The demo learns: the best loop is right on at least 80% of both splits (answering with one
-    # letter for every item scores 0.2 at best on these items), and is no degenerate model.
+    # letter for every item scores 8/30 = 0.267 at best on validation, 0.133 on test), and is no
+    # degenerate model.
     best = summary["best"]
     assert best["validation"] >= 0.8 and best["test"] >= 0.8 and best["flags"] == []
+    # The run ends by saying its result: the confirmed best, its scores and where its weights are.
+    confirmed = summary["confirmed"]
+    said = re.search(rf"^result: loop {confirmed['loop']} is the confirmed best: validation [\d.]+ \(base 0.0\), "
+                     rf"hidden test [\d.]+$\nweights: (.+)$", result.stdout, re.M)  # fmt: skip
+    assert (
+        said and Path(said.group(1)).is_dir() and Path(said.group(1)).parents[2].name == f"Loop_{confirmed['loop']}"
+    )
     first = json.loads((log / "Loop_0" / "direct_exp_gen" / "proposal.json").read_text())
     second = json.loads((log / "Loop_1" / "direct_exp_gen" / "proposal.json").read_text())
     assert first["params"] != second["params"]  # the planner searched

@@ -46,7 +46,7 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
     from rich.console import Console
 
     from rdft.loop.records import RunArgs, resume_changes
-    from rdft.loop.run import STOPPED_EXIT_CODE, resume, start
+    from rdft.loop.run import STOPPED_EXIT_CODE, result_lines, resume, start
 
     def stop(signum, frame):  # `rdft batch` and service managers stop runs with SIGTERM
         raise KeyboardInterrupt
@@ -63,7 +63,8 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
     else:
         run = start(settings, RunArgs.for_new_run(settings, options, asked), console)
     if run.finished:
-        click.echo(f"rdft: run finished\nlog: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")
+        click.echo("rdft: run finished\n" + "\n".join(result_lines(run)))
+        click.echo(f"log: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")
         return
     # Stopped by its budget or --step-n: resumable, said so, and a distinct exit code.
     hint = " --timeout DURATION" if run.stopped and "budget" in run.stopped else ""

@@ -33,7 +33,7 @@ from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.budget import Budget
 from rdft.loop.coding import CodingResult, code
 from rdft.loop.feedback import Feedback, judge, reference, remember
-from rdft.loop.layout import RunLayout
+from rdft.loop.layout import RunLayout, read_json
 from rdft.loop.prompts import proposal_messages
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
 from rdft.loop.records import RunArgs, step, steps, write_json
@@ -463,3 +463,20 @@ def _resume(settings: Settings, log_dir: Path, console: Console, changes: dict |
     console.print(f"rdft: run in {log_dir}, proposals by {mode}")
     run.finished = run.execute()
     return run
+
+
+def result_lines(run: Run) -> list[str]:
+    """What a finished or stopped run says last: the confirmed best (its validation and hidden
+    test scores, where its weights are), else that no loop beat the base model."""
+    confirmed = run.trace.confirmed_best()
+    if confirmed is None:
+        base = run.trace.baseline_validation
+        return [f"result: no loop was confirmed better than the base model (validation {base})"]
+    trained = read_json(run.layout.running(confirmed.loop, "train")) or {}
+    weights = trained.get("adapter_dir") or trained.get("model_dir") or "?"
+    return [
+        f"result: loop {confirmed.loop} is the confirmed best: validation {confirmed.validation:.4g} "
+        f"(base {run.trace.baseline_validation}), hidden test "
+        + (f"{confirmed.test:.4g}" if confirmed.test is not None else "not scored"),
+        f"weights: {weights}",
+    ]
