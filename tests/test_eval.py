@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QWEN25_7B, SHARED, one_line_error
+from conftest import QWEN25_7B, SHARED, one_line_error, skip_without
 
 from rdft.errors import RdftError
 from rdft.resources import evaluation_dir
@@ -231,7 +231,7 @@ def test_patent_and_chemistry_tasks_run(rdft, cli_env, aime_models, tmp_path, fa
 def test_real_panorama_samples_through_lm_eval(rdft, cli_env, aime_models, tmp_path):
     folder = SHARED / "data" / "panorama-samples" / "pi4pc"
     if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (CI and the team's machines have it)")
+        skip_without(f"{folder} is absent (CI and the team's machines have it)")
     output = tmp_path / "pi4pc"
     run_eval(
         rdft,

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED, one_line_error
+from conftest import REPO, SHARED, one_line_error, skip_without
 
 from rdft.datasets.leakage import drop_leaks, normalise
 
@@ -73,7 +73,7 @@ def test_aime_real_problems_of_another_year_are_kept():
     """The false-drop measurement the README quotes: AIME 2024 against AIME 2025 and back."""
     folder = SHARED / "data" / "aime"
     if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (CI and the team's machines have it)")
+        skip_without(f"{folder} is absent (CI and the team's machines have it)")
     a24 = [json.loads(line) for line in (folder / "test2024.jsonl").read_text().splitlines() if line.strip()]
     a25 = [
         json.loads(line)
@@ -137,7 +137,7 @@ def test_panorama_identifiers_claims_and_paraphrases():
 def test_panorama_real_samples_of_other_applications_are_kept():
     folder = SHARED / "data" / "panorama-samples"
     if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (CI and the team's machines have it)")
+        skip_without(f"{folder} is absent (CI and the team's machines have it)")
 
     def load(task: str) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted((folder / task).glob("*.json"))]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clean_environ, one_line_error
+from conftest import REPO, clean_environ, one_line_error, skip_without
 from llm_server import LLMServer
 
 SECRET = "sk-agent-secret-27182818"
@@ -128,9 +128,7 @@ def test_demo_runs_offline_as_the_readme_says(demo_run):
     confirmed = summary["confirmed"]
     said = re.search(rf"^result: loop {confirmed['loop']} is the confirmed best: validation [\d.]+ \(base 0.0\), "
                      rf"hidden test [\d.]+$\nweights: (.+)$", result.stdout, re.M)  # fmt: skip
-    assert (
-        said and Path(said.group(1)).is_dir() and Path(said.group(1)).parents[2].name == f"Loop_{confirmed['loop']}"
-    )
+    assert said and Path(said.group(1)).is_dir() and Path(said.group(1)).parents[2].name == f"Loop_{confirmed['loop']}"
     first = json.loads((log / "Loop_0" / "direct_exp_gen" / "proposal.json").read_text())
     second = json.loads((log / "Loop_1" / "direct_exp_gen" / "proposal.json").read_text())
     assert first["params"] != second["params"]  # the planner searched
@@ -457,7 +455,7 @@ def test_report_opens_in_headless_chromium(demo_run, rdft, tmp_path):
     """The HTML report of the finished two-loop run, rendered by Debian's chromium."""
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+        skip_without("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     log = log_dir_of(demo_run.stdout)
     page = tmp_path / "report.html"
     made = rdft("report", str(log), "--output", str(page))

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, one_line_error
+from conftest import SHARED, one_line_error, skip_without
 
 
 @pytest.fixture
@@ -288,7 +288,7 @@ def test_real_aime_and_panorama_records(score):
     aime = SHARED / "data" / "aime" / "test2024.jsonl"
     panorama = SHARED / "data" / "panorama-samples"
     if not aime.is_file() or not panorama.is_dir():
-        pytest.skip(f"{SHARED / 'data'} is absent (CI and the team's machines have it)")
+        skip_without(f"{SHARED / 'data'} is absent (CI and the team's machines have it)")
     docs = [json.loads(line) for line in aime.read_text().splitlines() if line.strip()]
     padded = rows(*[[f"Done. \\boxed{{{int(d['answer']):03d}}}"] for d in docs])
     assert score("aime24", aime, padded)["primary"]["value"] == 1.0
@@ -310,7 +310,7 @@ def test_chemcotbench_author_logs(rdft, shared_dirs, eval_env):
     are unreadable); the others are anchors: a scorer change that moves them must say why."""
     logs = SHARED / "data" / "chemcotbench-logs"
     if not logs.is_dir():
-        pytest.skip(f"{logs} is absent (CI and the team's machines have it)")
+        skip_without(f"{logs} is absent (CI and the team's machines have it)")
     expected = {"add": ("mol_edit", 0.85), "sub": ("mol_edit", 0.85), "fg_samples": ("mol_und", None),
                 "murcko_scaffold": ("mol_und", 0.38572202265776573), "logp": ("mol_opt", 0.80),
                 "jnk": ("mol_opt", None)}  # fmt: skip

@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, clean_environ, one_line_error
+from conftest import SHARED, clean_environ, one_line_error, skip_without
 
 from rdft.errors import RdftError
 from rdft.settings import load_settings
@@ -22,7 +22,7 @@ def no_settings_env(monkeypatch):
 def test_fixture_is_the_guides_template_verbatim():
     guide = SHARED / "reference" / "ft-scenario-guide.md"
     if not guide.is_file():
-        pytest.skip(f"{guide} is absent (it exists in CI and on the team's machines)")
+        skip_without(f"{guide} is absent (it exists in CI and on the team's machines)")
     block = re.search(r"### 2\. \.env 配置文件.*?```bash\n(.*?)```", guide.read_text(encoding="utf-8"), re.S)
     assert block.group(1) == TEMPLATE.read_text(encoding="utf-8")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import clean_environ, one_line_error
+from conftest import clean_environ, one_line_error, skip_without
 from slurm_cluster import SlurmCluster, missing
 from test_planner import lora_7b_config
 
@@ -208,12 +208,12 @@ def test_launch_sh_under_a_simulated_two_node_slurm_job(rdft, tmp_path):
 def cluster(tmp_path_factory):
     absent = missing()
     if absent:
-        pytest.skip(
+        skip_without(
             f"Slurm is not installed here ({', '.join(absent)} missing); .ci/run installs slurmctld, "
             "slurmd and munge from Debian"
         )
     if os.geteuid() != 0:
-        pytest.skip("the test Slurm cluster runs slurmd as root; run the tests as root (as CI does)")
+        skip_without("the test Slurm cluster runs slurmd as root; run the tests as root (as CI does)")
     started = SlurmCluster(Path(tmp_path_factory.mktemp("slurm"))).start()
     yield started
     started.stop()
@@ -357,7 +357,7 @@ def test_job_states_after_the_queue_from_scontrol_then_sacct(cluster, monkeypatc
     from rdft import slurm
 
     if not cluster.accounting:
-        pytest.skip("slurmdbd or MariaDB is not installed; .ci/run installs them")
+        skip_without("slurmdbd or MariaDB is not installed; .ci/run installs them")
     for name, value in cluster.env.items():
         monkeypatch.setenv(name, value)
     # --chdir: the jobs' slurm-N.out files go to tmp_path, not to wherever pytest runs.
