@@ -96,3 +96,29 @@ def test_a_resume_changes_only_its_budget_and_length():
     for fixed in ("benchmark", "base_model", "samples", "eval_limit"):
         with pytest.raises(RdftError, match=f"--{fixed.replace('_', '-')} cannot change when resuming"):
             resume_changes({**DEFAULTS, fixed: 1}, {fixed, "loop_n"})
+
+
+def test_a_killed_sessions_work_counts_and_idle_time_does_not(tmp_path):
+    """The budget adds what a killed session did after it last recorded its time (its step
+    files' times), never what was written between sessions: the report, a sync's state."""
+    import os
+
+    from rdft.loop.budget import Budget
+    from rdft.loop.records import write_json
+
+    log = tmp_path / "log"
+    write_json(log / "run.json", RunArgs(base_model="m", benchmark="aime25", spent_s=100.0).model_dump())
+    recorded = (log / "run.json").stat().st_mtime
+
+    def touch(relative: str, after: float) -> None:
+        path = log / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        os.utime(path, (recorded + after, recorded + after))
+
+    touch("Loop_0/running/data.json", 30)  # the killed session's last step finished 30 s later
+    touch("report.html", 3600)  # `rdft report` an hour after the stop
+    touch(".rdft-sync.json", 7200)  # `rdft logs sync up` two hours after
+    touch(".session.owner", 9000)
+    budget = Budget(RunArgs.model_validate_json((log / "run.json").read_text()), log)
+    assert budget.spent_before == pytest.approx(130.0)

@@ -29,6 +29,9 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+BETWEEN_SESSIONS = ("report.html", "report.md", ".rdft-sync.json")  # written by rdft report and logs sync
+
+
 class Budget:
     """The time a run has spent, all its sessions together, and what is left of its --timeout.
 
@@ -43,11 +46,16 @@ class Budget:
         self.spent_before = args.spent_s + self._unrecorded_seconds()
 
     def _unrecorded_seconds(self) -> float:
+        """The last step's files after run.json was last written: what a killed session did.
+        Files written between sessions (the report, a sync's state, the session lock) are no
+        work of the run, so idle time never counts (rdft report or logs sync after a stop wrote
+        newer files and charged the wait)."""
         recorded = (self.log_dir / "run.json").stat().st_mtime
         latest = recorded
         for path in self.log_dir.rglob("*"):
-            if path.is_file() and ".processes" not in path.parts and not path.name.startswith(".session."):
-                latest = max(latest, path.stat().st_mtime)
+            if path.is_file() and ".processes" not in path.parts and path.name not in BETWEEN_SESSIONS:
+                if not path.name.startswith(".session."):
+                    latest = max(latest, path.stat().st_mtime)
         return max(0.0, latest - recorded)
 
     def spent(self) -> float:
