@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -186,15 +187,29 @@ class Settings(BaseSettings):
         return {k: v.get_secret_value() for k, v in values.items() if v and v.get_secret_value()}
 
 
-def _one_line(error: ValidationError) -> str:
+def _one_line(error: ValidationError, env_file: str | Path | None) -> str:
+    """The first bad setting by name, and by line where .env sets it; never its value (a value in
+    the wrong setting may be a key: MAX_RETRY=sk-… must not reach a terminal or a log)."""
     first = error.errors()[0]
     key = str(first["loc"][0]) if first["loc"] else "?"
     key = "FT_Coder_CoSTEER_env_type" if key.lower() == "ft_coder_costeer_env_type" else key.upper()
-    value = first.get("input")
-    shown = "" if key in SECRET_NAMES else f"={json.dumps(value) if not isinstance(value, str) else value!r}"
+    line = _line_of(env_file, key)
+    where = f" (.env line {line})" if line else ""
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"setting {key}{shown} is invalid: {message}; fix it in .env or the environment{more}"
+    return f"setting {key}{where} is invalid: {message}; fix it in .env or the environment{more}"
+
+
+def _line_of(env_file: str | Path | None, key: str) -> int | None:
+    """The line of `env_file` that sets `key` (the last one: it wins), if any."""
+    if env_file is None or not Path(env_file).is_file():
+        return None
+    found = None
+    for number, text in enumerate(Path(env_file).read_text(encoding="utf-8").splitlines(), 1):
+        name = text.strip().removeprefix("export ").split("=", 1)[0].strip()
+        if name.lower() == key.lower():
+            found = number
+    return found
 
 
 def check_env_file(env_file: str | Path | None) -> None:
@@ -209,11 +224,10 @@ def check_env_file(env_file: str | Path | None) -> None:
     except UnicodeDecodeError:
         raise RdftError(f"{env_file} is not UTF-8 text; save it as UTF-8") from None
     for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            shown = binding.original.string.strip()[:40]
-            raise RdftError(
-                f"{env_file} line {binding.original.line} is not KEY=VALUE ({shown!r}); fix or remove that line"
-            )
+        if binding.error:  # the line may hold a key: only a leading setting name is shown
+            name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)", binding.original.string)
+            shown = f" (it starts with {name.group(1)})" if name else ""
+            raise RdftError(f"{env_file} line {binding.original.line} is not KEY=VALUE{shown}; fix or remove that line")
 
 
 def check_file_path(settings: Settings) -> str | None:
@@ -244,7 +258,7 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     try:
         return Settings(_env_file=env_file)
     except ValidationError as error:
-        raise RdftError(_one_line(error)) from None
+        raise RdftError(_one_line(error, env_file)) from None
     except SettingsError as error:  # a value pydantic-settings could not even decode
         raise RdftError(f"{error}; fix it in .env or the environment") from None
 

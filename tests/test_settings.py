@@ -114,7 +114,9 @@ def test_cli_bad_setting_exits_nonzero_with_one_line(rdft):
     (rdft.workdir / ".env").write_text("FT_API_MAX_WORKERS=abc\n")
     result = rdft("doctor")
     line = one_line_error(result)
-    assert "FT_API_MAX_WORKERS='abc'" in line and "valid integer" in line
+    # the setting and its line, never the value (a value in the wrong setting may be a key)
+    assert "setting FT_API_MAX_WORKERS (.env line 1) is invalid" in line and "valid integer" in line
+    assert "abc" not in line
 
 
 def test_cli_docker_backend_refused(rdft):
@@ -150,3 +152,26 @@ def test_target_needs_a_benchmark(rdft):
     assert "a target needs a benchmark that scores it: give --benchmark" in message
     environ = {"FT_USER_TARGET_SCENARIO": "answer patent questions"}
     assert "a target needs a benchmark" in one_line_error(rdft("run", "--base-model", "tiny:llama", env=environ))
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "OPENAI_API_KEY sk-LEAKTEST-0123456789abcdef\n",
+            ".env line 1 is not KEY=VALUE (it starts with OPENAI_API_KEY)",
+        ),
+        ('X=1\nHF_TOKEN="hf_LEAKTEST_unterminated\n', ".env line 2 is not KEY=VALUE (it starts with HF_TOKEN)"),
+        ("MAX_RETRY=sk-LEAKTEST-a1b2c3d4e5f6g7h8i9j0\n", "setting MAX_RETRY (.env line 1) is invalid"),
+        ("FT_API_MAX_WORKERS=hf_LEAKTEST_token\n", "setting FT_API_MAX_WORKERS (.env line 1) is invalid"),
+    ],
+)
+def test_a_bad_setting_never_echoes_its_value(no_settings_env, tmp_path, text, says):
+    """A key pasted on the wrong line, or into the wrong setting, is named by its line and its
+    setting, never shown (issue 27: three cases printed the key)."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(text)
+    with pytest.raises(RdftError) as caught:
+        load_settings(env_file)
+    message = str(caught.value)
+    assert says in message and "LEAKTEST" not in message, message
