@@ -82,6 +82,20 @@ def test_create_run_ensure_remove(rdft, venv_env, tmp_path):
         status.stdout
     )
 
+    # An env whose interpreter was deleted is broken: said by status, refused by run (which must
+    # never run whatever python is on PATH instead), repaired by rebuild.
+    for python in (link / "bin").glob("python*"):
+        python.unlink()
+    status = rdft("env", "status", env=venv_env)
+    assert re.search(r"^tiny\s.*broken: its interpreter is gone \(run `rdft env rebuild tiny`\)", status.stdout, re.M)
+    assert not EnvManager(settings).ready("tiny")
+    broken = rdft("env", "run", "tiny", "--", "python", "-c", "print(1)", env=venv_env)
+    assert "env tiny is broken: its interpreter" in one_line_error(broken)
+    assert "rebuild it with `rdft env rebuild tiny`" in one_line_error(broken)
+    rebuilt = rdft("env", "rebuild", "tiny", env=venv_env)
+    assert rebuilt.returncode == 0, rebuilt.output
+    assert rdft("env", "run", "tiny", "--", "python", "-c", "import six", env=venv_env).returncode == 0
+
     removed = rdft("env", "remove", "tiny", env=venv_env)
     assert removed.returncode == 0 and not link.exists()
     assert [p for p in rdft.envs_dir.iterdir() if p.name.startswith("tiny")] == []

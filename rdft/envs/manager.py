@@ -245,6 +245,8 @@ class EnvManager:
         existing = self.current(name)
         if existing is None or existing.record.backend == ADOPTED:
             return existing is not None
+        if not existing.python.is_file():
+            return False  # broken: its interpreter was deleted
         spec = self.spec(name)
         backend, variant = self.backend(spec), self.variant()
         return _matches(existing, backend, variant, self._lock_hash_if_fresh(spec, backend, variant))
@@ -359,6 +361,11 @@ class EnvManager:
         existing = self.current(name)
         if not force and existing and existing.record.backend == ADOPTED:
             return existing  # the user's own interpreter: used as it is, never rebuilt
+        if not force and existing and not existing.python.is_file():  # never run whatever python is on PATH
+            raise RdftError(
+                f"env {name} is broken: its interpreter {existing.python} is gone; rebuild it with "
+                f"`rdft env rebuild {name}`"
+            )
         if (
             not force
             and existing
@@ -529,6 +536,8 @@ class EnvManager:
                 state = f"not for this host ({', '.join(spec.variants)} only)"
             elif existing is None:
                 state = "missing" + (f" ({problem})" if problem else "")
+            elif not existing.python.is_file():
+                state = f"broken: its interpreter is gone (run `rdft env rebuild {spec.name}`)"
             elif problem:
                 state = f"stale: {problem}"
             elif _matches(existing, backend, variant, fresh):
