@@ -137,6 +137,9 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     (tmp_path / "one.jsonl").write_text(json.dumps({"text": "x", "label": "a"}) + "\n")
     (tmp_path / "broken.jsonl").write_text('{"text": "x", "label": "a"}\n{oops\n')
     (tmp_path / "noscore.py").write_text("def grade(doc, response):\n    return {}\n")
+    (tmp_path / "wrongkey.py").write_text("def score(doc, response):\n    return {'other': 1}\n")
+    (tmp_path / "dup.jsonl").write_text("".join(json.dumps({"id": "same", "text": f"t{i}", "label": "a"}) + "\n"
+                                                for i in range(3)))  # fmt: skip
     docs = ["--docs", tmp_path / "eval.jsonl", "--prompt-field", "text", "--answer-field", "label"]
     cases = {
         ("benchmarks", "add", "sentiment", *docs, "--metric", "accuracy"): "benchmark sentiment exists; remove it",
@@ -154,6 +157,14 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
         ("benchmarks", "add", "other", "--docs", tmp_path / "eval.jsonl", "--prompt-template", "Say {}",
          "--answer-field", "label", "--metric", "accuracy"): "is not a plain doc field name",
         ("benchmarks", "add", "other", *docs, "--scorer", tmp_path / "noscore.py"): "defines no score(doc, response)",
+        # A scorer whose dict lacks the averaged key would score every answer 0.0: refused at add.
+        ("benchmarks", "add", "other", *docs, "--scorer", tmp_path / "wrongkey.py"):
+            "returns no 'score' (its keys: other)",
+        # Two items with one id: predictions name their item by id, so right answers would score 0.
+        ("benchmarks", "add", "other", "--docs", tmp_path / "dup.jsonl", "--prompt-field", "text",
+         "--answer-field", "label", "--metric", "accuracy"): "--docs items 1 and 2 share the id 'same'",
+        ("benchmarks", "add", "other", *docs, "--metric", "numeric_tolerance", "--tolerance", "nan"):
+            "--tolerance must be a finite number, 0 or more",
         ("benchmarks", "add", "other", "--docs", tmp_path / "missing.jsonl", "--prompt-field", "text",
          "--answer-field", "label", "--metric", "accuracy"): "missing.jsonl does not exist",
         ("benchmarks", "remove", "aime25"): "aime25 is a built-in benchmark",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -91,6 +92,41 @@ def check_scorer(path: Path) -> None:
     raise RdftError(f"--scorer {path} defines no score(doc, response) function; add one returning a dict")
 
 
+SCORER_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("rdft_user_scorer", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+result = module.score(json.loads(sys.argv[2]), sys.argv[3])
+print(json.dumps({"type": type(result).__name__, "keys": sorted(map(str, result)) if isinstance(result, dict) else [],
+                  "value": result.get(sys.argv[4]) if isinstance(result, dict) else None}, default=repr))
+"""
+
+
+def probe_scorer(settings, path: Path, doc: dict, response: str, key: str) -> None:
+    """Run the user's scorer once, in the eval env where it will run, on the first item and its
+    own gold answer: a scorer that fails, returns no dict, or lacks `key` is refused now, not
+    averaged as 0.0 over every answer later."""
+    from rdft.envs import EnvManager
+
+    env = EnvManager(settings).ensure("eval")
+    ran = env.run(["python", "-c", SCORER_PROBE, str(path), json.dumps(doc), response, key], echo=False, timeout=120)
+    last = (ran.tail.strip().splitlines() or ["no output"])[-1]
+    if not ran.ok or not last.startswith("{"):
+        raise RdftError(f"--scorer {path} fails on item 1 ({last[:200]}); fix it")
+    found = json.loads(last)
+    if found["type"] != "dict":
+        raise RdftError(f"--scorer {path} returns a {found['type']}, not a dict; return a dict of numbers")
+    if key not in found["keys"]:
+        raise RdftError(
+            f"--scorer {path} returns no {key!r} (its keys: {', '.join(found['keys']) or 'none'}); "
+            f"return it or give --scorer-key one of them"
+        )
+    value = found["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RdftError(f"--scorer {path} returns {key} = {value!r}, not a number; return a number in [0, 1]")
+
+
 def add_benchmark(
     settings,
     name: str,
@@ -131,8 +167,8 @@ def add_benchmark(
         raise RdftError("--scorer replaces --metric; give one of them")
     if tolerance is not None and metric != "numeric_tolerance":
         raise RdftError("--tolerance is for --metric numeric_tolerance only")
-    if tolerance is not None and tolerance < 0:
-        raise RdftError("--tolerance must be 0 or more (a share of max(1, |gold|))")
+    if tolerance is not None and not 0 <= tolerance < math.inf:  # NaN fails every comparison: refused too
+        raise RdftError("--tolerance must be a finite number, 0 or more (a share of max(1, |gold|))")
     if scorer is not None:
         check_scorer(scorer)
     fields = template_fields(prompt_template) if prompt_template else [prompt_field]
@@ -142,7 +178,15 @@ def add_benchmark(
         raise RdftError(
             f"--docs {docs} holds {len(rows)} item(s); a benchmark needs at least 2 (a validation and a test split)"
         )
+    seen: dict[str, int] = {}
     for number, row in enumerate(rows, 1):
+        if row.get("id") not in (None, ""):  # predictions name their item by id: two items, one id
+            first = seen.setdefault(str(row["id"]), number)
+            if first != number:
+                raise RdftError(
+                    f"--docs items {first} and {number} share the id {row['id']!r}; give every item its own id "
+                    "(predictions name their item by it)"
+                )
         for field in [*fields, answer_field]:
             if row.get(field) in (None, ""):
                 raise RdftError(
@@ -159,6 +203,15 @@ def add_benchmark(
                 f"--docs item {number}: {answer_field} is not a JSON object, "
                 "which --metric json_field_match compares field by field"
             )
+    if scorer is not None:  # on the first item with its own gold answer, as the rule reads it
+        gold = rows[0][answer_field]
+        probe_scorer(
+            settings,
+            scorer,
+            rows[0],
+            json.dumps({answer_key: gold}) if answer_key else f"\\boxed{{{gold}}}",
+            scorer_key,
+        )
     spec = {
         "prompt_field": prompt_field, "prompt_template": prompt_template, "answer_field": answer_field,
         "answer_key": answer_key, "metric": metric or "scorer", "fields": [*fields, answer_field],
