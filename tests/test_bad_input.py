@@ -182,6 +182,19 @@ def setup_case(name: str, tmp: Path) -> tuple[list[str], dict[str, str], str, in
             says,
             2,
         )
+    if name == "RDFT_ENVS_DIR is a file":  # an OSError anywhere is the path in one line, never a traceback
+        (tmp / "a-file").write_text("x")
+        return ["env", "create", "data"], {"RDFT_ENVS_DIR": str(tmp / "a-file")}, f"{tmp / 'a-file'}: File exists", None
+    if name == "report into a file's folder":
+        (tmp / "run").mkdir()
+        (tmp / "run" / "run.json").write_text(json.dumps({"base_model": "tiny:llama", "benchmark": "demo_letter"}))
+        (tmp / "a-file").write_text("x")
+        args = ["report", str(tmp / "run"), "--output", str(tmp / "a-file" / "report.html")]
+        return args, {}, f"{tmp / 'a-file'}: File exists; free space or fix that path", None
+    if name == "report of a foreign run.json":  # a record of another shape: refused, not a KeyError
+        (tmp / "run").mkdir()
+        (tmp / "run" / "run.json").write_text(json.dumps({"model": "x"}))
+        return ["report", str(tmp / "run")], {}, "run.json is not an rdft run's record", None
     if name == "demo with another benchmark":
         return ["run", "--demo", "--benchmark", "aime25"], {}, "--demo runs the tiny model on demo_letter", None
     raise AssertionError(name)
@@ -195,7 +208,8 @@ CASES = [
     "dry run with CSV data", "dry run with non-UTF-8 data", "dry run with micro-batch 0",
     "prepare another dataset's file",
     "batch with a misspelt key", "batch with a GPU twice", "unparsable .env line", "resume changing the benchmark",
-    "demo with another benchmark", "an option's bad choice",
+    "demo with another benchmark", "an option's bad choice", "RDFT_ENVS_DIR is a file", "report into a file's folder",
+    "report of a foreign run.json",
 ]  # fmt: skip
 
 

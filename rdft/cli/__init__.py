@@ -49,6 +49,14 @@ def main() -> None:
     except RdftError as error:
         click.echo(f"rdft: error: {error}", err=True)
         _exit(error.exit_code)
+    except (
+        OSError
+    ) as error:  # a full disk, a read-only folder, a file where a folder belongs: the path, not a traceback
+        where = f"{error.filename}: " if error.filename else ""
+        click.echo(
+            f"rdft: error: {where}{error.strerror or error}; free space or fix that path, then run it again", err=True
+        )
+        _exit(1)
     except KeyboardInterrupt:
         click.echo("rdft: interrupted", err=True)
         _exit(130)

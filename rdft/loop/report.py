@@ -141,9 +141,15 @@ def _fmt(value) -> str:
 
 
 def build(log_dir: Path) -> str:
-    run = read_json(log_dir / "run.json")
-    if run is None:
+    raw = read_json(log_dir / "run.json")
+    if raw is None:
         raise RdftError(f"{log_dir} is not an rdft run folder (no readable run.json)")
+    try:
+        run = RunArgs.model_validate(raw).model_dump()  # a record of another shape is refused, not a KeyError
+    except ValueError:
+        raise RdftError(
+            f"{log_dir / 'run.json'} is not an rdft run's record; give the folder `rdft run` printed"
+        ) from None
     summary = read_json(log_dir / "summary.json") or {"loops": [], "baseline": {}}
     scenario = read_json(log_dir / "scenario.json") or {}
     summary["metric"] = scenario.get("primary_metric")
