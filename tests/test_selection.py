@@ -107,3 +107,18 @@ def test_better_by_mean_is_the_parent_and_only_significant_is_confirmed(shared_s
     assert shown["best"]["loop"] == 1 and shown["confirmed"]["loop"] == 1
     assert [row["decision"] for row in shown["loops"]] == ["done", "confirmed", "done"]
     assert shown["scoring"]["samples"] == K  # the scored k is part of every summary
+
+
+def test_a_limited_or_capped_run_is_marked_non_standard():
+    """--eval-limit and --max-gen-toks runs are not the benchmark's numbers: marked in summary.json
+    (and from there the report and report.md), with why (issue 27: a 3-item run ranked as any)."""
+    from rdft.loop.report import non_standard
+
+    full = summary(Trace(), RunArgs(base_model="m", benchmark="aime25"))["scoring"]
+    limited = summary(Trace(), RunArgs(base_model="m", benchmark="aime25", eval_limit=3))["scoring"]
+    both = summary(Trace(), RunArgs(base_model="m", benchmark="aime25", eval_limit=3, max_gen_toks=64))["scoring"]
+    assert full["standard"] is True and limited["standard"] is False and both["standard"] is False
+    assert non_standard(limited) == "only the first 3 items of each split (--eval-limit)"
+    assert non_standard(both) == (
+        "generation capped at 64 tokens (--max-gen-toks) and only the first 3 items of each split (--eval-limit)"
+    )

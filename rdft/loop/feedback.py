@@ -229,9 +229,12 @@ def reference(layout: RunLayout, trace: Trace) -> tuple[Path, str, str]:
 
 def remember(settings: Settings, layout: RunLayout, scenario: Scenario, node: Node, base: float | None) -> None:
     """An experiment that beat the base model teaches the knowledge store its recipe (once: a
-    resumed loop does not add it again; degenerate answers teach nothing worth repeating)."""
+    resumed loop does not add it again; degenerate answers teach nothing worth repeating; a gain
+    measured on --eval-limit items or under --max-gen-toks is no gain to rank recipes by)."""
     marker = layout.stage(node.loop, "feedback") / "remembered"
     if node.status != "done" or node.validation is None or base is None or node.validation <= base:
+        return
+    if scenario.scoring.limit or scenario.scoring.max_gen_toks:  # non-standard scores rank no recipe
         return
     if marker.exists() or node.flags:
         return

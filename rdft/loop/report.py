@@ -162,10 +162,10 @@ def build(log_dir: Path) -> str:
     base = summary.get("baseline") or {}
     best, confirmed = summary.get("best"), summary.get("confirmed")
     scoring = summary.get("scoring") or {}
-    if scoring.get("max_gen_toks"):
+    if scoring.get("standard") is False:
         out.append(
-            f"<p id='non-standard'><b>Non-standard scores:</b> generation capped at {scoring['max_gen_toks']} "
-            "tokens (--max-gen-toks); they are not the benchmark's published numbers.</p>"
+            f"<p id='non-standard'><b>Non-standard scores:</b> {e(non_standard(scoring))}; they are not the "
+            "benchmark's published numbers.</p>"
         )
     if base.get("flags"):
         out.append(f"<p><b>Base model degenerate:</b> {e('; '.join(base['flags']))}</p>")
@@ -293,11 +293,12 @@ def summary(trace: Trace, args: RunArgs) -> dict:
     return {
         "benchmark": args.benchmark,
         "base_model": args.base_model,
-        # Scores under a --max-gen-toks cap are not the benchmark's standard numbers.
+        # Scores under a --max-gen-toks cap or on --eval-limit items are not the benchmark's
+        # standard numbers (a 3-item split says little), and are marked so wherever they show.
         "scoring": {
             **trace.scoring,
             "max_gen_toks": args.max_gen_toks,
-            "standard": args.max_gen_toks is None,
+            "standard": args.max_gen_toks is None and args.eval_limit is None,
             "eval_limit": args.eval_limit,
         },
         "baseline": {
@@ -312,11 +313,21 @@ def summary(trace: Trace, args: RunArgs) -> dict:
     }
 
 
+def non_standard(scoring: dict) -> str:
+    """Why a run's scores are not the benchmark's standard numbers."""
+    why = []
+    if scoring.get("max_gen_toks"):
+        why.append(f"generation capped at {scoring['max_gen_toks']} tokens (--max-gen-toks)")
+    if scoring.get("eval_limit"):
+        why.append(f"only the first {scoring['eval_limit']} items of each split (--eval-limit)")
+    return " and ".join(why)
+
+
 def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
     s = summary(trace, args)
     lines = [f"# rdft run: {args.base_model} on {args.benchmark}", ""]
-    if args.max_gen_toks:
-        lines += [f"Non-standard scores: generation capped at {args.max_gen_toks} tokens (--max-gen-toks).", ""]
+    if not s["scoring"]["standard"]:
+        lines += [f"Non-standard scores: {non_standard(s['scoring'])}.", ""]
     base_flags = f" (degenerate: {'; '.join(s['baseline']['flags'])})" if s["baseline"]["flags"] else ""
     lines += [
         f"Base model: validation {s['baseline']['validation']}, test {s['baseline']['test']}{base_flags}",
