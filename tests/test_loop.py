@@ -542,3 +542,14 @@ def test_budget_pauses_and_resumes_with_new_limits(shared_dirs, data_env, eval_e
     assert json.loads((log / "run.json").read_text())["loop_n"] == 4
     fewer = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "3")
     assert fewer.returncode == 2 and "the run already started 4 loop(s); give --loop-n 4 or more" in fewer.stderr
+
+
+def test_a_stop_before_loop_0_leaves_the_summary_and_the_report(rdft, shared_dirs, data_env, eval_env, train_env):
+    """Paused after its first step (--step-n 1: the evaluation items), a run has written its
+    summary.json and its report already, which say that nothing is scored yet (issue 27, item 12)."""
+    stopped = rdft("run", "--demo", "--step-n", "1", env=shared_dirs)
+    assert stopped.returncode == 3, stopped.output  # stopped, resumable
+    log = log_dir_of(stopped.stdout)
+    summary = json.loads((log / "summary.json").read_text())
+    assert summary["baseline"]["validation"] is None and summary["loops"] == [] and summary["confirmed"] is None
+    assert (log / "report.html").is_file() and "Base model: validation None" in (log / "report.md").read_text()

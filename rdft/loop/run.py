@@ -370,6 +370,9 @@ class Run:
             raise
         finally:
             track_process_groups(None)
+            # At every stop, even one before loop 0: the summary and the report say where it is.
+            self.trace.save(self.layout.trace_json)
+            write_json(self.layout.summary_json, summary(self.trace, self.args))
             write_reports(self.log_dir, self.trace, self.args)
             self.budget.persist()  # last: the time counted covers every file the run wrote
         return True
