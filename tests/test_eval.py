@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QWEN25_7B, SHARED, one_line_error, skip_without
+from conftest import QWEN25_7B, SHARED, clean_environ, one_line_error, skip_without
 
 from rdft.errors import RdftError
 from rdft.resources import evaluation_dir
@@ -417,3 +417,31 @@ def test_generation_choice_per_host(tmp_path):
     assert lm_eval_batch("hf", None, str(model), [24.0, 80.0], 1024, 1000) == "26"  # the smallest card's plan
     assert lm_eval_batch("hf", None, str(model), [], 1024, 1000) == "4"  # CPU
     assert lm_eval_batch("hf", None, str(tmp_path), [80.0], 1024, 1000) == "auto"  # unknown shape
+
+
+def test_sigterm_stops_the_scoring_it_started(rdft, cli_env, aime_models, tmp_path):
+    """SIGTERM (what `rdft batch`, Slurm and service managers send) stops lm-eval and its children,
+    as Ctrl-C does: nothing keeps generating after rdft eval ends (issue 27, item 15)."""
+    import signal
+    import subprocess
+    import time
+
+    output = tmp_path / "stopped"
+    proc = subprocess.Popen(["rdft", "eval", *scoring(aime_models["full"]), "--data", str(aime_models["docs"]),
+                             "--samples", "64", "--max-gen-toks", "512", "--output", str(output)],
+                            cwd=rdft.workdir, env=clean_environ(**cli_env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+    def harness_running() -> bool:
+        found = subprocess.run(["pgrep", "-f", f"harness.py.*{output}"], capture_output=True, text=True)
+        return bool(found.stdout.strip())
+
+    deadline = time.monotonic() + 300
+    while not harness_running() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert harness_running(), proc.communicate()[0][-2000:] if proc.poll() is not None else "lm-eval never started"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in out, out[-2000:]
+    time.sleep(1)
+    assert not harness_running()

@@ -9,6 +9,9 @@ import click
 
 from rdft.cli.base import cli, settings_of
 
+# A bound on --samples: each is a full generation of the split (1e8 samples would run for ever).
+MAX_SAMPLES = 64
+
 
 @cli.command("eval")
 @click.option("--model", required=True, help="Base or merged model: a local folder or a Hub id.")
@@ -16,7 +19,8 @@ from rdft.cli.base import cli, settings_of
 @click.option("--benchmark", required=True, help="See `rdft benchmarks list`.")
 @click.option("--split", type=click.Choice(["validation", "test", "all"]), default="validation", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N items of the split.")
-@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per item (avg@K).")
+@click.option("--samples", type=click.IntRange(min=1, max=MAX_SAMPLES), default=1, show_default=True,
+              help=f"Samples per item (avg@K), at most {MAX_SAMPLES}.")  # fmt: skip
 @click.option("--backend", type=click.Choice(["auto", "hf", "vllm"]), default="auto", show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), help="Local docs (file or folder) instead of the Hub repo.")
 @click.option("--max-gen-toks", type=click.IntRange(min=1), help="Override the task's generation budget.")
@@ -28,7 +32,14 @@ from rdft.cli.base import cli, settings_of
 @click.pass_context
 def eval_command(ctx: click.Context, **options) -> None:
     """Score a checkpoint on a benchmark split with lm-evaluation-harness; writes OUTPUT/summary.json."""
+    import signal
+
     from rdft.evaluation.run import evaluate
+
+    def stop(signum, frame):  # SIGTERM stops lm-eval and its children as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
     summary = evaluate(settings_of(ctx), **options)
     benchmark, split, output = options["benchmark"], options["split"], options["output"]
