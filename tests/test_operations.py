@@ -181,6 +181,9 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
     assert "both use GPU 1" in one_line_error(rdft("batch", str(write_tasks(bad, overlap))))
     assert "GPU 7 does not exist" in one_line_error(rdft("batch", str(write_tasks(bad, [{**tiny, "gpus": "7"}]))))
     assert "tasks.0.model" in one_line_error(rdft("batch", str(write_tasks(bad, [{"benchmark": "aime24"}]))))
+    # "gpus": 4 was read as GPU index 4 (Slurm then gave one GPU): an integer is refused, both forms named.
+    four = one_line_error(rdft("batch", str(write_tasks(bad, [{**tiny, "gpus": 4}]))))
+    assert '4 is ambiguous: give GPU indices, "0,1,2,3" for 4 GPU(s)' in four
 
     tasks = write_tasks(tmp_path / "tasks.json", [tiny, {**tiny, "benchmark_description": "letters among digits"}])
     plan = rdft("batch", str(tasks), "--dry-run", env=shared_dirs)

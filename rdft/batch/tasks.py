@@ -34,13 +34,14 @@ class Task(BaseModel):
     @field_validator("gpus", mode="before")
     @classmethod
     def _text(cls, value: object) -> object:
-        return (
-            ",".join(str(v) for v in value)
-            if isinstance(value, list)
-            else str(value)
-            if isinstance(value, int)
-            else value
-        )
+        """GPU indices as "0,1" or [0, 1]. A bare integer is refused: `4` read as index 4 gave a
+        Slurm job one GPU where the user meant four."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                f'{value} is ambiguous: give GPU indices, "{",".join(map(str, range(max(value, 1))))}" for {value} '
+                f'GPU(s) or "{value}" for the GPU with that index (on Slurm a task gets as many GPUs as it lists)'
+            )
+        return ",".join(str(v) for v in value) if isinstance(value, list) else value
 
     def gpu_list(self) -> list[int]:
         parts = [p.strip() for p in self.gpus.split(",") if p.strip()]
@@ -80,7 +81,8 @@ def load_tasks(path: Path, *, local: bool = True) -> list[Task]:
             raise RdftError(
                 f"{path}: {where}: unknown key {key!r}; {did_you_mean(key, known)}a task has {', '.join(known)}"
             ) from None
-        raise RdftError(f"{path}: {where}: {first['msg']}; see `rdft batch --help` for the format") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise RdftError(f"{path}: {where}: {message}; see `rdft batch --help` for the format") from None
     available = gpu_count() if local else 0
     owner: dict[int, int] = {}
     for number, task in enumerate(tasks, 1):
