@@ -52,7 +52,16 @@ def _read_file(file: Path, what: str, settings) -> list[dict]:
     except OSError as error:
         raise RdftError(f"cannot read {what} {file} ({error.strerror}); check its permissions") from None
     if suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        reader = csv.DictReader(text.splitlines())
+        rows = []
+        for row in reader:  # a ragged row would shift its values into the wrong columns, or lose them
+            if None in row or None in row.values():
+                many = "more" if None in row else "fewer"
+                raise RdftError(
+                    f"{what} {file}:{reader.line_num} has {many} fields than its header's "
+                    f"{len(reader.fieldnames or [])}; fix that line"
+                )
+            rows.append(row)
     elif suffix == ".jsonl":
         rows = []
         for number, line in enumerate(text.splitlines(), 1):

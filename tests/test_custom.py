@@ -138,6 +138,9 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     (tmp_path / "broken.jsonl").write_text('{"text": "x", "label": "a"}\n{oops\n')
     (tmp_path / "noscore.py").write_text("def grade(doc, response):\n    return {}\n")
     (tmp_path / "wrongkey.py").write_text("def score(doc, response):\n    return {'other': 1}\n")
+    (tmp_path / "ragged.csv").write_text("text,label\nhello,pos\nbad,neg,extra\n")
+    (tmp_path / "notalist.jsonl").write_text(json.dumps({"messages": "hi"}) + "\n")
+    (tmp_path / "robot.jsonl").write_text(json.dumps({"messages": [{"role": "robot", "content": "x"}]}) + "\n")
     (tmp_path / "dup.jsonl").write_text("".join(json.dumps({"id": "same", "text": f"t{i}", "label": "a"}) + "\n"
                                                 for i in range(3)))  # fmt: skip
     docs = ["--docs", tmp_path / "eval.jsonl", "--prompt-field", "text", "--answer-field", "label"]
@@ -174,6 +177,10 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
         ("datasets", "add", "new", "--source", tmp_path / "broken.jsonl"): "broken.jsonl:2 is not valid JSON",
         ("datasets", "add", "Bad Name", "--source", tmp_path / "train.jsonl"): "must be 2-41 lower-case letters",
         ("datasets", "remove", "deepscaler"): "deepscaler is a built-in dataset",
+        # Malformed rows are refused where they are, not registered as columns that train on nothing.
+        ("datasets", "add", "new", "--source", tmp_path / "ragged.csv"): "ragged.csv:3 has more fields than its header",
+        ("datasets", "add", "new", "--source", tmp_path / "notalist.jsonl"): "row 1: messages is not a list",
+        ("datasets", "add", "new", "--source", tmp_path / "robot.jsonl"): "row 1: unknown role 'robot'",
         ("run", "--base-model", "tiny:llama", "--target", "be good at reviews"): "rdft benchmarks add NAME --docs",
     }  # fmt: skip
     for args, message in cases.items():

@@ -52,11 +52,22 @@ def infer_columns(rows: list[dict]) -> dict[str, str]:
     return {key: "|".join(kinds) for key, kinds in seen.items()}
 
 
+ROLES = ("system", "user", "assistant", "tool")  # what chat templates render
+
+
 def check_chat(rows: list[dict]) -> None:
+    """Rows with `messages` are chat rows, every one of them: a list of {role, content} messages
+    with a role a chat template knows (a row of another shape would be registered as columns and
+    train on nothing)."""
     for number, row in enumerate(rows, 1):
-        for message in row["messages"]:
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RdftError(f"row {number}: messages is not a list of {{role, content}} messages; fix the chat rows")
+        for message in messages:
             if not isinstance(message, dict) or not {"role", "content"} <= set(message):
                 raise RdftError(f"row {number}: every message needs a role and a content; fix the chat rows")
+            if message["role"] not in ROLES:
+                raise RdftError(f"row {number}: unknown role {message['role']!r}; use {', '.join(ROLES)}")
 
 
 def add_dataset(
@@ -81,7 +92,7 @@ def add_dataset(
     if not rows:
         raise RdftError(f"--source {source} holds no rows; give a file with at least one row")
     kind = infer_format(rows)
-    if kind == "chat":
+    if any("messages" in row for row in rows):
         check_chat(rows)
     entry = {
         "repo": "local",
