@@ -308,7 +308,11 @@ def test_llm_loops_fix_code_survive_kill_and_resume(rdft, shared_dirs, data_env,
         assert all(
             f"{p}:" in entries[name] or f"{p}=" in entries[name] or f"*{p}" in entries[name] for p in parameters
         ), (name, parameters, entries[name])
-    assert "Measured on this host by the last debug run" in coding or "not measured yet" in coding
+    # The debug runs' measurements reach the coder: none before the first one, then the last
+    # one's figures and the full run projected from them (loop 1's rounds come after loop 0's).
+    codings = [r["body"]["messages"][0]["content"] for r in server.requests if is_coding(r)]
+    assert "Throughput on this host: not measured yet" in codings[0]
+    assert "Measured on this host by the last debug run" in codings[-1] and "Projected for " in codings[-1]
     assert "def doc_to_text(doc: dict) -> str:" in coding and "Put the letter in" in coding  # the scoring prompt
     # Loop 1's first data had half its rows over data.max_length: the gate refused it and the
     # reason reached the next round, which passed.

@@ -145,7 +145,7 @@ def test_unknown_architecture_names_the_fix(tmp_path):
         shape_from_config(tmp_path / "config.json")
 
 
-def test_estimate_within_25_percent_of_measured_peak_on_the_tiny_model(shared_dirs, train_env):
+def test_estimate_matches_the_measured_peak_on_the_tiny_model(shared_dirs, train_env):
     """Peak tensor memory of real LoRA steps of the tiny model on CPU, measured in the train env."""
     from rdft.resources import recipes_dir
 
@@ -157,12 +157,14 @@ def test_estimate_within_25_percent_of_measured_peak_on_the_tiny_model(shared_di
     result = train_env.run(["python", str(script), str(recipes_dir()), str(model), str(data), "1024", "4096"])
     assert result.ok, result.tail
     shape = shape_from_config(model / "config.json")
+    errors = []
     for row in json.loads(result.tail.strip().splitlines()[-1]):
         estimate = estimate_gib(
             shape, method="lora", dtype="float32", lora_r=16, tokens=row["tokens"], checkpointing=False, device="cpu"
         )
-        measured = row["peak_bytes"] / 2**30
-        assert abs(estimate / measured - 1) <= 0.25, (row, estimate, measured)
+        errors.append(round(estimate / (row["peak_bytes"] / 2**30) - 1, 4))
+    # Measured −4.6% and +2.4% (torch 2.13 CPU; the count is exact, so it repeats): within −6% … +10%.
+    assert all(-0.06 <= error <= 0.10 for error in errors), errors
 
 
 def lora_7b_config(folder: Path) -> Path:
