@@ -155,6 +155,14 @@ def test_stale_pip_lock_is_an_error(rdft, venv_env, tmp_path):
     assert "tiny.cpu.txt is stale" in line and "run `rdft env lock tiny`" in line
 
 
+def installer_of_six(rdft, venv_env) -> str:
+    """The INSTALLER record of the tiny env's one package (uv and pip each write their name)."""
+    read = "import importlib.metadata as m; print(m.distribution('six').read_text('INSTALLER'))"
+    ran = rdft("env", "run", "tiny", "--", "python", "-c", read, env=venv_env)
+    assert ran.returncode == 0, ran.output
+    return ran.stdout.strip()
+
+
 def test_uv_builds_by_default_and_pip_is_the_fallback(rdft, venv_env, tmp_path):
     """uv installs the lock (`uv venv` + `uv pip install --require-hashes`); where uv cannot (here:
     offline with an empty cache) the env's own pip installs the same lock; RDFT_ENV_INSTALLER=pip
@@ -163,6 +171,7 @@ def test_uv_builds_by_default_and_pip_is_the_fallback(rdft, venv_env, tmp_path):
     created = rdft("env", "create", "tiny", env={**venv_env, **fresh})
     assert created.returncode == 0, created.output
     assert "uv pip install -r tiny.cpu.txt" in created.stderr and "trying pip" not in created.stderr
+    assert installer_of_six(rdft, venv_env) == "uv"  # the package's own record says who installed it
     assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0
 
     fallback = rdft(
@@ -171,12 +180,13 @@ def test_uv_builds_by_default_and_pip_is_the_fallback(rdft, venv_env, tmp_path):
     assert fallback.returncode == 0, fallback.output
     assert "uv could not install the lock" in fallback.stderr and "pip install -r tiny.cpu.txt" in fallback.stderr
     ran = rdft("env", "run", "tiny", "--", "python", "-c", "import six; print(six.__version__)", env=venv_env)
-    assert ran.stdout.strip() == "1.16.0"
+    assert ran.stdout.strip() == "1.16.0" and installer_of_six(rdft, venv_env) == "pip"
     assert rdft("env", "remove", "tiny", env=venv_env).returncode == 0
 
     pip_only = rdft("env", "create", "tiny", env={**venv_env, **fresh, "RDFT_ENV_INSTALLER": "pip"})
     assert pip_only.returncode == 0, pip_only.output
     assert "uv pip" not in pip_only.stderr and ": pip install -r tiny.cpu.txt" in pip_only.stderr
+    assert installer_of_six(rdft, venv_env) == "pip"
 
 
 def test_build_progress_reads_the_installers_lines():
