@@ -862,12 +862,53 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
     found = [line.removeprefix("log: ") for line in handle_output if line.startswith("log: ")]
     if proc.returncode != 0 or not found:
         return {"error": f"rdft run exit {proc.returncode}", "log": str(log), "log_tail": log_tail(log)}
-    return {
-        **loop_figures(Path(found[-1])),
-        "notes": notes,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "log": str(log),
-    }
+    figures = {**loop_figures(Path(found[-1])), "notes": notes, "log": str(log)}
+    left = timeout - (time.perf_counter() - started)
+    figures["qlora"] = qlora_loop(env, Path(found[-1]), model, logs, left) if not smoke else {"skipped": "CPU"}
+    figures["wall_s"] = round(time.perf_counter() - started, 1)
+    return figures
+
+
+def qlora_loop(env: dict[str, str], run: Path, model: str, logs: Path, timeout: float) -> dict:
+    """The loop's QLoRA path where bitsandbytes imports: the loop's own training data trained
+    with method qlora through `rdft train`, and the adapter scored on the validation split with
+    `rdft eval` (the offline planner proposes no QLoRA for a model this small). A failure is a
+    row with its log tail, never a silent skip."""
+    check = subprocess.run([sys.executable, "-c", "import bitsandbytes"], capture_output=True, text=True, env=env)
+    if check.returncode != 0:
+        return {"skipped": f"bitsandbytes does not import ({(check.stderr.strip().splitlines() or ['?'])[-1][:160]})"}
+    if timeout < 60:
+        return {"skipped": f"{timeout:.0f} s left of the loop's time; rerun with --cases loop"}
+    import yaml
+
+    started = time.perf_counter()
+    workspace = run / "Loop_0" / "workspace"
+    config = yaml.safe_load((workspace / "train.yaml").read_text())
+    config["data"]["path"] = str(workspace / config["data"]["path"])  # relative to the loop's workspace
+    config["method"] = {"type": "qlora", "lora_r": 16, "lora_alpha": 32}
+    config["output"] = {"dir": "qlora-output", "merge": False}
+    path = run / "qlora.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = logs / "loop-qlora.log"
+    train = [sys.executable, "-m", "rdft", "train", str(path), "--workspace", str(run / "qlora"), "--verbose"]
+    with open(log, "w", encoding="utf-8") as handle:
+        trained = subprocess.run(train, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+    result = run / "qlora" / "result.json"
+    if trained.returncode != 0 or not result.is_file():
+        return {"error": f"rdft train (qlora) exit {trained.returncode}", "log": str(log), "log_tail": log_tail(log)}
+    recipe = json.loads(result.read_text())
+    left = max(30.0, timeout - (time.perf_counter() - started))
+    score = [sys.executable, "-m", "rdft", "eval", "--model", model, "--adapter", recipe["adapter_dir"],
+             "--benchmark", "demo_letter", "--output", str(run / "qlora" / "scored")]  # fmt: skip
+    with open(log, "a", encoding="utf-8") as handle:
+        scored = subprocess.run(score, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=left)
+    summary = run / "qlora" / "scored" / "summary.json"
+    if scored.returncode != 0 or not summary.is_file():
+        return {"error": f"rdft eval (qlora adapter) exit {scored.returncode}", "log": str(log),
+                "log_tail": log_tail(log)}  # fmt: skip
+    return {"validation": json.loads(summary.read_text())["primary"]["value"], "steps": recipe.get("steps"),
+            "tokens_per_s": recipe.get("tokens_per_s"), "peak_memory_gib": recipe.get("peak_memory_gib"),
+            "seconds": round(time.perf_counter() - started, 1), "log": str(log)}  # fmt: skip
 
 
 def loop_figures(run: Path) -> dict:
