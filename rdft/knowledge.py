@@ -73,11 +73,13 @@ def _read(settings: Settings, name: str) -> list[dict]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:  # a line cut by a crash is skipped, never trusted
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):  # a line cut by a crash (mid-character too) is skipped
             continue
+        if isinstance(record, dict):  # and one of another shape, never trusted
+            records.append(record)
     return records
 
 
@@ -128,7 +130,11 @@ def fixes_for(settings: Settings, stage: str, error: str, limit: int = 3) -> lis
 
 def recipes_for(settings: Settings, family: str, limit: int = 2) -> list[dict]:
     """The recipes of the family with the largest gains over their base models."""
-    matches = [r for r in _read(settings, "recipes.jsonl") if r.get("family") == family]
+    matches = [
+        r
+        for r in _read(settings, "recipes.jsonl")
+        if r.get("family") == family and isinstance(r.get("gain"), (int, float))
+    ]
     return sorted(matches, key=lambda r: -r.get("gain", 0))[:limit]
 
 

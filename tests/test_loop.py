@@ -557,3 +557,19 @@ def test_a_stop_before_loop_0_leaves_the_summary_and_the_report(rdft, shared_dir
     summary = json.loads((log / "summary.json").read_text())
     assert summary["baseline"]["validation"] is None and summary["loops"] == [] and summary["confirmed"] is None
     assert (log / "report.html").is_file() and "Base model: validation None" in (log / "report.md").read_text()
+
+
+def test_a_resume_redoes_a_cut_record_and_keeps_it_aside(demo_run, rdft, shared_dirs, tmp_path):
+    """A record cut in half (a full disk, a bad copy) is neither trusted nor a traceback: the
+    resume moves it aside as .damaged and does its step again (issue 27, item 13)."""
+    import shutil
+
+    log = tmp_path / "copy"
+    shutil.copytree(log_dir_of(demo_run.stdout), log)
+    feedback = log / "Loop_1" / "feedback" / "feedback.json"
+    whole = feedback.read_text()
+    feedback.write_text(whole[: len(whole) // 2])
+    resumed = rdft("run", "--resume", str(log), env=shared_dirs, timeout=600)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.output, resumed.output[-3000:]
+    assert (log / "Loop_1" / "feedback" / "feedback.json.damaged").read_text() == whole[: len(whole) // 2]
+    assert json.loads(feedback.read_text())["decision"] == json.loads(whole)["decision"]  # the same numbers

@@ -146,3 +146,20 @@ def test_fixes_are_found_again_by_their_error_signature(tmp_path):
     with open(tmp_path / "knowledge" / "fixes.jsonl", "a") as handle:
         handle.write('{"cut by a crash')  # a torn last line is skipped, never trusted
     assert len(fixes_for(settings, "data", other)) == 1
+
+
+def test_the_knowledge_store_skips_cut_and_foreign_records(tmp_path):
+    """A line cut by a crash (inside a UTF-8 character too), random bytes, or a record of another
+    shape is skipped, never a traceback in `rdft knowledge` or `rdft prompt` (issue 27, item 13)."""
+    from rdft.knowledge import recipes_for
+
+    settings = Settings(_env_file=None, ft_file_path=tmp_path / "ft", rdft_knowledge_dir=tmp_path / "knowledge")
+    store = tmp_path / "knowledge"
+    store.mkdir()
+    good = {"family": "demo", "gain": 0.5, "hypothesis": "more epochs", "train_yaml": "", "process_data_py": ""}
+    lines = [json.dumps(good).encode(), json.dumps({**good, "gain": "big"}).encode(), b"[1, 2]",
+             json.dumps({**good, "hypothesis": "caf\u00e9"}, ensure_ascii=False).encode()[:-3]]  # fmt: skip
+    (store / "recipes.jsonl").write_bytes(b"\n".join(lines))
+    (store / "fixes.jsonl").write_bytes(bytes(range(256)))
+    assert [r["hypothesis"] for r in recipes_for(settings, "demo")] == ["more epochs"]
+    assert fixes_for(settings, "data", "KeyError: 'x'") == []

@@ -212,17 +212,17 @@ suggest building data aimed at them.
 {scenario}"""
 
 
-def reference(layout: RunLayout, trace: Trace) -> tuple[Path, str, str]:
-    """(the confirmed best's validation items, its label, the best by mean's label): what a
-    loop is compared with for confirmation, and what it is measured against for the search."""
-    confirmed = trace.confirmed_best()
+def reference(layout: RunLayout, trace: Trace, loop: int) -> tuple[Path, str, str]:
+    """(the confirmed best's validation items, its label, the best by mean's label) among the
+    loops before `loop`: what it is compared with for confirmation, and measured against."""
+    confirmed = trace.confirmed_best(before=loop)
     if confirmed is None:
         record, label = layout.score(None, "validation"), "the base model (the confirmed best)"
     else:
         record, label = layout.score(confirmed.loop, "validation"), f"loop {confirmed.loop} (the confirmed best)"
     if record is None or record.items is None:
         raise RdftError(f"{label} has no readable validation record in {layout.root}; the log is damaged")
-    best = trace.best()
+    best = trace.best(before=loop)
     by_mean = f"loop {best.loop} ({best.validation})" if best else f"the base model ({trace.baseline_validation})"
     return Path(record.items), label, by_mean
 

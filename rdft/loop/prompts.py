@@ -85,7 +85,7 @@ def messages(run: Run, stage: str, loop: int | None) -> tuple[list[dict], str]:
     if failure is None and outcome is None:
         raise RdftError(f"loop {index} has neither a result nor a failure yet; resume the run first")
     feedback_path = run.layout.feedback(index)
-    items, label, by_mean = reference(run.layout, run.trace)
+    items, label, by_mean = reference(run.layout, run.trace, index)
     if feedback_path.is_file():  # the numbers it was given, as recorded
         result = Feedback.model_validate_json(feedback_path.read_text())
     else:

@@ -98,6 +98,21 @@ def write_json(path: Path, value: dict) -> None:
     write_atomic(path, json.dumps(value, indent=1, default=str))
 
 
+def intact(path: Path) -> bool:
+    """Whether a record exists and reads as one. A damaged one (cut by a full disk or a copy, or
+    overwritten by hand) is moved aside as `<name>.damaged`, never deleted, and its step is done
+    again: a resume must not stop on a traceback, nor trust half a record."""
+    if not path.exists():
+        return False
+    try:
+        if isinstance(json.loads(path.read_bytes().decode("utf-8")), dict):
+            return True
+    except (UnicodeDecodeError, ValueError):
+        pass
+    path.replace(path.with_name(path.name + ".damaged"))
+    return False
+
+
 def step(stage_dir: Path, name: str, work: Callable[[], dict]) -> dict:
     """`work()`'s record, computed once: a finished step is read back on resume."""
     return steps(stage_dir, [name], lambda missing: {name: work()})[name]
@@ -106,7 +121,7 @@ def step(stage_dir: Path, name: str, work: Callable[[], dict]) -> dict:
 def steps(stage_dir: Path, names: list[str], work: Callable[[list[str]], dict[str, dict]]) -> dict[str, dict]:
     """Several steps done by one piece of work (scoring two splits in one lm-eval run): only the
     ones without a record are asked for, and each record is written as soon as it is known."""
-    missing = [name for name in names if not (stage_dir / f"{name}.json").exists()]
+    missing = [name for name in names if not intact(stage_dir / f"{name}.json")]
     if missing:
         for name, record in work(missing).items():
             write_json(stage_dir / f"{name}.json", record)

@@ -36,7 +36,7 @@ from rdft.loop.feedback import Feedback, judge, reference, remember
 from rdft.loop.layout import RunLayout, read_json
 from rdft.loop.prompts import proposal_messages
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
-from rdft.loop.records import RunArgs, step, steps, write_json
+from rdft.loop.records import RunArgs, intact, step, steps, write_json
 from rdft.loop.report import summary, write_reports
 from rdft.loop.running import SCORING_TIMEOUT, baseline_scores, run_experiment
 from rdft.loop.scenario import Scenario, run_scenario
@@ -167,7 +167,7 @@ class Run:
 
         proposal = None
         proposal_path = loop_dir / "direct_exp_gen" / "proposal.json"
-        if not proposal_path.exists() and failure is None:
+        if not intact(proposal_path) and failure is None:
             failure = self.stage(
                 loop_dir, "direct_exp_gen", node, lambda: self.propose(scenario, node, parent_workspace)
             )
@@ -175,13 +175,13 @@ class Run:
             proposal = Proposal.model_validate_json(proposal_path.read_text())
             node.hypothesis = proposal.hypothesis
 
-        if not (loop_dir / "coding" / "result.json").exists() and failure is None:
+        if not intact(loop_dir / "coding" / "result.json") and failure is None:
             failure = self.stage(
                 loop_dir, "coding", node, lambda: self.code(scenario, proposal, workspace, loop_dir, parent_workspace)
             )
         outcome = None
         result_path = loop_dir / "running" / "result.json"
-        if not result_path.exists() and failure is None:
+        if not intact(result_path) and failure is None:
             failure = self.stage(
                 loop_dir,
                 "running",
@@ -199,7 +199,7 @@ class Run:
         if result_path.exists():
             outcome = json.loads(result_path.read_text())
 
-        if not (loop_dir / "feedback" / "feedback.json").exists():
+        if not intact(loop_dir / "feedback" / "feedback.json"):
             self.stage(loop_dir, "feedback", node, lambda: self.feedback(scenario, proposal, outcome, failure, node))
         feedback = Feedback.model_validate_json((loop_dir / "feedback" / "feedback.json").read_text())
         node.status = "failed" if failure or feedback.status == "failed" else "done"
@@ -232,9 +232,10 @@ class Run:
         if not self.may_continue():
             raise _Stop
         stage_dir = loop_dir / name
-        if name != "running":  # running keeps its finished sub-steps; the others start over
-            shutil.rmtree(stage_dir, ignore_errors=True)
         stage_dir.mkdir(parents=True, exist_ok=True)
+        # running keeps its finished sub-steps; the others start over, keeping damaged records aside
+        for old in [] if name == "running" else [p for p in stage_dir.iterdir() if not p.name.endswith(".damaged")]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         self.chat_file = stage_dir / "chat.jsonl"
         best = self.trace.best()
         elapsed = datetime.timedelta(seconds=int(self.budget.spent()))
@@ -332,7 +333,7 @@ class Run:
         return result
 
     def feedback(self, scenario, proposal, outcome, failure, node: Node) -> Feedback:
-        items, label, by_mean = reference(self.layout, self.trace)
+        items, label, by_mean = reference(self.layout, self.trace, node.loop)
         result = judge(
             self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label, best=by_mean
         )

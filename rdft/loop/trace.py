@@ -48,16 +48,22 @@ class Trace(BaseModel):
     def node(self, loop: int) -> Node | None:
         return next((n for n in self.nodes if n.loop == loop), None)
 
-    def best(self) -> Node | None:
+    def best(self, before: int | None = None) -> Node | None:
         """The finished experiment with the highest validation mean, above the base model's
-        (the earliest on ties): what the search builds on."""
-        scored = [n for n in self.nodes if n.status == "done" and n.validation is not None]
+        (the earliest on ties): what the search builds on; `before`: among earlier loops only."""
+        scored = [
+            n
+            for n in self.nodes
+            if n.status == "done" and n.validation is not None and (before is None or n.loop < before)
+        ]
         above = [n for n in scored if self.baseline_validation is None or n.validation > self.baseline_validation]
         return max(above, key=lambda n: (n.validation, -n.loop)) if above else None
 
-    def confirmed_best(self) -> Node | None:
-        """The last confirmed node: each was significantly better than the confirmed best before it."""
-        confirmed = [n for n in self.nodes if n.confirmed]
+    def confirmed_best(self, before: int | None = None) -> Node | None:
+        """The last confirmed node: each was significantly better than the confirmed best before it;
+        `before`: among earlier loops only (what a loop's feedback compares with, even when it is
+        redone after later loops finished)."""
+        confirmed = [n for n in self.nodes if n.confirmed and (before is None or n.loop < before)]
         return confirmed[-1] if confirmed else None
 
     def best_scored(self) -> Node | None:
