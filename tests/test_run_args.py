@@ -122,3 +122,38 @@ def test_a_killed_sessions_work_counts_and_idle_time_does_not(tmp_path):
     touch(".session.owner", 9000)
     budget = Budget(RunArgs.model_validate_json((log / "run.json").read_text()), log)
     assert budget.spent_before == pytest.approx(130.0)
+
+
+def test_a_full_disk_pauses_the_run_and_records_no_failed_experiment(tmp_path):
+    """A step that runs out of disk (its process says so, or Python's own write fails with
+    ENOSPC) stops the run resumably; an ordinary failure is the experiment's (issue 27, item 10)."""
+    import errno
+
+    from rich.console import Console
+
+    from rdft.loop.records import write_json
+    from rdft.loop.run import Run, _Stop
+    from rdft.loop.trace import Node
+    from rdft.loop.workspace import StepFailed
+
+    log = tmp_path / "log"
+    write_json(log / "run.json", RunArgs(base_model="m", benchmark="demo_letter").model_dump())
+    run = Run(Settings(_env_file=None, ft_file_path=tmp_path / "ft"), log, Console(quiet=True))
+    node = Node(loop=0, parent=None, kind="draft")
+    run.trace.nodes.append(node)
+
+    def fails(error: Exception):
+        def work():
+            raise error
+
+        return work
+
+    for error in (StepFailed("train", "OSError: [Errno 28] No space left on device: 'output/model.safetensors'"),
+                  OSError(errno.ENOSPC, "No space left on device", str(log / "x"))):  # fmt: skip
+        with pytest.raises(_Stop):
+            run.stage(log / "Loop_0", "running", node, fails(error))
+        assert "the disk filled up during running" in run.stopped
+        assert not (log / "Loop_0" / "running" / "failure.json").exists()  # no failed experiment recorded
+    failed = run.stage(log / "Loop_0", "running", node, fails(StepFailed("train", "CUDA error: device-side assert")))
+    assert failed == ("train", "CUDA error: device-side assert")
+    assert (log / "Loop_0" / "running" / "failure.json").is_file()

@@ -105,6 +105,11 @@ class RunLayout:
                 return FailureRecord.model_validate({"stage": name, **record})
         return None
 
+    def failed(self, index: int) -> tuple[str, str] | None:
+        """(type, error) of the loop's first failed stage, if one failed."""
+        found = self.failure(index)
+        return (found.type, found.error) if found else None
+
     def measured(self) -> dict | None:
         """What the newest debug run of this run measured (rows, seconds, API cost, tokens/s)."""
         latest, found = -1.0, None

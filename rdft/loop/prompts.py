@@ -79,7 +79,7 @@ def messages(run: Run, stage: str, loop: int | None) -> tuple[list[dict], str]:
             budget_left=run.budget.remaining(),
         )
         return structured_messages(messages, CodeFiles), "would send"
-    failure = run.failure(index)
+    failure = run.layout.failed(index)
     result_path = run.layout.running(index, "result")
     outcome = json.loads(result_path.read_text()) if result_path.is_file() else None
     if failure is None and outcome is None:

@@ -11,6 +11,7 @@ to feedback.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import shutil
@@ -109,9 +110,6 @@ class Run:
                 others.result()  # a build failure surfaces here, after the scenario's own error if any
         return scenario
 
-    def guard_docs(self) -> Path:
-        return self.layout.evaluation_items
-
     def baseline(self, scenario: Scenario) -> None:
         directory = self.layout.baseline
         if not (directory / "items.json").exists():
@@ -121,7 +119,7 @@ class Run:
         step(
             directory,
             "items",
-            lambda: {"docs": str(evaluation_docs(self.settings, scenario.benchmark, self.guard_docs()))},
+            lambda: {"docs": str(evaluation_docs(self.settings, scenario.benchmark, self.layout.evaluation_items))},
         )
         if not all((directory / f"{split}.json").exists() for split in ("validation", "test")):
             if not self.may_continue():
@@ -163,7 +161,7 @@ class Run:
             self.trace.nodes.append(node)
             self.save()
         workspace, parent_workspace = self.layout.workspace(index), self.layout.workspace(node.parent)
-        failure = self.failure(index)
+        failure = self.layout.failed(index)
 
         proposal = None
         proposal_path = loop_dir / "direct_exp_gen" / "proposal.json"
@@ -191,7 +189,7 @@ class Run:
                     scenario,
                     workspace,
                     loop_dir / "running",
-                    self.guard_docs(),
+                    self.layout.evaluation_items,
                     deadline=self.budget.deadline,
                     console=self.console,
                 ),
@@ -247,9 +245,15 @@ class Run:
             record = work()
         except Interrupted:
             return self._interrupted(name)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:  # a full disk is no failed experiment: pause, resumable
+                return self._interrupted(name, f"the disk filled up during {name} ({error.filename or self.log_dir})")
+            raise
         except StepFailed as failure:
             if self.budget.out_of_budget():  # the budget cut it short: not this experiment's failure
                 return self._interrupted(name)
+            if disk_full(self.log_dir, str(failure)):  # the step's process ran out of disk, not of ideas
+                return self._interrupted(name, f"the disk filled up during {name}; free space and resume")
             return self._fail(stage_dir, node, name, start, failure.stage, str(failure))
         except (LLMUnavailable, InvalidReply) as error:
             return self._fail(stage_dir, node, name, start, "llm", str(error))
@@ -264,11 +268,11 @@ class Run:
         self.save()
         return None
 
-    def _interrupted(self, name: str):
-        """The budget ran out in the middle of a stage: nothing is recorded about it (it is no
-        failed experiment, and gets no feedback); a resume redoes it (running from its first
-        unfinished sub-step)."""
-        self.stopped = f"the --timeout budget ({self.args.timeout_s:g} s) ran out during {name}"
+    def _interrupted(self, name: str, why: str | None = None):
+        """The budget ran out (or the disk filled up) in the middle of a stage: nothing is
+        recorded about it (it is no failed experiment, and gets no feedback); a resume redoes it
+        (running from its first unfinished sub-step)."""
+        self.stopped = why or f"the --timeout budget ({self.args.timeout_s:g} s) ran out during {name}"
         raise _Stop
 
     def _fail(self, stage_dir: Path, node: Node, name: str, start: float, kind: str, message: str):
@@ -277,10 +281,6 @@ class Run:
         self.console.print(f"rdft: {name} failed ({kind}): {message.splitlines()[0] if message else ''}")
         self.save()
         return kind, message
-
-    def failure(self, index: int) -> tuple[str, str] | None:
-        found = self.layout.failure(index)
-        return (found.type, found.error) if found else None
 
     # --- stage bodies --------------------------------------------------------------------------
     def propose(self, scenario: Scenario, node: Node, parent_workspace: Path | None) -> Proposal:
@@ -319,7 +319,7 @@ class Run:
             workspace,
             loop_dir / "coding",
             parent_workspace=parent_workspace,
-            guard_docs=self.guard_docs(),
+            guard_docs=self.layout.evaluation_items,
             llm=self.llm,
             console=self.console,
             measured=self.layout.measured(),
@@ -467,6 +467,20 @@ def _resume(settings: Settings, log_dir: Path, console: Console, changes: dict |
     console.print(f"rdft: run in {log_dir}, proposals by {mode}")
     run.finished = run.execute()
     return run
+
+
+NO_SPACE = "No space left on device"  # what every tool prints for ENOSPC
+MIN_FREE_BYTES = 64 * 2**20
+
+
+def disk_full(folder: Path, message: str) -> bool:
+    """Whether a failed step ran out of disk (its output says so, or less than 64 MiB is left
+    where the run writes) rather than failed as an experiment."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = MIN_FREE_BYTES
+    return NO_SPACE in message or free < MIN_FREE_BYTES
 
 
 def result_lines(run: Run) -> list[str]:
