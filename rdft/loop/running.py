@@ -26,6 +26,7 @@ from rdft.evaluation.benchmarks import get_benchmark
 from rdft.evaluation.items import prepared_items
 from rdft.evaluation.run import evaluate_splits
 from rdft.files import write_atomic
+from rdft.loop.coding import GUARD_TIMEOUT
 from rdft.loop.provenance import NotDescendant, check_descendant
 from rdft.loop.records import step, steps
 from rdft.loop.scenario import Scenario
@@ -207,6 +208,7 @@ def run_experiment(
                 [produced],
                 output=guarded,
                 log_path=stage_dir / "leakage.log",
+                timeout=deadline(GUARD_TIMEOUT),  # the run's budget caps the guard as every other step
             )
         except RdftError as error:
             raise StepFailed("data", str(error)) from None
