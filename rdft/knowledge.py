@@ -121,6 +121,11 @@ def remember_recipe(
     )
 
 
+def remembered(settings: Settings, source: str) -> bool:
+    """Whether the recipe of `source` (a run folder's loop) is in the store already."""
+    return any(record.get("source") == source for record in _read(settings, "recipes.jsonl"))
+
+
 def fixes_for(settings: Settings, stage: str, error: str, limit: int = 3) -> list[dict]:
     """Remembered fixes of the same error signature, newest first."""
     wanted = signature(stage, error)

@@ -79,19 +79,15 @@ class Builder:
             answer = f"<think>\n{reasoning}\n</think>\n\n{final}"
         else:
             answer = f"{reasoning}\n\n{final}".strip() if final not in reasoning else reasoning
-        if not self.scores(doc, answer):
+        try:  # a doc the scorer cannot read is dropped, and counted under the scorer's own error
+            scores = self.family.full_marks(self.entry, self.family.score(self.entry, doc, [answer]))
+        except (ValueError, KeyError, TypeError) as error:
+            self.drop(f"the scorer failed on it ({type(error).__name__})")
+            return None
+        if not scores:  # the answer must earn full marks under the benchmark's own scorer
             self.drop("answer does not score")
             return None
         return chat(prompt, answer)
-
-    def scores(self, doc: dict, answer: str) -> bool:
-        """The answer earns full marks under the benchmark's own scorer (a doc the scorer cannot
-        read earns none)."""
-        try:
-            item = self.family.score(self.entry, doc, [answer])
-        except (ValueError, KeyError, TypeError):
-            return False
-        return self.family.full_marks(self.entry, item)
 
 
 def read_datasets(root: Path, names: list[str]) -> list[dict]:

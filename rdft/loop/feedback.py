@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from rdft.errors import RdftError
 from rdft.evaluation.score import compare_runs
 from rdft.files import write_atomic
-from rdft.knowledge import remember_recipe
+from rdft.knowledge import remember_recipe, remembered
 from rdft.llm import ChatLLM
 from rdft.loop.coding import CODE_FILES
 from rdft.loop.layout import RunLayout
@@ -241,6 +241,9 @@ def remember(settings: Settings, layout: RunLayout, scenario: Scenario, node: No
     workspace = layout.workspace(node.loop)
     files = {name: (workspace / name).read_text() for name in CODE_FILES if (workspace / name).is_file()}
     source = f"{layout.root}#{layout.loop(node.loop).name}"
+    if remembered(settings, source):  # a redone feedback (its marker went with it) adds nothing twice
+        write_atomic(marker, "")
+        return
     remember_recipe(
         settings,
         family=scenario.benchmark_family,

@@ -105,6 +105,27 @@ class RunLayout:
                 return FailureRecord.model_validate({"stage": name, **record})
         return None
 
+    def set_aside_damaged(self, index: int) -> list[str]:
+        """A record cut in half (a full disk, a bad copy) is trusted neither by its own stage nor
+        by the stages built on it: from the first stage holding one, each stage's folder is kept
+        aside as `<stage>.damaged` (never deleted) and the run does them again. Returns them."""
+        folders = [self.stage(index, name) for name in STAGES]
+        damaged = next(
+            (i for i, folder in enumerate(folders) if any(read_json(path) is None for path in folder.glob("*.json"))),
+            None,
+        )
+        moved = []
+        for folder in folders[damaged:] if damaged is not None else []:
+            if folder.is_dir():
+                aside = folder.with_name(folder.name + ".damaged")
+                number = 1
+                while aside.exists():
+                    number += 1
+                    aside = folder.with_name(f"{folder.name}.damaged-{number}")
+                folder.rename(aside)
+                moved.append(aside.name)
+        return moved
+
     def failed(self, index: int) -> tuple[str, str] | None:
         """(type, error) of the loop's first failed stage, if one failed."""
         found = self.failure(index)

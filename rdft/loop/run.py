@@ -37,7 +37,7 @@ from rdft.loop.feedback import Feedback, judge, reference, remember
 from rdft.loop.layout import RunLayout, read_json
 from rdft.loop.prompts import proposal_messages
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
-from rdft.loop.records import RunArgs, intact, step, steps, write_json
+from rdft.loop.records import RunArgs, step, steps, write_json
 from rdft.loop.report import summary, write_reports
 from rdft.loop.running import SCORING_TIMEOUT, baseline_scores, run_experiment
 from rdft.loop.scenario import Scenario, run_scenario
@@ -160,12 +160,14 @@ class Run:
             node = Node(loop=index, **self.next_parent(index))
             self.trace.nodes.append(node)
             self.save()
+        for aside in self.layout.set_aside_damaged(index):
+            self.console.print(f"rdft: loop {index}: a damaged record; kept aside as {aside}, done again")
         workspace, parent_workspace = self.layout.workspace(index), self.layout.workspace(node.parent)
         failure = self.layout.failed(index)
 
         proposal = None
         proposal_path = loop_dir / "direct_exp_gen" / "proposal.json"
-        if not intact(proposal_path) and failure is None:
+        if not proposal_path.exists() and failure is None:
             failure = self.stage(
                 loop_dir, "direct_exp_gen", node, lambda: self.propose(scenario, node, parent_workspace)
             )
@@ -173,13 +175,13 @@ class Run:
             proposal = Proposal.model_validate_json(proposal_path.read_text())
             node.hypothesis = proposal.hypothesis
 
-        if not intact(loop_dir / "coding" / "result.json") and failure is None:
+        if not (loop_dir / "coding" / "result.json").exists() and failure is None:
             failure = self.stage(
                 loop_dir, "coding", node, lambda: self.code(scenario, proposal, workspace, loop_dir, parent_workspace)
             )
         outcome = None
         result_path = loop_dir / "running" / "result.json"
-        if not intact(result_path) and failure is None:
+        if not result_path.exists() and failure is None:
             failure = self.stage(
                 loop_dir,
                 "running",
@@ -197,7 +199,7 @@ class Run:
         if result_path.exists():
             outcome = json.loads(result_path.read_text())
 
-        if not intact(loop_dir / "feedback" / "feedback.json"):
+        if not (loop_dir / "feedback" / "feedback.json").exists():
             self.stage(loop_dir, "feedback", node, lambda: self.feedback(scenario, proposal, outcome, failure, node))
         feedback = Feedback.model_validate_json((loop_dir / "feedback" / "feedback.json").read_text())
         node.status = "failed" if failure or feedback.status == "failed" else "done"
@@ -230,10 +232,9 @@ class Run:
         if not self.may_continue():
             raise _Stop
         stage_dir = loop_dir / name
+        if name != "running":  # running keeps its finished sub-steps; the others start over
+            shutil.rmtree(stage_dir, ignore_errors=True)
         stage_dir.mkdir(parents=True, exist_ok=True)
-        # running keeps its finished sub-steps; the others start over, keeping damaged records aside
-        for old in [] if name == "running" else [p for p in stage_dir.iterdir() if not p.name.endswith(".damaged")]:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
         self.chat_file = stage_dir / "chat.jsonl"
         best = self.trace.best()
         elapsed = datetime.timedelta(seconds=int(self.budget.spent()))
@@ -474,13 +475,14 @@ MIN_FREE_BYTES = 64 * 2**20
 
 
 def disk_full(folder: Path, message: str) -> bool:
-    """Whether a failed step ran out of disk (its output says so, or less than 64 MiB is left
-    where the run writes) rather than failed as an experiment."""
+    """Whether a failed step ran out of the disk the run writes to rather than failed as an
+    experiment: under 64 MiB left there, or its output says so with under 1 GiB left (the words
+    alone may be about /dev/shm or a cache elsewhere, and would pause every resume again)."""
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
-        free = MIN_FREE_BYTES
-    return NO_SPACE in message or free < MIN_FREE_BYTES
+        return False
+    return free < MIN_FREE_BYTES or (NO_SPACE in message and free < 2**30)
 
 
 def result_lines(run: Run) -> list[str]:
