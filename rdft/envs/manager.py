@@ -239,13 +239,22 @@ class EnvManager:
             return None
         return Env(name=name, prefix=link.resolve(), link=link, record=record)
 
+    def _interpreter_gone(self, env: Env) -> bool:
+        """A built env whose interpreter was deleted: one that has an interpreter (a venv, or a
+        conda env with python or pip packages; a conda env of tools alone has none) and lost it."""
+        if env.record.backend == ADOPTED or env.python.is_file():
+            return False
+        spec = self.spec(env.name)
+        has_python = any(re.match(r"python\b", dep.strip()) for dep in spec.conda) or bool(spec.pip)
+        return env.record.backend == "venv" or has_python
+
     def ready(self, name: str) -> bool:
         """Whether env `name` can be used as it is: adopted, or built from its current lock (what
         `ensure` checks before building; reads no package files, so it is cheap on NFS)."""
         existing = self.current(name)
         if existing is None or existing.record.backend == ADOPTED:
             return existing is not None
-        if not existing.python.is_file():
+        if self._interpreter_gone(existing):
             return False  # broken: its interpreter was deleted
         spec = self.spec(name)
         backend, variant = self.backend(spec), self.variant()
@@ -361,7 +370,7 @@ class EnvManager:
         existing = self.current(name)
         if not force and existing and existing.record.backend == ADOPTED:
             return existing  # the user's own interpreter: used as it is, never rebuilt
-        if not force and existing and not existing.python.is_file():  # never run whatever python is on PATH
+        if not force and existing and self._interpreter_gone(existing):  # never run whatever python is on PATH
             raise RdftError(
                 f"env {name} is broken: its interpreter {existing.python} is gone; rebuild it with "
                 f"`rdft env rebuild {name}`"
@@ -536,7 +545,7 @@ class EnvManager:
                 state = f"not for this host ({', '.join(spec.variants)} only)"
             elif existing is None:
                 state = "missing" + (f" ({problem})" if problem else "")
-            elif not existing.python.is_file():
+            elif self._interpreter_gone(existing):
                 state = f"broken: its interpreter is gone (run `rdft env rebuild {spec.name}`)"
             elif problem:
                 state = f"stale: {problem}"
