@@ -357,11 +357,21 @@ def case_baseline(mix: str, s: dict) -> dict:
 
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=str(scratch("suite-trainer-")), per_device_train_batch_size=4, max_steps=s["warmup"] + steps,
-        gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}, bf16=cuda,
-        use_cpu=not cuda, optim="adamw_torch_fused" if cuda else "adamw_torch", learning_rate=1e-4, report_to=[],
-        save_strategy="no", logging_strategy="no", dataloader_num_workers=0, remove_unused_columns=False,
-    )  # fmt: skip
+        output_dir=str(scratch("suite-trainer-")),
+        per_device_train_batch_size=4,
+        max_steps=s["warmup"] + steps,
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=cuda,
+        use_cpu=not cuda,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
@@ -777,24 +787,6 @@ def suite_environment(site: Path | None, smoke: bool) -> dict[str, str]:
     return env
 
 
-def adopt_this_python(env: dict[str, str]) -> list[str]:
-    """`rdft env adopt train --python <this interpreter>`: its notes, or exit with its one line.
-    DeepSpeed may be missing: the suite's cases run on one GPU without it."""
-    command = [sys.executable, "-m", "rdft", "env", "adopt", "train", "--python", sys.executable,
-               "--allow-missing", "deepspeed"]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode != 0:
-        last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
-        hint = ""
-        if "No module named" in proc.stderr:  # rdft's own dependencies are not on this host
-            hint = (
-                "; carry them: `python bench/gpu_suite.py --download-wheels DIR` where there is a network, "
-                "then --wheels DIR here"
-            )
-        raise SystemExit(f"gpu_suite: `rdft env adopt train` failed: {last}{hint}")
-    return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
-
-
 def adopt(env: dict[str, str], name: str, python: str, allow_missing: tuple[str, ...] = ()) -> list[str]:
     """`rdft env adopt NAME --python PYTHON`: its notes, or RuntimeError with its one line."""
     command = [sys.executable, "-m", "rdft", "env", "adopt", name, "--python", python,
@@ -804,6 +796,21 @@ def adopt(env: dict[str, str], name: str, python: str, allow_missing: tuple[str,
         last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"`rdft env adopt {name}` failed: {last.removeprefix('rdft: error: ')}")
     return [line.removeprefix("rdft: note: ") for line in proc.stderr.splitlines() if line.startswith("rdft: note: ")]
+
+
+def adopt_this_python(env: dict[str, str]) -> list[str]:
+    """`rdft env adopt train --python <this interpreter>`: its notes, or exit with its one line.
+    DeepSpeed may be missing: the suite's cases run on one GPU without it."""
+    try:
+        return adopt(env, "train", sys.executable, ("deepspeed",))
+    except RuntimeError as error:
+        hint = ""
+        if "No module named" in str(error):  # rdft's own dependencies are not on this host
+            hint = (
+                "; carry them: `python bench/gpu_suite.py --download-wheels DIR` where there is a network, "
+                "then --wheels DIR here"
+            )
+        raise SystemExit(f"gpu_suite: {error}{hint}") from None
 
 
 def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pythons: dict[str, str]) -> dict:
@@ -904,11 +911,19 @@ def qlora_loop(env: dict[str, str], run: Path, model: str, logs: Path, timeout: 
         scored = subprocess.run(score, stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=left)
     summary = run / "qlora" / "scored" / "summary.json"
     if scored.returncode != 0 or not summary.is_file():
-        return {"error": f"rdft eval (qlora adapter) exit {scored.returncode}", "log": str(log),
-                "log_tail": log_tail(log)}  # fmt: skip
-    return {"validation": json.loads(summary.read_text())["primary"]["value"], "steps": recipe.get("steps"),
-            "tokens_per_s": recipe.get("tokens_per_s"), "peak_memory_gib": recipe.get("peak_memory_gib"),
-            "seconds": round(time.perf_counter() - started, 1), "log": str(log)}  # fmt: skip
+        return {
+            "error": f"rdft eval (qlora adapter) exit {scored.returncode}",
+            "log": str(log),
+            "log_tail": log_tail(log),
+        }
+    return {
+        "validation": json.loads(summary.read_text())["primary"]["value"],
+        "steps": recipe.get("steps"),
+        "tokens_per_s": recipe.get("tokens_per_s"),
+        "peak_memory_gib": recipe.get("peak_memory_gib"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "log": str(log),
+    }
 
 
 def loop_figures(run: Path) -> dict:
