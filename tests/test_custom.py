@@ -329,3 +329,34 @@ def test_guard_drops_a_planted_copy_of_a_custom_item(user, tmp_path):
     ]  # fmt: skip
     report = Guard("custom", items).check(rows)
     assert report.dropped == {0: "exact"} and report.counts()["exact"] == 1
+
+
+def test_short_items_are_matched_whole_and_in_their_template(user, tmp_path, data_env, eval_env):
+    """The README's own example: 4-word reviews. A copy of an item — raw as a field, as a chat's
+    user turn re-cased with a full stop, or inside the benchmark's template — is dropped; other
+    short reviews, a bare label and the template around another review are kept (issue 27, item 1)."""
+    reviews = ["the plot was superb", "a dull and slow film", "I loved every minute", "the acting was wooden",
+               "pure joy from start", "two hours I regret"]  # fmt: skip
+    items = [{"id": f"r{i}", "text": text, "label": ["positive", "negative"][i % 2]} for i, text in enumerate(reviews)]
+    write_jsonl(tmp_path / "eval.jsonl", items)
+    added = user("benchmarks", "add", "sentiment", "--docs", tmp_path / "eval.jsonl", "--prompt-template", TEMPLATE,
+                 *LABEL_ACCURACY)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    def chat(text: str) -> dict:
+        return {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "positive"}]}
+
+    rows = [
+        {"id": "t1", "text": "the plot was superb", "label": "positive"},  # raw, as a field
+        chat("The  PLOT was superb."),  # the whole user turn, re-cased and re-spaced
+        chat(TEMPLATE.format(text="I loved every minute") + "\nPut the final answer in \\boxed{}."),  # templated
+        {"id": "t2", "text": "the plot was superb and so was the cast", "label": "positive"},  # a longer review
+        chat(TEMPLATE.format(text="a fine and moving film")),  # the template around another review
+        {"id": "t3", "text": "the acting was wooden too", "label": "negative"},
+        chat("positive"),  # a bare label (every item's answer)
+    ]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    checked = user("datasets", "check-leakage", "--benchmark", "sentiment", tmp_path / "train.jsonl", "--json")
+    assert checked.returncode == 0, checked.stderr
+    dropped = {"exact": 3, "identifier": 0, "molecule": 0, "ngram": 0}
+    assert json.loads(checked.stdout) == {"rows": 7, "kept": 4, "dropped": dropped}

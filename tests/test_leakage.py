@@ -159,6 +159,29 @@ def test_demo_questions():
     assert report.dropped == {0: "exact"} and kept == rows[1:]
 
 
+def test_short_items_are_matched_as_a_whole_field_or_user_turn():
+    """An item under 6 words says too little to be looked for inside other text, so it is a leak
+    only as a whole string of the row or the whole user turn — normalised — and only when it is
+    one item's own (a text two items share, or one of common words only, is no key)."""
+    evaluation = [
+        {"id": "S-1", "problem": "Compute 17 squared.", "answer": "289"},
+        {"id": "S-2", "problem": "Find x.", "answer": "1"},  # two items' text: no key
+        {"id": "S-3", "problem": "Find x.", "answer": "2"},
+        *AIME_EVAL,
+    ]
+    rows = [
+        chat("compute  17 SQUARED"),  # the whole user turn, re-cased, punctuation aside
+        {"instruction": "Compute 17 squared.", "input": "", "output": "289"},  # a whole field (alpaca)
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Compute 17 squared."},
+                      {"role": "assistant", "content": "289"}]},  # the user turn beside a system prompt
+        chat("Compute 17 squared, then add 3."),  # a longer question: kept
+        chat("Please compute 17 squared for me."),  # inside other words: too little evidence, kept
+        chat("Find x."),
+    ]  # fmt: skip
+    kept, report = drop_leaks("aime", rows, evaluation)
+    assert report.dropped == {0: "exact", 1: "exact", 2: "exact"} and kept == rows[3:]
+
+
 def test_normalisation():
     assert normalise("  $\\dfrac{1}{2}$\\,and\\!\\left( x \\right) ") == "\\frac{1}{2} and ( x )"
     assert normalise("ＡＢＣ") == "abc"  # NFKC + case
@@ -209,14 +232,18 @@ def test_chemistry_molecules_in_any_spelling(rdft, shared_dirs, data_env, eval_e
         chat("Predict the major product of CCO and CC(=O)Cl. Answer as JSON {\"output\": SMILES}."),
         # Clean: another molecule, the same subtask as e1.
         chat("Modify the molecule c1ccccc1 by adding a hydroxyl. Answer as JSON {\"output\": SMILES}."),
+        # e1 paraphrased: other words, another spelling, the same molecule and the same edit: molecule.
+        chat("Attach one more OH to O=C(O)c1ccccc1OC(C)=O and reply with the resulting structure."),
+        # Clean: e1's molecule, paraphrased, with another group.
+        chat("Attach a nitro substituent to O=C(O)c1ccccc1OC(C)=O and reply with the resulting structure."),
     ]  # fmt: skip
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     out = tmp_path / "clean.jsonl"
     counts = check(rdft, shared_dirs, "chemcotbench_mol_edit", train, docs, "--output", str(out))
     # mol_edit's docs are e1 alone (the benchmark's rows are narrowed to its task family).
-    assert counts == {"rows": 7, "kept": 5, "dropped": {"exact": 1, "identifier": 0, "molecule": 1, "ngram": 0}}
+    assert counts == {"rows": 9, "kept": 6, "dropped": {"exact": 1, "identifier": 0, "molecule": 2, "ngram": 0}}
     kept = [json.loads(line) for line in out.read_text().splitlines()]
-    assert kept == [rows[i] for i in (2, 3, 4, 5, 6)]
+    assert kept == [rows[i] for i in (2, 3, 4, 5, 6, 8)]
     counts = check(rdft, shared_dirs, "chemcotbench_mol_und", train, docs)
     assert counts["dropped"] == {"exact": 0, "identifier": 0, "molecule": 1, "ngram": 0}
     counts = check(rdft, shared_dirs, "chemcotbench_reaction", train, docs)

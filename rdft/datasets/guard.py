@@ -14,6 +14,7 @@ from rdft.datasets.toolkit import data_env_variables
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.evaluation.custom import spec_path
 from rdft.evaluation.items import prepared_items, write_docs
 from rdft.settings import Settings
 
@@ -45,6 +46,9 @@ def run_guard(
                    "--train", *map(str, train), "--report", str(report)]  # fmt: skip
         if output is not None:
             command += ["--output", str(output)]
+        spec = spec_path(benchmark)
+        if spec is not None:  # a user benchmark: its prompt fields and template make keys too
+            command += ["--spec", str(spec)]
         result = env.run(
             command, extra_env=data_env_variables(settings.envs_dir), echo=False, log_path=log_path, timeout=timeout
         )

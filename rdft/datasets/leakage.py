@@ -8,6 +8,10 @@ is described by keys that depend on its benchmark family:
   ChemCoTBench query), normalised — Unicode NFKC, case, whitespace, `$`, LaTeX spacing
   (`\\,` `\\;` `\\!` `\\left` `\\right`, `\\dfrac`/`\\tfrac` → `\\frac`) — and compared as words and
   punctuation marks: the whole text appears in the row, alone or inside a longer prompt.
+  An item shorter than 6 words (a review, a label-sized question) says too little to be found
+  inside longer text, so it is matched whole: a leak is a string of the row (any field, any
+  turn) or the row's user turn that is, normalised, exactly the item's question. A user
+  benchmark's prompt template rendered with the item is an exact key too (found inside text).
 - `ngram`: the row shares a 13-word window with the item's text. Boilerplate must not cause a
   drop, so a window counts only when it is the item's own words: it occurs in no other
   evaluation group, it occurs in fewer than 3 training rows with different prompts (a phrase
@@ -15,10 +19,12 @@ is described by keys that depend on its benchmark family:
   least 3 characters, or a number of at least 2 digits, that no other evaluation group uses.
 - `identifier`: PANORAMA's application number appears in the row as a word (the benchmark
   splits applications 90:5:5, so a training row never legitimately names an evaluation one).
-- `molecule`: ChemCoTBench's input molecule(s) appear in the row in any SMILES spelling
-  (canonicalised with RDKit), and the row asks the item's subtask (it holds most of the words
-  that set the item's question apart from the other subtasks' questions); for reactions the
-  whole reactant (or product) set must appear.
+- `molecule`: ChemCoTBench's item is its molecule(s) and its task parameters, whatever the
+  wording: the input molecule(s) appear in the row in any SMILES spelling (canonicalised with
+  RDKit) — for reactions the whole reactant (or product) set, for a pair question both
+  molecules — and the row names the item's parameters: the group added or removed (or counted),
+  the property to optimise, the scaffold or ring asked for (`TASK_TERMS`, with their usual
+  synonyms). A paraphrased instruction with the same molecule and the same edit is the item.
 
 An exact key must belong to one group, and a key that is only part of an item (a PANORAMA claim)
 must also hold a word of its own, so a generic dependent claim ("The method of claim 1, wherein
@@ -44,18 +50,40 @@ from pathlib import Path
 
 NGRAM = 13  # the usual decontamination window (GPT-3, Llama 2)
 BOILERPLATE_TRAIN_ROWS = 3  # a window in this many training rows with different prompts is phrasing
-MIN_EXACT_WORDS = 6  # shorter texts are not matched exactly (they say too little)
+MIN_EXACT_WORDS = 6  # shorter texts are matched only as a whole field or user turn (they say too little)
 MIN_IDENTIFIER_CHARS = 6  # application numbers have 8 digits; shorter ones would match by chance
-TASK_WORDS_SHARE = 0.6  # a chemistry row asks the item's subtask when it holds this share of its words
+# ChemCoTBench's task parameters as words a row names them by (any one of a set's spellings):
+# functional groups (the benchmark's GROUP_SMARTS names), properties to optimise, and what the
+# structure questions ask for. A name not listed is matched by its own words.
+GROUP_WORDS = {
+    "hydroxyl": ("hydroxyl", "hydroxy", "oh", "alcohol"), "aldehyde": ("aldehyde", "formyl", "cho"),
+    "ketone": ("ketone", "oxo", "carbonyl"), "carboxyl": ("carboxyl", "carboxylic", "cooh"),
+    "ester": ("ester",), "anhydride": ("anhydride",), "amine": ("amine", "amino", "nh2"),
+    "amide": ("amide", "amido"), "nitro": ("nitro", "no2"), "thiol": ("thiol", "sulfhydryl", "mercapto", "sh"),
+    "halo": ("halo", "halogen", "halide", "fluoro", "chloro", "bromo", "iodo", "fluorine", "chlorine",
+             "bromine", "iodine"),
+    "benzene_ring": ("benzene", "phenyl", "aromatic"),
+}  # fmt: skip
+TASK_TERMS = {
+    "logp": ("logp", "lipophilicity", "lipophilic", "hydrophobicity", "octanol"),
+    "qed": ("qed", "druglikeness", "likeness"),
+    "solubility": ("solubility", "soluble", "esol", "logs"),
+    "drd": ("drd2", "drd", "dopamine"), "gsk": ("gsk3β", "gsk3b", "gsk3", "gsk", "glycogen"),
+    "jnk": ("jnk3", "jnk", "kinase"),
+    "murcko_scaffold": ("murcko", "scaffold", "framework"),
+    "ring_count": ("ring", "rings"), "ring_system_scaffold": ("ring", "rings", "scaffold", "system"),
+}  # fmt: skip
 REASONS = ("exact", "identifier", "molecule", "ngram")
 FAMILIES = ("aime", "panorama", "chemcotbench", "demo", "custom")  # with rules of their own; others: ANY_FAMILY
 # What the guard compares, per family (`rdft datasets info` shows it).
 RULES = {
     "aime": "the problem text: exact (normalised) or a shared 13-word window that is the problem's own",
     "panorama": "the application number, and the application's claims and abstract: exact or a shared 13-word window",
-    "chemcotbench": "the input molecule(s) in any SMILES spelling (RDKit) with the same subtask, and the query exactly",
+    "chemcotbench": "the input molecule(s) in any SMILES spelling (RDKit) with the same task parameters (group, "
+    "property, scaffold or ring), and the query exactly",
     "demo": "the question text, exact (normalised)",
-    "custom": "every text field of the item (prompt, answer, the rest): exact or a shared 13-word window",
+    "custom": "every text field of the item (prompt, answer, the rest): exact or a shared 13-word window; "
+    "the prompt rendered with its template, exact; a question under 6 words as a whole field or user turn",
 }
 # A family the guard has no rule of its own for (a new one added under evaluation/tasks/): its
 # schema is not known here, so every text field is a key, as for a user's benchmark.
@@ -103,6 +131,18 @@ def strings(value: object) -> Iterator[str]:
 
 def row_text(row: object) -> str:
     return "\n".join(strings(row))
+
+
+def user_turn(row: object) -> str | None:
+    """A chat row's user turns, joined (None for other rows): matched whole against short items."""
+    if isinstance(row, dict) and isinstance(row.get("messages"), list):
+        return "\n".join(
+            text
+            for message in row["messages"]
+            if isinstance(message, dict) and message.get("role") == "user"
+            for text in strings(message.get("content"))
+        )
+    return None
 
 
 def row_prompt(row: object) -> str:
@@ -163,11 +203,11 @@ class Item:
     group: str
     texts: list[str] = field(default_factory=list)  # exact and n-gram keys
     exact_only: list[str] = field(default_factory=list)  # exact keys only (templated prompts)
+    questions: list[str] = field(default_factory=list)  # what the item asks: under 6 words, matched whole
     parts: bool = False  # texts are parts of the item (claims), not the whole question: keys need own words
     identifiers: list[str] = field(default_factory=list)
     molecules: set[str] = field(default_factory=set)  # every fragment must appear in the row
-    subtask: str | None = None
-    question: list[str] = field(default_factory=list)  # chemistry: the query's words without SMILES
+    terms: list[tuple[str, ...]] = field(default_factory=list)  # chemistry: each a parameter's spellings
 
 
 def _lower(doc: dict) -> dict:
@@ -201,13 +241,30 @@ def chem_input(doc: dict) -> str | None:
     return None
 
 
-def item_of(family: str, doc: dict, index: int, molecules: Molecules | None) -> Item:
+def chem_terms(merged: dict) -> list[tuple[str, ...]]:
+    """The words a row must name to ask a ChemCoTBench item's task (see TASK_TERMS), besides
+    its molecules: one tuple of spellings per parameter."""
+    subtask = str(merged.get("subtask") or merged.get("prop") or merged.get("task") or "").lower()
+    terms = []
+    for key in ("added_group", "removed_group", "fg_name"):
+        group = merged.get(key)
+        if isinstance(group, str) and group.strip():
+            name = "_".join(words(group))
+            terms.append(GROUP_WORDS.get(name, GROUP_WORDS.get(name.removesuffix("_group"), tuple(words(group)))))
+    if subtask in TASK_TERMS:
+        terms.append(TASK_TERMS[subtask])
+    return terms
+
+
+def item_of(family: str, doc: dict, index: int, molecules: Molecules | None, spec: dict | None = None) -> Item:
     lowered = _lower(doc)
     if family == "aime":
         group = str(lowered.get("id", index))
-        return Item(group=f"item-{group}", texts=[str(lowered.get("problem") or lowered.get("question") or "")])
+        problem = str(lowered.get("problem") or lowered.get("question") or "")
+        return Item(group=f"item-{group}", texts=[problem], questions=[problem])
     if family == "demo":
-        return Item(group=f"item-{index}", texts=[str(lowered.get("question") or "")])
+        question = str(lowered.get("question") or "")
+        return Item(group=f"item-{index}", texts=[question], questions=[question])
     if family == "panorama":
         number = str(lowered.get("application_number") or "").strip()
         context = lowered.get("context") or {}
@@ -228,19 +285,30 @@ def item_of(family: str, doc: dict, index: int, molecules: Molecules | None) -> 
         found = molecules.fragments(source) if source and molecules else set()
         if not found and query and molecules:  # the molecule is only in the prompt
             found = molecules.in_text(query)
-        subtask = str(doc.get("subtask") or doc.get("prop") or doc.get("task") or "")
-        prose = _SMILES_TOKEN.sub(lambda m: " " if molecules and molecules.fragments(m.group(0)) else m.group(0), query)
-        question = [w for w in words(prose) if not w.isdigit()]
+        merged = {**_meta(doc), **{k: v for k, v in doc.items() if k != "meta"}}
+        partner = merged.get("mutated") or merged.get("permutated")  # a pair question asks about both
+        if isinstance(partner, str) and molecules:
+            found |= molecules.fragments(partner)
         return Item(
             group=f"item-{index}",
             exact_only=[query] if query else [],
+            questions=[query] if query else [],
             molecules=found,
-            subtask=subtask,
-            question=question,
+            terms=chem_terms(merged),
         )
-    # custom (a user's benchmark) and any family without a rule here: every text field is a key
+    # custom (a user's benchmark) and any family without a rule here: every text field is a key.
+    # With the benchmark's spec, the prompt fields are its question (a short answer or label is
+    # no key: it is any row's answer too), and the template rendered with the item is a key.
     texts = [value for value in doc.values() if isinstance(value, str) and value.strip()]
-    return Item(group=f"item-{index}", texts=texts, parts=True)
+    questions, rendered = [], []
+    if spec:
+        questions = [str(doc[f]) for f in spec.get("fields", [])[:-1] if isinstance(doc.get(f), (str, int, float))]
+        if spec.get("prompt_template"):
+            try:
+                rendered = [spec["prompt_template"].format(**doc)]
+            except (KeyError, IndexError, ValueError):  # an item without a field: scored as such, no key
+                rendered = []
+    return Item(group=f"item-{index}", texts=texts, parts=True, exact_only=rendered, questions=questions)
 
 
 # --- the guard ----------------------------------------------------------------------------------
@@ -256,10 +324,10 @@ class Guard:
     """Built from the evaluation docs of one benchmark family; `check(rows)` says, per row, the
     reason it leaks (or None)."""
 
-    def __init__(self, family: str, docs: Iterable[dict]):
+    def __init__(self, family: str, docs: Iterable[dict], spec: dict | None = None):
         self.family = family
         self.molecules = Molecules() if family == "chemcotbench" else None
-        self.items = [item_of(family, doc, i, self.molecules) for i, doc in enumerate(docs)]
+        self.items = [item_of(family, doc, i, self.molecules, spec) for i, doc in enumerate(docs)]
         groups_of_text: dict[tuple[str, ...], set[str]] = {}
         parts: set[tuple[str, ...]] = set()  # keys that are a part of an item (a claim), not all of it
         groups_of_window: dict[tuple[str, ...], set[str]] = {}
@@ -289,6 +357,16 @@ class Guard:
             if key not in parts or any(own(w) for w in key_words):
                 self.exact.setdefault(key[:_START], []).append((list(key), next(iter(groups))))
 
+        # Short questions: matched only as a whole string of a row, with the same care (one group,
+        # a word of their own: "positive" or "yes" shared by items is no key).
+        self.whole: dict[tuple[str, ...], str] = {}
+        for item in self.items:
+            for text in item.questions:
+                key_words = tuple(words(text))  # words only: "The plot was superb." is the item too
+                if key_words and len(key_words) < MIN_EXACT_WORDS and any(own(w) for w in key_words):
+                    self.whole[key_words] = "" if self.whole.get(key_words, item.group) != item.group else item.group
+        self.whole = {key: group for key, group in self.whole.items() if group}  # one group's only
+
         self.windows = {
             window: next(iter(groups))
             for window, groups in groups_of_window.items()
@@ -296,28 +374,16 @@ class Guard:
         }
         self.identifiers = {i: item.group for item in self.items for i in item.identifiers}
         self.chemistry = [item for item in self.items if item.molecules]
-        if self.chemistry:
-            self._task_words()
 
-    def _task_words(self) -> None:
-        """Per chemistry item, the words of its question that the other subtasks' questions do
-        not usually hold (a word in half of another subtask's questions is theirs too)."""
-        by_subtask: dict[str, list[set[str]]] = {}
-        for item in self.chemistry:
-            by_subtask.setdefault(item.subtask or "", []).append(set(item.question))
-        common: dict[str, set[str]] = {}
-        for subtask, questions in by_subtask.items():
-            counts: dict[str, int] = {}
-            for question in questions:
-                for word in question:
-                    counts[word] = counts.get(word, 0) + 1
-            common[subtask] = {w for w, c in counts.items() if c * 2 >= len(questions)}
-        for item in self.chemistry:
-            others = set().union(*(words for s, words in common.items() if s != (item.subtask or "")))
-            item.question = sorted(set(item.question) - others)
-
-    def reason(self, text: str, marks: list[str], row_words: list[str]) -> tuple[str | None, str | None]:
+    def reason(
+        self, text: str, marks: list[str], row_words: list[str], row: object = None
+    ) -> tuple[str | None, str | None]:
         """(reason, evaluation group) of one row, n-gram evidence aside (decided by `check`)."""
+        if self.whole:
+            for whole in [*strings(row), user_turn(row) or ""]:
+                group = self.whole.get(tuple(words(whole)))
+                if group:
+                    return "exact", group
         for start in range(len(marks) - _START + 1):
             for key, group in self.exact.get(tuple(marks[start : start + _START]), ()):
                 if marks[start : start + len(key)] == key:
@@ -332,10 +398,7 @@ class Guard:
             if found:
                 present = set(row_words)
                 for item in self.chemistry:
-                    if item.molecules <= found and (
-                        not item.question
-                        or sum(w in present for w in item.question) >= TASK_WORDS_SHARE * len(item.question)
-                    ):
+                    if item.molecules <= found and all(any(w in present for w in term) for term in item.terms):
                         return "molecule", item.group
         return None, None
 
@@ -349,7 +412,7 @@ class Guard:
             text = row_text(row)
             row_words = words(text)
             row_windows = set(_windows(row_words)) if self.windows else set()
-            reason, group = self.reason(text, tokens(text), row_words)
+            reason, group = self.reason(text, tokens(text), row_words, row)
             if reason:
                 report.add(index, reason, group)
                 continue
@@ -391,9 +454,10 @@ class Report:
         }
 
 
-def drop_leaks(family: str, rows: list, docs: Iterable[dict]) -> tuple[list, Report]:
-    """(the rows that leak nothing, the report): what the loop applies to a data script's output."""
-    report = Guard(family, docs).check(rows)
+def drop_leaks(family: str, rows: list, docs: Iterable[dict], spec: dict | None = None) -> tuple[list, Report]:
+    """(the rows that leak nothing, the report): what the loop applies to a data script's output.
+    `spec`: a user benchmark's (its prompt fields and template)."""
+    report = Guard(family, docs, spec).check(rows)
     return [row for index, row in enumerate(rows) if index not in report.dropped], report
 
 
@@ -434,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=Path, nargs="+", required=True)
     parser.add_argument("--output", type=Path, help="Write the kept rows here (.jsonl: JSONL, .json: a JSON list).")
     parser.add_argument("--report", type=Path, help="Also write the counts (JSON) here: what rdft reads.")
+    parser.add_argument("--spec", type=Path, help="A user benchmark's spec.json (its prompt fields and template).")
     args = parser.parse_args(argv)
 
     def train_rows() -> Iterator:
@@ -444,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
         docs = [doc for path in args.eval_docs for doc in iter_rows(path)]
         if not docs:
             raise SystemExit("leakage: the evaluation docs hold no items; give the benchmark's docs")
-        report = Guard(args.family, docs).check(train_rows())
+        spec = json.loads(args.spec.read_text(encoding="utf-8")) if args.spec else None
+        report = Guard(args.family, docs, spec).check(train_rows())
         if args.output is not None:  # a second pass: the rows are never all in memory at once
             write_rows((row for i, row in enumerate(train_rows()) if i not in report.dropped), args.output)
     except (OSError, ValueError, UnicodeDecodeError) as error:
