@@ -358,11 +358,22 @@ def test_bad_score_inputs_are_one_line(rdft, shared_dirs, eval_env, tmp_path):
         "score", "--benchmark", "aime25", "--docs", str(docs), "--predictions", str(predictions), env=shared_dirs
     )
     assert "names no known doc" in one_line_error(result)
+    # A ChemCoTBench dataset row without its gold is refused, not scored against the constant the
+    # authors' logs imply ("Yes" for permutated): a constant-answer model would score 1.0 on it.
+    docs.write_text(json.dumps(chem("permutated", smiles="CCO")) + "\n")
+    predictions.write_text(json.dumps({"doc_id": 0, "response": '{"output": "Yes"}'}) + "\n")
+    result = rdft(
+        "score", "--benchmark", "chemcotbench_mol_und", "--docs", str(docs), "--predictions", str(predictions),
+        env=shared_dirs,
+    )  # fmt: skip
+    assert "permutated item permutated-1 has no gold answer (gt)" in one_line_error(result)
 
 
 def test_aime25_judge_cascade_through_a_local_llm_server(rdft, shared_dirs, eval_env, tmp_path):
     """Rule first; the judge (litellm → an OpenAI-compatible server on 127.0.0.1) decides only
-    what the rule rejected. The key reaches the server, never the output."""
+    what the rule rejected, and its cascade is a second metric: the primary stays the strict
+    rule's (the judge accepted an answer the rule cannot read; issue 27, item 4). The key reaches
+    the server, never the output."""
     from llm_server import LLMServer
 
     secret = "sk-judge-test-secret-4242"
@@ -383,7 +394,8 @@ def test_aime25_judge_cascade_through_a_local_llm_server(rdft, shared_dirs, eval
         plain = rdft("score", "--benchmark", "aime24", *args, env=env)  # aime24 has no cascade
     assert judged.returncode == 0, judged.output
     summary = json.loads(judged.stdout)
-    assert summary["primary"]["value"] == 1.0  # 25 by the judge, 7 by the rule
+    assert (summary["primary"]["name"], summary["primary"]["value"]) == ("accuracy", 0.5)  # 7 by the rule
+    assert summary["metrics"]["judge_cascade_accuracy"] == 1.0  # and 25 by the judge
     assert summary["metrics"]["judge"] == {"model": "openai/judge", "calls": 1, "flipped_to_correct": 1, "failures": 0}
     assert len(server.requests) == 1 and server.requests[0]["auth"] == f"Bearer {secret}"
     assert "reference answer is 25" in server.requests[0]["body"]["messages"][-1]["content"]

@@ -118,33 +118,44 @@ class Judge:
 
 
 def score_one(doc: dict, response: str, judge: Judge | None = None) -> dict:
+    """The strict rule's verdict; with a judge, also the cascade's (the rule, then the LLM on
+    what the rule rejected). The judge never changes `correct`: its prompt holds the reference,
+    and it may accept an answer the rule cannot read, so it is a second metric, named as such."""
     answer = parse_answer(last_boxed(response))
     correct = answer is not None and equal(answer, gold(doc))
-    if not correct and judge is not None and strip_think(response).strip():
-        correct = judge.correct(doc, response)
-    return {"correct": int(correct), "readable": int(answer is not None), "answer": answer}
+    out = {"correct": int(correct), "readable": int(answer is not None), "answer": answer}
+    if judge is not None:
+        out["judged"] = int(correct or (bool(strip_think(response).strip()) and judge.correct(doc, response)))
+    return out
 
 
 def score_item(doc: dict, responses: list[str], judge: Judge | None = None) -> dict:
     scores = [score_one(doc, r, judge) for r in responses]
-    return {
+    item = {
         "accuracy": sum(s["correct"] for s in scores) / len(scores),
         "pass_at_k": int(any(s["correct"] for s in scores)),
         "unreadable": sum(1 - s["readable"] for s in scores),
         "samples": len(scores),
         "answer": scores[0]["answer"],
     }
+    if judge is not None:
+        item["judge_cascade_accuracy"] = sum(s["judged"] for s in scores) / len(scores)
+    return item
 
 
 def summarize(entry: dict, items: list[dict]) -> dict:
-    """The split's metrics (the family interface's `summarize`)."""
+    """The split's metrics (the family interface's `summarize`); the judge's cascade beside the
+    strict accuracy when a judge scored, never in its place."""
     n = len(items)
-    return {
+    out = {
         "accuracy": sum(i["accuracy"] for i in items) / n,
         "pass_at_k": sum(i["pass_at_k"] for i in items) / n,
         "n_unreadable": sum(i["unreadable"] for i in items),
         "samples_per_item": items[0]["samples"],
     }
+    if all("judge_cascade_accuracy" in i for i in items):
+        out["judge_cascade_accuracy"] = sum(i["judge_cascade_accuracy"] for i in items) / n
+    return out
 
 
 def process_results(doc: dict, results: list) -> dict:
@@ -160,7 +171,7 @@ def doc_to_target(doc: dict) -> str:
 # --- the family interface: evaluation/score.py and recipes/data_recipe.py call only these --------
 def score(entry: dict, doc: dict, responses: list[str], judge: Judge | None = None) -> dict:
     """AIME scores its k samples together (avg@k, pass@k); `judge` where the benchmark's table
-    row has `judge: true` and a judge model is configured."""
+    row has `judge: true` and a judge model is configured (a second metric; see score_one)."""
     return score_item(doc, responses, judge)
 
 

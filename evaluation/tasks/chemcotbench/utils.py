@@ -209,7 +209,7 @@ def normalise(row: dict) -> dict:
     gold = row.get("gt") if row.get("gt") not in (None, "") else meta.get("gt")  # ChemCoT rows keep it in meta
     if isinstance(gold, str) and gold.strip().startswith("{"):
         gold = json.loads(gold)
-    if gold is None:  # authors' logs carry the gold answer in their own fields
+    if gold is None and "json_results" in row:  # authors' logs carry the gold answer in their own fields
         gold = {
             "fg_count": merged.get("fg_num"),
             "ring_count": merged.get("count"),
@@ -217,7 +217,11 @@ def normalise(row: dict) -> dict:
             "ring_system_scaffold": "Yes",  # the authors score the rate of "yes"
             "mutated": "No",  # a mutated molecule is a different molecule
             "permutated": "Yes",  # a permuted SMILES is the same molecule
-        }.get(subtask)
+        }.get(subtask)  # their yes/no subtasks hold one answer by construction: only a log row takes it
+    if gold is None and FAMILY_OF[subtask] in ("mol_und", "reaction"):
+        # A dataset row without its gold is not scored against a guessed one (a constant "Yes"
+        # would score a constant-answer model 1.0 on it).
+        raise ValueError(f"{subtask} item {row.get('id', '')!s} has no gold answer (gt); give the benchmark's rows")
     source = next((merged[k] for k in ("molecule", "src_smiles", "source", "src", "smiles") if merged.get(k)), None)
     return {
         "subtask": subtask,
