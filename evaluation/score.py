@@ -169,6 +169,8 @@ def summarize(
     entry = load_table()[benchmark]
     family = Family(benchmark, entry, judge_model, judge_retry)
     items = [family.score(doc, r) for doc, r in zip(docs, responses, strict=True)]
+    for item in items:  # what "wrong" means is the family's: the feedback shows items without full marks
+        item["full_marks"] = bool(family.module.full_marks(family.entry, item))
     if items_path is not None:  # per-item scores: the paired comparison of two runs reads them
         items_path.write_text("".join(json.dumps(item) + "\n" for item in items))
     metric = entry["primary"]["metric"]

@@ -127,6 +127,15 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     assert validation["primary"]["name"] == "accuracy" and 0.0 <= validation["primary"]["value"] <= 1.0
     data = json.loads((log / "Loop_0" / "running" / "data.json").read_text())
     assert data["samples"] == 80 and data["dropped_leakage"] == 0
+    # The feedback shows the items without full marks, with the benchmark's own question and gold
+    # fields (issue 27 item 7: they were [] for a custom metric).
+    validation_dir = log / "Loop_0" / "running" / "validation"
+    scored = [json.loads(line) for line in (validation_dir / "items.jsonl").read_text().splitlines()]
+    docs = [json.loads(line) for line in next(validation_dir.glob("docs.*.jsonl")).read_text().splitlines()]
+    assert [item["full_marks"] for item in scored] == [item["accuracy"] == 1 for item in scored]
+    wrong = json.loads((log / "Loop_0" / "feedback" / "feedback.json").read_text())["wrong_samples"]
+    expected = [(doc["text"], doc["label"]) for doc, item in zip(docs, scored, strict=True) if not item["full_marks"]]
+    assert [(w["question"], w["gold"]) for w in wrong] == expected
     scenario = json.loads((log / "scenario.json").read_text())
     assert scenario["target"] == "Tell positive from negative film reviews"
     assert "The user's own benchmark (12 items)" in scenario["description"]
@@ -342,6 +351,17 @@ def test_short_items_are_matched_whole_and_in_their_template(user, tmp_path, dat
     added = user("benchmarks", "add", "sentiment", "--docs", tmp_path / "eval.jsonl", "--prompt-template", TEMPLATE,
                  *LABEL_ACCURACY)  # fmt: skip
     assert added.returncode == 0, added.stderr
+    # `benchmarks show` prints the prompt lm-eval renders: the template's real newline, the answer rule.
+    shown = user("benchmarks", "show", "sentiment")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.endswith(
+        "prompt of the first validation item:\nReview: a dull and slow film\nIs the review positive or negative?\n"
+        'End your answer with a JSON object {"label": <your answer>}.\n'
+    )
+    # A template typed as "...\n..." in double quotes holds a backslash and an n: said, not guessed.
+    literal = user("benchmarks", "add", "literal", "--docs", tmp_path / "eval.jsonl", "--prompt-template",
+                   "Review: {text}\\nIs it good?", *LABEL_ACCURACY)  # fmt: skip
+    assert literal.returncode == 0 and "holds a backslash and an n, not a newline" in literal.stderr
 
     def chat(text: str) -> dict:
         return {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "positive"}]}

@@ -41,7 +41,11 @@ def benchmarks_list(ctx) -> None:
 @click.option("--docs", required=True, type=click.Path(path_type=Path),
               help="Your evaluation items: JSONL, JSON, CSV or parquet (a file or a folder).")  # fmt: skip
 @click.option("--prompt-field", help="The item field that is the prompt.")
-@click.option("--prompt-template", help="The prompt as a template of item fields, e.g. 'Review: {text}'.")
+@click.option(
+    "--prompt-template",
+    help="The prompt as a template of item fields, e.g. $'Review: {text}\\nPositive or negative?' (bash's $'' "
+    "makes \\n a newline).",
+)
 @click.option("--answer-field", required=True, help="The item field that holds the gold answer.")
 @click.option("--metric", help="exact_match, accuracy, f1, numeric_tolerance or json_field_match.")
 @click.option("--answer-key", help="Read the answer from the last JSON object with this key (default: last \\boxed{}).")
@@ -73,6 +77,13 @@ def benchmarks_add(
     """Register your own evaluation file as benchmark NAME (seeded validation and hidden test splits)."""
     from rdft.evaluation.custom import add_benchmark
 
+    if prompt_template and "\\n" in prompt_template:  # "...\n..." in double quotes reaches us as two characters
+        click.echo(
+            "warning: --prompt-template holds a backslash and an n, not a newline; for a newline write "
+            "$'...\\n...' in bash or a real line break (`rdft benchmarks show NAME` prints the prompt)",
+            err=True,
+        )
+
     entry = add_benchmark(
         settings_of(ctx),
         name,
@@ -91,6 +102,27 @@ def benchmarks_add(
         f"{entry.name}: {entry.n} items, {entry.split_size} validation / {entry.split_size} test; "
         f"primary {entry.primary.metric}: {entry.primary.description}"
     )
+
+
+@benchmarks.command("show")
+@click.argument("name")
+@click.pass_context
+def benchmarks_show(ctx: click.Context, name: str) -> None:
+    """What benchmark NAME asks and how it scores, and its first validation item's prompt as the
+    model sees it (rendered by the family's doc_to_text in the eval env)."""
+    from rdft.evaluation.benchmarks import get_benchmark
+    from rdft.evaluation.items import first_prompt
+
+    settings = settings_of(ctx)
+    entry = get_benchmark(name)
+    size = f"{entry.split_size} validation / {entry.split_size} test" if entry.split_size else "splits unknown"
+    click.echo(f"{entry.name} ({entry.family}{', yours' if entry.custom else ''}): {entry.n or '?'} items, {size}")
+    if entry.description:
+        click.echo(f"asks: {entry.description}")
+    click.echo(f"primary: {entry.primary.metric} ({entry.primary.direction} is better): {entry.primary.description}")
+    click.echo(f"items from: {entry.repo}")
+    click.echo("prompt of the first validation item:")
+    click.echo(first_prompt(settings, name))
 
 
 @benchmarks.command("remove")

@@ -14,6 +14,7 @@ interrupted prepare never leaves a half copy.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 import tempfile
@@ -139,3 +140,41 @@ def read_manifest(settings: Settings, benchmark: str) -> PreparedItems | None:
         return PreparedItems.model_validate_json((benchmarks_dir(settings) / benchmark / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+
+
+# Renders one doc with the family's own doc_to_text in the eval env (the host imports no family code).
+_RENDER = """import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+spec = importlib.util.spec_from_file_location("rdft_family", sys.argv[2])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+with open(sys.argv[3], encoding="utf-8") as handle:
+    prompt = module.doc_to_text(json.loads(handle.readline()))
+with open(sys.argv[4], "w", encoding="utf-8") as handle:
+    json.dump(prompt, handle)
+"""
+
+
+def first_prompt(settings: Settings, benchmark: str) -> str:
+    """The first validation item's prompt, exactly as lm-eval renders it (`rdft benchmarks show`)."""
+    from rdft.evaluation.custom import spec_path
+
+    entry = get_benchmark(benchmark)
+    tasks = evaluation_dir() / "tasks"
+    with tempfile.TemporaryDirectory(prefix="rdft-show-") as tmp:
+        docs = Path(tmp) / "docs.jsonl"
+        write_docs(settings, benchmark, ["validation"], docs, limit=1)
+        spec, out = spec_path(benchmark), Path(tmp) / "prompt.json"
+        result = (
+            EnvManager(settings)
+            .ensure("eval")
+            .run(
+                ["python", "-c", _RENDER, str(tasks), str(tasks / entry.family / "utils.py"), str(docs), str(out)],
+                extra_env={"RDFT_BENCHMARK_SPEC": str(spec)} if spec else None,
+                echo=False,
+            )
+        )
+        if not result.ok or not out.is_file():
+            lines = [line for line in result.tail.strip().splitlines() if line.strip()] or ["no output"]
+            raise RdftError(f"cannot render a {benchmark} prompt: {lines[-1][:300]}")
+        return json.loads(out.read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import Benchmark, get_benchmark
 from rdft.evaluation.score import compare_runs
 from rdft.files import write_atomic
 from rdft.knowledge import remember_recipe, remembered
@@ -77,8 +78,11 @@ class Feedback(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def wrong_samples(eval_dir: Path, metric: str, limit: int = MAX_WRONG, seed: int = 0) -> list[dict]:
-    """Up to `limit` validation items the model got wrong: question, gold, response (truncated)."""
+def wrong_samples(eval_dir: Path, benchmark: Benchmark, limit: int = MAX_WRONG, seed: int = 0) -> list[dict]:
+    """Up to `limit` validation items the model got wrong (without full marks by the family's own
+    rule, which score.py writes into each item): question, gold, response (truncated). The
+    question and the gold are the benchmark's own fields (a user benchmark's prompt and answer
+    fields), else the usual names."""
     docs_files = sorted(eval_dir.glob("docs.*.jsonl"))
     if not docs_files or not (eval_dir / "items.jsonl").exists():
         return []
@@ -88,13 +92,20 @@ def wrong_samples(eval_dir: Path, metric: str, limit: int = MAX_WRONG, seed: int
     for line in (eval_dir / "predictions.jsonl").read_text().splitlines():
         row = json.loads(line)
         responses.setdefault(int(row["doc_id"]), row["response"])
-    wrong = [i for i, item in enumerate(items) if isinstance(item.get(metric), (int, float)) and item[metric] < 1]
+    if benchmark.custom:
+        question_keys, gold_keys = benchmark.custom["fields"][:-1], benchmark.custom["fields"][-1:]
+    else:
+        gold_keys = [name for field in benchmark.scored_fields for name in field.split("|")]
+        question_keys = [name for field in benchmark.fields for name in field.split("|") if name not in gold_keys]
+    wrong = [i for i, item in enumerate(items) if item.get("full_marks") is False]
     random.Random(seed).shuffle(wrong)
     out = []
     for index in sorted(wrong[:limit]):
         doc = docs[index]
-        question = next((doc[k] for k in QUESTION_KEYS if doc.get(k)), json.dumps(doc)[:1000])
-        gold = next((doc[k] for k in GOLD_KEYS if doc.get(k) not in (None, "")), None)
+        question = "\n".join(str(doc[k]) for k in question_keys if doc.get(k) not in (None, "")) or next(
+            (doc[k] for k in QUESTION_KEYS if doc.get(k)), json.dumps(doc)[:1000]
+        )
+        gold = next((doc[k] for k in [*gold_keys, *GOLD_KEYS] if doc.get(k) not in (None, "")), None)
         out.append({"question": str(question)[:1000], "gold": gold, "response": responses.get(index, "")[:500]})
     return out
 
@@ -127,7 +138,7 @@ def assess(
         decision=confirmed,
         status="done",
         comparison=comparison,
-        wrong_samples=wrong_samples(Path(validation["dir"]), scenario.primary_metric),
+        wrong_samples=wrong_samples(Path(validation["dir"]), get_benchmark(scenario.benchmark)),
         explanation="",
         flags=(validation.get("diagnostics") or {}).get("flags", []),
         leakage=outcome["data"].get("leakage") or {},
