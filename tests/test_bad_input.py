@@ -219,7 +219,9 @@ def test_bad_input_is_one_line_and_changes_nothing(case, rdft, shared_dirs, eval
     environ = {**shared_dirs, **env} if case.startswith(("score", "train", "dry run")) else env
     watched = [rdft.workdir, Path(environ.get("FT_FILE_PATH", tmp_path / "ft"))]
     if case.startswith(("score", "train", "dry run")):
-        watched = [rdft.workdir]  # the shared envs live elsewhere and may be used, never changed by a refusal
+        # The shared FT_FILE_PATH (models, prepared items, baselines) is watched too; the envs live
+        # in RDFT_ENVS_DIR and may be used, never changed by a refusal.
+        watched = [rdft.workdir, Path(shared_dirs["FT_FILE_PATH"])]
     before = snapshot(*watched)
     result = rdft(*args, env=environ)
     output = (result.stdout + result.stderr).strip().splitlines()

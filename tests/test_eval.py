@@ -125,7 +125,8 @@ def test_adapter_against_its_base(rdft, cli_env, aime_models, tmp_path):
     base = json.loads((tmp_path / "base" / "summary.json").read_text())
     tuned = json.loads((tmp_path / "lora" / "summary.json").read_text())
     assert tuned["adapter"] == str(aime_models["lora"])
-    assert base["primary"]["value"] == 0.0 and tuned["primary"]["value"] > base["primary"]["value"]
+    # The adapter was trained to memorise the three answers: the base knows none, the adapter most.
+    assert base["primary"]["value"] == 0.0 and tuned["primary"]["value"] >= 2 / 3
 
 
 def test_samples_give_avg_at_k(rdft, cli_env, aime_models, tmp_path):
