@@ -17,11 +17,13 @@ import contextlib
 import datetime
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 
 from filelock import FileLock
 
+from rdft.errors import RdftError
 from rdft.settings import Settings
 
 FIX_CHARS = 3000  # a fix's diff, at most: enough for the lines that changed
@@ -68,6 +70,27 @@ def _append(settings: Settings, name: str, record: dict) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+# What a record of each file holds: a line of another shape (`{}`, `5`, a gain that is a word,
+# a hand edit) is skipped like a cut one, so no reader formats or compares a value it cannot.
+NUMBER = (int, float)
+SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "fixes.jsonl": {"family": str, "signature": str, "fix": str, "error": str, "source": str, "time": str},
+    "recipes.jsonl": {"family": str, "benchmark": str, "base_model": str, "gain": NUMBER, "validation": NUMBER,
+                      "hypothesis": str, "train_yaml": str, "process_data_py": str, "source": str, "time": str},
+}  # fmt: skip
+REQUIRED = {"fixes.jsonl": ("family", "signature", "fix"), "recipes.jsonl": ("family", "gain")}
+
+
+def _well_formed(name: str, record: object) -> bool:
+    if not isinstance(record, dict) or not all(key in record for key in REQUIRED[name]):
+        return False
+    for key, kind in SHAPES[name].items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return False
+    return True
+
+
 def _read(settings: Settings, name: str) -> list[dict]:
     path = store_dir(settings) / name
     if not path.is_file():
@@ -78,9 +101,22 @@ def _read(settings: Settings, name: str) -> list[dict]:
             record = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):  # a line cut by a crash (mid-character too) is skipped
             continue
-        if isinstance(record, dict):  # and one of another shape, never trusted
+        if _well_formed(name, record):  # and one of another shape, never trusted
             records.append(record)
     return records
+
+
+def check_store(settings: Settings) -> None:
+    """The store can be written: a run learns into it only after a loop's whole work, so a file
+    where its folder belongs is said before the run starts, not as that loop's error."""
+    folder = store_dir(settings)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    where = "RDFT_KNOWLEDGE_DIR" if settings.rdft_knowledge_dir is not None else "the knowledge store"
+    where += f" {folder}" + ("" if existing == folder else f": {existing}")
+    if not existing.is_dir():
+        raise RdftError(f"{where} is a file, not a folder; point RDFT_KNOWLEDGE_DIR at a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RdftError(f"{where} is not writable; fix its permissions or point RDFT_KNOWLEDGE_DIR elsewhere")
 
 
 def remember_fix(settings: Settings, *, family: str, stage: str, error: str, fix: str, source: str) -> None:
@@ -135,12 +171,8 @@ def fixes_for(settings: Settings, stage: str, error: str, limit: int = 3) -> lis
 
 def recipes_for(settings: Settings, family: str, limit: int = 2) -> list[dict]:
     """The recipes of the family with the largest gains over their base models."""
-    matches = [
-        r
-        for r in _read(settings, "recipes.jsonl")
-        if r.get("family") == family and isinstance(r.get("gain"), (int, float))
-    ]
-    return sorted(matches, key=lambda r: -r.get("gain", 0))[:limit]
+    matches = [r for r in _read(settings, "recipes.jsonl") if r["family"] == family]  # each with a numeric gain
+    return sorted(matches, key=lambda r: -r["gain"])[:limit]
 
 
 def render_fixes(fixes: list[dict]) -> str:
@@ -156,11 +188,13 @@ def render_recipes(recipes: list[dict]) -> str:
     if not recipes:
         return ""
     parts = ["Recipes that beat the base model in earlier runs on this benchmark family:"]
-    for recipe in recipes:
+    for recipe in recipes:  # gain and family are there (_read); the rest may be missing
+        validation = recipe.get("validation")
+        scored = f" (validation {validation:.4g})" if validation is not None else ""
         parts.append(
-            f"- {recipe['benchmark']} with {recipe['base_model']}: +{recipe['gain']:.4g} (validation "
-            f"{recipe['validation']:.4g}); {recipe['hypothesis']}\n  train.yaml:\n{_indent(recipe['train_yaml'])}\n"
-            f"  process_data.py (first lines):\n{_indent(recipe['process_data_py'])}"
+            f"- {recipe.get('benchmark', '?')} with {recipe.get('base_model', '?')}: +{recipe['gain']:.4g}{scored}; "
+            f"{recipe.get('hypothesis', '')}\n  train.yaml:\n{_indent(recipe.get('train_yaml') or '')}\n"
+            f"  process_data.py (first lines):\n{_indent(recipe.get('process_data_py') or '')}"
         )
     return "\n".join(parts)
 

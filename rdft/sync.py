@@ -127,6 +127,8 @@ def sync_up(log_dir: Path, url: str, settings: Settings, *, include_weights: boo
     log_dir = log_dir.resolve()
     if not log_dir.is_dir():
         raise RdftError(f"{log_dir} is not a folder; give a run's log folder")
+    if not (log_dir / "run.json").is_file():  # a home folder or a dataset would be uploaded whole
+        raise RdftError(f"{log_dir} is not an rdft run folder (no run.json); give the folder `rdft run` printed")
     fs, root = open_remote(url, settings)
     target = f"{root.rstrip('/')}/{log_dir.name}"
     files = local_files(log_dir, include_weights)

@@ -63,11 +63,22 @@ def gpu_count() -> int:
     return host_hardware()["gpu_count"]
 
 
+def duration(text: str, where: str) -> float:
+    """parse_duration's seconds, its refusal naming `where` the value came from (a task's key,
+    --time-margin): parse_duration's own names --timeout, which the user may not have given."""
+    try:
+        return parse_duration(text)
+    except RdftError:
+        raise RdftError(f"{where} {text!r} is not a positive duration; use e.g. 12h, 90m or 3600") from None
+
+
 def load_tasks(path: Path, *, local: bool = True) -> list[Task]:
     try:
         raw = json.loads(path.read_text())
     except OSError:
         raise RdftError(f'cannot read {path}; give a tasks file like {{"tasks": [...]}}') from None
+    except UnicodeDecodeError as error:  # a binary file given by mistake
+        raise RdftError(f"{path} is not UTF-8 text (byte {error.start}); give a JSON tasks file") from None
     except json.JSONDecodeError as error:
         raise RdftError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
     try:
@@ -88,10 +99,10 @@ def load_tasks(path: Path, *, local: bool = True) -> list[Task]:
     for number, task in enumerate(tasks, 1):
         get_benchmark(task.benchmark)
         if task.timeout:
-            parse_duration(task.timeout)
+            duration(task.timeout, f"{path}: task {number}: timeout")
         gpus = task.gpu_list()
         if task.time:
-            parse_duration(task.time)
+            duration(task.time, f"{path}: task {number}: time")
         for gpu in gpus:
             if gpus.count(gpu) > 1:
                 raise RdftError(f'task {number}: GPU {gpu} is listed twice in gpus "{task.gpus}"; list each GPU once')

@@ -80,7 +80,7 @@ def batch_command(
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops the batch, even from a background job
 
     from rdft.batch import SlurmOptions, run_batch, run_slurm_batch
-    from rdft.loop.budget import parse_duration
+    from rdft.batch.tasks import duration
 
     console = Console(soft_wrap=True)  # paths and commands stay whole in logs
     if executor == "slurm":
@@ -91,7 +91,7 @@ def batch_command(
             sbatch=list(sbatch_lines),
             cpus=cpus,
             mem_per_gpu=mem_per_gpu,
-            time_margin_s=parse_duration(time_margin),
+            time_margin_s=duration(time_margin, "--time-margin"),
             requeue=requeue,
             cancel_on_exit=cancel_on_exit,
             shared_ok=shared_ok,

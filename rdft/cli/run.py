@@ -45,6 +45,8 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
 
     from rich.console import Console
 
+    from rdft.evaluation.benchmarks import get_benchmark
+    from rdft.knowledge import check_store
     from rdft.loop.records import RunArgs, resume_changes
     from rdft.loop.run import STOPPED_EXIT_CODE, result_lines, resume, start
 
@@ -58,10 +60,14 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
     settings = settings_of(ctx)
     console = Console(stderr=True, soft_wrap=True)
     asked = {name for name in options if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    check_store(settings)  # the run writes it only after a loop's work: a bad one is said first
     if resume_dir is not None:
         run = resume(settings, resume_dir.expanduser().resolve(), console, resume_changes(options, asked))
     else:
-        run = start(settings, RunArgs.for_new_run(settings, options, asked), console)
+        args = RunArgs.for_new_run(settings, options, asked)
+        get_benchmark(args.benchmark)  # the instant refusals before the Hub is asked (start() asks it again)
+        check_base_model(settings, args.base_model)
+        run = start(settings, args, console)
     if run.finished:
         click.echo("rdft: run finished\n" + "\n".join(result_lines(run)))
         click.echo(f"log: {run.log_dir}\nreport: {run.log_dir / 'report.html'}")
@@ -73,6 +79,44 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
         f"log: {run.log_dir}\nreport: {run.log_dir / 'report.html'}"
     )
     sys.exit(STOPPED_EXIT_CODE)
+
+
+def check_base_model(settings, name: str) -> None:
+    """--base-model, as far as it can be told before start() makes the log folder (a refused
+    model must leave none): a tiny:<arch> it can build, a Hub id's spelling, and the Hub's answer
+    for its config.json (fetched into the folder the run downloads the rest into). A local
+    folder is start()'s to check."""
+    from rdft.errors import RdftError
+    from rdft.training.models import TINY_ARCHS
+
+    if name.startswith("tiny:"):
+        if name.removeprefix("tiny:") not in TINY_ARCHS:
+            raise RdftError(f"--base-model {name} is unknown; use {' or '.join('tiny:' + a for a in TINY_ARCHS)}")
+        return
+    target = settings.ft_file_path.expanduser().resolve() / "models" / name
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or (target / "config.json").is_file():
+        return
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    try:
+        hf_hub_download(name, "config.json", local_dir=target, token=token, endpoint=settings.hf_endpoint)
+    except HFValidationError:
+        raise RdftError(f"--base-model {name!r} is neither a local folder nor a Hub id like Qwen/Qwen2.5-7B") from None
+    except GatedRepoError:  # a subclass of RepositoryNotFoundError: first
+        raise RdftError(f"{name} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise RdftError(
+            f"--base-model {name} is not a model repo on the Hub (or it is private: set HF_TOKEN); check the id"
+        ) from None
+    except Exception as error:  # no answer, a server error, a repo without config.json
+        if isinstance(error, OSError) and error.errno is not None and error.filename:
+            raise  # this host's disk (full, read-only): the CLI's one line names the path
+        raise RdftError(
+            f"cannot get the base model {name} ({type(error).__name__}); check the name, HF_TOKEN and the network, "
+            "or give a local folder"
+        ) from None
 
 
 @cli.command("prompt")
@@ -120,13 +164,14 @@ def knowledge_list(ctx: click.Context, as_json: bool) -> None:
     if not records:
         click.echo(f"the knowledge store ({store_dir(settings)}) is empty")
         return
-    for record in records:
+    for record in records:  # a record holds its kind's required keys (knowledge._read); the rest may be missing
+        when = record.get("time", "?")
         if record["kind"] == "fix":
-            click.echo(f"fix     {record['family']:<13} {record['signature'][:100]}  ({record['time']})")
+            click.echo(f"fix     {record['family']:<13} {record['signature'][:100]}  ({when})")
         else:
             click.echo(
-                f"recipe  {record['family']:<13} {record['benchmark']} +{record['gain']:.4g} with "
-                f"{record['base_model']}: {record['hypothesis'][:80]}  ({record['time']})"
+                f"recipe  {record['family']:<13} {record.get('benchmark', '?')} +{record['gain']:.4g} with "
+                f"{record.get('base_model', '?')}: {record.get('hypothesis', '')[:80]}  ({when})"
             )
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -25,6 +24,7 @@ import yaml
 from rdft.datasets.prepare import MANIFEST, PreparedDataset, datasets_dir
 from rdft.datasets.registry import USER_ENTRY, DatasetEntry, builtin, registry
 from rdft.errors import RdftError, did_you_mean
+from rdft.files import clear_leftovers, removal_name, staging_dir
 from rdft.tables import read_rows
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{1,40}$")
@@ -82,6 +82,7 @@ def add_dataset(
     if name in builtin():
         raise RdftError(f"{name} is a built-in dataset; choose another name")
     root = datasets_dir(settings)
+    clear_leftovers(root)  # what a killed add or remove left (D17)
     final = root / name
     if (final / USER_ENTRY).is_file():
         raise RdftError(f"dataset {name} exists; remove it first (`rdft datasets remove {name}`)")
@@ -106,7 +107,7 @@ def add_dataset(
         "rows": len(rows),
     }
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{name}-"))
+    staging = staging_dir(root, name)
     try:
         with open(staging / "data.jsonl", "w", encoding="utf-8") as handle:
             for row in rows:
@@ -141,10 +142,11 @@ def remove_dataset(settings, name: str) -> Path:
     if name in builtin():
         raise RdftError(f"{name} is a built-in dataset; only datasets you added can be removed")
     final = datasets_dir(settings) / name
+    clear_leftovers(final.parent)  # what a killed add or remove left (D17)
     if not (final / USER_ENTRY).is_file():
         mine = [n for n, e in registry().items() if e.user]
         raise RdftError(f"no dataset {name!r} of yours; {did_you_mean(name, mine)}see `rdft datasets list`")
-    doomed = final.with_name(f".removed-{name}-{os.getpid()}")
+    doomed = removal_name(final)
     os.rename(final, doomed)  # gone from the registry at once, even if the delete is interrupted
     shutil.rmtree(doomed, ignore_errors=True)
     registry.cache_clear()

@@ -74,6 +74,35 @@ def _readable(path: Path, what: str) -> Path:
     return path.resolve()
 
 
+def _predictions(path: Path) -> Path:
+    """The predictions file, every row checked here: the scorer would say a cut line's place in
+    that row ("line 1 column 12") or a number's TypeError without the row; this names the file's line."""
+    path = _readable(path, "predictions")
+    if not path.is_file():
+        raise RdftError(f"predictions {path} is a folder; give a JSONL file of {{doc_id or id, response}} rows")
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line.decode("utf-8").strip())
+            except UnicodeDecodeError:
+                raise RdftError(f"predictions {where} is not UTF-8 text; save the file as UTF-8") from None
+            except ValueError as error:
+                reason = getattr(error, "msg", "not JSON")
+                raise RdftError(f"predictions {where} is not valid JSON ({reason}); fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise RdftError(f"predictions {where} is not a JSON object; give {{doc_id or id, response}} rows")
+            if not isinstance(row.get("response"), str):
+                got = f"a response of type {type(row['response']).__name__}" if "response" in row else "no response"
+                raise RdftError(f"predictions {where} has {got}; give each answer as text in response")
+            doc_id = row.get("doc_id")
+            if "doc_id" in row and not (type(doc_id) in (int, str) and str(doc_id).isdigit()):  # bool is no index
+                raise RdftError(f"predictions {where}: doc_id {doc_id!r} is not a doc's index; give 0, 1, ...")
+    return path
+
+
 def score(
     settings: Settings,
     benchmark: str,
@@ -93,7 +122,7 @@ def score(
     else:
         if docs is None or predictions is None:
             raise RdftError("give --docs and --predictions (or --log for ChemCoTBench authors' logs)")
-        args = ["--docs", str(_readable(docs, "docs")), "--predictions", str(_readable(predictions, "predictions"))]
+        args = ["--docs", str(_readable(docs, "docs")), "--predictions", str(_predictions(predictions))]
     env = EnvManager(settings).ensure("eval")
     judge_args, judge_env = scorer_options(settings, benchmark)
     with tempfile.TemporaryDirectory(prefix="rdft-score-") as tmp:

@@ -23,7 +23,7 @@ from rdft.loop.layout import RunLayout
 from rdft.loop.provenance import fingerprint
 from rdft.loop.records import RunArgs
 from rdft.settings import Settings
-from rdft.training.models import build_tiny_model, shape_from_config
+from rdft.training.models import TINY_ARCHS, build_tiny_model, shape_from_config
 from rdft.training.planner import estimate_gib
 
 
@@ -157,8 +157,8 @@ def ensure_base_model(settings: Settings, name: str, console: Console) -> Path:
     models = settings.ft_file_path.expanduser().resolve() / "models"
     if name.startswith("tiny:"):
         arch = name.removeprefix("tiny:")
-        if arch not in ("llama", "qwen2"):
-            raise RdftError(f"--base-model {name} is unknown; use tiny:llama or tiny:qwen2")
+        if arch not in TINY_ARCHS:
+            raise RdftError(f"--base-model {name} is unknown; use {' or '.join('tiny:' + a for a in TINY_ARCHS)}")
         env = EnvManager(settings).ensure("train")
         return build_tiny_model(env, arch, models / f"tiny-{arch}", console)
     path = Path(name).expanduser()

@@ -65,7 +65,8 @@ class MethodSection(Section):
 
 
 class TrainSection(Section):
-    epochs: int = Field(1, ge=1)
+    # Bounded: 10**15 epochs was accepted and planned as a run that never ends (a typo, or an LLM's).
+    epochs: int = Field(1, ge=1, le=1000, description="Passes over the data")
     max_steps: int = Field(-1, ge=-1, description="Optimizer steps; -1 runs `epochs` epochs")
     micro_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="Samples per micro-batch (packed: token budget = this × max_length); auto = planner"

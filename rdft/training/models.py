@@ -38,12 +38,15 @@ def build_tiny_model(env: Env, arch: str, model_dir: Path, console: Console, ver
     return model_dir
 
 
+TINY_ARCHS = ("llama", "qwen2")  # what tiny:<arch> builds (recipes/tiny_model.py)
+
+
 def resolve_model(config: TrainConfig, settings: Settings) -> Path | None:
     """The local model folder (tiny models live under FT_FILE_PATH/models), or None for a hub id."""
     arch = config.model.tiny_arch
     if arch:
-        if arch not in ("llama", "qwen2"):
-            raise RdftError(f"model.path tiny:{arch} is unknown; use tiny:llama or tiny:qwen2")
+        if arch not in TINY_ARCHS:
+            raise RdftError(f"model.path tiny:{arch} is unknown; use {' or '.join('tiny:' + a for a in TINY_ARCHS)}")
         return settings.ft_file_path.expanduser().resolve() / "models" / f"tiny-{arch}"
     path = Path(config.model.path)
     return path if path.is_absolute() else None
