@@ -850,6 +850,8 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
         model = str(folder)
     command = [sys.executable, "-m", "rdft", "run", "--base-model", model, "--benchmark", "demo_letter",
                "--dataset", "demo-letter", "--loop-n", "1", "--no-sync"]  # fmt: skip
+    if smoke:  # the smoke checks the plumbing: 8 items, one greedy answer each (a CPU scores slowly)
+        command += ["--eval-limit", "8", "--samples", "1", "--max-gen-toks", "16"]
     left = max(1.0, timeout - (time.perf_counter() - started))
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(

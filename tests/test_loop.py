@@ -577,3 +577,36 @@ def test_a_resume_redoes_a_cut_record_and_keeps_it_aside(demo_run, rdft, shared_
         json.loads(whole)["decision"],
         json.loads(whole)["comparison"],
     )
+
+
+def test_the_budget_caps_the_running_stages_leakage_guard(demo_run, shared_settings, tmp_path):
+    """The running stage's guard takes its timeout from the run's budget as every other step does
+    (issue 27 item 8): with 0.5 s left when the guard starts, the guard is stopped at 0.5 s."""
+    from rich.console import Console
+
+    from rdft.loop.coding import GUARD_TIMEOUT
+    from rdft.loop.running import run_experiment
+    from rdft.loop.scenario import Scenario
+    from rdft.loop.workspace import StepFailed
+
+    log = log_dir_of(demo_run.stdout)
+    asked: list[float] = []
+
+    def deadline(cap: float) -> float:  # the data script gets its own limit; then 0.5 s are left
+        asked.append(cap)
+        return cap if len(asked) == 1 else 0.5
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(log / "Loop_0" / "workspace", workspace, ignore=shutil.ignore_patterns(".debug", "output"))
+    (tmp_path / "stage").mkdir()
+    with pytest.raises(StepFailed, match=r"the leakage guard timed out after 0\.5 s"):
+        run_experiment(
+            shared_settings,
+            Scenario.model_validate_json((log / "scenario.json").read_text()),
+            workspace,
+            tmp_path / "stage",
+            log / "baseline" / "evaluation_items.jsonl",
+            deadline=deadline,
+            console=Console(quiet=True),
+        )
+    assert asked == [shared_settings.ft_data_processing_timeout, GUARD_TIMEOUT]
