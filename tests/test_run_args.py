@@ -124,6 +124,39 @@ def test_a_killed_sessions_work_counts_and_idle_time_does_not(tmp_path):
     assert budget.spent_before == pytest.approx(130.0)
 
 
+def test_a_stage_is_timed_over_every_session_that_worked_on_it(tmp_path):
+    """A stage killed with -9 (its clock never paused), then paused by the budget, then finished:
+    its seconds are the three sessions' parts — the killed one up to the last file its work
+    wrote — never only the last session's (the battery's F6: 63.6 s for a 105 s training)."""
+    import json
+    import os
+
+    from rdft.loop.budget import StageClock
+
+    loop = tmp_path / "Loop_0"
+    loop.mkdir()
+    killed = StageClock(loop, "running")
+    started = json.loads((loop / ".running.clock.json").read_text())["started"]
+    metrics = loop / "running" / "metrics.jsonl"  # what the killed training wrote, 40 s in
+    metrics.parent.mkdir()
+    metrics.write_text("{}")
+    os.utime(metrics, (started + 40, started + 40))
+    os.utime(killed.path, (started, started))
+    del killed  # kill -9: no pause, no done
+
+    paused = StageClock(loop, "running")
+    assert paused.carried == pytest.approx(40, abs=0.2)
+    paused.started -= 25  # this session worked 25 s before the budget stopped it
+    paused.pause()
+    assert json.loads(paused.path.read_text()) == {"carried": pytest.approx(65, abs=0.2), "started": None}
+
+    finished = StageClock(loop, "running")
+    assert finished.carried == pytest.approx(65, abs=0.2)  # a paused session is not counted again
+    finished.started -= 10
+    assert finished.done() == pytest.approx(75, abs=0.2) and not finished.path.exists()
+    assert StageClock(loop, "running").carried == 0  # a finished stage's next run starts at zero
+
+
 def test_a_full_disk_pauses_the_run_and_records_no_failed_experiment(tmp_path):
     """A step that runs out of disk (its process says so, or Python's own write fails with
     ENOSPC) stops the run resumably; an ordinary failure is the experiment's (issue 27, item 10)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,59 @@ def parse_duration(text: str) -> float:
 BETWEEN_SESSIONS = ("report.html", "report.md", ".rdft-sync.json")  # written by rdft report and logs sync
 
 
+def newest_work(folder: Path, since: float) -> float:
+    """The newest mtime of a file the run's work wrote under `folder` (not the files written
+    between sessions, the process records or the session lock), at least `since`."""
+    latest = since
+    for path in folder.rglob("*"):
+        if path.is_file() and ".processes" not in path.parts and path.name not in BETWEEN_SESSIONS:
+            if not path.name.startswith(".session."):
+                latest = max(latest, path.stat().st_mtime)
+    return latest
+
+
+class StageClock:
+    """A stage's seconds over every session that worked on it: a stage cut by the budget, a full
+    disk or a kill -9 and finished by a later session is timed with the earlier sessions' part
+    (the battery's F6: a killed training's minute was dropped from `running`).
+
+    `<loop>/.<stage>.clock.json` holds the seconds carried from ended sessions and when the
+    current one started; a session killed with -9 never updated it, so the next one counts its
+    part up to the newest file the loop's work wrote."""
+
+    def __init__(self, loop_dir: Path, name: str):
+        self.path, self.loop_dir = loop_dir / f".{name}.clock.json", loop_dir
+        self.carried = 0.0
+        if self.path.is_file():
+            try:
+                saved = json.loads(self.path.read_text())
+                self.carried = float(saved["carried"])
+                if saved.get("started") is not None:  # that session was killed: up to its last write
+                    started = float(saved["started"])
+                    self.carried += max(0.0, newest_work(loop_dir, started) - started)
+            except (ValueError, KeyError, TypeError):  # a cut file: the earlier part is unknown
+                self.carried = 0.0
+        self.started = time.time()
+        self._save(self.started)
+
+    def _save(self, started: float | None) -> None:
+        write_atomic(self.path, json.dumps({"carried": round(self.carried, 1), "started": started}))
+
+    def seconds(self) -> float:
+        return round(self.carried + time.time() - self.started, 1)
+
+    def pause(self) -> None:
+        """The session stops inside the stage (budget, full disk): its part is carried."""
+        self.carried = self.seconds()
+        with contextlib.suppress(OSError):  # a full disk may refuse even this: the mtimes still tell
+            self._save(None)
+
+    def done(self) -> float:
+        seconds = self.seconds()
+        self.path.unlink(missing_ok=True)
+        return seconds
+
+
 class Budget:
     """The time a run has spent, all its sessions together, and what is left of its --timeout.
 
@@ -51,12 +106,7 @@ class Budget:
         work of the run, so idle time never counts (rdft report or logs sync after a stop wrote
         newer files and charged the wait)."""
         recorded = (self.log_dir / "run.json").stat().st_mtime
-        latest = recorded
-        for path in self.log_dir.rglob("*"):
-            if path.is_file() and ".processes" not in path.parts and path.name not in BETWEEN_SESSIONS:
-                if not path.name.startswith(".session."):
-                    latest = max(latest, path.stat().st_mtime)
-        return max(0.0, latest - recorded)
+        return max(0.0, newest_work(self.log_dir, recorded) - recorded)
 
     def spent(self) -> float:
         return self.spent_before + (time.monotonic() - self.started)

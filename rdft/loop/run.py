@@ -15,7 +15,6 @@ import errno
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.files import write_atomic
 from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
-from rdft.loop.budget import Budget
+from rdft.loop.budget import Budget, StageClock
 from rdft.loop.coding import CodingResult, code
 from rdft.loop.feedback import Feedback, judge, reference, remember
 from rdft.loop.layout import RunLayout, read_json
@@ -232,6 +231,7 @@ class Run:
         if not self.may_continue():
             raise _Stop
         stage_dir = loop_dir / name
+        clock = StageClock(loop_dir, name)  # with the earlier sessions' part (read before a redo clears it)
         if name != "running":  # running keeps its finished sub-steps; the others start over
             shutil.rmtree(stage_dir, ignore_errors=True)
         stage_dir.mkdir(parents=True, exist_ok=True)
@@ -240,44 +240,45 @@ class Run:
         elapsed = datetime.timedelta(seconds=int(self.budget.spent()))
         score = f"best {best.validation:.4g} (loop {best.loop})" if best else f"base {self.trace.baseline_validation}"
         self.console.rule(f"Loop {node.loop}/{self.args.loop_n} · {name} · {score} · {elapsed}")
-        start = time.monotonic()
         self.steps += 1
         try:
             record = work()
         except Interrupted:
-            return self._interrupted(name)
+            return self._interrupted(name, clock)
         except OSError as error:
             if error.errno == errno.ENOSPC:  # a full disk is no failed experiment: pause, resumable
-                return self._interrupted(name, f"the disk filled up during {name} ({error.filename or self.log_dir})")
+                why = f"the disk filled up during {name} ({error.filename or self.log_dir})"
+                return self._interrupted(name, clock, why)
             raise
         except StepFailed as failure:
             if self.budget.out_of_budget():  # the budget cut it short: not this experiment's failure
-                return self._interrupted(name)
+                return self._interrupted(name, clock)
             if disk_full(self.log_dir, str(failure)):  # the step's process ran out of disk, not of ideas
-                return self._interrupted(name, f"the disk filled up during {name}; free space and resume")
-            return self._fail(stage_dir, node, name, start, failure.stage, str(failure))
+                return self._interrupted(name, clock, f"the disk filled up during {name}; free space and resume")
+            return self._fail(stage_dir, node, name, clock, failure.stage, str(failure))
         except (LLMUnavailable, InvalidReply) as error:
-            return self._fail(stage_dir, node, name, start, "llm", str(error))
-        node.seconds[name] = round(time.monotonic() - start, 1)
+            return self._fail(stage_dir, node, name, clock, "llm", str(error))
         if isinstance(record, CodingResult) and not record.ok:
             if self.budget.out_of_budget():
-                return self._interrupted(name)
+                return self._interrupted(name, clock)
             write_json(stage_dir / "result.json", record.model_dump())
-            return self._fail(stage_dir, node, name, start, "coder", record.error or "the coder gave up")
+            return self._fail(stage_dir, node, name, clock, "coder", record.error or "the coder gave up")
+        node.seconds[name] = clock.done()
         if name == "running":
             write_json(stage_dir / "result.json", record)
         self.save()
         return None
 
-    def _interrupted(self, name: str, why: str | None = None):
+    def _interrupted(self, name: str, clock: StageClock, why: str | None = None):
         """The budget ran out (or the disk filled up) in the middle of a stage: nothing is
         recorded about it (it is no failed experiment, and gets no feedback); a resume redoes it
-        (running from its first unfinished sub-step)."""
+        (running from its first unfinished sub-step), its clock carrying this session's part."""
+        clock.pause()
         self.stopped = why or f"the --timeout budget ({self.args.timeout_s:g} s) ran out during {name}"
         raise _Stop
 
-    def _fail(self, stage_dir: Path, node: Node, name: str, start: float, kind: str, message: str):
-        node.seconds[name] = round(time.monotonic() - start, 1)
+    def _fail(self, stage_dir: Path, node: Node, name: str, clock: StageClock, kind: str, message: str):
+        node.seconds[name] = clock.done()
         write_json(stage_dir / "failure.json", {"stage": name, "type": kind, "error": message})
         self.console.print(f"rdft: {name} failed ({kind}): {message.splitlines()[0] if message else ''}")
         self.save()
