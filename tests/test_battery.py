@@ -326,13 +326,14 @@ def test_malformed_rows_are_refused(case, rdft, tmp_path):
     assert not (tmp_path / "ft" / "datasets" / "mine").exists()
 
 
-def test_d17_a_killed_adds_staging_folder_is_cleared_by_the_next_call(rdft, tmp_path):
+@pytest.mark.parametrize("registry", ["datasets", "benchmarks"])
+def test_d17_a_killed_adds_staging_folder_is_cleared_by_the_next_call(registry, rdft, tmp_path):
     """Staging folders name their host and process: a dead process's goes, a live one's stays,
     another host's stays (shared storage), one that names no owner goes after a day."""
     ended = subprocess.Popen(["true"])
     ended.wait()
     host = socket.gethostname()
-    root = tmp_path / "ft" / "datasets"
+    root = tmp_path / "ft" / registry
     folders = {
         f".staging-killed-{host}-{ended.pid}-ab12cd34": False,
         f".removed-old-{host}-{ended.pid}-": False,
@@ -346,7 +347,8 @@ def test_d17_a_killed_adds_staging_folder_is_cleared_by_the_next_call(rdft, tmp_
         (root / name / "data.jsonl").write_text("{}\n")
     day_ago = time.time() - 2 * 86400
     os.utime(root / ".staging-stale-zz99yy88", (day_ago, day_ago))
-    assert_one_line(rdft("datasets", "remove", "nosuch"), "no dataset 'nosuch' of yours", 2)
+    says = {"datasets": "no dataset 'nosuch' of yours", "benchmarks": "no benchmark 'nosuch' of yours"}[registry]
+    assert_one_line(rdft(registry, "remove", "nosuch"), says, 2)
     assert {name: (root / name).exists() for name in folders} == folders
 
 

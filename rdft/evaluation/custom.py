@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import string
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -29,6 +28,7 @@ import yaml
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import USER_SPEC, benchmarks, shipped, user_benchmarks_dir
 from rdft.evaluation.items import ITEMS, MANIFEST, PreparedItems
+from rdft.files import clear_leftovers, removal_name, staging_dir
 from rdft.tables import read_rows
 
 METRICS = ("exact_match", "accuracy", "f1", "numeric_tolerance", "json_field_match")
@@ -241,7 +241,8 @@ def add_benchmark(
     }  # fmt: skip
     root = user_benchmarks_dir()
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{name}-"))
+    clear_leftovers(root)  # what a killed add or remove left
+    staging = staging_dir(root, name)
     try:
         (staging / ITEMS).write_text(
             "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
@@ -265,10 +266,11 @@ def remove_benchmark(name: str) -> Path:
     if name in shipped():
         raise RdftError(f"{name} is a built-in benchmark; only benchmarks you added can be removed")
     folder = user_benchmarks_dir() / name
+    clear_leftovers(folder.parent)  # what a killed add or remove left
     if not (folder / USER_SPEC).is_file():
         mine = [n for n, b in benchmarks().items() if b.custom]
         raise RdftError(f"no benchmark {name!r} of yours; {did_you_mean(name, mine)}see `rdft benchmarks list`")
-    doomed = folder.with_name(f".removed-{name}-{os.getpid()}")
+    doomed = removal_name(folder)
     os.rename(folder, doomed)  # gone from the table at once, even if the delete below is interrupted
     shutil.rmtree(doomed, ignore_errors=True)
     benchmarks.cache_clear()
