@@ -185,10 +185,16 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
     four = one_line_error(rdft("batch", str(write_tasks(bad, [{**tiny, "gpus": 4}]))))
     assert '4 is ambiguous: give GPU indices, "0,1,2,3" for 4 GPU(s)' in four
 
-    tasks = write_tasks(tmp_path / "tasks.json", [tiny, {**tiny, "benchmark_description": "letters among digits"}])
+    misspelt = one_line_error(rdft("batch", str(write_tasks(bad, [{**tiny, "datasets": "demo-leter"}]))))
+    assert "unknown dataset 'demo-leter'; did you mean 'demo-letter'?" in misspelt
+
+    # Each task names its training data and may cap its scoring for a quick sweep (issue 27 item 18).
+    quick = {**tiny, "datasets": "demo-letter", "eval_limit": 8, "samples": 1}
+    tasks = write_tasks(tmp_path / "tasks.json", [quick, {**quick, "benchmark_description": "letters among digits"}])
     plan = rdft("batch", str(tasks), "--dry-run", env=shared_dirs)
     assert plan.returncode == 0 and "dry run: 2 task(s), nothing started" in plan.stdout
     assert "CUDA_VISIBLE_DEVICES=''" in plan.stdout and not (rdft.workdir / "log").exists()
+    assert plan.stdout.count("--dataset demo-letter --loop-n 1 --eval-limit 8 --samples 1") == 2, plan.stdout
 
     result = rdft("batch", str(tasks), "--no-sync", env=shared_dirs, timeout=1200)
     assert result.returncode == 0, result.output[-4000:]
@@ -198,12 +204,14 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
         summary = json.loads((log / "summary.json").read_text())
         assert [row["loop"] for row in summary["loops"]] == [0] and summary["loops"][0]["decision"] != "running"
         assert (log / "report.html").is_file()
+        run = json.loads((log / "run.json").read_text())
+        assert (run["datasets"], run["eval_limit"], run["samples"]) == (["demo-letter"], 8, 1)
     assert json.loads((logs[1] / "scenario.json").read_text())["description"] == "letters among digits"
     assert result.stdout.count(": ok; log") == 2
 
 
 def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
-    tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "gpus": "", "loop_n": 1}
+    tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "gpus": "", "loop_n": 1, "eval_limit": 8, "samples": 1}
     tasks = write_tasks(tmp_path / "tasks.json", [tiny, tiny])
     proc = subprocess.Popen(
         ["rdft", "batch", str(tasks), "--no-sync"],

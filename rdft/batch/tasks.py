@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rdft.datasets.registry import get_dataset
 from rdft.errors import RdftError, did_you_mean
 from rdft.evaluation.benchmarks import get_benchmark
 from rdft.loop.budget import parse_duration
@@ -23,13 +24,25 @@ class Task(BaseModel):
     gpus: str = ""
     timeout: str | None = None
     benchmark_description: str | None = None
+    datasets: list[str] = []  # training datasets (`rdft run --dataset`); default: the run chooses
     loop_n: int | None = Field(None, ge=1)
+    # Scoring caps for a quick sweep (`rdft run --eval-limit/--samples/--max-gen-toks`): the scores
+    # are marked non-standard, as the run's own flags mark them.
+    eval_limit: int | None = Field(None, ge=1)
+    samples: int | None = Field(None, ge=1, le=64)
+    max_gen_toks: int | None = Field(None, ge=1)
     # Slurm only (`--executor slurm`): per-task overrides of the command-line options.
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     time: str | None = None  # the job's time limit (default: timeout + the margin)
     sbatch: list[str] = []  # extra `#SBATCH` options, e.g. ["--constraint=h100"]
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        """One dataset as a string, several as a list (a user benchmark's own training data)."""
+        return [value] if isinstance(value, str) else value
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -98,6 +111,8 @@ def load_tasks(path: Path, *, local: bool = True) -> list[Task]:
     owner: dict[int, int] = {}
     for number, task in enumerate(tasks, 1):
         get_benchmark(task.benchmark)
+        for dataset in task.datasets:
+            get_dataset(dataset)
         if task.timeout:
             duration(task.timeout, f"{path}: task {number}: timeout")
         gpus = task.gpu_list()
@@ -121,8 +136,14 @@ def task_command(task: Task, no_sync: bool) -> list[str]:
     command = [sys.executable, "-m", "rdft", "run", "--base-model", task.model, "--benchmark", task.benchmark]
     if task.benchmark_description:
         command += ["--benchmark-description", task.benchmark_description]
+    for dataset in task.datasets:
+        command += ["--dataset", dataset]
     if task.loop_n:
         command += ["--loop-n", str(task.loop_n)]
+    for flag, value in (("--eval-limit", task.eval_limit), ("--samples", task.samples),
+                        ("--max-gen-toks", task.max_gen_toks)):  # fmt: skip
+        if value:
+            command += [flag, str(value)]
     if task.timeout:
         command += ["--timeout", task.timeout]
     if no_sync:
