@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,3 +201,25 @@ def skip_without(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}, and CI must have it")
     pytest.skip(reason)
+
+
+def log_dir_of(output: str) -> Path:
+    return Path(re.search(r"^log: (.+)$", output, re.M).group(1))
+
+
+@pytest.fixture(scope="session")
+def demo_run(shared_dirs, data_env, eval_env, train_env, tmp_path_factory):
+    """The README's `rdft run --demo`, once for the session (about 2 minutes on 2 cores): the
+    loop's tests read it, GRPO starts from its trained model."""
+    workdir = tmp_path_factory.mktemp("demo")
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["rdft", "run", "--demo"],
+        cwd=workdir,
+        env=clean_environ(**shared_dirs),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    print(f"rdft run --demo took {time.monotonic() - start:.0f} s")
+    return proc

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clean_environ, one_line_error, skip_without
+import yaml
+from conftest import REPO, clean_environ, log_dir_of, one_line_error, skip_without
 from llm_server import LLMServer
 
 SECRET = "sk-agent-secret-27182818"
@@ -34,10 +35,6 @@ LOOP_FILES = [
     "workspace/launch.sh",
     "workspace/data.jsonl",
 ]
-
-
-def log_dir_of(output: str) -> Path:
-    return Path(re.search(r"^log: (.+)$", output, re.M).group(1))
 
 
 def check_run(log: Path, loops: int) -> dict:
@@ -63,6 +60,8 @@ def check_run(log: Path, loops: int) -> dict:
         for name in LOOP_FILES:
             assert (loop / name).is_file(), f"Loop_{row['loop']}/{name}"
         feedback = json.loads((loop / "feedback" / "feedback.json").read_text())
+        method = (yaml.safe_load((loop / "workspace" / "train.yaml").read_text())["method"] or {}).get("type", "lora")
+        assert row["method"] == method, row  # how it trained, from the loop's own train.yaml
         comparison = feedback["comparison"]
         assert comparison["base"] == confirmed  # compared with the confirmed best so far, on the same items
         significant = comparison["difference"] > 0 and comparison["p_not_better"] < 0.05
@@ -90,23 +89,6 @@ def check_run(log: Path, loops: int) -> dict:
     # The demo's 30 validation items are scored with 4 sampled answers each (30 x 4 >= 100).
     assert summary["scoring"]["samples"] == 4 and summary["scoring"]["temperature"] == 0.6
     return summary
-
-
-@pytest.fixture(scope="module")
-def demo_run(shared_dirs, data_env, eval_env, train_env, tmp_path_factory):
-    """The README's `rdft run --demo`, once for this module (about 3 minutes on 2 cores)."""
-    workdir = tmp_path_factory.mktemp("demo")
-    start = time.monotonic()
-    proc = subprocess.run(
-        ["rdft", "run", "--demo"],
-        cwd=workdir,
-        env=clean_environ(**shared_dirs),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    print(f"rdft run --demo took {time.monotonic() - start:.0f} s")
-    return proc
 
 
 def test_demo_runs_offline_as_the_readme_says(demo_run):

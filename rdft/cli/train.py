@@ -38,7 +38,7 @@ def train(
     slurm_nodes: int | None,
     verbose: bool,
 ):
-    """Fine-tune with a recipe config (see recipes/configs/): LoRA, QLoRA or full, on CPU or GPUs."""
+    """Fine-tune with a recipe config (see recipes/configs/): LoRA, QLoRA, full or GRPO, on CPU or GPUs."""
     if schema:
         from rdft.training.config import schema_reference
 
@@ -46,6 +46,7 @@ def train(
         return
     if config is None:
         raise click.UsageError("give a train YAML (see recipes/configs/), or --schema to see its keys")
+    from rdft.evaluation.benchmarks import table_row
     from rdft.training.run import parse_gpus
     from rdft.training.run import train as run_training
 
@@ -58,4 +59,5 @@ def train(
         verbose=verbose,
         assume_gpus=assume_gpus,
         slurm_nodes=slurm_nodes,
+        benchmark_entry=table_row,
     )

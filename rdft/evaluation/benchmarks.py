@@ -75,3 +75,9 @@ def get_benchmark(name: str) -> Benchmark:
     if name not in table:
         raise RdftError(f"unknown benchmark {name!r}; {did_you_mean(name, list(table))}valid: {', '.join(table)}")
     return table[name]
+
+
+def table_row(name: str) -> dict:
+    """Benchmark `name`'s row as evaluation/benchmarks.yaml holds it (the user's spec included):
+    the `entry` every family function takes (GRPO's reward is the family's `score`)."""
+    return get_benchmark(name).model_dump(mode="json")

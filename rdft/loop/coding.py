@@ -25,6 +25,7 @@ from rich.console import Console
 
 from rdft.datasets.guard import run_guard
 from rdft.errors import RdftError
+from rdft.evaluation.benchmarks import table_row
 from rdft.files import write_atomic
 from rdft.knowledge import files_diff, fixes_for, recipes_for, remember_fix, render_fixes, render_recipes
 from rdft.llm import ChatLLM
@@ -271,6 +272,7 @@ def prove(
             workspace=debug / "train",
             console=console,
             timeout=deadline(settings.ft_micro_batch_timeout),
+            benchmark_entry=table_row,
         )
     except RdftError as error:
         log = debug / "train" / "train.log"

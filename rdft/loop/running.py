@@ -22,7 +22,7 @@ from rich.console import Console
 from rdft.datasets.guard import run_guard
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
-from rdft.evaluation.benchmarks import get_benchmark
+from rdft.evaluation.benchmarks import get_benchmark, table_row
 from rdft.evaluation.items import prepared_items
 from rdft.evaluation.run import evaluate_splits
 from rdft.files import write_atomic
@@ -253,7 +253,12 @@ def run_experiment(
         console.print("rdft: training")
         try:
             result = train(
-                settings, path, workspace=workspace, console=console, timeout=deadline(settings.ft_full_timeout)
+                settings,
+                path,
+                workspace=workspace,
+                console=console,
+                timeout=deadline(settings.ft_full_timeout),
+                benchmark_entry=table_row,
             )
         except TrainingFailed as failure:
             kind = "oom" if failure.oom else "timeout" if failure.timed_out else "train"
@@ -261,7 +266,7 @@ def run_experiment(
         except RdftError as error:
             raise StepFailed("train", str(error)) from None
         keep = ("adapter_dir", "model_dir", "merged_dir", "first_loss", "final_loss", "steps", "tokens_per_s",
-                "peak_memory_gib", "runtime_s", "data", "log")  # fmt: skip
+                "peak_memory_gib", "runtime_s", "data", "log", "method", "first_reward", "final_reward")  # fmt: skip
         record = {k: result.get(k) for k in keep}
         record["provenance"] = provenance(record)
         return record

@@ -29,6 +29,11 @@ class ModelSection(Section):
     )
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     attn_implementation: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = "auto"
+    adapter: Path | None = Field(
+        None,
+        description="grpo: a LoRA adapter (a parent experiment's) merged into model.path before training; the "
+        "result is then saved merged as well",
+    )
 
     @field_validator("path", mode="before")
     @classmethod
@@ -43,8 +48,11 @@ class ModelSection(Section):
 
 
 class DataSection(Section):
-    path: Path = Field(description="Chat JSONL (`messages`) or alpaca JSONL (`instruction`, `input`, `output`)")
-    format: Literal["auto", "chat", "alpaca"] = "auto"
+    path: Path = Field(
+        description="Chat JSONL (`messages`) or alpaca JSONL (`instruction`, `input`, `output`); grpo: prompt JSONL "
+        "(`prompt`: the user turn, `doc`: the benchmark row its reward scores against)"
+    )
+    format: Literal["auto", "chat", "alpaca", "prompt"] = "auto"
     max_length: int = Field(2048, ge=16, description="Longer samples are dropped and counted, never truncated")
     packing: bool = True
 
@@ -57,7 +65,9 @@ class DataSection(Section):
 
 
 class MethodSection(Section):
-    type: Literal["full", "lora", "qlora"] = "lora"
+    type: Literal["full", "lora", "qlora", "grpo"] = Field(
+        "lora", description="Supervised fine-tuning (full, lora, qlora) or GRPO (TRL's GRPOTrainer, keys under rl)"
+    )
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -85,6 +95,26 @@ class TrainSection(Section):
     save_steps: int = Field(0, ge=0, description="Checkpoint every N optimizer steps; 0 = only the final weights")
     save_total_limit: int = Field(2, ge=1)
     resume: bool = Field(True, description="Resume from the latest checkpoint in output.dir")
+
+
+class RLSection(Section):
+    """GRPO (method.type grpo): sampled answers to the data's prompts, rewarded and compared
+    within each prompt's group."""
+
+    reward: str = Field(
+        "benchmark",
+        description="`benchmark`: rl.benchmark's own scorer (the function that scores it, as strict: unreadable = 0); "
+        "or a Python file defining reward(prompts, completions, **columns) -> list[float]",
+    )
+    benchmark: str | None = Field(None, description="The benchmark whose scorer rewards (the agent loop sets it)")
+    weights: Literal["lora", "full"] = Field(
+        "lora", description="What GRPO trains: a LoRA adapter (method.lora_*) or every weight"
+    )
+    num_generations: int = Field(4, ge=2, description="Answers sampled per prompt; their rewards' spread is the signal")
+    max_completion_length: int = Field(256, ge=1, description="Tokens per sampled answer")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the answers")
+    beta: float = Field(0.04, ge=0, description="KL penalty against the starting model (0: none, no reference pass)")
+    learning_rate: float = Field(1e-5, gt=0, description="Replaces train.learning_rate for GRPO")
 
 
 class OutputSection(Section):
@@ -121,15 +151,29 @@ class TrainConfig(Section):
     train: TrainSection = TrainSection()
     output: OutputSection = OutputSection()
     distributed: DistributedSection = DistributedSection()
+    rl: RLSection = RLSection()
 
     @model_validator(mode="after")
     def _combinations(self) -> TrainConfig:
         """output.merge applies to LoRA/QLoRA only (a full fine-tune saves the whole model); QLoRA
-        cannot be sharded with zero3 (use zero2 or ddp)."""
-        if self.method.type == "full" and self.output.merge:
+        cannot be sharded with zero3 (use zero2 or ddp). GRPO trains on prompt rows, takes its
+        reward from rl.benchmark's scorer unless rl.reward names a file, and runs as one process
+        or ddp; model.adapter is for GRPO."""
+        grpo = self.method.type == "grpo"
+        if self.output.merge and (self.method.type == "full" or (grpo and self.rl.weights == "full")):
             raise ValueError("output.merge applies to LoRA/QLoRA; a full fine-tune already saves the whole model")
         if self.method.type == "qlora" and self.distributed.strategy == "zero3":
             raise ValueError("QLoRA cannot be sharded with ZeRO-3 here; use strategy zero2 or ddp")
+        if grpo and self.data.format in ("chat", "alpaca"):
+            raise ValueError("method.type grpo trains on prompt rows; set data.format: prompt (or auto)")
+        if not grpo and self.data.format == "prompt":
+            raise ValueError("data.format prompt (rows without answers) is for method.type grpo")
+        if grpo and self.rl.reward == "benchmark" and not self.rl.benchmark:
+            raise ValueError("rl.reward benchmark needs rl.benchmark: the benchmark whose scorer rewards")
+        if grpo and self.distributed.strategy in ("zero2", "zero3"):
+            raise ValueError("method.type grpo runs as one process or ddp here; set distributed.strategy: auto")
+        if self.model.adapter is not None and not grpo:
+            raise ValueError("model.adapter (merged before training) is for method.type grpo")
         return self
 
 
@@ -192,6 +236,10 @@ def load_config(path: Path) -> TrainConfig:
     if not config.model.tiny_arch and (base / config.model.path).exists():
         config.model.path = str((base / config.model.path).resolve())
     config.data.path = (base / config.data.path).resolve()
+    if config.model.adapter is not None:
+        config.model.adapter = (base / config.model.adapter).resolve()
+    if config.rl.reward != "benchmark":
+        config.rl.reward = str((base / config.rl.reward).resolve())
     return config
 
 

@@ -1,6 +1,6 @@
 """Launch files: from a validated config and the hardware, the readable files a person could run
 by hand — `train.resolved.yaml` (complete, every auto resolved), `accelerate.yaml`,
-`ds_config.json` (DeepSpeed only), the recipe `sft.py` copied in, and `launch.sh`."""
+`ds_config.json` (DeepSpeed only), the recipe (`sft.py`, or `grpo.py` for GRPO) copied in, and `launch.sh`."""
 
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
         "# Written by `rdft train` for `accelerate launch --config_file accelerate.yaml`.\n"
         + yaml.safe_dump(accelerate_config(config, layout, ds_path), sort_keys=False),
     )
-    shutil.copy2(recipes / "sft.py", workspace / "sft.py")
+    recipe = "grpo.py" if config.method.type == "grpo" else "sft.py"  # each recipe self-contained
+    shutil.copy2(recipes / recipe, workspace / recipe)
     lines = [
         "#!/usr/bin/env bash",
         "# Written by `rdft train`; run it by hand inside the train env with: bash launch.sh",
@@ -167,16 +168,16 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
         # (and import torch twice); accelerate.yaml stays for whoever launches by hand.
         lines += [
             '    command=(accelerate launch --config_file accelerate.yaml "${args[@]}"',
-            '             sft.py --config train.resolved.yaml "$@")',
+            f'             {recipe} --config train.resolved.yaml "$@")',
             "else",
-            '    command=(python sft.py --config train.resolved.yaml "$@")',
+            f'    command=(python {recipe} --config train.resolved.yaml "$@")',
             "fi",
         ]
     else:
         lines += [
             "fi",
             'command=(accelerate launch --config_file accelerate.yaml "${args[@]}"',
-            '         sft.py --config train.resolved.yaml "$@")',
+            f'         {recipe} --config train.resolved.yaml "$@")',
         ]
     lines += [
         '[ -n "${RDFT_LAUNCH_PRINT:-}" ] && { echo "${command[*]}"; exit 0; }  # show the command, run nothing',

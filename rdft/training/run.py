@@ -6,6 +6,7 @@ import datetime
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.files import write_atomic
 from rdft.hardware import host_hardware, probe_in_env, ram_gib
-from rdft.resources import recipes_dir
+from rdft.resources import evaluation_dir, recipes_dir
 from rdft.settings import Settings
 from rdft.training.config import TrainConfig, load_config
 from rdft.training.launch import Layout, choose_layout, write_launch_files
@@ -47,23 +48,97 @@ def check_inputs(config: TrainConfig) -> None:
                 raise RdftError(
                     f"model.path {path} {why}; give a Hugging Face model folder or a Hub id like Qwen/Qwen2.5-7B"
                 )
+    adapter = config.model.adapter
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise RdftError(
+            f"model.adapter {adapter} is not a PEFT adapter (no adapter_config.json); give an adapter folder"
+        )
+    if config.method.type == "grpo":
+        check_reward(config)
     data = Path(config.data.path)
     if data.is_dir():
         raise RdftError(f"data.path {data} is a folder; give a chat or alpaca JSONL file")
     if not data.is_file():
         raise RdftError(f"data.path {data} does not exist; give a chat or alpaca JSONL file")
+    data_format = "prompt" if config.method.type == "grpo" else config.data.format
+    if config.method.type == "grpo" and config.rl.reward == "benchmark":
+        data_format = "prompt+doc"
     try:
-        rows = check_rows(data, config.data.format)
+        rows = check_rows(data, data_format)
     except OSError as error:
         raise RdftError(f"cannot read data.path {data} ({error.strerror}); fix its permissions") from None
     if not rows:
         raise RdftError(f"data.path {data} is empty; give a chat or alpaca JSONL file with rows")
 
 
+def prompt_problem(row: dict) -> str | None:
+    """What keeps a row from being a GRPO prompt (what grpo.py reads): `prompt` is the user turn
+    (text, or chat messages without the answer) and `doc` the benchmark row its reward scores."""
+    prompt = row.get("prompt")
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            return "has an empty prompt"
+    elif not (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in prompt)
+    ):
+        return "has no prompt (a string, or a list of {role, content} messages)"
+    if "doc" in row and not isinstance(row["doc"], dict):
+        return "has a doc that is not an object (the benchmark row the reward scores against)"
+    return None
+
+
+def check_reward(config: TrainConfig) -> None:
+    """GRPO's own reward file, said before any env starts: Python that defines
+    reward(prompts, completions, **columns) (checked by parsing it, never by running it)."""
+    import ast
+
+    if config.rl.reward == "benchmark":
+        return
+    path = Path(config.rl.reward)
+    if not path.is_file() or path.suffix != ".py":
+        raise RdftError(f"rl.reward {path} is not a Python file; give `benchmark` or a .py defining reward()")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError) as error:
+        raise RdftError(f"rl.reward {path} is not valid Python ({error}); fix the file") from None
+    if not any(isinstance(node, ast.FunctionDef) and node.name == "reward" for node in tree.body):
+        raise RdftError(f"rl.reward {path} defines no reward(prompts, completions, **columns) function")
+
+
+def write_reward(config: TrainConfig, workspace: Path, benchmark_entry: Callable[[str], dict] | None) -> None:
+    """What grpo.py rewards with, in the workspace: reward.json naming the benchmark's family
+    scorer (evaluation/tasks/<family>/utils.py, loaded in the train env: the scoring code itself)
+    and its table row, or the user's reward file copied beside it."""
+    import shutil
+
+    if config.rl.reward != "benchmark":
+        shutil.copy2(config.rl.reward, workspace / "reward.py")
+        spec = {"file": "reward.py"}
+    else:
+        if benchmark_entry is None:
+            raise RdftError("rl.reward benchmark needs the benchmark table; run GRPO through `rdft train`")
+        entry = benchmark_entry(config.rl.benchmark)
+        spec = {
+            "benchmark": config.rl.benchmark,
+            "family": entry["family"],
+            "tasks_dir": str(evaluation_dir() / "tasks"),
+            "entry": {**entry, "name": config.rl.benchmark},
+        }
+    write_atomic(workspace / "reward.json", json.dumps(spec, indent=1) + "\n")
+
+
 def row_problem(row: object, data_format: str) -> str | None:
-    """What keeps a data row from being a chat or alpaca sample (what sft.py's to_messages reads)."""
+    """What keeps a data row from being a chat or alpaca sample (what sft.py's to_messages reads),
+    or, for data.format prompt, a GRPO prompt."""
     if not isinstance(row, dict):
         return f"is a JSON {type(row).__name__}, not an object"
+    if data_format.startswith("prompt"):
+        problem = prompt_problem(row)
+        if problem is None and data_format == "prompt+doc" and "doc" not in row:
+            problem = "has no doc (the benchmark row rl.reward benchmark scores the answers against)"
+        return problem
     if data_format == "chat" or (data_format == "auto" and "messages" in row):
         messages = row.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -86,6 +161,8 @@ def check_rows(data: Path, data_format: str) -> int:
     where it is, before any env starts (sft.py would stop on it after loading the model). JSONL,
     or a `.json` list (alpaca's data.json), read as sft.py reads them: strict UTF-8."""
     fix = "give chat rows (messages) or alpaca rows (instruction, output)"
+    if data_format.startswith("prompt"):
+        fix = 'give GRPO rows {"prompt": ..., "doc": {...}}'
     if data.suffix == ".json":
         try:
             rows = json.loads(data.read_bytes().decode("utf-8"))
@@ -143,7 +220,7 @@ def resolve_attention(config: TrainConfig, layout: Layout, config_json: Path | N
     CPU (flex has no CPU backward) and for padded batches. Returns the rows' estimate when made."""
     if config.model.attn_implementation != "auto":
         return None
-    if not (layout.gpus and config.data.packing):
+    if not (layout.gpus and config.data.packing) or config.method.type == "grpo":  # GRPO pads its batches
         config.model.attn_implementation = "sdpa"
         return None
     tokenizer = config_json.parent / "tokenizer.json" if config_json is not None else None
@@ -178,6 +255,10 @@ def make_plan(config: TrainConfig, layout: Layout, hardware: dict, config_json: 
     fixed_size = train.micro_batch_size if train.micro_batch_size != "auto" else None
     fixed_ckpt = train.gradient_checkpointing if train.gradient_checkpointing != "auto" else None
     if fixed_size is not None and fixed_ckpt is not None:
+        return None
+    if config.method.type == "grpo":  # the planner models SFT steps: one prompt's group a step, no checkpointing
+        train.micro_batch_size = fixed_size or 1
+        train.gradient_checkpointing = bool(fixed_ckpt)
         return None
     if config_json is None:  # a dry run without the model's config.json: no plan is invented
         return None
@@ -242,7 +323,10 @@ def train(
     timeout: float | None = None,
     assume_gpus: str | None = None,
     slurm_nodes: int | None = None,
+    benchmark_entry: Callable[[str], dict] | None = None,
 ) -> dict | None:
+    """`benchmark_entry(name)`: a benchmark's table row (the evaluation layer's, which this one
+    does not import), for GRPO's `rl.reward: benchmark`."""
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
     if assume_gpus is not None and not dry_run and not slurm_nodes:
         raise RdftError(
@@ -287,6 +371,8 @@ def train(
     asked_attention = config.model.attn_implementation
     rows = resolve_attention(config, layout, config_json)
     chosen = make_plan(config, layout, hardware, config_json)
+    if config.method.type == "grpo":
+        write_reward(config, workspace, benchmark_entry)
     launch = write_launch_files(config, layout, workspace, recipes_dir())
     plan_shown: dict | str | None = asdict(chosen) if chosen else None
     if chosen is None and "auto" in (config.train.micro_batch_size, config.train.gradient_checkpointing):

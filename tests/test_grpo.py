@@ -1,0 +1,186 @@
+"""GRPO (`method.type: grpo`, recipes/grpo.py on TRL's GRPOTrainer) on the tiny model on CPU.
+
+- The reward is the benchmark's own scorer, loaded from evaluation/tasks in the train env:
+  checked against hand-scored answers of three families (chemistry through RDKit).
+- From the demo's trained model the sampled answers disagree, so there is a learning signal; the
+  adapter's weights move off their zero start, and the metrics carry the reward, its spread,
+  the KL and the share of prompts without signal.
+- From a parent's adapter (merged before training) the result is saved merged, and loads.
+- A run stopped after a checkpoint resumes from it and ends where an unbroken run would.
+- A GRPO config that cannot run is one line before any env starts.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, clean_environ, one_line_error
+
+PROMPTS = REPO / "recipes" / "configs" / "data" / "tiny_grpo.jsonl"
+
+
+def run_train(shared_dirs, config: Path, workspace: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["rdft", "train", str(config), "--workspace", str(workspace)],
+        env=clean_environ(**shared_dirs),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_the_reward_is_the_benchmarks_own_scorer(train_env, tmp_path):
+    from rdft.evaluation.benchmarks import table_row
+    from rdft.resources import evaluation_dir
+
+    chem = next(
+        json.loads(line)
+        for line in (REPO / "tests" / "fixtures" / "benchmarks" / "chemcotbench.jsonl").read_text().splitlines()
+        if json.loads(line)["subtask"] == "add"
+    )  # Clc1ccccc1 plus a hydroxyl
+    cases = {
+        "demo_letter": (
+            {"question": "Which one is a letter: 6-6-j?", "answer": "j"},
+            ["\\boxed{j}", "j", "\\boxed{k}", [{"role": "assistant", "content": "It is \\boxed{j}."}]],
+            [1.0, 0.0, 0.0, 1.0],  # unreadable (no box) is 0, as in evaluation
+        ),
+        "aime24": ({"problem": "p", "answer": "25"}, ["\\boxed{025}", "\\boxed{26}", "25"], [1.0, 0.0, 0.0]),
+        "chemcotbench_mol_edit": (
+            chem,
+            ['{"output": "Oc1ccc(Cl)cc1"}', '{"output": "Clc1ccccc1"}', "no JSON here"],
+            [1.0, 0.0, 0.0],  # one more hydroxyl (RDKit counts it), none, unreadable
+        ),
+    }
+    check = (
+        "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport grpo\n"
+        "for spec, doc, answers in json.load(open(sys.argv[2])):\n"
+        "    reward = grpo.benchmark_reward(spec)\n"
+        "    print(json.dumps(reward([None] * len(answers), answers, [json.dumps(doc)] * len(answers))))\n"
+    )
+    specs = [
+        [{"benchmark": name, "family": table_row(name)["family"], "tasks_dir": str(evaluation_dir() / "tasks"),
+          "entry": {**table_row(name), "name": name}}, doc, answers]
+        for name, (doc, answers, _) in cases.items()
+    ]  # fmt: skip
+    (tmp_path / "cases.json").write_text(json.dumps(specs))
+    result = train_env.run(
+        ["python", "-c", check, str(REPO / "recipes"), str(tmp_path / "cases.json")], echo=False, cwd=tmp_path
+    )
+    assert result.ok, result.tail
+    got = [json.loads(line) for line in result.tail.strip().splitlines()[-len(cases) :]]
+    assert got == [expected for _, _, expected in cases.values()]
+
+
+def grpo_config(folder: Path, **sections) -> Path:
+    config = yaml.safe_load((REPO / "recipes" / "configs" / "tiny_cpu_grpo.yaml").read_text())
+    config["data"]["path"] = str(PROMPTS)
+    config["rl"].update(max_completion_length=12)
+    for name, values in sections.items():
+        config[name].update(values)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grpo.yaml").write_text(yaml.safe_dump(config))
+    return folder / "grpo.yaml"
+
+
+def demo_model(demo_run) -> Path:
+    """The demo's last loop's fully fine-tuned tiny model: right on most demo items, not all —
+    a group of sampled answers that disagree is GRPO's signal (an untrained model scores 0)."""
+    from conftest import log_dir_of
+
+    assert demo_run.returncode == 0, demo_run.stderr[-2000:]
+    model = log_dir_of(demo_run.stdout) / "Loop_1" / "workspace" / "output" / "model"
+    assert (model / "config.json").is_file()
+    return model
+
+
+def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, train_env, tmp_path):
+    start = {"path": str(demo_model(demo_run))}
+    whole = run_train(shared_dirs, grpo_config(tmp_path / "whole", model=start, train={"max_steps": 8,
+                      "save_steps": 4}), tmp_path / "whole")  # fmt: skip
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    output = tmp_path / "whole" / "output"
+    result = json.loads((output / "result.json").read_text())
+    assert (result["method"], result["weights"], result["steps"], result["resumed_from"]) == ("grpo", "lora", 8, None)
+    metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 9)) and all(m["total_steps"] == 8 for m in metrics)
+    for m in metrics:
+        assert 0.0 <= m["reward_mean"] <= 1.0 and m["reward_std"] >= 0 and 0.0 <= m["same_reward_share"] <= 1.0
+        assert m["kl"] is not None and m["completion_length"] > 0
+    # The demo's model is right most of the time, not always: some groups disagree (the signal).
+    assert any(m["same_reward_share"] < 1.0 for m in metrics), metrics
+    assert 0 < sum(m["reward_mean"] for m in metrics) / len(metrics) < 1, metrics
+    # The adapter moved off its start (PEFT starts every lora_B at zero): parameters changed.
+    moved = (
+        "import sys; from safetensors.torch import load_file\n"
+        "weights = load_file(sys.argv[1])\n"
+        "print(sum(int(t.abs().sum() > 0) for n, t in weights.items() if 'lora_B' in n), "
+        "sum(1 for n in weights if 'lora_B' in n))"
+    )
+    counted = train_env.run(["python", "-c", moved, str(output / "adapter" / "adapter_model.safetensors")], echo=False)
+    assert counted.ok, counted.tail
+    changed, total = map(int, counted.tail.strip().splitlines()[-1].split())
+    assert total > 0 and changed == total, (changed, total)
+    assert "rdft: done:" in whole.stderr
+
+    # Stopped after its checkpoint at step 4 (a kill leaves no result.json), then resumed: the
+    # same 8 steps, the second session's from the checkpoint on.
+    cut = tmp_path / "cut"
+    first = run_train(shared_dirs, grpo_config(cut, model=start, train={"max_steps": 4, "save_steps": 4}), cut)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (cut / "output" / "result.json").unlink()
+    resumed = run_train(shared_dirs, grpo_config(cut, model=start, train={"max_steps": 8, "save_steps": 4}), cut)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = json.loads((cut / "output" / "result.json").read_text())
+    assert again["resumed_from"].endswith("checkpoints/checkpoint-4") and again["steps"] == 8
+    lines = (cut / "output" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 9))  # both sessions' lines
+
+
+def test_grpo_from_a_parents_adapter_saves_the_merged_result(shared_dirs, train_env, tmp_path):
+    """model.adapter (a parent experiment's LoRA) is merged into the base before training; the new
+    adapter is relative to that merge, so the result is saved merged too, and it loads."""
+    chats = [{"messages": [{"role": "user", "content": json.loads(line)["prompt"]},
+                           {"role": "assistant", "content": "\\boxed{" + json.loads(line)["doc"]["answer"] + "}"}]}
+             for line in PROMPTS.read_text().splitlines()]  # fmt: skip
+    (tmp_path / "sft.jsonl").write_text("".join(json.dumps(chat) + "\n" for chat in chats))
+    sft = {"model": {"path": "tiny:llama", "dtype": "float32"}, "data": {"path": "sft.jsonl", "max_length": 64},
+           "method": {"type": "lora"}, "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 3e-3,
+           "gradient_checkpointing": False}}  # fmt: skip
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
+    assert run_train(shared_dirs, tmp_path / "sft.yaml", tmp_path / "sft").returncode == 0
+    adapter = tmp_path / "sft" / "output" / "adapter"
+    config = grpo_config(tmp_path / "grpo", model={"adapter": str(adapter)}, train={"max_steps": 2})
+    trained = run_train(shared_dirs, config, tmp_path / "grpo")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads((tmp_path / "grpo" / "output" / "result.json").read_text())
+    merged = Path(result["merged_dir"])
+    loads = (
+        "import sys; from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained(sys.argv[1])"
+    )
+    assert train_env.run(["python", "-c", loads, str(merged)], echo=False).ok
+    assert "rdft: merged model in" in trained.stderr
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"rl": {"benchmark": None}}, "rl.reward benchmark needs rl.benchmark"),
+        ({"rl": {"benchmark": "aime2025"}}, "unknown benchmark 'aime2025'"),
+        ({"rl": {"reward": "no_reward.py"}}, "defines no reward(prompts, completions, **columns) function"),
+        ({"method": {"type": "lora"}, "data": {"format": "prompt"}}, "data.format prompt (rows without answers)"),
+        ({"model": {"adapter": "no-such-adapter"}}, "is not a PEFT adapter (no adapter_config.json)"),
+        ({"data": {"path": "chat.jsonl"}}, "chat.jsonl:1 has no prompt"),
+        ({"distributed": {"strategy": "zero3"}}, "method.type grpo runs as one process or ddp here"),
+    ],
+)
+def test_a_grpo_config_that_cannot_run_is_one_line(change, says, rdft, tmp_path):
+    config = yaml.safe_load((REPO / "recipes" / "configs" / "tiny_cpu_grpo.yaml").read_text())
+    config["data"]["path"] = str(PROMPTS)
+    for section, values in change.items():
+        config.setdefault(section, {}).update(values)
+    (tmp_path / "no_reward.py").write_text("def score(prompts, completions):\n    return [0.0]\n")
+    (tmp_path / "chat.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(config))
+    assert says in one_line_error(rdft("train", str(tmp_path / "grpo.yaml"), "--dry-run"))
