@@ -280,6 +280,7 @@ def summary(trace: Trace, args: RunArgs) -> dict:
                 "parent": node.parent,
                 "kind": node.kind,
                 "hypothesis": node.hypothesis,
+                "method": node.method,
                 "decision": decision,
                 "validation": node.validation,
                 "validation_ci95": node.validation_ci95,

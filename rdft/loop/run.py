@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from filelock import FileLock, Timeout
 from rich.console import Console
 
@@ -58,6 +59,19 @@ def llm_configured(settings: Settings) -> bool:
 def redacted_settings(settings: Settings) -> dict:
     """Every setting, with secrets masked (SecretStr dumps as asterisks)."""
     return json.loads(settings.model_dump_json())
+
+
+def train_method(workspace: Path) -> str | None:
+    """The loop's training method (train.yaml's method.type, lora by default), once coded."""
+    path = workspace / "train.yaml"
+    try:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    method = config.get("method") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(method or {}, dict):
+        return None
+    return str((method or {}).get("type", "lora"))
 
 
 class Run:
@@ -178,6 +192,7 @@ class Run:
             failure = self.stage(
                 loop_dir, "coding", node, lambda: self.code(scenario, proposal, workspace, loop_dir, parent_workspace)
             )
+        node.method = train_method(workspace)
         outcome = None
         result_path = loop_dir / "running" / "result.json"
         if not result_path.exists() and failure is None:
