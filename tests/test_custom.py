@@ -140,7 +140,7 @@ def test_own_dataset_and_benchmark_through_the_loop(user, tmp_path, data_env, ev
     validation_dir = log / "Loop_0" / "running" / "validation"
     scored = [json.loads(line) for line in (validation_dir / "items.jsonl").read_text().splitlines()]
     docs = [json.loads(line) for line in next(validation_dir.glob("docs.*.jsonl")).read_text().splitlines()]
-    assert [item["full_marks"] for item in scored] == [item["accuracy"] == 1 for item in scored]
+    assert [item["full_marks"] for item in scored] == [item["score"] == 1 for item in scored]  # the scored value
     wrong = json.loads((log / "Loop_0" / "feedback" / "feedback.json").read_text())["wrong_samples"]
     expected = [(doc["text"], doc["label"]) for doc, item in zip(docs, scored, strict=True) if not item["full_marks"]]
     assert [(w["question"], w["gold"]) for w in wrong] == expected
