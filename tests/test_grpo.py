@@ -123,6 +123,13 @@ def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, 
     changed, total = map(int, counted.tail.strip().splitlines()[-1].split())
     assert total > 0 and changed == total, (changed, total)
     assert "rdft: done:" in whole.stderr
+    # The report plots the reward beside the loss for a GRPO loop; an SFT loop has no reward curve.
+    from conftest import log_dir_of
+
+    from rdft.loop.report import reward_plot
+
+    assert reward_plot(output / "metrics.jsonl").startswith("data:image/png;base64,")
+    assert reward_plot(log_dir_of(demo_run.stdout) / "Loop_1" / "workspace" / "output" / "metrics.jsonl") is None
 
     # Stopped after its checkpoint at step 4 (a kill leaves no result.json), then resumed: the
     # same 8 steps, the second session's from the checkpoint on.

@@ -88,7 +88,8 @@ def score_figure(summary: dict):
     return figure
 
 
-def loss_plot(metrics: Path) -> str | None:
+def metric_plot(metrics: Path, key: str, label: str, color: str) -> str | None:
+    """One curve of a training's metrics JSONL (loss; GRPO's reward mean), as an embedded PNG."""
     if not metrics.is_file():
         return None
     import matplotlib
@@ -102,18 +103,27 @@ def loss_plot(metrics: Path) -> str | None:
             row = json.loads(line)
         except ValueError:
             continue  # a line being written right now
-        if "loss" in row and "step" in row:
-            points.append((row["step"], row["loss"]))
+        if isinstance(row, dict) and isinstance(row.get(key), (int, float)) and "step" in row:
+            points.append((row["step"], row[key]))
     if not points:
         return None
     figure, axes = plt.subplots(figsize=(5, 2.4))
-    axes.plot(*zip(*points, strict=True), color="#d62728")
+    axes.plot(*zip(*points, strict=True), color=color)
     axes.set_xlabel("step")
-    axes.set_ylabel("training loss")
+    axes.set_ylabel(label)
     axes.grid(alpha=0.3)
     image = _png(figure)
     plt.close(figure)
     return image
+
+
+def loss_plot(metrics: Path) -> str | None:
+    return metric_plot(metrics, "loss", "training loss", "#d62728")
+
+
+def reward_plot(metrics: Path) -> str | None:
+    """GRPO's mean reward per step (the benchmark's scorer on the sampled answers); None for SFT."""
+    return metric_plot(metrics, "reward_mean", "mean reward", "#2ca02c")
 
 
 def _css(line: str) -> str:
@@ -220,6 +230,9 @@ def build(log_dir: Path) -> str:
         loss = loss_plot(loop_dir / "workspace" / "output" / "metrics.jsonl")
         if loss:
             out.append(f"<h3>Training loss</h3><img alt='training loss' src='{loss}'>")
+        reward = reward_plot(loop_dir / "workspace" / "output" / "metrics.jsonl")
+        if reward:
+            out.append(f"<h3>Reward (GRPO)</h3><img alt='mean reward' src='{reward}'>")
         errors = []
         failure = layout.failure(row["loop"])
         if failure:
