@@ -800,9 +800,10 @@ def adopt(env: dict[str, str], name: str, python: str, allow_missing: tuple[str,
 
 def adopt_this_python(env: dict[str, str]) -> list[str]:
     """`rdft env adopt train --python <this interpreter>`: its notes, or exit with its one line.
-    DeepSpeed may be missing: the suite's cases run on one GPU without it."""
+    DeepSpeed may be missing (the suite's cases run on one GPU without it), and so may TRL and
+    RDKit (GRPO's; no case of the suite trains GRPO)."""
     try:
-        return adopt(env, "train", sys.executable, ("deepspeed",))
+        return adopt(env, "train", sys.executable, ("deepspeed", "trl", "rdkit"))
     except RuntimeError as error:
         hint = ""
         if "No module named" in str(error):  # rdft's own dependencies are not on this host

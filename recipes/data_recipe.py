@@ -25,6 +25,10 @@ scorer before it is kept, so a row whose answer would not score is never trained
   rule reads it, `{"<answer_key>": answer}` or `\\boxed{answer}`; chat rows (`messages`) of a
   user's dataset are kept as they are.
 
+With `"rows": "prompts"` (a GRPO experiment) each kept doc becomes a prompt row instead,
+`{"prompt": doc_to_text(doc), "doc": doc}`: the same docs (their gold must score, as above), no
+answer; GRPO's reward scores the model's own answers against the doc.
+
 With `force_think` (FT_FORCE_THINK_TOKEN) the reasoning sits in <think>…</think> and the answer
 follows it. Rows over `max_tokens` (the base model's tokenizer) are dropped. Every drop is counted by reason
 and written to `data_stats.json`. `--debug` keeps the first 100 rows.
@@ -38,7 +42,15 @@ import random
 import sys
 from pathlib import Path
 
-from rdft_data import TokenCounter, benchmark_entry, debug_sample, filter_by_tokens, scorer, write_chat_jsonl
+from rdft_data import (
+    TokenCounter,
+    benchmark_entry,
+    debug_sample,
+    filter_by_tokens,
+    scorer,
+    write_chat_jsonl,
+    write_prompt_jsonl,
+)
 from rdft_data.profile import data_files, read_rows
 from rdft_data.records import write_atomically
 
@@ -108,12 +120,15 @@ def main() -> None:
     rows = read_datasets(Path(os.environ["RDFT_DATASETS_DIR"]), recipe["datasets"])
     random.Random(recipe.get("seed", 0)).shuffle(rows)
     builder = Builder(recipe, family, entry)
+    prompts = recipe.get("rows") == "prompts"
     limit = DEBUG_ROWS if debug else recipe["max_samples"]
     samples = []
     for doc in rows:  # build until the limit: reading stays cheap, scoring stops early
         sample = builder.row(doc)
-        if sample is not None:
-            samples.append(sample)
+        if sample is not None and prompts and "messages" in doc:  # a chat row holds no doc to score against
+            builder.drop("a chat row: no doc for the reward")
+        elif sample is not None:
+            samples.append({"prompt": sample["messages"][0]["content"], "doc": doc} if prompts else sample)
             if len(samples) >= limit:
                 break
     samples = debug_sample(samples, DEBUG_ROWS)
@@ -126,7 +141,7 @@ def main() -> None:
     write_atomically(Path("data_stats.json"), lambda handle: json.dump(stats, handle, indent=1))
     if not samples:
         raise SystemExit(f"data_recipe: no samples left ({stats}); check the datasets against the benchmark")
-    write_chat_jsonl(samples, "data.jsonl")
+    (write_prompt_jsonl if prompts else write_chat_jsonl)(samples, "data.jsonl")
     print(f"SUMMARY: {json.dumps(stats)}")
 
 

@@ -96,15 +96,22 @@ def demo_model(demo_run) -> Path:
 
 
 def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, train_env, tmp_path):
+    """Stopped after its checkpoint at step 4 (a kill leaves no result.json), then resumed to step
+    8: the second session starts from the checkpoint, and the run as a whole learned."""
     start = {"path": str(demo_model(demo_run))}
-    whole = run_train(shared_dirs, grpo_config(tmp_path / "whole", model=start, train={"max_steps": 8,
-                      "save_steps": 4}), tmp_path / "whole")  # fmt: skip
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    output = tmp_path / "whole" / "output"
+    run = tmp_path / "run"
+    first = run_train(shared_dirs, grpo_config(run, model=start, train={"max_steps": 4, "save_steps": 4}), run)
+    assert first.returncode == 0, first.stderr[-3000:]
+    output = run / "output"
+    (output / "result.json").unlink()
+    resumed = run_train(shared_dirs, grpo_config(run, model=start, train={"max_steps": 8, "save_steps": 4}), run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((output / "result.json").read_text())
-    assert (result["method"], result["weights"], result["steps"], result["resumed_from"]) == ("grpo", "lora", 8, None)
+    assert (result["method"], result["weights"], result["steps"]) == ("grpo", "lora", 8)
+    assert result["resumed_from"].endswith("checkpoints/checkpoint-4")
     metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == list(range(1, 9)) and all(m["total_steps"] == 8 for m in metrics)
+    assert [m["step"] for m in metrics] == list(range(1, 9))  # both sessions' lines, none twice
+    assert all(m["total_steps"] == 8 for m in metrics[4:])
     for m in metrics:
         assert 0.0 <= m["reward_mean"] <= 1.0 and m["reward_std"] >= 0 and 0.0 <= m["same_reward_share"] <= 1.0
         assert m["kl"] is not None and m["completion_length"] > 0
@@ -122,7 +129,7 @@ def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, 
     assert counted.ok, counted.tail
     changed, total = map(int, counted.tail.strip().splitlines()[-1].split())
     assert total > 0 and changed == total, (changed, total)
-    assert "rdft: done:" in whole.stderr
+    assert "rdft: done:" in resumed.stderr
     # The report plots the reward beside the loss for a GRPO loop; an SFT loop has no reward curve.
     from conftest import log_dir_of
 
@@ -130,19 +137,6 @@ def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, 
 
     assert reward_plot(output / "metrics.jsonl").startswith("data:image/png;base64,")
     assert reward_plot(log_dir_of(demo_run.stdout) / "Loop_1" / "workspace" / "output" / "metrics.jsonl") is None
-
-    # Stopped after its checkpoint at step 4 (a kill leaves no result.json), then resumed: the
-    # same 8 steps, the second session's from the checkpoint on.
-    cut = tmp_path / "cut"
-    first = run_train(shared_dirs, grpo_config(cut, model=start, train={"max_steps": 4, "save_steps": 4}), cut)
-    assert first.returncode == 0, first.stderr[-3000:]
-    (cut / "output" / "result.json").unlink()
-    resumed = run_train(shared_dirs, grpo_config(cut, model=start, train={"max_steps": 8, "save_steps": 4}), cut)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    again = json.loads((cut / "output" / "result.json").read_text())
-    assert again["resumed_from"].endswith("checkpoints/checkpoint-4") and again["steps"] == 8
-    lines = (cut / "output" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == list(range(1, 9))  # both sessions' lines
 
 
 def test_grpo_from_a_parents_adapter_saves_the_merged_result(shared_dirs, train_env, tmp_path):

@@ -120,6 +120,59 @@ def test_demo_runs_offline_as_the_readme_says(demo_run):
     assert data["leakage"] == {"exact": 0, "identifier": 0, "molecule": 0, "ngram": 0}
 
 
+def test_rl_demo_starts_with_a_short_sft(rdft, shared_dirs, data_env, eval_env, train_env):
+    """`rdft run --demo --rl` (the README's): its first experiment is a short SFT on purpose, to
+    leave GRPO room to learn; GRPO itself follows in the next test."""
+    stopped = rdft("run", "--demo", "--rl", "--step-n", "3", env=shared_dirs)  # items, base, the proposal
+    assert stopped.returncode == 3, stopped.output
+    log = log_dir_of(stopped.stdout)
+    assert json.loads((log / "run.json").read_text())["rl"] is True
+    params = json.loads((log / "Loop_0" / "direct_exp_gen" / "proposal.json").read_text())["params"]
+    assert (params["method"], params["epochs"], params["max_samples"]) == ("full", 1, 256)
+
+
+def test_a_finished_sft_run_resumed_with_rl_adds_one_grpo_loop(demo_run, shared_dirs, tmp_path):
+    """`rdft run --resume LOG --loop-n 3 --rl` on a copy of the demo's two SFT loops: exactly one
+    more loop, GRPO from the confirmed best SFT's weights (its validation score leaves room to
+    learn) with the demo benchmark's scorer as the reward, scored and compared like any loop; the
+    first two loops' records are untouched (issue 28)."""
+    import shutil
+
+    log = tmp_path / "extended"
+    shutil.copytree(log_dir_of(demo_run.stdout), log)
+    before = {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")}
+    confirmed = [
+        row for row in json.loads((log / "summary.json").read_text())["loops"] if row["decision"] == "confirmed"
+    ]
+    expected = max(confirmed, key=lambda row: (row["validation"], -row["loop"]))
+    assert 0.1 <= expected["validation"] <= 0.9  # the demo's best leaves room: GRPO_SCORE_RANGE
+    started = time.monotonic()
+    extended = run_cli(shared_dirs, tmp_path, "run", "--resume", str(log), "--loop-n", "3", "--rl")
+    print(f"one GRPO loop took {time.monotonic() - started:.0f} s")
+    assert extended.returncode == 0, extended.stdout + extended.stderr[-3000:]
+    assert {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")} == before  # exactly one more loop
+    summary = check_run(log, loops=3)
+    assert [row["method"] for row in summary["loops"]] == ["full", "full", "grpo"]
+    start = json.loads((log / "Loop_2" / "direct_exp_gen" / "proposal.json").read_text())["params"]["start_from"]
+    assert start == expected["loop"]
+    # GRPO started from that loop's trained weights, rewarded by demo_letter's scorer, on prompt rows.
+    config = yaml.safe_load((log / "Loop_2" / "workspace" / "train.yaml").read_text())
+    parent = json.loads((log / f"Loop_{start}" / "running" / "train.json").read_text())
+    assert config["model"]["path"] == parent["model_dir"] and config["rl"]["benchmark"] == "demo_letter"
+    rows = [json.loads(line) for line in (log / "Loop_2" / "workspace" / "data.jsonl").read_text().splitlines()]
+    assert rows and all(set(row) == {"prompt", "doc"} and row["prompt"].endswith("\\boxed{}.") for row in rows)
+    train = json.loads((log / "Loop_2" / "running" / "train.json").read_text())
+    assert train["method"] == "grpo" and Path(train["merged_dir"]).is_dir()
+    metrics = [json.loads(line) for line in (log / "Loop_2" / "workspace" / "output" / "metrics.jsonl").open()]
+    assert len(metrics) == len(rows) and all("reward_mean" in m and "same_reward_share" in m for m in metrics)
+    scored = json.loads((log / "Loop_2" / "running" / "validation" / "summary.json").read_text())
+    assert scored["model"] == train["merged_dir"] and scored["adapter"] is None  # the merge is what scored
+    assert "Reward (GRPO)" in (log / "report.html").read_text()
+    assert json.loads((log / "run.json").read_text())["loop_n"] == 3
+    fewer = run_cli(shared_dirs, tmp_path, "run", "--resume", str(log), "--loop-n", "2")
+    assert fewer.returncode == 2 and "the run already started 3 loop(s); give --loop-n 3 or more" in fewer.stderr
+
+
 BROKEN = "raise SystemExit('KeyError: no column named problem')\n"
 EVAL_ITEMS = [
     json.loads(line) for line in (REPO / "evaluation" / "data" / "demo_letter.jsonl").read_text().splitlines()
@@ -490,13 +543,11 @@ def no_failed_experiment(log: Path) -> None:
     assert all(node["status"] != "failed" for node in nodes), nodes
 
 
-def test_budget_pauses_and_resumes_with_new_limits(demo_run, shared_dirs, tmp_path):
+def test_budget_pauses_and_resumes_with_new_limits(shared_dirs, data_env, eval_env, train_env, tmp_path):
     """--timeout ends a run without a failed experiment (exit 3, the resume command); a resume
-    with a new --timeout finishes what was started; --loop-n extends a finished run by exactly
-    one loop. Deterministic on any host: a 5-second budget ends before loop 0's feedback, which
-    needs a training run (its interpreter alone starts slower than that)."""
-    import shutil
-
+    with a new --timeout finishes what was started (--loop-n extending a finished run: the GRPO
+    test below). Deterministic on any host: a 5-second budget ends before loop 0's feedback,
+    which needs a training run (its interpreter alone starts slower than that)."""
     work = tmp_path / "work"
     work.mkdir()
     short = run_cli(shared_dirs, work, "run", "--demo", "--loop-n", "1", "--timeout", "5s", log=tmp_path / "short")
@@ -514,19 +565,6 @@ def test_budget_pauses_and_resumes_with_new_limits(demo_run, shared_dirs, tmp_pa
     assert [(n["loop"], n["status"]) for n in nodes] == [(0, "done")]
     assert nodes[0]["validation"] is not None and nodes[0]["test"] is not None
     no_failed_experiment(tmp_path / "short")
-
-    # --loop-n on a finished run (a copy of the demo's two loops): one more loop, the others untouched.
-    log = tmp_path / "extended"
-    shutil.copytree(log_dir_of(demo_run.stdout), log)
-    before = {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")}
-    extended = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "3")
-    assert extended.returncode == 0, extended.stdout + extended.stderr[-3000:]
-    nodes = json.loads((log / "trace.json").read_text())["nodes"]
-    assert [n["loop"] for n in nodes] == [0, 1, 2] and nodes[2]["status"] == "done"
-    assert {p: p.read_bytes() for p in log.glob("Loop_[01]/**/*.json")} == before  # exactly one more loop
-    assert json.loads((log / "run.json").read_text())["loop_n"] == 3
-    fewer = run_cli(shared_dirs, work, "run", "--resume", str(log), "--loop-n", "2")
-    assert fewer.returncode == 2 and "the run already started 3 loop(s); give --loop-n 3 or more" in fewer.stderr
 
 
 def test_a_stop_before_loop_0_leaves_the_summary_and_the_report(rdft, shared_dirs, data_env, eval_env, train_env):

@@ -93,3 +93,32 @@ def test_failed_experiments_count_as_tried_and_large_models_keep_lora():
 
 def test_params_accept_the_llm_shape():
     assert Params(learning_rate=1e-4, epochs=1, max_samples=10).method == "lora"
+
+
+def test_grpo_follows_an_sft_experiment_that_leaves_room_to_learn():
+    """GRPO from an SFT experiment's weights when its validation score lies in GRPO_SCORE_RANGE
+    (sampled answers disagree often enough), once per start: with --rl right after the first SFT
+    (which is short on purpose), without it when the SFT search stalls (the last two SFT
+    experiments did not beat the best)."""
+    from rdft.loop.proposal import GRPO_SCORE_RANGE
+
+    s = scenario()
+    first = propose_offline(s, [], [], rl=True).params
+    assert (first.method, first.epochs, first.max_samples) == ("full", 1, 256)
+    grpo = propose_offline(s, [(node(0, None, 0.40), first)], [first], rl=True)
+    assert (grpo.params.method, grpo.params.start_from, grpo.params.num_generations) == ("grpo", 0, 4)
+    assert "GRPO from loop 0's weights" in grpo.hypothesis and str(GRPO_SCORE_RANGE) in grpo.reason
+    # Right on 95% of items: most groups of answers agree, no signal; the SFT search goes on.
+    assert propose_offline(s, [(node(0, None, 0.95), first)], [first], rl=True).params.method == "full"
+    # One GRPO per start: after it, the SFT neighbours again (from the best SFT, not the GRPO loop).
+    after = propose_offline(
+        s, [(node(0, None, 0.40), first), (node(1, 0, 0.60), grpo.params)], [first, grpo.params], rl=True
+    )
+    assert after.params.method == "full" and after.params.start_from is None
+
+    # Without --rl: three SFT experiments, the last two below the first: stalled, GRPO from loop 0.
+    a = default_params(s)
+    b, c = a.model_copy(update={"epochs": 4}), a.model_copy(update={"epochs": 2})
+    stalled = [(node(0, None, 0.50), a), (node(1, 0, 0.40), b), (node(2, 0, 0.45), c)]
+    assert propose_offline(s, stalled, [a, b, c]).params.start_from == 0
+    assert propose_offline(s, stalled[:2], [a, b]).params.method == "full"  # two: not yet stalled

@@ -25,6 +25,11 @@ from rdft.cli.base import cli, settings_of
 @click.option("--timeout", help="Budget for the whole run, e.g. 12h, 90m, 3600.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this log folder.")
 @click.option("--demo", is_flag=True, help="Two loops of the tiny model on the demo benchmark, on CPU.")
+@click.option(
+    "--rl",
+    is_flag=True,
+    help="Offline planner: a short SFT first, then GRPO from its weights with the benchmark's scorer as the reward.",
+)
 @click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
 @click.option(
     "--max-gen-toks",

@@ -30,6 +30,7 @@ from .records import (
     sample_text,
     write_alpaca_json,
     write_chat_jsonl,
+    write_prompt_jsonl,
 )
 
 __all__ = [
@@ -57,4 +58,5 @@ __all__ = [
     "weak_pool",
     "write_alpaca_json",
     "write_chat_jsonl",
+    "write_prompt_jsonl",
 ]  # fmt: skip

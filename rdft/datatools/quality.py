@@ -34,7 +34,10 @@ def _key(text: str) -> str:
 
 
 def turns(row: dict) -> tuple[str, str]:
-    """(the last user turn, the final assistant turn) of a chat or alpaca row."""
+    """(the last user turn, the final assistant turn) of a chat or alpaca row; of a GRPO prompt
+    row, (its prompt, its doc): it has no answer, the doc makes two rows on one prompt differ."""
+    if "prompt" in row and "messages" not in row:
+        return sample_text(row), json.dumps(row.get("doc"), sort_keys=True, ensure_ascii=False)
     if "messages" in row:
         user = next((m.get("content") or "" for m in reversed(row["messages"]) if m.get("role") == "user"), "")
         return str(user), str(row["messages"][-1].get("content") or "")
@@ -81,8 +84,9 @@ def statistics(rows: list[dict], *, counter: TokenCounter, family: str, dataset_
                 if key in wanted:
                     sources.setdefault(wanted[key], (source, gold))
     stats["prompt_matched"] = len(sources)
+    prompts_only = bool(rows) and all("prompt" in row and "messages" not in row for row in rows)
     for index, (source, gold) in sources.items():
-        if not gold:
+        if not gold or prompts_only:  # GRPO rows hold no answer to check: their docs are scored in training
             continue
         try:
             scores = module.process_results(source, [pairs[index][1]])

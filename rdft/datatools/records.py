@@ -59,7 +59,10 @@ class TokenCounter:
 
 
 def sample_text(sample: dict) -> str:
-    """All the text a chat or alpaca sample trains on."""
+    """All the text a chat or alpaca sample trains on (a GRPO prompt row: its prompt)."""
+    if "prompt" in sample and "messages" not in sample:
+        prompt = sample["prompt"]
+        return prompt if isinstance(prompt, str) else "\n".join(str(m.get("content") or "") for m in prompt)
     if "messages" in sample:
         return "\n".join(str(message.get("content") or "") for message in sample["messages"])
     return "\n".join(str(sample.get(key) or "") for key in ("system", "instruction", "input", "output"))
@@ -108,6 +111,20 @@ def write_chat_jsonl(samples: Iterable[dict], path: str | Path) -> Path:
     samples = list(samples)
     for number, sample in enumerate(samples):
         _check_chat(sample, number)
+    return write_atomically(
+        path, lambda handle: handle.writelines(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples)
+    )
+
+
+def write_prompt_jsonl(samples: Iterable[dict], path: str | Path) -> Path:
+    """GRPO's rows, `{"prompt": <the benchmark's prompt>, "doc": <the row its answers are scored
+    against>}` per line, validated, written atomically."""
+    samples = list(samples)
+    for number, sample in enumerate(samples):
+        if not isinstance(sample.get("prompt"), str) or not sample["prompt"].strip():
+            raise ValueError(f"sample {number} needs a `prompt` string (the benchmark's doc_to_text)")
+        if not isinstance(sample.get("doc"), dict):
+            raise ValueError(f"sample {number} needs a `doc` object (the row its reward scores against)")
     return write_atomically(
         path, lambda handle: handle.writelines(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples)
     )

@@ -68,6 +68,8 @@ class CodingResult(BaseModel):
 def train_config(scenario: Scenario, params: Params) -> dict:
     cpu = not scenario.hardware.get("gpus")
     small = (scenario.base_model.parameters or 0) < 50_000_000
+    if params.method == "grpo":
+        return grpo_config(scenario, params, cpu)
     method = {"type": params.method}
     if params.method != "full":
         method.update(lora_r=params.lora_r, lora_alpha=2 * params.lora_r)
@@ -91,8 +93,38 @@ def train_config(scenario: Scenario, params: Params) -> dict:
     }
 
 
+GRPO_COMPLETION_TOKENS = {"cpu": 32, "gpu": 1024}  # the answers GRPO samples: short on a CPU (the demo's fit)
+
+
+def grpo_config(scenario: Scenario, params: Params, cpu: bool) -> dict:
+    """GRPO from the start loop's weights (rdft sets model.path/model.adapter and rl.benchmark):
+    a LoRA on top, merged for scoring, one prompt's group a step."""
+    return {
+        "model": {"path": scenario.base_model.path, "dtype": "float32" if cpu else "bfloat16"},
+        "data": {"path": "data.jsonl"},
+        "method": {"type": "grpo", "lora_r": params.lora_r, "lora_alpha": 2 * params.lora_r},
+        "rl": {
+            "reward": "benchmark",
+            "benchmark": scenario.benchmark,
+            "num_generations": params.num_generations,
+            "max_completion_length": GRPO_COMPLETION_TOKENS["cpu" if cpu else "gpu"],
+            "learning_rate": params.learning_rate,
+        },
+        # Checkpoints every 8 prompts: a killed run's redone training resumes from the last one.
+        "train": {
+            "epochs": params.epochs,
+            "micro_batch_size": 1,
+            "warmup_ratio": 0.0,
+            "seed": 0,
+            "save_steps": 8,
+            "save_total_limit": 1,
+        },
+        "output": {"merge": True},  # the adapter is relative to the start's weights: the merge is what scores
+    }
+
+
 def data_recipe(scenario: Scenario, params: Params, datasets: list[str]) -> dict:
-    max_length = train_config(scenario, params)["data"]["max_length"]
+    max_length = train_config(scenario, params)["data"].get("max_length", 2048)
     return {
         "datasets": params.datasets or datasets,
         "benchmark": scenario.benchmark,
@@ -103,6 +135,7 @@ def data_recipe(scenario: Scenario, params: Params, datasets: list[str]) -> dict
         "tokenizer": scenario.base_model.path,
         "max_tokens": max_length - TEMPLATE_TOKENS,
         "force_think": scenario.force_think,
+        "rows": "prompts" if params.method == "grpo" else "chat",
     }
 
 
@@ -122,7 +155,9 @@ process_data.py runs in a Python env with datasets, litellm, rdkit, sympy and th
 (every public name below). It reads the prepared datasets under the folder in the RDFT_DATASETS_DIR
 environment variable, supports --debug (process only a small sample, e.g. with debug_sample), and writes
 data.jsonl (chat: {{"messages": [...]}} ending with the assistant's answer) in the current folder, at
-most {limit} samples, with the answer in the benchmark's format.{think}
+most {limit} samples, with the answer in the benchmark's format.{think} For a GRPO experiment
+(method.type grpo) data.jsonl holds prompt rows instead, {{"prompt": doc_to_text(row), "doc": row}}
+(write_prompt_jsonl): the benchmark's own scorer rewards the model's answers against each doc.
 
 train.yaml follows rdft's schema (every key below); rdft sets model.path, data.path and output.dir.
 
@@ -231,6 +266,7 @@ def prove(
     *,
     llm: ChatLLM | None = None,
     deadline: Callable[[float], float] = lambda seconds: seconds,
+    start: dict | None = None,
 ) -> dict:
     """One round's checks (raises StepFailed), every step within deadline(its own timeout);
     returns the gate's record. What the debug run measured (rows, seconds, API cost, training
@@ -259,7 +295,7 @@ def prove(
                 "api_cost_usd": usage.get("cost_usd", 0.0), "api_calls": usage.get("calls", 0)}  # fmt: skip
     write_atomic(debug / "measured.json", json.dumps(measured))
     guard_debug_data(settings, scenario, data, guard_docs, debug / "leakage.log", deadline(GUARD_TIMEOUT))
-    config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name)
+    config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name, start)
     write_config(workspace, config)
     micro = {**config, "data": {**config["data"], "path": f".debug/{data.name}"}}
     micro["train"] = {**config.get("train", {}), "max_steps": 2, "epochs": 1}
@@ -317,10 +353,11 @@ def code(
     out_of_budget: Callable[[], bool] = lambda: False,
     budget_left: Callable[[], float | None] = lambda: None,
     source: str = "",
+    start_from: dict | None = None,
 ) -> CodingResult:
     """Rounds of writing and proving the files. `measured`: what the last debug run of this run
     measured (the coder sizes its data and training with it); `source`: the run and loop, for
-    the fixes it teaches the knowledge store."""
+    the fixes it teaches the knowledge store; `start_from`: the training record GRPO starts from."""
     workspace.mkdir(parents=True, exist_ok=True)
     if parent_workspace is not None:  # the coder starts from the parent's files
         for name in CODE_FILES:
@@ -358,7 +395,17 @@ def code(
             write_atomic(round_dir / name, text)
         console.print(f"rdft: coding round {number}: proving the files")
         try:
-            record = prove(settings, scenario, proposal, workspace, guard_docs, console, llm=llm, deadline=deadline)
+            record = prove(
+                settings,
+                scenario,
+                proposal,
+                workspace,
+                guard_docs,
+                console,
+                llm=llm,
+                deadline=deadline,
+                start=start_from,
+            )
         except StepFailed as error:
             if out_of_budget():
                 raise Interrupted from None

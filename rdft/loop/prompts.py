@@ -56,7 +56,7 @@ def messages(run: Run, stage: str, loop: int | None) -> tuple[list[dict], str]:
         if index > len(run.trace.nodes):
             count = len(run.trace.nodes)
             raise RdftError(f"the run has {count} loop(s); give --loop {count} (the next) or less")
-        node = Node(loop=index, **run.next_parent(index))
+        node = Node(loop=index, **run.trace.next_parent(run.settings.rdft_search, run.llm is None, index))
     if stage == "proposal":
         return structured_messages(proposal_messages(run, scenario, node), Proposal), "would send"
     proposal_path = run.layout.proposal(index)

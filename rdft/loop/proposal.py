@@ -15,17 +15,20 @@ from rdft.loop.trace import Node
 class Params(BaseModel):
     """The offline planner's machine-readable recipe (an LLM may fill it too)."""
 
-    method: Literal["lora", "qlora", "full"] = "lora"
+    method: Literal["lora", "qlora", "full", "grpo"] = "lora"
     learning_rate: float = Field(gt=0)
     epochs: int = Field(ge=1)
     max_samples: int = Field(ge=1)
     lora_r: int = Field(16, ge=1)
     max_length: int | None = Field(None, ge=64, description="data.max_length; None: rdft's default for the host")
     datasets: list[str] = Field([], description="The data mix (registry names); empty: the proposal's datasets")
+    start_from: int | None = Field(None, description="grpo: the loop whose trained weights it starts from")
+    num_generations: int = Field(4, ge=2, description="grpo: answers sampled per prompt")
 
     def key(self) -> tuple:
         return (
             self.method,
+            self.start_from,
             round(self.learning_rate, 10),
             self.epochs,
             self.max_samples,
@@ -45,8 +48,11 @@ class Proposal(BaseModel):
 
 
 SYSTEM = """You are an expert in fine-tuning LLMs. You run experiments to raise the base model's score on
-the target benchmark. Each experiment is single-stage supervised fine-tuning: a data script builds
-the training set, then the model is trained and scored on a validation split.
+the target benchmark. An experiment is supervised fine-tuning of the base model (a data script builds
+answers, the model is trained full, LoRA or QLoRA) or GRPO from an earlier experiment's weights
+(params.method "grpo" and params.start_from that loop; the data script writes the benchmark's
+prompts, and the benchmark's own scorer rewards the model's sampled answers: it pays when that
+experiment is right on some items and wrong on others). Each is scored on a validation split.
 
 Guidance:
 - Data: sample by code (diversity, difficulty), one strong-model call per sample to write
@@ -189,16 +195,79 @@ def _same_direction(first: dict, second: dict) -> bool:
     return True
 
 
-def propose_offline(scenario: Scenario, finished: list[tuple[Node, Params]], tried: list[Params]) -> Proposal:
+# GRPO learns from a prompt whose sampled answers disagree. With k = 4 answers right with
+# probability p each, a group holds both kinds with probability 1 - p^4 - (1-p)^4: at least a
+# third of the prompts for p in [0.1, 0.9]; below, nearly every group is all wrong, above, all
+# right. rdft's scorers are rules (the aime25 judge is only a second metric), so every
+# benchmark's reward is exact; what decides is the SFT experiment's validation score.
+GRPO_SCORE_RANGE = (0.1, 0.9)
+
+
+def grpo_params(scenario: Scenario, start: Node, recipe: Params) -> Params:
+    """GRPO from loop `start`'s trained weights: its data mix, prompts instead of answers, a LoRA
+    on top (merged for scoring), a small learning rate (a tiny model's is larger, as for SFT)."""
+    small = (scenario.base_model.parameters or 0) < SMALL_MODEL
+    return recipe.model_copy(
+        update={
+            "method": "grpo",
+            "start_from": start.loop,
+            "learning_rate": 1e-3 if small else 1e-5,
+            "epochs": 1,
+            "max_samples": min(32 if small else 512, recipe.max_samples),  # a step per prompt
+            "num_generations": 4,
+        }
+    )
+
+
+def grpo_start(finished: list[tuple[Node, Params]], tried: list[Params]) -> Node | None:
+    """The SFT experiment GRPO would start from: the confirmed best (else the best scored) SFT
+    loop, when its validation score lies in GRPO_SCORE_RANGE and no GRPO started from it yet."""
+    sft = [(node, params) for node, params in finished if node.validation is not None and params.method != "grpo"]
+    if not sft:
+        return None
+    confirmed = [pair for pair in sft if pair[0].confirmed]
+    node, _ = max(confirmed or sft, key=lambda pair: (pair[0].validation, -pair[0].loop))
+    low, high = GRPO_SCORE_RANGE
+    if not low <= node.validation <= high:
+        return None
+    if any(p.method == "grpo" and p.start_from == node.loop for p in tried):
+        return None
+    return node
+
+
+def propose_offline(
+    scenario: Scenario, finished: list[tuple[Node, Params]], tried: list[Params], *, rl: bool = False
+) -> Proposal:
     """A local search over the recipe that reads every finished experiment's score: start from
     the best finished experiment (by validation score, accepted or not), repeat a change that
     paid off on the way there first, skip changes that did worse from it, never run a recipe
     twice. `finished`: (node, its recipe) of experiments that were scored; `tried`: every recipe
-    proposed so far."""
+    proposed so far. With `rl` (`rdft run --rl`) the first SFT recipe is a short one and GRPO
+    follows it from its weights as soon as an SFT experiment's score leaves room to learn
+    (GRPO_SCORE_RANGE); without, GRPO is proposed when the SFT search stalls: the last two SFT
+    experiments did not beat the best."""
     seen = {p.key() for p in tried}
     scored = [(node, params) for node, params in finished if node.validation is not None]
+    sft_scored = [(node, params) for node, params in scored if params.method != "grpo"]
+    best_sft = max(sft_scored, key=lambda pair: (pair[0].validation, -pair[0].loop), default=None)
+    stalled = len(sft_scored) >= 3 and all(
+        node.validation <= best_sft[0].validation and node.loop != best_sft[0].loop
+        for node, _ in sorted(sft_scored, key=lambda pair: pair[0].loop)[-2:]
+    )
+    start_node = grpo_start(finished, tried) if (rl or stalled) else None
+    if start_node is not None:
+        recipe = next(params for node, params in finished if node.loop == start_node.loop)
+        params = grpo_params(scenario, start_node, recipe)
+        reason = (
+            f"offline planner: loop {start_node.loop}'s SFT scored {start_node.validation:.4g}, inside "
+            f"{GRPO_SCORE_RANGE}: sampled answers will disagree often enough to give GRPO a signal, and the "
+            "benchmark's scorer is an exact reward" + ("" if rl else "; the last two SFT experiments did not beat it")
+        )
+        return _proposal(scenario, params, f"GRPO from loop {start_node.loop}'s weights", reason, start_node)
     if not scored:
         start = default_params(scenario)
+        if rl:  # short on purpose: room for GRPO to learn
+            start = start.model_copy(update={"epochs": 1, "max_samples": min(start.max_samples, 256)})
         if start.key() not in seen:
             return _proposal(
                 scenario,
@@ -208,11 +277,11 @@ def propose_offline(scenario: Scenario, finished: list[tuple[Node, Params]], tri
                 None,
             )
         best_node, best = None, start
-    else:
-        best_node, best = max(scored, key=lambda pair: (pair[0].validation, -pair[0].loop))
-    by_loop = {node.loop: (node, params) for node, params in scored}
+    else:  # the SFT search goes on from the best SFT experiment (a GRPO loop is no SFT recipe)
+        best_node, best = best_sft if best_sft is not None else max(scored, key=lambda pair: pair[0].validation)
+    by_loop = {node.loop: (node, params) for node, params in sft_scored}
     paid, hurt = [], []  # changes that led to a better or a worse child
-    for node, params in scored:
+    for node, params in sft_scored:
         parent = by_loop.get(node.parent) if node.parent is not None else None
         if parent is not None:
             change = _change(parent[1], params)
@@ -243,6 +312,19 @@ def propose_offline(scenario: Scenario, finished: list[tuple[Node, Params]], tri
 
 def _proposal(scenario: Scenario, params: Params, change: str, why: str, parent: Node | None) -> Proposal:
     datasets = params.datasets or [d.name for d in scenario.datasets]
+    if params.method == "grpo":
+        return Proposal(
+            hypothesis=f"{change} raises {scenario.primary_metric} on {scenario.benchmark}: the benchmark's own scorer "
+            "rewards the model's sampled answers, where SFT only imitates given ones",
+            reason=why,
+            data_recipe=f"{params.max_samples} prompts from {', '.join(datasets)} (the benchmark's own prompt of "
+            "rows whose gold the scorer accepts), with their rows for the reward",
+            training_recipe=f"GRPO, a LoRA on loop {params.start_from}'s weights (merged for scoring), "
+            f"{params.num_generations} answers per prompt, learning rate {params.learning_rate:g}, "
+            f"{params.epochs} epoch(s)",
+            datasets=datasets,
+            params=params,
+        )
     base = f"loop {parent.loop}'s recipe" if parent is not None else "the base model"
     return Proposal(
         hypothesis=f"SFT from {base} with {change} raises {scenario.primary_metric} on {scenario.benchmark}",

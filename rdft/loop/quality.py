@@ -152,9 +152,10 @@ def gate(
     measured["tokens_mean"] = stats.get("tokens_mean")  # the next rounds' projections use it too
     projected = projection({**measured, "tokens_mean": stats.get("tokens_mean")}, config, rows_full)
     entry = get_benchmark(scenario.benchmark)
+    grpo = (config.get("method") or {}).get("type") == "grpo"  # prompt rows: no answer, no reasoning to check
     reasons = rule_failures(
         stats,
-        reasoning=entry.reasoning or scenario.force_think,
+        reasoning=(entry.reasoning or scenario.force_think) and not grpo,
         projected=projected,
         settings=settings,
         max_length=config["data"].get("max_length", 2048),

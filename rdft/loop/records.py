@@ -16,7 +16,7 @@ from rdft.settings import Settings
 
 DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
 # What a resumed run may change: its budget and its length. Anything else would make another run.
-RESUMABLE = ("loop_n", "step_n", "timeout", "no_sync")
+RESUMABLE = ("loop_n", "step_n", "timeout", "no_sync", "rl")  # --rl: GRPO may follow the SFT loops done
 
 
 class RunArgs(BaseModel):
@@ -34,6 +34,7 @@ class RunArgs(BaseModel):
     max_gen_toks: int | None = Field(None, ge=1)  # caps every scoring call: non-standard scores, said so
     samples: int | None = Field(None, ge=1)  # per item; None: chosen from the split's size (evaluation.run)
     no_sync: bool = False
+    rl: bool = False  # the offline planner tries GRPO after a short first SFT (rdft run --rl)
     target: str | None = None  # the user's words for the goal; the benchmark scores it
     spent_s: float = 0.0  # wall-clock seconds of work so far, all sessions together
     budget_from_s: float = 0.0  # spent_s when the current --timeout budget began (a resume may set a new one)
@@ -46,6 +47,7 @@ class RunArgs(BaseModel):
         chosen = {"loop_n": options["loop_n"], "step_n": options.get("step_n"),
                   "eval_limit": options.get("eval_limit"), "no_sync": options.get("no_sync", False),
                   "max_gen_toks": options.get("max_gen_toks"), "samples": options.get("samples"),
+                  "rl": options.get("rl", False),
                   "timeout_s": parse_duration(options["timeout"]) if options.get("timeout") else None}  # fmt: skip
         if options.get("demo"):
             clash = sorted(asked & {"base_model", "benchmark", "datasets", "target", "benchmark_description"})
@@ -86,11 +88,11 @@ def resume_changes(options: dict, asked: set[str]) -> dict:
         option = "--" + fixed[0].replace("_", "-")
         raise RdftError(
             f"{option} cannot change when resuming (it would make another run); resume with --timeout, --loop-n, "
-            f"--step-n or --no-sync only, or start a new run"
+            f"--step-n, --no-sync or --rl only, or start a new run"
         )
     changes = {"timeout_s": parse_duration(options["timeout"]) if "timeout" in asked else None,
                "loop_n": options.get("loop_n"), "step_n": options.get("step_n"),
-               "no_sync": options.get("no_sync")}  # fmt: skip
+               "no_sync": options.get("no_sync"), "rl": options.get("rl")}  # fmt: skip
     return {key: value for key, value in changes.items() if key.removesuffix("_s") in asked}
 
 

@@ -61,6 +61,22 @@ def redacted_settings(settings: Settings) -> dict:
     return json.loads(settings.model_dump_json())
 
 
+def append_chat(path: Path | None, record: dict) -> None:
+    """One LLM exchange, appended to the current stage's chat.jsonl (none yet: not kept)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def start_weights(layout: RunLayout, proposal: Proposal | None) -> dict | None:
+    """The training record a GRPO proposal starts from (`params.start_from`: an earlier loop of
+    this run, scored, so its weights passed the provenance check), else None."""
+    loop = proposal.params.start_from if proposal is not None and proposal.params is not None else None
+    record = read_json(layout.running(loop, "train")) if loop is not None else None
+    return record if isinstance(record, dict) else None
+
+
 def train_method(workspace: Path) -> str | None:
     """The loop's training method (train.yaml's method.type, lora by default), once coded."""
     path = workspace / "train.yaml"
@@ -82,7 +98,8 @@ class Run:
         self.chat_file: Path | None = None
         self.stopped: str | None = None  # why the run stopped early (budget, --step-n), for the user
         self.finished = False
-        self.llm = ChatLLM(settings, chat_log=self._log_chat) if llm_configured(settings) else None
+
+        self.llm = ChatLLM(settings, chat_log=self.log_chat) if llm_configured(settings) else None
         self.steps = 0
         self.budget = Budget(self.args, log_dir)
         self.layout = RunLayout(log_dir)
@@ -96,11 +113,8 @@ class Run:
             return False
         return True
 
-    def _log_chat(self, record: dict) -> None:
-        if self.chat_file is not None:
-            self.chat_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.chat_file, "a") as handle:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def log_chat(self, record: dict) -> None:  # into the current stage's chat.jsonl
+        append_chat(self.chat_file, record)
 
     # --- the run -------------------------------------------------------------------------------
     def scenario(self) -> Scenario:
@@ -170,7 +184,7 @@ class Run:
         loop_dir = self.layout.loop(index)
         node = self.trace.node(index)
         if node is None:
-            node = Node(loop=index, **self.next_parent(index))
+            node = Node(loop=index, **self.trace.next_parent(self.settings.rdft_search, self.llm is None, index))
             self.trace.nodes.append(node)
             self.save()
         for aside in self.layout.set_aside_damaged(index):
@@ -208,6 +222,7 @@ class Run:
                     self.layout.evaluation_items,
                     deadline=self.budget.deadline,
                     console=self.console,
+                    start=start_weights(self.layout, proposal),
                 ),
             )
         if result_path.exists():
@@ -231,15 +246,6 @@ class Run:
         if self.settings.rdft_remote and not self.args.no_sync:  # after each loop; a failed sync only warns
             write_reports(self.log_dir, self.trace, self.args)
             sync_after_loop(self.settings, self.log_dir, self.console)
-
-    def next_parent(self, index: int) -> dict:
-        """{parent, kind} of a new loop: the search's choice, or, for the offline planner, the
-        best scored experiment (its local search centres there)."""
-        if self.llm is None:
-            best = self.trace.best_scored()
-            return {"parent": best.loop, "kind": "improve"} if best else {"parent": None, "kind": "draft"}
-        parent, kind = self.trace.choose_parent(self.settings.rdft_search, index)
-        return {"parent": parent, "kind": kind}
 
     def stage(self, loop_dir: Path, name: str, node: Node, work) -> tuple[str, str] | None:
         """Run one stage: its record on success, failure.json (and the failure) when it fails."""
@@ -305,7 +311,7 @@ class Run:
             proposal = propose_with_llm(self.llm, proposal_messages(self, scenario, node))
         else:
             finished = [(n, p) for n in self.trace.nodes if (p := self.params_of(n.loop)) is not None]
-            proposal = propose_offline(scenario, finished, self.tried())
+            proposal = propose_offline(scenario, finished, self.tried(), rl=self.args.rl)
         directory = self.layout.stage(node.loop, "direct_exp_gen")
         write_atomic(
             directory / "proposal.md",
@@ -344,6 +350,7 @@ class Run:
             out_of_budget=self.budget.out_of_budget,
             budget_left=self.budget.remaining,
             source=f"{self.log_dir}#{loop_dir.name}",
+            start_from=start_weights(self.layout, proposal),
         )
         if result.ok:
             write_json(loop_dir / "coding" / "result.json", result.model_dump())

@@ -184,8 +184,10 @@ def run_experiment(
     *,
     deadline: Callable[[float], float],
     console: Console,
+    start: dict | None = None,
 ) -> dict:
-    """deadline(t) caps a step's timeout `t` by the run's remaining budget."""
+    """deadline(t) caps a step's timeout `t` by the run's remaining budget; `start`: the earlier
+    loop's training record a GRPO experiment starts from."""
 
     def data() -> dict:
         console.print("rdft: running the data script in full")
@@ -248,7 +250,7 @@ def run_experiment(
         return record
 
     def training() -> dict:
-        config = managed_config((workspace / "train.yaml").read_text(), scenario, data_record["file"])
+        config = managed_config((workspace / "train.yaml").read_text(), scenario, data_record["file"], start)
         path = write_config(workspace, config)
         console.print("rdft: training")
         try:
@@ -272,8 +274,10 @@ def run_experiment(
         return record
 
     def provenance(record: dict) -> dict:
-        adapter = Path(record["adapter_dir"]) if record.get("adapter_dir") else None
-        model = Path(record["model_dir"]) if record.get("model_dir") and not adapter else None
+        # Merged weights (GRPO's: its adapter is relative to an earlier loop's weights) are what scores.
+        merged = Path(record["merged_dir"]) if record.get("merged_dir") else None
+        adapter = Path(record["adapter_dir"]) if record.get("adapter_dir") and not merged else None
+        model = merged or (Path(record["model_dir"]) if record.get("model_dir") and not adapter else None)
         try:
             return check_descendant(
                 Path(scenario.base_model.path), scenario.base_model.weights, adapter=adapter, model=model
@@ -283,8 +287,9 @@ def run_experiment(
 
     data_record = step(stage_dir, "data", data)
     train_record = step(stage_dir, "train", training)
-    adapter = Path(train_record["adapter_dir"]) if train_record.get("adapter_dir") else None
-    model = scenario.base_model.path if adapter else train_record["model_dir"]
+    merged = train_record.get("merged_dir")
+    adapter = Path(train_record["adapter_dir"]) if train_record.get("adapter_dir") and not merged else None
+    model = merged or (scenario.base_model.path if adapter else train_record["model_dir"])
 
     def score(splits: list[str]) -> dict[str, dict]:
         provenance(train_record)  # the weights may have been touched since training: check again

@@ -46,6 +46,15 @@ class Trace(BaseModel):
     scoring: dict = {}  # how every split is scored: items, samples (k), temperature, top_p
     nodes: list[Node] = []
 
+    def next_parent(self, search: str, offline: bool, index: int) -> dict:
+        """{parent, kind} of a new loop: the search's choice, or, for the offline planner, the
+        best scored experiment (its local search centres there)."""
+        if offline:
+            best = self.best_scored()
+            return {"parent": best.loop, "kind": "improve"} if best else {"parent": None, "kind": "draft"}
+        parent, kind = self.choose_parent(search, index)
+        return {"parent": parent, "kind": kind}
+
     def node(self, loop: int) -> Node | None:
         return next((n for n in self.nodes if n.loop == loop), None)
 

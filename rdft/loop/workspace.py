@@ -34,10 +34,12 @@ class StepFailed(RdftError):
         self.stage = stage
 
 
-def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
+def managed_config(text: str, scenario: Scenario, data_file: str, start: dict | None = None) -> dict:
     """The coder's train.yaml with the fields rdft manages set by rdft. The run trains its base
     model only: a train.yaml naming another model is refused (a tuned checkpoint would pass
-    for this run's work)."""
+    for this run's work). GRPO starts from `start`, an earlier loop's training record of this
+    run (its merged or full weights as model.path, or the base with its adapter as
+    model.adapter), and is rewarded by the run's benchmark."""
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -49,13 +51,25 @@ def managed_config(text: str, scenario: Scenario, data_file: str) -> dict:
         raise StepFailed("config", "train.yaml's model must be a mapping (dtype, attn_implementation)")
     named = model.get("path")
     base = scenario.base_model
-    if named not in (None, "", base.path, base.name) and Path(str(named)).expanduser().resolve() != Path(base.path):
+    weights = (start or {}).get("merged_dir") or (start or {}).get("model_dir")  # GRPO's start, rdft's own
+    allowed = (None, "", base.path, base.name, weights)
+    if named not in allowed and Path(str(named)).expanduser().resolve() != Path(base.path):
         raise StepFailed(
             "config",
             f"train.yaml sets model.path to {named}, but this run fine-tunes its base model {base.name} only; "
             "remove model.path (rdft sets it)",
         )
     model["path"] = base.path
+    model.pop("adapter", None)
+    method = config.get("method")
+    if isinstance(method, dict) and method.get("type") == "grpo":
+        rl = config.setdefault("rl", {})
+        if isinstance(rl, dict):
+            rl["benchmark"] = scenario.benchmark
+        if weights:
+            model["path"] = weights
+        elif (start or {}).get("adapter_dir"):
+            model["adapter"] = start["adapter_dir"]
     config.setdefault("data", {})["path"] = data_file
     config.setdefault("output", {})["dir"] = "output"
     return config
@@ -122,6 +136,10 @@ def check_samples(rows: list[dict], force_think: bool = False) -> None:
         raise StepFailed("data", "the data script wrote no samples")
     for number, row in enumerate(rows[:50]):
         messages = row.get("messages") if isinstance(row, dict) else None
+        if isinstance(row, dict) and "prompt" in row and not messages:  # GRPO's: a prompt and its doc, no answer
+            if not (isinstance(row["prompt"], (str, list)) and row["prompt"] and isinstance(row.get("doc"), dict)):
+                raise StepFailed("data", f"sample {number} is a prompt row without a prompt and its doc")
+            continue
         if messages:
             if messages[-1].get("role") != "assistant" or not str(messages[-1].get("content", "")).strip():
                 raise StepFailed("data", f"sample {number} does not end with a non-empty assistant message")
