@@ -851,8 +851,9 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
         model = str(folder)
     command = [sys.executable, "-m", "rdft", "run", "--base-model", model, "--benchmark", "demo_letter",
                "--dataset", "demo-letter", "--loop-n", "1", "--no-sync"]  # fmt: skip
-    if smoke:  # the smoke checks the plumbing: 8 items, one greedy answer each (a CPU scores slowly)
+    if smoke:  # the smoke checks the plumbing: 8 items, one greedy answer each, 256 rows (a CPU is slow)
         command += ["--eval-limit", "8", "--samples", "1", "--max-gen-toks", "16"]
+        env = {**env, "FT_UPPER_DATA_SIZE_LIMIT": "256"}
     left = max(1.0, timeout - (time.perf_counter() - started))
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(

@@ -550,6 +550,7 @@ def test_budget_pauses_and_resumes_with_new_limits(shared_dirs, data_env, eval_e
     which needs a training run (its interpreter alone starts slower than that)."""
     work = tmp_path / "work"
     work.mkdir()
+    shared_dirs = {**shared_dirs, "FT_UPPER_DATA_SIZE_LIMIT": "256"}  # the flow is tested, not the learning
     short = run_cli(shared_dirs, work, "run", "--demo", "--loop-n", "1", "--timeout", "5s", log=tmp_path / "short")
     assert short.returncode == 3, short.stdout + short.stderr[-2000:]
     assert f"resume with `rdft run --resume {tmp_path / 'short'} --timeout DURATION`" in short.stdout

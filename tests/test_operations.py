@@ -171,6 +171,11 @@ def write_tasks(path: Path, tasks) -> Path:
     return path
 
 
+# The tasks' loops train on at most 256 rows (a setting a user has too): these tests are about
+# running tasks side by side, and the demo's 1,024 rows would only make them slower.
+FEW_ROWS = {"FT_UPPER_DATA_SIZE_LIMIT": "256"}
+
+
 def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
     tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "gpus": "", "loop_n": 1}
     bad = tmp_path / "bad.json"
@@ -196,7 +201,7 @@ def test_batch_validates_plans_and_runs_two_cpu_tasks(rdft, shared_dirs, data_en
     assert "CUDA_VISIBLE_DEVICES=''" in plan.stdout and not (rdft.workdir / "log").exists()
     assert plan.stdout.count("--dataset demo-letter --loop-n 1 --eval-limit 8 --samples 1") == 2, plan.stdout
 
-    result = rdft("batch", str(tasks), "--no-sync", env=shared_dirs, timeout=1200)
+    result = rdft("batch", str(tasks), "--no-sync", env={**shared_dirs, **FEW_ROWS}, timeout=1200)
     assert result.returncode == 0, result.output[-4000:]
     logs = sorted(p for p in (rdft.workdir / "log").glob("batch-*/*") if p.is_dir())
     assert len(logs) == 2
@@ -216,7 +221,7 @@ def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_
     proc = subprocess.Popen(
         ["rdft", "batch", str(tasks), "--no-sync"],
         cwd=rdft.workdir,
-        env=clean_environ(**shared_dirs),
+        env=clean_environ(**shared_dirs, **FEW_ROWS),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -236,7 +241,7 @@ def test_batch_ctrl_c_stops_every_task_and_each_resumes(rdft, shared_dirs, data_
     assert len(resumes) == 2, output[-3000:]
     alive = [pid for pid in running if alive_process(pid)]
     assert alive == [], f"still running after Ctrl-C: {alive}"
-    resumed = rdft("run", "--resume", resumes[0], env=shared_dirs, timeout=900)
+    resumed = rdft("run", "--resume", resumes[0], env={**shared_dirs, **FEW_ROWS}, timeout=900)
     assert resumed.returncode == 0, resumed.output[-3000:]
     summary = json.loads((Path(resumes[0]) / "summary.json").read_text())
     assert [row["loop"] for row in summary["loops"]] == [0] and summary["loops"][0]["decision"] != "running"
