@@ -54,21 +54,24 @@ def runs(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("benchmarks")
     env = clean_environ(**shared_dirs)
 
-    def prepare(kind: str, name: str, source: Path) -> subprocess.CompletedProcess:
-        prepared = cli(env, kind, "prepare", name, "--source", str(source), "--force", cwd=root)
+    for benchmark, (_, items) in BENCHMARKS.items():
+        prepared = cli(
+            env,
+            "benchmarks",
+            "prepare",
+            benchmark,
+            "--source",
+            str(FIXTURES / "benchmarks" / items),
+            "--force",
+            cwd=root,
+        )
         assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-        return prepared
-
-    # Each into its own folder, two at a time; the datasets after the benchmarks, whose items their
-    # overlap check reads.
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        for _ in pool.map(lambda b: prepare("benchmarks", b, FIXTURES / "benchmarks" / BENCHMARKS[b][1]), BENCHMARKS):
-            pass
-        datasets = list(dict.fromkeys(dataset for dataset, _ in BENCHMARKS.values()))
-        for dataset, prepared in zip(
-            datasets, pool.map(lambda d: prepare("datasets", d, FIXTURES / "datasets" / d), datasets), strict=True
-        ):
-            PREPARED[dataset] = prepared.stdout
+    for dataset in dict.fromkeys(dataset for dataset, _ in BENCHMARKS.values()):
+        prepared = cli(
+            env, "datasets", "prepare", dataset, "--source", str(FIXTURES / "datasets" / dataset), "--force", cwd=root
+        )
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+        PREPARED[dataset] = prepared.stdout
 
     def run(benchmark: str) -> tuple[subprocess.CompletedProcess, Path]:
         log = root / "log" / benchmark
