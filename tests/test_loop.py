@@ -128,7 +128,7 @@ def test_rl_demo_starts_with_a_short_sft(rdft, shared_dirs, data_env, eval_env, 
     log = log_dir_of(stopped.stdout)
     assert json.loads((log / "run.json").read_text())["rl"] is True
     params = json.loads((log / "Loop_0" / "direct_exp_gen" / "proposal.json").read_text())["params"]
-    assert (params["method"], params["epochs"], params["max_samples"]) == ("full", 1, 256)
+    assert (params["method"], params["epochs"], params["max_samples"]) == ("full", 2, 512)
 
 
 def test_a_finished_sft_run_resumed_with_rl_adds_one_grpo_loop(demo_run, shared_dirs, tmp_path):

@@ -104,7 +104,7 @@ def test_grpo_follows_an_sft_experiment_that_leaves_room_to_learn():
 
     s = scenario()
     first = propose_offline(s, [], [], rl=True).params
-    assert (first.method, first.epochs, first.max_samples) == ("full", 1, 256)
+    assert (first.method, first.epochs, first.max_samples) == ("full", 2, 512)
     grpo = propose_offline(s, [(node(0, None, 0.40), first)], [first], rl=True)
     assert (grpo.params.method, grpo.params.start_from, grpo.params.num_generations) == ("grpo", 0, 4)
     assert "GRPO from loop 0's weights" in grpo.hypothesis and str(GRPO_SCORE_RANGE) in grpo.reason

@@ -267,7 +267,7 @@ def propose_offline(
     if not scored:
         start = default_params(scenario)
         if rl:  # short on purpose: room for GRPO to learn
-            start = start.model_copy(update={"epochs": 1, "max_samples": min(start.max_samples, 256)})
+            start = start.model_copy(update={"epochs": 2, "max_samples": min(start.max_samples, 512)})
         if start.key() not in seen:
             return _proposal(
                 scenario,
