@@ -223,3 +223,14 @@ def demo_run(shared_dirs, data_env, eval_env, train_env, tmp_path_factory):
     )
     print(f"rdft run --demo took {time.monotonic() - start:.0f} s")
     return proc
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tox runs the tests on two workers (pytest-xdist, `--dist loadgroup`): each module goes to
+    one worker whole, so its module-scoped fixture (the nine benchmark runs, the bare GPU host)
+    is built once; the modules that read the session's demo run share one worker, so it is run
+    once."""
+    demo_modules = {item.module.__name__ for item in items if "demo_run" in item.fixturenames}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("demo" if module in demo_modules else module))
