@@ -211,3 +211,31 @@ def test_prepare_reports_each_datasets_overlap_with_the_benchmarks_it_serves(dat
             f"  overlap with {benchmark}: 0 of {ROWS[dataset]} rows hold its validation or test items "
             "(exact 0, identifier 0, molecule 0, ngram 0)"
         ) in PREPARED[dataset].splitlines()
+
+
+def test_a_prepare_waits_for_another_of_the_same_benchmark(shared_dirs, data_env, tmp_path):
+    """Two `benchmarks prepare` of one benchmark at once (two tox workers, two users of one
+    FT_FILE_PATH): the second waits for the first's lock instead of racing it to swap its copy
+    into place (the loser's rename failed with "Directory not empty")."""
+    from filelock import FileLock
+
+    env = clean_environ(**{**shared_dirs, "FT_FILE_PATH": str(tmp_path / "ft")})
+    source = str(FIXTURES / "benchmarks" / "aime25.jsonl")
+    first = cli(env, "benchmarks", "prepare", "aime25", "--source", source, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    items = tmp_path / "ft" / "benchmarks" / "aime25" / "items.jsonl"
+    before = items.stat().st_ino
+    with FileLock(tmp_path / "ft" / "benchmarks" / ".locks" / "aime25.lock"):  # as the first prepare holds it
+        second = subprocess.Popen(
+            ["rdft", "benchmarks", "prepare", "aime25", "--source", source, "--force"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(8)  # long enough for an unlocked prepare of 20 items to have swapped its copy in
+        assert second.poll() is None and items.stat().st_ino == before
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "aime25: 20 items" in out and items.stat().st_ino != before

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
 from pydantic import BaseModel
 
 from rdft.envs import EnvManager
@@ -114,24 +115,32 @@ def prepare_items(settings: Settings, benchmark: str, *, source: Path | None = N
     final = benchmarks_dir(settings) / benchmark
     if not force and prepared_items(settings, benchmark) is not None:
         return final / ITEMS
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".staging-{benchmark}-"))
-    try:
-        n = write_docs(settings, benchmark, ["all"], staging / ITEMS, data=source)
-        shutil.rmtree(staging / ".hf_datasets", ignore_errors=True)
-        manifest = PreparedItems(
-            benchmark=benchmark, source=_source_of(benchmark, source), n=n, prepared=datetime.datetime.now(datetime.UTC)
-        )
-        (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
-        old = None
-        if final.exists():
-            old = final.with_name(f".old-{benchmark}-{os.getpid()}")
-            os.rename(final, old)
-        os.rename(staging, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    (final.parent / ".locks").mkdir(parents=True, exist_ok=True)
+    # One prepare of a benchmark at a time: two swapping their copies into place at once made
+    # the second's rename fail (the first had just put a new folder there).
+    with FileLock(final.parent / ".locks" / f"{benchmark}.lock"):
+        if not force and prepared_items(settings, benchmark) is not None:  # another process finished it meanwhile
+            return final / ITEMS
+        staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".staging-{benchmark}-"))
+        try:
+            n = write_docs(settings, benchmark, ["all"], staging / ITEMS, data=source)
+            shutil.rmtree(staging / ".hf_datasets", ignore_errors=True)
+            manifest = PreparedItems(
+                benchmark=benchmark,
+                source=_source_of(benchmark, source),
+                n=n,
+                prepared=datetime.datetime.now(datetime.UTC),
+            )
+            (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
+            old = None
+            if final.exists():
+                old = final.with_name(f".old-{benchmark}-{os.getpid()}")
+                os.rename(final, old)
+            os.rename(staging, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return final / ITEMS
 
 
