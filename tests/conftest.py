@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conda_channel import build_channel
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -209,28 +211,30 @@ def log_dir_of(output: str) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(shared_dirs, data_env, eval_env, train_env, tmp_path_factory):
-    """The README's `rdft run --demo`, once for the session (about 2 minutes on 2 cores): the
-    loop's tests read it, GRPO starts from its trained model."""
-    workdir = tmp_path_factory.mktemp("demo")
-    start = time.monotonic()
-    proc = subprocess.run(
-        ["rdft", "run", "--demo"],
-        cwd=workdir,
-        env=clean_environ(**shared_dirs),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    print(f"rdft run --demo took {time.monotonic() - start:.0f} s")
-    return proc
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """tox runs the tests on two workers (pytest-xdist, `--dist loadgroup`): each module goes to
-    one worker whole, so its module-scoped fixture (the nine benchmark runs, the bare GPU host)
-    is built once; the modules that read the session's demo run share one worker, so it is run
-    once."""
-    demo_modules = {item.module.__name__ for item in items if "demo_run" in item.fixturenames}
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("demo" if module in demo_modules else module))
+    """The README's `rdft run --demo`, once for the session (about a minute on 2 cores): the
+    loop's tests read it, GRPO and DPO start from its trained model. tox runs the tests on two
+    workers (pytest-xdist): the first to ask runs it, the other waits on the lock and reads what
+    it recorded."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    record = root / "demo-run.json"
+    with FileLock(str(record) + ".lock"):
+        if record.is_file():
+            done = json.loads(record.read_text())
+            return subprocess.CompletedProcess(done["args"], done["returncode"], done["stdout"], done["stderr"])
+        workdir = root / "demo"
+        workdir.mkdir()
+        start = time.monotonic()
+        proc = subprocess.run(
+            ["rdft", "run", "--demo"],
+            cwd=workdir,
+            env=clean_environ(**shared_dirs),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        print(f"rdft run --demo took {time.monotonic() - start:.0f} s")
+        fields = {"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+        record.write_text(json.dumps(fields))
+        return proc

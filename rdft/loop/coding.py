@@ -36,6 +36,7 @@ from rdft.loop.scenario import Scenario
 from rdft.loop.workspace import Interrupted, StepFailed, managed_config, read_samples, run_data_script, write_config
 from rdft.resources import evaluation_dir, recipes_dir
 from rdft.settings import Settings
+from rdft.training.config import RL_METHODS
 from rdft.training.run import train
 
 CODE_FILES = ("process_data.py", "data_recipe.json", "train.yaml")
@@ -68,8 +69,8 @@ class CodingResult(BaseModel):
 def train_config(scenario: Scenario, params: Params) -> dict:
     cpu = not scenario.hardware.get("gpus")
     small = (scenario.base_model.parameters or 0) < 50_000_000
-    if params.method == "grpo":
-        return grpo_config(scenario, params, cpu)
+    if params.method in RL_METHODS:
+        return rl_config(scenario, params, cpu)
     method = {"type": params.method}
     if params.method != "full":
         method.update(lora_r=params.lora_r, lora_alpha=2 * params.lora_r)
@@ -93,27 +94,28 @@ def train_config(scenario: Scenario, params: Params) -> dict:
     }
 
 
-GRPO_COMPLETION_TOKENS = {"cpu": 32, "gpu": 1024}  # the answers GRPO samples: short on a CPU (the demo's fit)
+RL_COMPLETION_TOKENS = {"cpu": 32, "gpu": 1024}  # the answers GRPO/DPO sample: short on a CPU (the demo's fit)
 
 
-def grpo_config(scenario: Scenario, params: Params, cpu: bool) -> dict:
-    """GRPO from the start loop's weights (rdft sets model.path/model.adapter and rl.benchmark):
-    a LoRA on top, merged for scoring, one prompt's group a step."""
+def rl_config(scenario: Scenario, params: Params, cpu: bool) -> dict:
+    """GRPO or DPO from the start loop's weights (rdft sets model.path/model.adapter and
+    rl.benchmark): a LoRA on top, merged for scoring; GRPO takes one prompt's group a step, DPO
+    two pairs."""
     return {
         "model": {"path": scenario.base_model.path, "dtype": "float32" if cpu else "bfloat16"},
         "data": {"path": "data.jsonl"},
-        "method": {"type": "grpo", "lora_r": params.lora_r, "lora_alpha": 2 * params.lora_r},
+        "method": {"type": params.method, "lora_r": params.lora_r, "lora_alpha": 2 * params.lora_r},
         "rl": {
             "reward": "benchmark",
             "benchmark": scenario.benchmark,
             "num_generations": params.num_generations,
-            "max_completion_length": GRPO_COMPLETION_TOKENS["cpu" if cpu else "gpu"],
+            "max_completion_length": RL_COMPLETION_TOKENS["cpu" if cpu else "gpu"],
             "learning_rate": params.learning_rate,
         },
-        # Checkpoints every 8 prompts: a killed run's redone training resumes from the last one.
+        # Checkpoints every 8 steps: a killed run's redone training resumes from the last one.
         "train": {
             "epochs": params.epochs,
-            "micro_batch_size": 1,
+            "micro_batch_size": 1 if params.method == "grpo" else 2,
             "warmup_ratio": 0.0,
             "seed": 0,
             "save_steps": 8,
@@ -135,7 +137,7 @@ def data_recipe(scenario: Scenario, params: Params, datasets: list[str]) -> dict
         "tokenizer": scenario.base_model.path,
         "max_tokens": max_length - TEMPLATE_TOKENS,
         "force_think": scenario.force_think,
-        "rows": "prompts" if params.method == "grpo" else "chat",
+        "rows": "prompts" if params.method in RL_METHODS else "chat",
     }
 
 
@@ -155,8 +157,8 @@ process_data.py runs in a Python env with datasets, litellm, rdkit, sympy and th
 (every public name below). It reads the prepared datasets under the folder in the RDFT_DATASETS_DIR
 environment variable, supports --debug (process only a small sample, e.g. with debug_sample), and writes
 data.jsonl (chat: {{"messages": [...]}} ending with the assistant's answer) in the current folder, at
-most {limit} samples, with the answer in the benchmark's format.{think} For a GRPO experiment
-(method.type grpo) data.jsonl holds prompt rows instead, {{"prompt": doc_to_text(row), "doc": row}}
+most {limit} samples, with the answer in the benchmark's format.{think} For a GRPO or DPO experiment
+(method.type grpo or dpo) data.jsonl holds prompt rows instead, {{"prompt": doc_to_text(row), "doc": row}}
 (write_prompt_jsonl): the benchmark's own scorer rewards the model's answers against each doc.
 
 train.yaml follows rdft's schema (every key below); rdft sets model.path, data.path and output.dir.

@@ -10,20 +10,21 @@ from pydantic import BaseModel, Field
 from rdft.llm import ChatLLM
 from rdft.loop.scenario import Scenario
 from rdft.loop.trace import Node
+from rdft.training.config import RL_METHODS
 
 
 class Params(BaseModel):
     """The offline planner's machine-readable recipe (an LLM may fill it too)."""
 
-    method: Literal["lora", "qlora", "full", "grpo"] = "lora"
+    method: Literal["lora", "qlora", "full", "grpo", "dpo"] = "lora"
     learning_rate: float = Field(gt=0)
     epochs: int = Field(ge=1)
     max_samples: int = Field(ge=1)
     lora_r: int = Field(16, ge=1)
     max_length: int | None = Field(None, ge=64, description="data.max_length; None: rdft's default for the host")
     datasets: list[str] = Field([], description="The data mix (registry names); empty: the proposal's datasets")
-    start_from: int | None = Field(None, description="grpo: the loop whose trained weights it starts from")
-    num_generations: int = Field(4, ge=2, description="grpo: answers sampled per prompt")
+    start_from: int | None = Field(None, description="grpo, dpo: the loop whose trained weights it starts from")
+    num_generations: int = Field(4, ge=2, description="grpo, dpo: answers sampled per prompt")
 
     def key(self) -> tuple:
         return (
@@ -49,10 +50,12 @@ class Proposal(BaseModel):
 
 SYSTEM = """You are an expert in fine-tuning LLMs. You run experiments to raise the base model's score on
 the target benchmark. An experiment is supervised fine-tuning of the base model (a data script builds
-answers, the model is trained full, LoRA or QLoRA) or GRPO from an earlier experiment's weights
-(params.method "grpo" and params.start_from that loop; the data script writes the benchmark's
-prompts, and the benchmark's own scorer rewards the model's sampled answers: it pays when that
-experiment is right on some items and wrong on others). Each is scored on a validation split.
+answers, the model is trained full, LoRA or QLoRA), or learning from an earlier experiment's own
+answers, from its weights (params.start_from that loop; the data script writes the benchmark's
+prompts, and the benchmark's own scorer scores the model's sampled answers): GRPO (params.method
+"grpo", rewarded as it samples) or DPO (params.method "dpo": one sampling, then pairs of a right
+and a wrong answer to one prompt). Both pay when that experiment is right on some items and wrong
+on others. Each is scored on a validation split.
 
 Guidance:
 - Data: sample by code (diversity, difficulty), one strong-model call per sample to write
@@ -222,7 +225,7 @@ def grpo_params(scenario: Scenario, start: Node, recipe: Params) -> Params:
 def grpo_start(finished: list[tuple[Node, Params]], tried: list[Params]) -> Node | None:
     """The SFT experiment GRPO would start from: the confirmed best (else the best scored) SFT
     loop, when its validation score lies in GRPO_SCORE_RANGE and no GRPO started from it yet."""
-    sft = [(node, params) for node, params in finished if node.validation is not None and params.method != "grpo"]
+    sft = [(node, p) for node, p in finished if node.validation is not None and p.method not in RL_METHODS]
     if not sft:
         return None
     confirmed = [pair for pair in sft if pair[0].confirmed]
@@ -248,7 +251,7 @@ def propose_offline(
     experiments did not beat the best."""
     seen = {p.key() for p in tried}
     scored = [(node, params) for node, params in finished if node.validation is not None]
-    sft_scored = [(node, params) for node, params in scored if params.method != "grpo"]
+    sft_scored = [(node, params) for node, params in scored if params.method not in RL_METHODS]
     best_sft = max(sft_scored, key=lambda pair: (pair[0].validation, -pair[0].loop), default=None)
     stalled = len(sft_scored) >= 3 and all(
         node.validation <= best_sft[0].validation and node.loop != best_sft[0].loop
@@ -312,6 +315,19 @@ def propose_offline(
 
 def _proposal(scenario: Scenario, params: Params, change: str, why: str, parent: Node | None) -> Proposal:
     datasets = params.datasets or [d.name for d in scenario.datasets]
+    if params.method == "dpo":
+        return Proposal(
+            hypothesis=f"{change} raises {scenario.primary_metric} on {scenario.benchmark}: pairs of the model's own "
+            "right and wrong answers, told apart by the benchmark's scorer, teach what SFT's given answers do not",
+            reason=why,
+            data_recipe=f"{params.max_samples} prompts from {', '.join(datasets)} (the benchmark's own prompt of "
+            "rows whose gold the scorer accepts), with their rows for the scorer",
+            training_recipe=f"DPO, a LoRA on loop {params.start_from}'s weights (merged for scoring), pairs from "
+            f"{params.num_generations} answers per prompt, learning rate {params.learning_rate:g}, "
+            f"{params.epochs} epoch(s)",
+            datasets=datasets,
+            params=params,
+        )
     if params.method == "grpo":
         return Proposal(
             hypothesis=f"{change} raises {scenario.primary_metric} on {scenario.benchmark}: the benchmark's own scorer "

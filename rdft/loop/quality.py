@@ -27,6 +27,7 @@ from rdft.loop.contract import projection
 from rdft.loop.scenario import Scenario
 from rdft.loop.workspace import StepFailed, benchmark_spec_variable, read_samples
 from rdft.settings import Settings
+from rdft.training.config import RL_METHODS
 
 MIN_REASONING_SHARE = 0.5  # of rows with reasoning, where the benchmark scores reasoned answers
 MAX_TOO_LONG_SHARE = 0.1  # of rows over data.max_length (training drops them)
@@ -152,10 +153,10 @@ def gate(
     measured["tokens_mean"] = stats.get("tokens_mean")  # the next rounds' projections use it too
     projected = projection({**measured, "tokens_mean": stats.get("tokens_mean")}, config, rows_full)
     entry = get_benchmark(scenario.benchmark)
-    grpo = (config.get("method") or {}).get("type") == "grpo"  # prompt rows: no answer, no reasoning to check
+    prompts = (config.get("method") or {}).get("type") in RL_METHODS  # prompt rows: no answer, no reasoning to check
     reasons = rule_failures(
         stats,
-        reasoning=(entry.reasoning or scenario.force_think) and not grpo,
+        reasoning=(entry.reasoning or scenario.force_think) and not prompts,
         projected=projected,
         settings=settings,
         max_length=config["data"].get("max_length", 2048),

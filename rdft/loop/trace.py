@@ -25,7 +25,7 @@ class Node(BaseModel):
     parent: int | None  # the loop it starts from; None: from the base model alone
     kind: Literal["draft", "improve", "debug"]
     hypothesis: str = ""
-    method: str | None = None  # how it trained: train.yaml's method.type (lora, full, qlora, grpo)
+    method: str | None = None  # how it trained: train.yaml's method.type (lora, full, qlora, grpo, dpo)
     status: Literal["running", "failed", "done"] = "running"
     error_type: str | None = None
     error: str | None = None

@@ -16,7 +16,7 @@ from rdft.errors import RdftError
 from rdft.files import write_atomic
 from rdft.loop.scenario import Scenario
 from rdft.settings import Settings
-from rdft.training.config import load_config
+from rdft.training.config import RL_METHODS, load_config
 
 DATA_FILES = ("data.jsonl", "data.json")
 
@@ -62,7 +62,7 @@ def managed_config(text: str, scenario: Scenario, data_file: str, start: dict | 
     model["path"] = base.path
     model.pop("adapter", None)
     method = config.get("method")
-    if isinstance(method, dict) and method.get("type") == "grpo":
+    if isinstance(method, dict) and method.get("type") in RL_METHODS:
         rl = config.setdefault("rl", {})
         if isinstance(rl, dict):
             rl["benchmark"] = scenario.benchmark

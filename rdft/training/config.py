@@ -19,6 +19,10 @@ from rdft.errors import RdftError
 TINY_PREFIX = "tiny:"  # model.path "tiny:llama" = the tiny test model, built locally when missing
 
 
+# Methods that learn from the model's own scored answers: prompt rows, a reward, keys under rl.
+RL_METHODS = ("grpo", "dpo")
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,8 +35,8 @@ class ModelSection(Section):
     attn_implementation: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = "auto"
     adapter: Path | None = Field(
         None,
-        description="grpo: a LoRA adapter (a parent experiment's) merged into model.path before training; the "
-        "result is then saved merged as well",
+        description="grpo, dpo: a LoRA adapter (a parent experiment's) merged into model.path before training; "
+        "the result is then saved merged as well",
     )
 
     @field_validator("path", mode="before")
@@ -49,8 +53,8 @@ class ModelSection(Section):
 
 class DataSection(Section):
     path: Path = Field(
-        description="Chat JSONL (`messages`) or alpaca JSONL (`instruction`, `input`, `output`); grpo: prompt JSONL "
-        "(`prompt`: the user turn, `doc`: the benchmark row its reward scores against)"
+        description="Chat JSONL (`messages`) or alpaca JSONL (`instruction`, `input`, `output`); grpo, dpo: prompt "
+        "JSONL (`prompt`: the user turn, `doc`: the benchmark row its reward scores against)"
     )
     format: Literal["auto", "chat", "alpaca", "prompt"] = "auto"
     max_length: int = Field(2048, ge=16, description="Longer samples are dropped and counted, never truncated")
@@ -65,8 +69,11 @@ class DataSection(Section):
 
 
 class MethodSection(Section):
-    type: Literal["full", "lora", "qlora", "grpo"] = Field(
-        "lora", description="Supervised fine-tuning (full, lora, qlora) or GRPO (TRL's GRPOTrainer, keys under rl)"
+    type: Literal["full", "lora", "qlora", "grpo", "dpo"] = Field(
+        "lora",
+        description="Supervised fine-tuning (full, lora, qlora); or learning from the model's own scored answers, "
+        "keys under rl: grpo (TRL's GRPOTrainer) or dpo (TRL's DPOTrainer on pairs of a best- and a worst-scored "
+        "answer to one prompt)",
     )
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -98,8 +105,10 @@ class TrainSection(Section):
 
 
 class RLSection(Section):
-    """GRPO (method.type grpo): sampled answers to the data's prompts, rewarded and compared
-    within each prompt's group."""
+    """Learning from the model's own answers (method.type grpo or dpo): answers sampled for each
+    of the data's prompts and scored by the reward. GRPO compares each answer with its prompt's
+    group as it trains; DPO samples once from the starting model, pairs a best- with a
+    worst-scored answer of each prompt whose answers differ, and trains on the pairs."""
 
     reward: str = Field(
         "benchmark",
@@ -110,11 +119,18 @@ class RLSection(Section):
     weights: Literal["lora", "full"] = Field(
         "lora", description="What GRPO trains: a LoRA adapter (method.lora_*) or every weight"
     )
-    num_generations: int = Field(4, ge=2, description="Answers sampled per prompt; their rewards' spread is the signal")
+    num_generations: int = Field(
+        4, ge=2, description="Answers sampled per prompt (GRPO's group, DPO's pool for pairs): their spread is signal"
+    )
     max_completion_length: int = Field(256, ge=1, description="Tokens per sampled answer")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the answers")
-    beta: float = Field(0.04, ge=0, description="KL penalty against the starting model (0: none, no reference pass)")
-    learning_rate: float = Field(1e-5, gt=0, description="Replaces train.learning_rate for GRPO")
+    beta: float | None = Field(
+        None,
+        ge=0,
+        description="Pull towards the starting model: GRPO's KL penalty (default 0.04; 0: none, no reference pass), "
+        "DPO's β (default 0.1; higher stays closer)",
+    )
+    learning_rate: float = Field(1e-5, gt=0, description="Replaces train.learning_rate for GRPO and DPO")
 
 
 class OutputSection(Section):
@@ -156,24 +172,27 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _combinations(self) -> TrainConfig:
         """output.merge applies to LoRA/QLoRA only (a full fine-tune saves the whole model); QLoRA
-        cannot be sharded with zero3 (use zero2 or ddp). GRPO trains on prompt rows, takes its
-        reward from rl.benchmark's scorer unless rl.reward names a file, and runs as one process
-        or ddp; model.adapter is for GRPO."""
-        grpo = self.method.type == "grpo"
-        if self.output.merge and (self.method.type == "full" or (grpo and self.rl.weights == "full")):
+        cannot be sharded with zero3 (use zero2 or ddp). GRPO and DPO train on prompt rows, take
+        their reward from rl.benchmark's scorer unless rl.reward names a file, and run as one
+        process or ddp; model.adapter is for them. rl.beta's default is the method's."""
+        rl = self.method.type in RL_METHODS
+        if self.rl.beta is None:
+            self.rl.beta = 0.1 if self.method.type == "dpo" else 0.04
+        if self.output.merge and (self.method.type == "full" or (rl and self.rl.weights == "full")):
             raise ValueError("output.merge applies to LoRA/QLoRA; a full fine-tune already saves the whole model")
         if self.method.type == "qlora" and self.distributed.strategy == "zero3":
             raise ValueError("QLoRA cannot be sharded with ZeRO-3 here; use strategy zero2 or ddp")
-        if grpo and self.data.format in ("chat", "alpaca"):
-            raise ValueError("method.type grpo trains on prompt rows; set data.format: prompt (or auto)")
-        if not grpo and self.data.format == "prompt":
-            raise ValueError("data.format prompt (rows without answers) is for method.type grpo")
-        if grpo and self.rl.reward == "benchmark" and not self.rl.benchmark:
+        method = self.method.type
+        if rl and self.data.format in ("chat", "alpaca"):
+            raise ValueError(f"method.type {method} trains on prompt rows; set data.format: prompt (or auto)")
+        if not rl and self.data.format == "prompt":
+            raise ValueError("data.format prompt (rows without answers) is for method.type grpo or dpo")
+        if rl and self.rl.reward == "benchmark" and not self.rl.benchmark:
             raise ValueError("rl.reward benchmark needs rl.benchmark: the benchmark whose scorer rewards")
-        if grpo and self.distributed.strategy in ("zero2", "zero3"):
-            raise ValueError("method.type grpo runs as one process or ddp here; set distributed.strategy: auto")
-        if self.model.adapter is not None and not grpo:
-            raise ValueError("model.adapter (merged before training) is for method.type grpo")
+        if rl and self.distributed.strategy in ("zero2", "zero3"):
+            raise ValueError(f"method.type {method} runs as one process or ddp here; set distributed.strategy: auto")
+        if self.model.adapter is not None and not rl:
+            raise ValueError("model.adapter (merged before training) is for method.type grpo or dpo")
         return self
 
 

@@ -1,6 +1,6 @@
 """Launch files: from a validated config and the hardware, the readable files a person could run
 by hand — `train.resolved.yaml` (complete, every auto resolved), `accelerate.yaml`,
-`ds_config.json` (DeepSpeed only), the recipe (`sft.py`, or `grpo.py` for GRPO) copied in, and `launch.sh`."""
+`ds_config.json` (DeepSpeed only), the recipe (`sft.py`, or `rl.py` for GRPO and DPO) copied in, and `launch.sh`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 
 from rdft.errors import RdftError
 from rdft.files import write_atomic
-from rdft.training.config import TrainConfig
+from rdft.training.config import RL_METHODS, TrainConfig
 
 RESOLVED = "train.resolved.yaml"  # what sft.py reads; the train YAML it came from stays as written
 
@@ -128,7 +128,7 @@ def write_launch_files(config: TrainConfig, layout: Layout, workspace: Path, rec
         "# Written by `rdft train` for `accelerate launch --config_file accelerate.yaml`.\n"
         + yaml.safe_dump(accelerate_config(config, layout, ds_path), sort_keys=False),
     )
-    recipe = "grpo.py" if config.method.type == "grpo" else "sft.py"  # each recipe self-contained
+    recipe = "rl.py" if config.method.type in RL_METHODS else "sft.py"  # each recipe self-contained
     shutil.copy2(recipes / recipe, workspace / recipe)
     lines = [
         "#!/usr/bin/env bash",

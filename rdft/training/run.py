@@ -20,7 +20,7 @@ from rdft.files import write_atomic
 from rdft.hardware import host_hardware, probe_in_env, ram_gib
 from rdft.resources import evaluation_dir, recipes_dir
 from rdft.settings import Settings
-from rdft.training.config import TrainConfig, load_config
+from rdft.training.config import RL_METHODS, TrainConfig, load_config
 from rdft.training.launch import Layout, choose_layout, write_launch_files
 from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model, shape_from_config
 from rdft.training.planner import Plan, plan
@@ -53,15 +53,15 @@ def check_inputs(config: TrainConfig) -> None:
         raise RdftError(
             f"model.adapter {adapter} is not a PEFT adapter (no adapter_config.json); give an adapter folder"
         )
-    if config.method.type == "grpo":
+    if config.method.type in RL_METHODS:
         check_reward(config)
     data = Path(config.data.path)
     if data.is_dir():
         raise RdftError(f"data.path {data} is a folder; give a chat or alpaca JSONL file")
     if not data.is_file():
         raise RdftError(f"data.path {data} does not exist; give a chat or alpaca JSONL file")
-    data_format = "prompt" if config.method.type == "grpo" else config.data.format
-    if config.method.type == "grpo" and config.rl.reward == "benchmark":
+    data_format = "prompt" if config.method.type in RL_METHODS else config.data.format
+    if config.method.type in RL_METHODS and config.rl.reward == "benchmark":
         data_format = "prompt+doc"
     try:
         rows = check_rows(data, data_format)
@@ -72,7 +72,7 @@ def check_inputs(config: TrainConfig) -> None:
 
 
 def prompt_problem(row: dict) -> str | None:
-    """What keeps a row from being a GRPO prompt (what grpo.py reads): `prompt` is the user turn
+    """What keeps a row from being a GRPO or DPO prompt (what rl.py reads): `prompt` is the user turn
     (text, or chat messages without the answer) and `doc` the benchmark row its reward scores."""
     prompt = row.get("prompt")
     if isinstance(prompt, str):
@@ -90,7 +90,7 @@ def prompt_problem(row: dict) -> str | None:
 
 
 def check_reward(config: TrainConfig) -> None:
-    """GRPO's own reward file, said before any env starts: Python that defines
+    """GRPO's and DPO's own reward file, said before any env starts: Python that defines
     reward(prompts, completions, **columns) (checked by parsing it, never by running it)."""
     import ast
 
@@ -108,7 +108,7 @@ def check_reward(config: TrainConfig) -> None:
 
 
 def write_reward(config: TrainConfig, workspace: Path, benchmark_entry: Callable[[str], dict] | None) -> None:
-    """What grpo.py rewards with, in the workspace: reward.json naming the benchmark's family
+    """What rl.py rewards with, in the workspace: reward.json naming the benchmark's family
     scorer (evaluation/tasks/<family>/utils.py, loaded in the train env: the scoring code itself)
     and its table row, or the user's reward file copied beside it."""
     import shutil
@@ -118,7 +118,7 @@ def write_reward(config: TrainConfig, workspace: Path, benchmark_entry: Callable
         spec = {"file": "reward.py"}
     else:
         if benchmark_entry is None:
-            raise RdftError("rl.reward benchmark needs the benchmark table; run GRPO through `rdft train`")
+            raise RdftError("rl.reward benchmark needs the benchmark table; run GRPO or DPO through `rdft train`")
         entry = benchmark_entry(config.rl.benchmark)
         spec = {
             "benchmark": config.rl.benchmark,
@@ -131,7 +131,7 @@ def write_reward(config: TrainConfig, workspace: Path, benchmark_entry: Callable
 
 def row_problem(row: object, data_format: str) -> str | None:
     """What keeps a data row from being a chat or alpaca sample (what sft.py's to_messages reads),
-    or, for data.format prompt, a GRPO prompt."""
+    or, for data.format prompt, a GRPO or DPO prompt."""
     if not isinstance(row, dict):
         return f"is a JSON {type(row).__name__}, not an object"
     if data_format.startswith("prompt"):
@@ -162,7 +162,7 @@ def check_rows(data: Path, data_format: str) -> int:
     or a `.json` list (alpaca's data.json), read as sft.py reads them: strict UTF-8."""
     fix = "give chat rows (messages) or alpaca rows (instruction, output)"
     if data_format.startswith("prompt"):
-        fix = 'give GRPO rows {"prompt": ..., "doc": {...}}'
+        fix = 'give GRPO or DPO rows {"prompt": ..., "doc": {...}}'
     if data.suffix == ".json":
         try:
             rows = json.loads(data.read_bytes().decode("utf-8"))
@@ -220,7 +220,7 @@ def resolve_attention(config: TrainConfig, layout: Layout, config_json: Path | N
     CPU (flex has no CPU backward) and for padded batches. Returns the rows' estimate when made."""
     if config.model.attn_implementation != "auto":
         return None
-    if not (layout.gpus and config.data.packing) or config.method.type == "grpo":  # GRPO pads its batches
+    if not (layout.gpus and config.data.packing) or config.method.type in RL_METHODS:  # GRPO, DPO pad
         config.model.attn_implementation = "sdpa"
         return None
     tokenizer = config_json.parent / "tokenizer.json" if config_json is not None else None
@@ -256,7 +256,7 @@ def make_plan(config: TrainConfig, layout: Layout, hardware: dict, config_json: 
     fixed_ckpt = train.gradient_checkpointing if train.gradient_checkpointing != "auto" else None
     if fixed_size is not None and fixed_ckpt is not None:
         return None
-    if config.method.type == "grpo":  # the planner models SFT steps: one prompt's group a step, no checkpointing
+    if config.method.type in RL_METHODS:  # the planner models SFT steps: one prompt (or pair) a step, no checkpointing
         train.micro_batch_size = fixed_size or 1
         train.gradient_checkpointing = bool(fixed_ckpt)
         return None
@@ -326,7 +326,7 @@ def train(
     benchmark_entry: Callable[[str], dict] | None = None,
 ) -> dict | None:
     """`benchmark_entry(name)`: a benchmark's table row (the evaluation layer's, which this one
-    does not import), for GRPO's `rl.reward: benchmark`."""
+    does not import), for GRPO's and DPO's `rl.reward: benchmark`."""
     console = console or Console(stderr=True, soft_wrap=True)  # paths stay whole in logs
     if assume_gpus is not None and not dry_run and not slurm_nodes:
         raise RdftError(
@@ -371,7 +371,7 @@ def train(
     asked_attention = config.model.attn_implementation
     rows = resolve_attention(config, layout, config_json)
     chosen = make_plan(config, layout, hardware, config_json)
-    if config.method.type == "grpo":
+    if config.method.type in RL_METHODS:
         write_reward(config, workspace, benchmark_entry)
     launch = write_launch_files(config, layout, workspace, recipes_dir())
     plan_shown: dict | str | None = asdict(chosen) if chosen else None

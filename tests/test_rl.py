@@ -1,4 +1,5 @@
-"""GRPO (`method.type: grpo`, recipes/grpo.py on TRL's GRPOTrainer) on the tiny model on CPU.
+"""GRPO and DPO (`method.type: grpo|dpo`, recipes/rl.py on TRL's GRPOTrainer and DPOTrainer) on
+the tiny model on CPU.
 
 - The reward is the benchmark's own scorer, loaded from evaluation/tasks in the train env:
   checked against hand-scored answers of three families (chemistry through RDKit).
@@ -7,10 +8,14 @@
   the KL and the share of prompts without signal.
 - From a parent's adapter (merged before training) the result is saved merged, and loads.
 - A run stopped after a checkpoint resumes from it and ends where an unbroken run would.
-- A GRPO config that cannot run is one line before any env starts.
+- DPO pairs the model's own answers (a right one chosen, a wrong one rejected, checked here by
+  hand), counts them in data_stats.json, resumes on the same pairs, and its adapter changes the
+  model's answers; with no pair to train on it says so in one line.
+- A GRPO or DPO config that cannot run is one line before any env starts.
 """
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -54,9 +59,9 @@ def test_the_reward_is_the_benchmarks_own_scorer(train_env, tmp_path):
         ),
     }
     check = (
-        "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport grpo\n"
+        "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport rl\n"
         "for spec, doc, answers in json.load(open(sys.argv[2])):\n"
-        "    reward = grpo.benchmark_reward(spec)\n"
+        "    reward = rl.benchmark_reward(spec)\n"
         "    print(json.dumps(reward([None] * len(answers), answers, [json.dumps(doc)] * len(answers))))\n"
     )
     specs = [
@@ -73,15 +78,16 @@ def test_the_reward_is_the_benchmarks_own_scorer(train_env, tmp_path):
     assert got == [expected for _, _, expected in cases.values()]
 
 
-def grpo_config(folder: Path, **sections) -> Path:
-    config = yaml.safe_load((REPO / "recipes" / "configs" / "tiny_cpu_grpo.yaml").read_text())
+def rl_config(folder: Path, method: str = "grpo", **sections) -> Path:
+    """The shipped tiny_cpu_<method>.yaml with its prompts' absolute path and `sections` applied."""
+    config = yaml.safe_load((REPO / "recipes" / "configs" / f"tiny_cpu_{method}.yaml").read_text())
     config["data"]["path"] = str(PROMPTS)
     config["rl"].update(max_completion_length=12)
     for name, values in sections.items():
         config[name].update(values)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "grpo.yaml").write_text(yaml.safe_dump(config))
-    return folder / "grpo.yaml"
+    (folder / f"{method}.yaml").write_text(yaml.safe_dump(config))
+    return folder / f"{method}.yaml"
 
 
 def demo_model(demo_run) -> Path:
@@ -100,11 +106,11 @@ def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, 
     8: the second session starts from the checkpoint, and the run as a whole learned."""
     start = {"path": str(demo_model(demo_run))}
     run = tmp_path / "run"
-    first = run_train(shared_dirs, grpo_config(run, model=start, train={"max_steps": 4, "save_steps": 4}), run)
+    first = run_train(shared_dirs, rl_config(run, model=start, train={"max_steps": 4, "save_steps": 4}), run)
     assert first.returncode == 0, first.stderr[-3000:]
     output = run / "output"
     (output / "result.json").unlink()
-    resumed = run_train(shared_dirs, grpo_config(run, model=start, train={"max_steps": 8, "save_steps": 4}), run)
+    resumed = run_train(shared_dirs, rl_config(run, model=start, train={"max_steps": 8, "save_steps": 4}), run)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((output / "result.json").read_text())
     assert (result["method"], result["weights"], result["steps"]) == ("grpo", "lora", 8)
@@ -152,7 +158,7 @@ def test_grpo_from_a_parents_adapter_saves_the_merged_result(shared_dirs, train_
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
     assert run_train(shared_dirs, tmp_path / "sft.yaml", tmp_path / "sft").returncode == 0
     adapter = tmp_path / "sft" / "output" / "adapter"
-    config = grpo_config(tmp_path / "grpo", model={"adapter": str(adapter)}, train={"max_steps": 2})
+    config = rl_config(tmp_path / "grpo", model={"adapter": str(adapter)}, train={"max_steps": 2})
     trained = run_train(shared_dirs, config, tmp_path / "grpo")
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = json.loads((tmp_path / "grpo" / "output" / "result.json").read_text())
@@ -162,6 +168,106 @@ def test_grpo_from_a_parents_adapter_saves_the_merged_result(shared_dirs, train_
     )
     assert train_env.run(["python", "-c", loads, str(merged)], echo=False).ok
     assert "rdft: merged model in" in trained.stderr
+
+
+def last_box(text: str) -> str | None:
+    """demo_letter's reading of an answer, by hand: the last \boxed{} content, stripped, lower-case."""
+    found = re.findall(r"\\boxed\{([^{}]*)\}", text)
+    return found[-1].strip().lower() if found else None
+
+
+def test_dpo_pairs_the_models_own_answers_resumes_on_them_and_changes_its_answers(
+    shared_dirs, demo_run, train_env, tmp_path
+):
+    """From the demo's trained model (right on most prompts, not all): 4 answers to each of the
+    32 prompts, scored by demo_letter's scorer, a pair where a prompt's answers disagree. Stopped
+    after its checkpoint at step 8 and resumed to step 16 on the same pairs. The adapter learned
+    what DPO optimises (the pairs' log-probability margin of chosen over rejected rose) and
+    changed the model's greedy answers."""
+    start = {"path": str(demo_model(demo_run))}
+    run = tmp_path / "run"
+    first = run_train(shared_dirs, rl_config(run, "dpo", model=start, train={"max_steps": 8, "save_steps": 8}), run)
+    assert first.returncode == 0, first.stderr[-3000:]
+    output = run / "output"
+    pairs = [json.loads(line) for line in (output / "pairs.jsonl").read_text().splitlines()]
+    counts = json.loads((output / "pairs.json").read_text())
+    assert (counts["prompts"], counts["answers"]) == (32, 128) and counts["pairs"] == len(pairs) > 0
+    assert counts["prompts_with_a_pair"] + counts["prompts_all_scored_alike"] == 32
+    assert 0 < counts["mean_score"] < 1
+    assert json.loads((run / "data_stats.json").read_text())["dpo_pairs"] == counts
+    docs = {json.loads(line)["prompt"]: json.loads(line)["doc"] for line in PROMPTS.read_text().splitlines()}
+    for pair in pairs:  # chosen: a right answer, rejected: a wrong one, read by hand
+        ((turn,), (chosen,), (rejected,)) = pair["prompt"], pair["chosen"], pair["rejected"]
+        gold = docs[turn["content"]]["answer"]
+        assert last_box(chosen["content"]) == gold != last_box(rejected["content"]), pair
+        assert (pair["chosen_score"], pair["rejected_score"]) == (1.0, 0.0)
+
+    (output / "result.json").unlink()
+    sampled = (output / "pairs.jsonl").read_text()
+    resumed = run_train(shared_dirs, rl_config(run, "dpo", model=start, train={"max_steps": 16, "save_steps": 8}), run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((output / "result.json").read_text())
+    assert (result["method"], result["weights"], result["steps"]) == ("dpo", "lora", 16)
+    assert result["resumed_from"].endswith("checkpoints/checkpoint-8") and result["data"]["pairs"] == counts
+    assert (output / "pairs.jsonl").read_text() == sampled  # the same pairs, not a new sample
+    metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 17))
+    assert all(m["chosen_margin"] is not None and 0 <= m["chosen_preferred_share"] <= 1 for m in metrics)
+
+    # With the adapter and without: greedy answers to the 32 prompts, and the pairs' mean margin
+    # log p(chosen) − log p(rejected) (the answer's tokens after the chat template's prompt).
+    compare = (
+        "import json, sys, torch\n"
+        "from peft import PeftModel\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "tok = AutoTokenizer.from_pretrained(sys.argv[1]); tok.padding_side = 'left'\n"
+        "model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sys.argv[1]), sys.argv[2]).eval()\n"
+        "rows = [json.loads(line) for line in open(sys.argv[3])]\n"
+        "pairs = [json.loads(line) for line in open(sys.argv[4])]\n"
+        "def prompt(messages):\n"
+        "    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)\n"
+        "enc = tok([prompt([{'role': 'user', 'content': r['prompt']}]) for r in rows], return_tensors='pt',\n"
+        "          padding=True, add_special_tokens=False)\n"
+        "def logp(messages, answer):\n"
+        "    start = len(tok(prompt(messages), add_special_tokens=False)['input_ids'])\n"
+        "    ids = tok(prompt(messages) + answer, add_special_tokens=False)['input_ids']\n"
+        "    with torch.no_grad():\n"
+        "        lp = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)\n"
+        "    return sum(lp[i - 1, ids[i]].item() for i in range(start, len(ids)))\n"
+        "def measure():\n"
+        "    with torch.no_grad():\n"
+        "        out = model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=tok.pad_token_id)\n"
+        "    greedy = tok.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)\n"
+        "    margins = [logp(p['prompt'], p['chosen'][0]['content']) - logp(p['prompt'], p['rejected'][0]['content'])\n"
+        "               for p in pairs]\n"
+        "    return {'greedy': greedy, 'margin': sum(margins) / len(margins)}\n"
+        "tuned = measure()\n"
+        "with model.disable_adapter():\n"
+        "    base = measure()\n"
+        "print(json.dumps({'base': base, 'tuned': tuned}))\n"
+    )
+    ran = train_env.run(
+        ["python", "-c", compare, start["path"], str(output / "adapter"), str(PROMPTS), str(output / "pairs.jsonl")],
+        echo=False,
+        cwd=tmp_path,
+    )
+    assert ran.ok, ran.tail
+    measured = json.loads(ran.tail.strip().splitlines()[-1])
+    base, tuned = measured["base"], measured["tuned"]
+    assert tuned["margin"] > base["margin"] + 0.2, (base["margin"], tuned["margin"])
+    changed = sum(b != t for b, t in zip(base["greedy"], tuned["greedy"], strict=True))
+    assert changed > 0, measured
+
+
+def test_dpo_without_a_pair_says_so_in_one_line(shared_dirs, train_env, tmp_path):
+    """The untrained tiny model never boxes a letter: all 128 answers score 0, no prompt has a
+    pair, and the run stops with what it found and what to change, writing no result."""
+    run = tmp_path / "run"
+    trained = run_train(shared_dirs, rl_config(run, "dpo", train={"max_steps": 2}), run)
+    assert trained.returncode != 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
+    assert "dpo: no pairs: the 32 prompts' 128 answers all scored alike within each prompt" in trained.stderr
+    assert "raise rl.num_generations or rl.temperature" in trained.stderr
+    assert not (run / "output" / "result.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -174,9 +280,12 @@ def test_grpo_from_a_parents_adapter_saves_the_merged_result(shared_dirs, train_
         ({"model": {"adapter": "no-such-adapter"}}, "is not a PEFT adapter (no adapter_config.json)"),
         ({"data": {"path": "chat.jsonl"}}, "chat.jsonl:1 has no prompt"),
         ({"distributed": {"strategy": "zero3"}}, "method.type grpo runs as one process or ddp here"),
+        ({"method": {"type": "dpo"}, "distributed": {"strategy": "zero2"}}, "method.type dpo runs as one process"),
+        ({"method": {"type": "dpo"}, "rl": {"reward": "no_reward.py"}}, "defines no reward(prompts, completions"),
+        ({"method": {"type": "dpo"}, "data": {"format": "chat"}}, "method.type dpo trains on prompt rows"),
     ],
 )
-def test_a_grpo_config_that_cannot_run_is_one_line(change, says, rdft, tmp_path):
+def test_a_grpo_or_dpo_config_that_cannot_run_is_one_line(change, says, rdft, tmp_path):
     config = yaml.safe_load((REPO / "recipes" / "configs" / "tiny_cpu_grpo.yaml").read_text())
     config["data"]["path"] = str(PROMPTS)
     for section, values in change.items():
@@ -185,3 +294,12 @@ def test_a_grpo_config_that_cannot_run_is_one_line(change, says, rdft, tmp_path)
     (tmp_path / "chat.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(config))
     assert says in one_line_error(rdft("train", str(tmp_path / "grpo.yaml"), "--dry-run"))
+
+
+def test_the_schema_lists_both_methods_and_every_rl_key(rdft):
+    from rdft.training.config import RLSection
+
+    schema = rdft("train", "--schema").stdout
+    assert "method.type: full|lora|qlora|grpo|dpo, default lora" in schema
+    for key in RLSection.model_fields:
+        assert f"\n  rl.{key}: " in schema, key

@@ -1,0 +1,494 @@
+"""Learning from the model's own answers, scored by the benchmark's scorer (or your function):
+
+- GRPO (group relative policy optimisation, TRL's GRPOTrainer): answers sampled for each prompt
+  as it trains, rewarded, and each answer's advantage taken against its own group;
+- DPO (direct preference optimisation, TRL's DPOTrainer): answers sampled once from the starting
+  model (transformers' generate), scored, and for each prompt whose answers scored differently a
+  pair: a best-scored answer as chosen, a worst-scored one as rejected (for a right/wrong scorer,
+  one it accepts and one it rejects). The pairs are what it trains on.
+
+Self-contained: runs inside the `train` env (one process, or several through `accelerate
+launch` with ddp) and imports nothing from rdft.
+
+    python recipes/rl.py --config train.resolved.yaml
+
+The config is the fully resolved YAML that `rdft train` writes (method.type grpo or dpo);
+`reward.json` beside it says what rewards:
+- `{"family", "tasks_dir", "entry"}`: the benchmark's own scorer — its family module
+  (evaluation/tasks/<family>/utils.py, loaded from the file, never copied) scores each answer
+  against its row's `doc` exactly as evaluation does (`score`, then `primary` of that one item:
+  an unreadable answer is 0);
+- `{"file": "reward.py"}`: the user's `reward(prompts, completions, **columns) -> list[float]`.
+
+The data is JSONL of prompt rows: `prompt` (the user turn as text, or chat messages) and `doc`
+(the benchmark row its answers are scored against). What it writes:
+- a metrics JSONL per logged step: loss, lr, and GRPO's reward mean and std, KL to the starting
+  model (rl.beta > 0), the answers' mean length and the share of prompts whose answers all got
+  the same reward (no learning signal); DPO's chosen-over-rejected reward margin and accuracy;
+- DPO: `pairs.jsonl` (each pair with its answers' scores) and the pair-building counts, in
+  result.json and in the workspace's data_stats.json under `dpo_pairs`;
+- checkpoints every `train.save_steps` with resume from the latest one (DPO reuses its pairs),
+  and `result.json` last;
+- the adapter (rl.weights lora) or the whole model; merged weights when `model.adapter` (a
+  parent's adapter, merged before training) or `output.merge` asks, since the new adapter is
+  relative to the merged weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+
+# --- data and reward --------------------------------------------------------------------------
+def read_prompts(path: Path) -> list[dict]:
+    """Prompt rows, the doc kept as JSON text (Arrow would merge the docs' differing fields)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            prompt = row["prompt"]
+            if isinstance(prompt, str):  # a user turn: the chat template renders it, as scoring does
+                prompt = [{"role": "user", "content": prompt}]
+            rows.append({"prompt": prompt, "doc": json.dumps(row.get("doc") or {}, ensure_ascii=False)})
+    if not rows:
+        raise SystemExit(f"grpo: {path} holds no prompt rows")
+    return rows
+
+
+def answer_text(completion) -> str:
+    """A sampled answer's text (TRL gives chat completions as a list of messages)."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(str(message.get("content") or "") for message in completion)
+
+
+def benchmark_reward(spec: dict):
+    """The benchmark's own scorer as a reward: per answer, its family's `score` of that answer
+    against the row's doc, then `primary` over that one item (None, e.g. an unavailable
+    oracle, is 0)."""
+    tasks = spec["tasks_dir"]
+    if tasks not in sys.path:
+        sys.path.insert(0, tasks)  # the scorers import `answers` from there
+    loaded = importlib.util.spec_from_file_location(
+        f"rdft_reward_{spec['family']}", Path(tasks) / spec["family"] / "utils.py"
+    )
+    family = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(family)
+    entry = spec["entry"]
+
+    def reward(prompts, completions, doc, **_):
+        values = []
+        for completion, raw in zip(completions, doc, strict=True):
+            item = family.score(entry, json.loads(raw), [answer_text(completion)])
+            value = family.primary(entry, [item])
+            values.append(float(value) if value is not None else 0.0)
+        return values
+
+    reward.__name__ = f"{spec['benchmark']}_score"  # TRL logs rewards/<name>
+    return reward
+
+
+def user_reward(path: Path):
+    loaded = importlib.util.spec_from_file_location("rdft_user_reward", path)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+
+    def reward(prompts, completions, doc, **columns):
+        docs = [json.loads(raw) for raw in doc]
+        texts = [answer_text(completion) for completion in completions]
+        return [float(v) for v in module.reward(prompts=prompts, completions=texts, doc=docs, **columns)]
+
+    reward.__name__ = "user_reward"
+    return reward
+
+
+def load_reward(config_path: Path):
+    spec = json.loads((config_path.parent / "reward.json").read_text())
+    if "file" in spec:
+        return user_reward(config_path.parent / spec["file"])
+    return benchmark_reward(spec)
+
+
+# --- model ------------------------------------------------------------------------------------
+def load_model(config: dict):
+    """The starting weights: model.path, with model.adapter (a parent's LoRA) merged in."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_cfg = config["model"]
+    dtype = getattr(torch, model_cfg["dtype"])
+    model = AutoModelForCausalLM.from_pretrained(
+        model_cfg["path"], dtype=dtype, attn_implementation=model_cfg["attn_implementation"]
+    )
+    if model_cfg.get("adapter"):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_cfg["adapter"]).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(model_cfg["adapter"] or model_cfg["path"])
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation continues the prompt's end
+    return model, tokenizer
+
+
+def peak_memory_gib() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+# --- shared training pieces ------------------------------------------------------------------
+def lora_config(config: dict):
+    """rl.weights lora: the adapter method.lora_* describes; None trains every weight."""
+    from peft import LoraConfig
+
+    if config["rl"]["weights"] != "lora":
+        return None
+    method = config["method"]
+    return LoraConfig(
+        r=method["lora_r"],
+        lora_alpha=method["lora_alpha"],
+        lora_dropout=method["lora_dropout"],
+        target_modules=method["target_modules"],
+        task_type="CAUSAL_LM",
+    )
+
+
+def common_args(config: dict, checkpoints: Path, cuda: bool) -> dict:
+    """The TrainingArguments both trainers take from train.* (and rl.learning_rate)."""
+    tcfg = config["train"]
+    return {
+        "output_dir": str(checkpoints),
+        "learning_rate": config["rl"]["learning_rate"],
+        "gradient_accumulation_steps": tcfg["gradient_accumulation_steps"],
+        "num_train_epochs": tcfg["epochs"],
+        "max_steps": tcfg["max_steps"],
+        "lr_scheduler_type": tcfg["lr_scheduler"],
+        "warmup_steps": tcfg["warmup_ratio"],  # transformers 5: a float below 1 is a share of the steps
+        "weight_decay": tcfg["weight_decay"],
+        "max_grad_norm": tcfg["max_grad_norm"],
+        "gradient_checkpointing": bool(tcfg["gradient_checkpointing"]),
+        "seed": tcfg["seed"],
+        "logging_steps": tcfg["logging_steps"],
+        "save_strategy": "steps" if tcfg["save_steps"] > 0 else "no",
+        "save_steps": max(tcfg["save_steps"], 1),
+        "save_total_limit": tcfg["save_total_limit"],
+        "bf16": cuda and config["model"]["dtype"] == "bfloat16",
+        "fp16": cuda and config["model"]["dtype"] == "float16",
+        "use_cpu": not cuda,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+
+
+def metrics_callback(path: Path, first: dict, record_of):
+    """A TrainerCallback that writes rdft's metrics JSONL from the trainer's logs (the main
+    process only); `record_of(logs)` gives the method's own fields, or None for a log line
+    that is not a training step's (the end-of-training summary)."""
+    from transformers import TrainerCallback
+
+    class Metrics(TrainerCallback):
+        def __init__(self):
+            self.last, self.tokens = time.perf_counter(), None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            fields = record_of(logs) if state.is_world_process_zero and logs else None
+            if fields is None:
+                return
+            now, tokens = time.perf_counter(), logs.get("num_tokens")
+            seen = tokens - self.tokens if tokens is not None and self.tokens is not None else tokens
+            record = {
+                "step": state.global_step,
+                "total_steps": state.max_steps,
+                "loss": round(float(logs.get("loss", 0.0)), 6),
+                "lr": logs.get("learning_rate"),
+                **fields,
+                "tokens_per_s": round((seen or 0) / max(now - self.last, 1e-9), 2),
+                "peak_memory_gib": round(peak_memory_gib(), 3),
+            }
+            self.last, self.tokens = now, tokens
+            first.setdefault("loss", record["loss"])
+            first["final_loss"] = record["loss"]
+            if "reward_mean" in record:
+                first.setdefault("reward", record["reward_mean"])
+                first["final_reward"] = record["reward_mean"]
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    return Metrics()
+
+
+def grpo_record(logs: dict) -> dict | None:
+    if "reward" not in logs:  # the end-of-training summary has no reward
+        return None
+    return {
+        "reward_mean": round(float(logs["reward"]), 6),
+        "reward_std": round(float(logs.get("reward_std", 0.0)), 6),
+        "kl": logs.get("kl"),
+        "completion_length": logs.get("completions/mean_length"),
+        "same_reward_share": logs.get("frac_reward_zero_std"),
+    }
+
+
+def dpo_record(logs: dict) -> dict | None:
+    if "rewards/margins" not in logs:  # the end-of-training summary has no margins
+        return None
+    # DPO's "rewards" are β·log(π/π_ref) of an answer, not the scorer's: named as what they are.
+    return {
+        "chosen_margin": round(float(logs["rewards/margins"]), 6),
+        "chosen_preferred_share": logs.get("rewards/accuracies"),
+        "logp_chosen": logs.get("logps/chosen"),
+        "logp_rejected": logs.get("logps/rejected"),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def finish(trainer, config: dict, tokenizer, output: Path, result: dict) -> None:
+    """Save what trained (adapter or model, and the merge where it is asked or needed) and
+    result.json last: its presence says the run is complete."""
+    lora = config["rl"]["weights"] == "lora"
+    target = output / ("adapter" if lora else "model")
+    trainer.model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    result["adapter_dir" if lora else "model_dir"] = str(target)
+    if lora and (config["model"].get("adapter") or config["output"]["merge"]):
+        # The new adapter is relative to the merged starting weights: what scores is the merge.
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(output / "merged", safe_serialization=True)
+        tokenizer.save_pretrained(output / "merged")
+        result["merged_dir"] = str(output / "merged")
+    write_atomic(output / "result.json", json.dumps(result, indent=2))
+    print(f"{result['method']}: done: {json.dumps(result)}", flush=True)
+
+
+def base_result(config: dict, trainer, first: dict, outcome, resume: Path | None, runtime: float) -> dict:
+    return {
+        "method": config["method"]["type"],
+        "weights": config["rl"]["weights"],
+        "steps": trainer.state.global_step,
+        "first_loss": first.get("loss"),
+        "final_loss": first.get("final_loss"),
+        "train_loss": outcome.training_loss,
+        "resumed_from": str(resume) if resume else None,
+        "runtime_s": round(runtime, 2),
+        "peak_memory_gib": round(peak_memory_gib(), 3),
+        "processes": trainer.accelerator.num_processes,
+        "attention": config["model"]["attn_implementation"],
+    }
+
+
+def start(config: dict) -> tuple[Path, Path, Path | None, Path]:
+    """The output folder, its checkpoints, the checkpoint to resume from, the metrics file."""
+    output = Path(config["output"]["dir"])
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoints = output / "checkpoints"
+    resume = latest_checkpoint(checkpoints) if config["train"]["resume"] else None
+    metrics_path = output / "metrics.jsonl"
+    if resume is None:
+        metrics_path.unlink(missing_ok=True)  # a fresh run: no lines of an earlier attempt
+    return output, checkpoints, resume, metrics_path
+
+
+# --- GRPO -------------------------------------------------------------------------------------
+def train_grpo(config: dict, config_path: Path) -> None:
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer
+
+    rl, tcfg = config["rl"], config["train"]
+    output, checkpoints, resume, metrics_path = start(config)
+    rows = read_prompts(Path(config["data"]["path"]))
+    model, tokenizer = load_model(config)
+    args = GRPOConfig(
+        **common_args(config, checkpoints, torch.cuda.is_available()),
+        num_generations=rl["num_generations"],
+        max_completion_length=rl["max_completion_length"],
+        temperature=rl["temperature"],
+        beta=rl["beta"],
+        # train.micro_batch_size prompts a step, each with its group of answers
+        per_device_train_batch_size=tcfg["micro_batch_size"] * rl["num_generations"],
+    )
+    first: dict = {}
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[load_reward(config_path)],
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+        callbacks=[metrics_callback(metrics_path, first, grpo_record)],
+    )
+    began = time.perf_counter()
+    outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - began
+    if not trainer.is_world_process_zero():
+        return
+    result = base_result(config, trainer, first, outcome, resume, runtime)
+    result.update(first_reward=first.get("reward"), final_reward=first.get("final_reward"), data={"prompts": len(rows)})
+    finish(trainer, config, tokenizer, output, result)
+
+
+# --- DPO --------------------------------------------------------------------------------------
+def sample_answers(model, tokenizer, rows: list[dict], config: dict) -> list[list[str]]:
+    """rl.num_generations answers to each prompt from the starting model, sampled at
+    rl.temperature (seeded by train.seed), rendered with the chat template as scoring does."""
+    rl, k = config["rl"], config["rl"]["num_generations"]
+    torch.manual_seed(config["train"]["seed"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    batch = max(1, 32 // k)  # prompts a generate call: 32 answers at a time
+    answers: list[list[str]] = []
+    for at in range(0, len(rows), batch):
+        chunk = rows[at : at + batch]
+        texts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in chunk]
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.no_grad():
+            out = model.generate(
+                **encoded,
+                do_sample=True,
+                temperature=rl["temperature"],
+                top_p=1.0,
+                top_k=0,
+                max_new_tokens=rl["max_completion_length"],
+                num_return_sequences=k,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        decoded = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+        answers += [decoded[i * k : (i + 1) * k] for i in range(len(chunk))]
+        print(f"dpo: sampled {len(answers)}/{len(rows)} prompts' answers", flush=True)
+    model.train()
+    return answers
+
+
+def build_pairs(rows: list[dict], answers: list[list[str]], reward) -> tuple[list[dict], dict]:
+    """Per prompt, its answers scored; where the scores differ, pairs of a best-scored answer
+    (chosen) and a worst-scored one (rejected), each distinct answer used once. Returns the
+    pairs and the counts of how they were built."""
+    pairs, same, scores = [], 0, []
+    for row, texts in zip(rows, answers, strict=True):
+        values = reward([row["prompt"]] * len(texts), texts, [row["doc"]] * len(texts))
+        scores += values
+        best, worst = max(values), min(values)
+        if best == worst:
+            same += 1  # every answer scored alike: nothing to prefer
+            continue
+        chosen = list(dict.fromkeys(t for t, v in zip(texts, values, strict=True) if v == best))
+        rejected = list(dict.fromkeys(t for t, v in zip(texts, values, strict=True) if v == worst))
+        for good, bad in zip(chosen, rejected, strict=False):  # as many pairs as the shorter side has
+            pairs.append(
+                {
+                    "prompt": row["prompt"],
+                    "chosen": [{"role": "assistant", "content": good}],
+                    "rejected": [{"role": "assistant", "content": bad}],
+                    "chosen_score": best,
+                    "rejected_score": worst,
+                }
+            )
+    counts = {
+        "prompts": len(rows),
+        "answers": len(scores),
+        "mean_score": round(sum(scores) / max(len(scores), 1), 6),
+        "prompts_with_a_pair": len({json.dumps(p["prompt"]) for p in pairs}),
+        "prompts_all_scored_alike": same,
+        "pairs": len(pairs),
+    }
+    return pairs, counts
+
+
+def record_pair_counts(config_path: Path, counts: dict) -> None:
+    """The pair-building counts in the workspace's data_stats.json (the data stage's record),
+    under dpo_pairs, beside what the data script counted."""
+    path = config_path.parent / "data_stats.json"
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stats = {}
+    stats = stats if isinstance(stats, dict) else {}
+    stats["dpo_pairs"] = counts
+    write_atomic(path, json.dumps(stats, indent=2) + "\n")
+
+
+def train_dpo(config: dict, config_path: Path) -> None:
+    import datasets
+    from trl import DPOConfig, DPOTrainer
+
+    tcfg = config["train"]
+    output, checkpoints, resume, metrics_path = start(config)
+    model, tokenizer = load_model(config)
+    pairs_path = output / "pairs.jsonl"
+    if tcfg["resume"] and (output / "pairs.json").is_file():  # a resumed run trains on the pairs it began with
+        pairs = [json.loads(line) for line in pairs_path.read_text().splitlines() if line.strip()]
+        counts = json.loads((output / "pairs.json").read_text())
+        print(f"dpo: {len(pairs)} pairs from {pairs_path}", flush=True)
+    else:
+        rows = read_prompts(Path(config["data"]["path"]))
+        pairs, counts = build_pairs(rows, sample_answers(model, tokenizer, rows, config), load_reward(config_path))
+        write_atomic(pairs_path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+        write_atomic(output / "pairs.json", json.dumps(counts, indent=2))  # last: the pairs are complete
+        record_pair_counts(config_path, counts)
+        print(f"dpo: pairs: {json.dumps(counts)}", flush=True)
+    if not pairs:
+        raise SystemExit(
+            f"dpo: no pairs: the {counts['prompts']} prompts' {counts['answers']} answers all scored alike within "
+            f"each prompt (mean score {counts['mean_score']}); raise rl.num_generations or rl.temperature, "
+            "or start from a model that is right some of the time"
+        )
+    args = DPOConfig(
+        **common_args(config, checkpoints, torch.cuda.is_available()),
+        beta=config["rl"]["beta"],
+        max_length=config["data"]["max_length"],
+        per_device_train_batch_size=tcfg["micro_batch_size"],
+    )
+    keep = ("prompt", "chosen", "rejected")
+    first: dict = {}
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list([{k: p[k] for k in keep} for p in pairs]),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+        callbacks=[metrics_callback(metrics_path, first, dpo_record)],
+    )
+    began = time.perf_counter()
+    outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - began
+    if not trainer.is_world_process_zero():
+        return
+    result = base_result(config, trainer, first, outcome, resume, runtime)
+    result["data"] = {"pairs": counts}
+    finish(trainer, config, tokenizer, output, result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="GRPO or DPO on the model's own answers, scored by the benchmark's scorer (or your function)."
+    )
+    parser.add_argument("--config", type=Path, required=True, help="The resolved config (train.resolved.yaml).")
+    args = parser.parse_args()
+    config = yaml.safe_load(args.config.read_text())
+    if config["method"]["type"] == "dpo":
+        train_dpo(config, args.config)
+    else:
+        train_grpo(config, args.config)
+
+
+if __name__ == "__main__":
+    main()
