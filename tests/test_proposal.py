@@ -98,15 +98,16 @@ def test_params_accept_the_llm_shape():
 def test_grpo_follows_an_sft_experiment_that_leaves_room_to_learn():
     """GRPO from an SFT experiment's weights when its validation score lies in GRPO_SCORE_RANGE
     (sampled answers disagree often enough), once per start: with --rl right after the first SFT
-    (which is short on purpose), without it when the SFT search stalls (the last two SFT
-    experiments did not beat the best)."""
+    (the default recipe), without it when the SFT search stalls (the last two SFT experiments did
+    not beat the best)."""
     from rdft.loop.proposal import GRPO_SCORE_RANGE
 
     s = scenario()
     first = propose_offline(s, [], [], rl=True).params
-    assert (first.method, first.epochs, first.max_samples) == ("full", 2, 512)
+    assert first == default_params(s)
     grpo = propose_offline(s, [(node(0, None, 0.40), first)], [first], rl=True)
-    assert (grpo.params.method, grpo.params.start_from, grpo.params.num_generations) == ("grpo", 0, 4)
+    assert (grpo.params.method, grpo.params.start_from, grpo.params.num_generations) == ("grpo", 0, 8)
+    assert (grpo.params.learning_rate, grpo.params.epochs, grpo.params.max_samples) == (2e-3, 4, 256)  # tiny
     assert "GRPO from loop 0's weights" in grpo.hypothesis and str(GRPO_SCORE_RANGE) in grpo.reason
     # Right on 95% of items: most groups of answers agree, no signal; the SFT search goes on.
     assert propose_offline(s, [(node(0, None, 0.95), first)], [first], rl=True).params.method == "full"

@@ -198,9 +198,9 @@ def _same_direction(first: dict, second: dict) -> bool:
     return True
 
 
-# GRPO learns from a prompt whose sampled answers disagree. With k = 4 answers right with
-# probability p each, a group holds both kinds with probability 1 - p^4 - (1-p)^4: at least a
-# third of the prompts for p in [0.1, 0.9]; below, nearly every group is all wrong, above, all
+# GRPO learns from a prompt whose sampled answers disagree. With k = 8 answers right with
+# probability p each, a group holds both kinds with probability 1 - p^8 - (1-p)^8: more than half
+# the prompts for p in [0.1, 0.9]; far below, nearly every group is all wrong, far above, all
 # right. rdft's scorers are rules (the aime25 judge is only a second metric), so every
 # benchmark's reward is exact; what decides is the SFT experiment's validation score.
 GRPO_SCORE_RANGE = (0.1, 0.9)
@@ -208,16 +208,19 @@ GRPO_SCORE_RANGE = (0.1, 0.9)
 
 def grpo_params(scenario: Scenario, start: Node, recipe: Params) -> Params:
     """GRPO from loop `start`'s trained weights: its data mix, prompts instead of answers, a LoRA
-    on top (merged for scoring), a small learning rate (a tiny model's is larger, as for SFT)."""
+    on top (merged for scoring), 8 answers a prompt (TRL's default group), a small learning rate
+    for a real model; a tiny one's is larger and it goes over its 256 prompts 4 times (measured
+    on the demo: from its first SFT, 0.43 on validation, 32 prompts once at 1e-3 gave nothing;
+    256 prompts 4 times at 2e-3 gave 0.62, and 0.60 on the hidden test against 0.375)."""
     small = (scenario.base_model.parameters or 0) < SMALL_MODEL
     return recipe.model_copy(
         update={
             "method": "grpo",
             "start_from": start.loop,
-            "learning_rate": 1e-3 if small else 1e-5,
-            "epochs": 1,
-            "max_samples": min(32 if small else 512, recipe.max_samples),  # a step per prompt
-            "num_generations": 4,
+            "learning_rate": 2e-3 if small else 1e-5,
+            "epochs": 4 if small else 1,
+            "max_samples": min(256 if small else 512, recipe.max_samples),  # a step per prompt
+            "num_generations": 8,
         }
     )
 
@@ -245,8 +248,8 @@ def propose_offline(
     the best finished experiment (by validation score, accepted or not), repeat a change that
     paid off on the way there first, skip changes that did worse from it, never run a recipe
     twice. `finished`: (node, its recipe) of experiments that were scored; `tried`: every recipe
-    proposed so far. With `rl` (`rdft run --rl`) the first SFT recipe is a short one and GRPO
-    follows it from its weights as soon as an SFT experiment's score leaves room to learn
+    proposed so far. With `rl` (`rdft run --rl`) GRPO follows the first SFT from its weights as
+    soon as an SFT experiment's score leaves room to learn
     (GRPO_SCORE_RANGE); without, GRPO is proposed when the SFT search stalls: the last two SFT
     experiments did not beat the best."""
     seen = {p.key() for p in tried}
@@ -269,8 +272,6 @@ def propose_offline(
         return _proposal(scenario, params, f"GRPO from loop {start_node.loop}'s weights", reason, start_node)
     if not scored:
         start = default_params(scenario)
-        if rl:  # short on purpose: room for GRPO to learn
-            start = start.model_copy(update={"epochs": 2, "max_samples": min(start.max_samples, 512)})
         if start.key() not in seen:
             return _proposal(
                 scenario,
