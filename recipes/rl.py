@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import resource
 import sys
@@ -106,17 +107,40 @@ def user_reward(path: Path):
     def reward(prompts, completions, doc, **columns):
         docs = [json.loads(raw) for raw in doc]
         texts = [answer_text(completion) for completion in completions]
-        return [float(v) for v in module.reward(prompts=prompts, completions=texts, doc=docs, **columns)]
+        values = module.reward(prompts=prompts, completions=texts, doc=docs, **columns)
+        return [float(v) if isinstance(v, (int, float)) else v for v in values] if isinstance(values, list) else values
 
     reward.__name__ = "user_reward"
     return reward
 
 
-def load_reward(config_path: Path):
+def load_reward(config_path: Path, rows: list[dict]):
+    """The reward, loaded and called once on the first prompt's row with two answers before
+    anything trains: a file that does not load, or a reward that fails or returns anything but
+    one finite number per answer, stops the run in one line."""
     spec = json.loads((config_path.parent / "reward.json").read_text())
-    if "file" in spec:
-        return user_reward(config_path.parent / spec["file"])
-    return benchmark_reward(spec)
+    name = f"rl.reward ({spec['file']})" if "file" in spec else f"{spec['benchmark']}'s scorer"
+    try:
+        reward = user_reward(config_path.parent / spec["file"]) if "file" in spec else benchmark_reward(spec)
+    except Exception as error:  # whatever the user's module raises on import
+        raise SystemExit(f"rl: {name} does not load: {type(error).__name__}: {error}; fix it") from None
+    answers = ["", "\\boxed{}"]
+    try:
+        values = reward([rows[0]["prompt"]] * 2, answers, [rows[0]["doc"]] * 2)
+    except Exception as error:
+        raise SystemExit(
+            f"rl: {name} failed on two answers to the first prompt: {type(error).__name__}: {error}; fix it"
+        ) from None
+    if not (
+        isinstance(values, list)
+        and len(values) == 2
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    ):
+        raise SystemExit(
+            f"rl: {name} returned {values!r} for two answers; reward(prompts, completions, **columns) must "
+            "return one number per completion"
+        )
+    return reward
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -316,6 +340,7 @@ def train_grpo(config: dict, config_path: Path) -> None:
     rl, tcfg = config["rl"], config["train"]
     output, checkpoints, resume, metrics_path = start(config)
     rows = read_prompts(Path(config["data"]["path"]))
+    reward = load_reward(config_path, rows)
     model, tokenizer = load_model(config)
     args = GRPOConfig(
         **common_args(config, checkpoints, torch.cuda.is_available()),
@@ -329,7 +354,7 @@ def train_grpo(config: dict, config_path: Path) -> None:
     first: dict = {}
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[load_reward(config_path)],
+        reward_funcs=[reward],
         args=args,
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -432,6 +457,8 @@ def train_dpo(config: dict, config_path: Path) -> None:
 
     tcfg = config["train"]
     output, checkpoints, resume, metrics_path = start(config)
+    rows = read_prompts(Path(config["data"]["path"]))
+    reward = load_reward(config_path, rows)
     model, tokenizer = load_model(config)
     pairs_path = output / "pairs.jsonl"
     if tcfg["resume"] and (output / "pairs.json").is_file():  # a resumed run trains on the pairs it began with
@@ -439,8 +466,7 @@ def train_dpo(config: dict, config_path: Path) -> None:
         counts = json.loads((output / "pairs.json").read_text())
         print(f"dpo: {len(pairs)} pairs from {pairs_path}", flush=True)
     else:
-        rows = read_prompts(Path(config["data"]["path"]))
-        pairs, counts = build_pairs(rows, sample_answers(model, tokenizer, rows, config), load_reward(config_path))
+        pairs, counts = build_pairs(rows, sample_answers(model, tokenizer, rows, config), reward)
         write_atomic(pairs_path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
         write_atomic(output / "pairs.json", json.dumps(counts, indent=2))  # last: the pairs are complete
         record_pair_counts(config_path, counts)

@@ -317,3 +317,21 @@ def test_check_leakage_bad_input_is_one_line(rdft, tmp_path):
     assert "does not exist" in one_line_error(
         rdft("datasets", "check-leakage", "--benchmark", "aime25", str(tmp_path / "missing.jsonl"))
     )
+
+
+def test_grpo_and_dpo_prompt_rows_are_guarded():
+    """GRPO's and DPO's rows are prompts with the benchmark row their answers are scored against
+    (`{"prompt", "doc"}`): a planted evaluation item is dropped and counted, as a text prompt, as
+    chat messages, or only in its doc; other questions are kept."""
+    evaluation = [{"question": "Which one is a letter: 3-b-5?", "answer": "b"}]
+    suffix = "\nPut the letter in \\boxed{}."
+    planted = evaluation[0]
+    rows = [
+        {"prompt": planted["question"] + suffix, "doc": planted},
+        {"prompt": [{"role": "user", "content": planted["question"] + suffix}], "doc": planted},
+        {"prompt": "Which one is a letter: 4-c-5?" + suffix, "doc": planted},  # the item in its doc only
+        {"prompt": "Which one is a letter: 4-b-5?" + suffix, "doc": {"question": "Which one is a letter: 4-b-5?",
+                                                                      "answer": "b"}},
+    ]  # fmt: skip
+    kept, report = drop_leaks("demo", rows, evaluation)
+    assert report.dropped == {0: "exact", 1: "exact", 2: "exact"} and kept == rows[3:]

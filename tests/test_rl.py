@@ -303,3 +303,27 @@ def test_the_schema_lists_both_methods_and_every_rl_key(rdft):
     assert "method.type: full|lora|qlora|grpo|dpo, default lora" in schema
     for key in RLSection.model_fields:
         assert f"\n  rl.{key}: " in schema, key
+
+
+@pytest.mark.parametrize(
+    "method, source, says",
+    [
+        ("grpo", "import no_such_module\n\n\ndef reward(prompts, completions, **columns):\n    return [0.0]\n",
+         "rl: rl.reward (reward.py) does not load: ModuleNotFoundError: No module named 'no_such_module'; fix it"),
+        ("dpo", "def reward(prompts, completions, **columns):\n    return [None for _ in completions]\n",
+         "rl: rl.reward (reward.py) returned [None, None] for two answers; reward(prompts, completions, **columns) "
+         "must return one number per completion"),
+    ],
+)  # fmt: skip
+def test_a_reward_that_does_not_load_or_returns_no_number_stops_before_training(
+    method, source, says, shared_dirs, train_env, tmp_path
+):
+    """Valid Python that defines reward() passes the config check; what it does shows only when it
+    runs: the recipe calls it once on the first prompt before any training, and stops in one line."""
+    (tmp_path / "reward.py").write_text(source)
+    config = rl_config(tmp_path / "run", method, rl={"reward": str(tmp_path / "reward.py")})
+    trained = run_train(shared_dirs, config, tmp_path / "run")
+    assert trained.returncode != 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
+    assert says in trained.stderr, trained.stderr[-3000:]
+    output = tmp_path / "run" / "output"
+    assert not (output / "checkpoints").exists() and not (output / "metrics.jsonl").exists()
