@@ -82,3 +82,15 @@ def clear_leftovers(root: Path) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Swap a staged folder into place: the old copy (if any) is moved aside first, then deleted.
+    Callers hold the name's lock: two swaps at once would rename onto each other's new copy."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+    os.rename(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

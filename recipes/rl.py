@@ -37,6 +37,7 @@ The data is JSONL of prompt rows: `prompt` (the user turn as text, or chat messa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import math
@@ -304,20 +305,30 @@ def finish(trainer, config: dict, tokenizer, output: Path, result: dict) -> None
     print(f"{result['method']}: done: {json.dumps(result)}", flush=True)
 
 
-def base_result(config: dict, trainer, first: dict, outcome, resume: Path | None, runtime: float) -> dict:
-    return {
+def train_and_save(trainer, config: dict, tokenizer, output: Path, first: dict, resume: Path | None, data: dict):
+    """Train (from `resume` when given), then, on the main process, save and write result.json."""
+    began = time.perf_counter()
+    outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - began
+    if not trainer.is_world_process_zero():
+        return
+    result = {
         "method": config["method"]["type"],
         "weights": config["rl"]["weights"],
         "steps": trainer.state.global_step,
         "first_loss": first.get("loss"),
         "final_loss": first.get("final_loss"),
+        "first_reward": first.get("reward"),  # GRPO's; DPO has no reward as it trains
+        "final_reward": first.get("final_reward"),
         "train_loss": outcome.training_loss,
         "resumed_from": str(resume) if resume else None,
         "runtime_s": round(runtime, 2),
         "peak_memory_gib": round(peak_memory_gib(), 3),
         "processes": trainer.accelerator.num_processes,
         "attention": config["model"]["attn_implementation"],
+        "data": data,
     }
+    finish(trainer, config, tokenizer, output, result)
 
 
 def start(config: dict) -> tuple[Path, Path, Path | None, Path]:
@@ -361,14 +372,7 @@ def train_grpo(config: dict, config_path: Path) -> None:
         peft_config=lora_config(config),
         callbacks=[metrics_callback(metrics_path, first, grpo_record)],
     )
-    began = time.perf_counter()
-    outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    runtime = time.perf_counter() - began
-    if not trainer.is_world_process_zero():
-        return
-    result = base_result(config, trainer, first, outcome, resume, runtime)
-    result.update(first_reward=first.get("reward"), final_reward=first.get("final_reward"), data={"prompts": len(rows)})
-    finish(trainer, config, tokenizer, output, result)
+    train_and_save(trainer, config, tokenizer, output, first, resume, {"prompts": len(rows)})
 
 
 # --- DPO --------------------------------------------------------------------------------------
@@ -451,6 +455,43 @@ def record_pair_counts(config_path: Path, counts: dict) -> None:
     write_atomic(path, json.dumps(stats, indent=2) + "\n")
 
 
+def pairs_source(config: dict, config_path: Path) -> dict:
+    """What the pairs were sampled from: saved pairs are reused only when all of it is the same."""
+    data = Path(config["data"]["path"])
+    return {
+        "model": config["model"]["path"],
+        "adapter": config["model"].get("adapter"),
+        "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "reward": json.loads((config_path.parent / "reward.json").read_text()),
+        "sampling": {k: config["rl"][k] for k in ("num_generations", "temperature", "max_completion_length")},
+        "seed": config["train"]["seed"],
+    }
+
+
+def own_pairs(config, config_path, output, rows, reward, model, tokenizer) -> tuple[list[dict], dict]:
+    """The pairs and their counts: sampled and scored by the main process (the others wait,
+    then read them), or read back when a resumed run sampled them from the same start."""
+    from accelerate import PartialState
+
+    state, source = PartialState(), pairs_source(config, config_path)
+    pairs_path, record = output / "pairs.jsonl", output / "pairs.json"
+    with state.main_process_first():
+        saved = json.loads(record.read_text()) if record.is_file() else None
+        reuse = saved is not None and saved["source"] == source and config["train"]["resume"]
+        if reuse or not state.is_main_process:
+            pairs = [json.loads(line) for line in pairs_path.read_text().splitlines() if line.strip()]
+            if state.is_main_process:
+                print(f"dpo: {len(pairs)} pairs from {pairs_path}", flush=True)
+            return pairs, saved["counts"]
+        pairs, counts = build_pairs(rows, sample_answers(model, tokenizer, rows, config), reward)
+        write_atomic(pairs_path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+        # last: its presence says the pairs are complete
+        write_atomic(record, json.dumps({"counts": counts, "source": source}, indent=2))
+        record_pair_counts(config_path, counts)
+        print(f"dpo: pairs: {json.dumps(counts)}", flush=True)
+        return pairs, counts
+
+
 def train_dpo(config: dict, config_path: Path) -> None:
     import datasets
     from trl import DPOConfig, DPOTrainer
@@ -460,17 +501,7 @@ def train_dpo(config: dict, config_path: Path) -> None:
     rows = read_prompts(Path(config["data"]["path"]))
     reward = load_reward(config_path, rows)
     model, tokenizer = load_model(config)
-    pairs_path = output / "pairs.jsonl"
-    if tcfg["resume"] and (output / "pairs.json").is_file():  # a resumed run trains on the pairs it began with
-        pairs = [json.loads(line) for line in pairs_path.read_text().splitlines() if line.strip()]
-        counts = json.loads((output / "pairs.json").read_text())
-        print(f"dpo: {len(pairs)} pairs from {pairs_path}", flush=True)
-    else:
-        pairs, counts = build_pairs(rows, sample_answers(model, tokenizer, rows, config), reward)
-        write_atomic(pairs_path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
-        write_atomic(output / "pairs.json", json.dumps(counts, indent=2))  # last: the pairs are complete
-        record_pair_counts(config_path, counts)
-        print(f"dpo: pairs: {json.dumps(counts)}", flush=True)
+    pairs, counts = own_pairs(config, config_path, output, rows, reward, model, tokenizer)
     if not pairs:
         raise SystemExit(
             f"dpo: no pairs: the {counts['prompts']} prompts' {counts['answers']} answers all scored alike within "
@@ -493,14 +524,7 @@ def train_dpo(config: dict, config_path: Path) -> None:
         peft_config=lora_config(config),
         callbacks=[metrics_callback(metrics_path, first, dpo_record)],
     )
-    began = time.perf_counter()
-    outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    runtime = time.perf_counter() - began
-    if not trainer.is_world_process_zero():
-        return
-    result = base_result(config, trainer, first, outcome, resume, runtime)
-    result["data"] = {"pairs": counts}
-    finish(trainer, config, tokenizer, output, result)
+    train_and_save(trainer, config, tokenizer, output, first, resume, {"pairs": counts})
 
 
 def main() -> None:

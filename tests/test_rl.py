@@ -190,7 +190,7 @@ def test_dpo_pairs_the_models_own_answers_resumes_on_them_and_changes_its_answer
     assert first.returncode == 0, first.stderr[-3000:]
     output = run / "output"
     pairs = [json.loads(line) for line in (output / "pairs.jsonl").read_text().splitlines()]
-    counts = json.loads((output / "pairs.json").read_text())
+    counts = json.loads((output / "pairs.json").read_text())["counts"]
     assert (counts["prompts"], counts["answers"]) == (32, 128) and counts["pairs"] == len(pairs) > 0
     assert counts["prompts_with_a_pair"] + counts["prompts_all_scored_alike"] == 32
     assert 0 < counts["mean_score"] < 1

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from rdft.datasets.registry import DatasetEntry
 from rdft.errors import RdftError
-from rdft.files import write_atomic
+from rdft.files import publish, write_atomic
 from rdft.settings import Settings
 
 MANIFEST = ".rdft-dataset.json"
@@ -310,18 +310,7 @@ def prepare(
                 prepared=datetime.datetime.now(datetime.UTC),
             )
             (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
-            _publish(staging, final)
+            publish(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return final, True
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Swap the staged copy into place: the old copy (if any) is moved aside first, then deleted."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.rename(final, old)
-    os.rename(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.files import publish
 from rdft.resources import evaluation_dir
 from rdft.settings import Settings
 
@@ -132,13 +132,7 @@ def prepare_items(settings: Settings, benchmark: str, *, source: Path | None = N
                 prepared=datetime.datetime.now(datetime.UTC),
             )
             (staging / MANIFEST).write_text(manifest.model_dump_json(indent=1))
-            old = None
-            if final.exists():
-                old = final.with_name(f".old-{benchmark}-{os.getpid()}")
-                os.rename(final, old)
-            os.rename(staging, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            publish(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return final / ITEMS
