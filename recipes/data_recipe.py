@@ -25,9 +25,9 @@ scorer before it is kept, so a row whose answer would not score is never trained
   rule reads it, `{"<answer_key>": answer}` or `\\boxed{answer}`; chat rows (`messages`) of a
   user's dataset are kept as they are.
 
-With `"rows": "prompts"` (a GRPO experiment) each kept doc becomes a prompt row instead,
+With `"rows": "prompts"` (a GRPO or DPO experiment) each kept doc becomes a prompt row instead,
 `{"prompt": doc_to_text(doc), "doc": doc}`: the same docs (their gold must score, as above), no
-answer; GRPO's reward scores the model's own answers against the doc.
+answer; the reward scores the model's own answers against the doc.
 
 With `force_think` (FT_FORCE_THINK_TOKEN) the reasoning sits in <think>…</think> and the answer
 follows it. Rows over `max_tokens` (the base model's tokenizer) are dropped. Every drop is counted by reason

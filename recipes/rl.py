@@ -41,8 +41,10 @@ import hashlib
 import importlib.util
 import json
 import math
+import numbers
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,7 +65,7 @@ def read_prompts(path: Path) -> list[dict]:
                 prompt = [{"role": "user", "content": prompt}]
             rows.append({"prompt": prompt, "doc": json.dumps(row.get("doc") or {}, ensure_ascii=False)})
     if not rows:
-        raise SystemExit(f"grpo: {path} holds no prompt rows")
+        raise SystemExit(f"rl: {path} holds no prompt rows")
     return rows
 
 
@@ -108,8 +110,7 @@ def user_reward(path: Path):
     def reward(prompts, completions, doc, **columns):
         docs = [json.loads(raw) for raw in doc]
         texts = [answer_text(completion) for completion in completions]
-        values = module.reward(prompts=prompts, completions=texts, doc=docs, **columns)
-        return [float(v) if isinstance(v, (int, float)) else v for v in values] if isinstance(values, list) else values
+        return module.reward(prompts=prompts, completions=texts, doc=docs, **columns)
 
     reward.__name__ = "user_reward"
     return reward
@@ -127,21 +128,32 @@ def load_reward(config_path: Path, rows: list[dict]):
         raise SystemExit(f"rl: {name} does not load: {type(error).__name__}: {error}; fix it") from None
     answers = ["", "\\boxed{}"]
     try:
-        values = reward([rows[0]["prompt"]] * 2, answers, [rows[0]["doc"]] * 2)
+        finite_numbers(reward([rows[0]["prompt"]] * 2, answers, [rows[0]["doc"]] * 2), 2, name)
+    except SystemExit:
+        raise
     except Exception as error:
         raise SystemExit(
             f"rl: {name} failed on two answers to the first prompt: {type(error).__name__}: {error}; fix it"
         ) from None
-    if not (
-        isinstance(values, list)
-        and len(values) == 2
-        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-    ):
-        raise SystemExit(
-            f"rl: {name} returned {values!r} for two answers; reward(prompts, completions, **columns) must "
-            "return one number per completion"
-        )
-    return reward
+
+    def checked(prompts, completions, doc, **columns):
+        return finite_numbers(reward(prompts, completions, doc, **columns), len(completions), name)
+
+    checked.__name__ = reward.__name__  # TRL logs rewards/<name>
+    return checked
+
+
+def finite_numbers(values, n: int, name: str) -> list[float]:
+    """One finite number per answer (NumPy's and torch's too), or the run stops in one line."""
+    if hasattr(values, "tolist"):  # an array or a tensor
+        values = values.tolist()
+    if isinstance(values, (list, tuple)) and len(values) == n:
+        if all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
+            return [float(v) for v in values]
+    raise SystemExit(
+        f"rl: {name} returned {repr(values)[:200]} for {n} answers; reward(prompts, completions, **columns) must "
+        "return one finite number per completion"
+    )
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -411,7 +423,7 @@ def build_pairs(rows: list[dict], answers: list[list[str]], reward) -> tuple[lis
     """Per prompt, its answers scored; where the scores differ, pairs of a best-scored answer
     (chosen) and a worst-scored one (rejected), each distinct answer used once. Returns the
     pairs and the counts of how they were built."""
-    pairs, same, scores = [], 0, []
+    pairs, same, with_pair, scores = [], 0, 0, []
     for row, texts in zip(rows, answers, strict=True):
         values = reward([row["prompt"]] * len(texts), texts, [row["doc"]] * len(texts))
         scores += values
@@ -421,6 +433,7 @@ def build_pairs(rows: list[dict], answers: list[list[str]], reward) -> tuple[lis
             continue
         chosen = list(dict.fromkeys(t for t, v in zip(texts, values, strict=True) if v == best))
         rejected = list(dict.fromkeys(t for t, v in zip(texts, values, strict=True) if v == worst))
+        with_pair += 1
         for good, bad in zip(chosen, rejected, strict=False):  # as many pairs as the shorter side has
             pairs.append(
                 {
@@ -435,7 +448,7 @@ def build_pairs(rows: list[dict], answers: list[list[str]], reward) -> tuple[lis
         "prompts": len(rows),
         "answers": len(scores),
         "mean_score": round(sum(scores) / max(len(scores), 1), 6),
-        "prompts_with_a_pair": len({json.dumps(p["prompt"]) for p in pairs}),
+        "prompts_with_a_pair": with_pair,
         "prompts_all_scored_alike": same,
         "pairs": len(pairs),
     }
@@ -455,14 +468,30 @@ def record_pair_counts(config_path: Path, counts: dict) -> None:
     write_atomic(path, json.dumps(stats, indent=2) + "\n")
 
 
+def fingerprint(path: str | None) -> list | None:
+    """A model or adapter folder's files by name, size and modification time (weights rewritten
+    in place count as changed), as lists (what pairs.json reads back); None for a Hub id."""
+    if not path or not Path(path).is_dir():
+        return None
+    return sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in Path(path).iterdir() if p.is_file())
+
+
 def pairs_source(config: dict, config_path: Path) -> dict:
     """What the pairs were sampled from: saved pairs are reused only when all of it is the same."""
     data = Path(config["data"]["path"])
+    spec = json.loads((config_path.parent / "reward.json").read_text())
+    scorer = (
+        config_path.parent / spec["file"] if "file" in spec else Path(spec["tasks_dir"]) / spec["family"] / "utils.py"
+    )
     return {
         "model": config["model"]["path"],
+        "model_files": fingerprint(config["model"]["path"]),
+        "dtype": config["model"]["dtype"],
         "adapter": config["model"].get("adapter"),
+        "adapter_files": fingerprint(config["model"].get("adapter")),
         "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-        "reward": json.loads((config_path.parent / "reward.json").read_text()),
+        "reward": spec,
+        "reward_sha256": hashlib.sha256(scorer.read_bytes()).hexdigest(),
         "sampling": {k: config["rl"][k] for k in ("num_generations", "temperature", "max_completion_length")},
         "seed": config["train"]["seed"],
     }
@@ -470,7 +499,8 @@ def pairs_source(config: dict, config_path: Path) -> dict:
 
 def own_pairs(config, config_path, output, rows, reward, model, tokenizer) -> tuple[list[dict], dict]:
     """The pairs and their counts: sampled and scored by the main process (the others wait,
-    then read them), or read back when a resumed run sampled them from the same start."""
+    then read them), or read back when a resumed run sampled them from the same start. Pairs
+    sampled again drop the checkpoints and metrics of the old ones."""
     from accelerate import PartialState
 
     state, source = PartialState(), pairs_source(config, config_path)
@@ -483,6 +513,11 @@ def own_pairs(config, config_path, output, rows, reward, model, tokenizer) -> tu
             if state.is_main_process:
                 print(f"dpo: {len(pairs)} pairs from {pairs_path}", flush=True)
             return pairs, saved["counts"]
+        if saved is not None:  # sampled from another start: what trained on the old pairs is no start either
+            shutil.rmtree(output / "checkpoints", ignore_errors=True)
+            (output / "metrics.jsonl").unlink(missing_ok=True)
+            changed = sorted(k for k in source if saved["source"].get(k) != source[k])
+            print(f"dpo: {', '.join(changed)} changed: new pairs, training from the start", flush=True)
         pairs, counts = build_pairs(rows, sample_answers(model, tokenizer, rows, config), reward)
         write_atomic(pairs_path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
         # last: its presence says the pairs are complete
@@ -501,19 +536,22 @@ def train_dpo(config: dict, config_path: Path) -> None:
     rows = read_prompts(Path(config["data"]["path"]))
     reward = load_reward(config_path, rows)
     model, tokenizer = load_model(config)
-    pairs, counts = own_pairs(config, config_path, output, rows, reward, model, tokenizer)
-    if not pairs:
-        raise SystemExit(
-            f"dpo: no pairs: the {counts['prompts']} prompts' {counts['answers']} answers all scored alike within "
-            f"each prompt (mean score {counts['mean_score']}); raise rl.num_generations or rl.temperature, "
-            "or start from a model that is right some of the time"
-        )
+    # Before the pairs: the process group it starts carries TrainingArguments' ddp_timeout while
+    # the other processes wait for the main one's sampling.
     args = DPOConfig(
         **common_args(config, checkpoints, torch.cuda.is_available()),
         beta=config["rl"]["beta"],
         max_length=config["data"]["max_length"],
         per_device_train_batch_size=tcfg["micro_batch_size"],
     )
+    pairs, counts = own_pairs(config, config_path, output, rows, reward, model, tokenizer)
+    resume = latest_checkpoint(checkpoints) if resume else None  # gone when the pairs were sampled again
+    if not pairs:
+        raise SystemExit(
+            f"dpo: no pairs: the {counts['prompts']} prompts' {counts['answers']} answers all scored alike within "
+            f"each prompt (mean score {counts['mean_score']}); raise rl.num_generations or rl.temperature, "
+            "or start from a model that is right some of the time"
+        )
     keep = ("prompt", "chosen", "rejected")
     first: dict = {}
     trainer = DPOTrainer(

@@ -203,13 +203,13 @@ def test_dpo_pairs_the_models_own_answers_resumes_on_them_and_changes_its_answer
         assert (pair["chosen_score"], pair["rejected_score"]) == (1.0, 0.0)
 
     (output / "result.json").unlink()
-    sampled = (output / "pairs.jsonl").read_text()
+    sampled = (output / "pairs.jsonl").stat().st_ino  # pairs written again would be a new file
     resumed = run_train(shared_dirs, rl_config(run, "dpo", model=start, train={"max_steps": 16, "save_steps": 8}), run)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((output / "result.json").read_text())
     assert (result["method"], result["weights"], result["steps"]) == ("dpo", "lora", 16)
     assert result["resumed_from"].endswith("checkpoints/checkpoint-8") and result["data"]["pairs"] == counts
-    assert (output / "pairs.jsonl").read_text() == sampled  # the same pairs, not a new sample
+    assert (output / "pairs.jsonl").stat().st_ino == sampled  # the same pairs, not a new sample
     metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, 17))
     assert all(m["chosen_margin"] is not None and 0 <= m["chosen_preferred_share"] <= 1 for m in metrics)
@@ -283,6 +283,8 @@ def test_dpo_without_a_pair_says_so_in_one_line(shared_dirs, train_env, tmp_path
         ({"method": {"type": "dpo"}, "distributed": {"strategy": "zero2"}}, "method.type dpo runs as one process"),
         ({"method": {"type": "dpo"}, "rl": {"reward": "no_reward.py"}}, "defines no reward(prompts, completions"),
         ({"method": {"type": "dpo"}, "data": {"format": "chat"}}, "method.type dpo trains on prompt rows"),
+        ({"method": {"type": "dpo"}, "rl": {"beta": 0}}, "rl.beta 0 makes DPO's loss a constant"),
+        ({"rl": {"weights": "full"}, "model": {"adapter": "adapter"}}, "rl.weights full with model.adapter: merge"),
     ],
 )
 def test_a_grpo_or_dpo_config_that_cannot_run_is_one_line(change, says, rdft, tmp_path):
@@ -311,8 +313,8 @@ def test_the_schema_lists_both_methods_and_every_rl_key(rdft):
         ("grpo", "import no_such_module\n\n\ndef reward(prompts, completions, **columns):\n    return [0.0]\n",
          "rl: rl.reward (reward.py) does not load: ModuleNotFoundError: No module named 'no_such_module'; fix it"),
         ("dpo", "def reward(prompts, completions, **columns):\n    return [None for _ in completions]\n",
-         "rl: rl.reward (reward.py) returned [None, None] for two answers; reward(prompts, completions, **columns) "
-         "must return one number per completion"),
+         "rl: rl.reward (reward.py) returned [None, None] for 2 answers; reward(prompts, completions, **columns) "
+         "must return one finite number per completion"),
     ],
 )  # fmt: skip
 def test_a_reward_that_does_not_load_or_returns_no_number_stops_before_training(

@@ -28,7 +28,7 @@ from rdft.cli.base import cli, settings_of
 @click.option(
     "--rl",
     is_flag=True,
-    help="Offline planner: a short SFT first, then GRPO from its weights with the benchmark's scorer as the reward.",
+    help="Offline planner: GRPO right after the first SFT, from its weights, the benchmark's scorer as reward.",
 )
 @click.option("--eval-limit", type=click.IntRange(min=1), help="Score only the first N items of each split.")
 @click.option(

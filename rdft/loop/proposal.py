@@ -219,7 +219,7 @@ def grpo_params(scenario: Scenario, start: Node, recipe: Params) -> Params:
             "start_from": start.loop,
             "learning_rate": 2e-3 if small else 1e-5,
             "epochs": 4 if small else 1,
-            "max_samples": min(256 if small else 512, recipe.max_samples),  # a step per prompt
+            "max_samples": min(256 if small else 512, recipe.max_samples),  # a step per prompt, each epoch
             "num_generations": 8,
         }
     )

@@ -34,7 +34,7 @@ class RunArgs(BaseModel):
     max_gen_toks: int | None = Field(None, ge=1)  # caps every scoring call: non-standard scores, said so
     samples: int | None = Field(None, ge=1)  # per item; None: chosen from the split's size (evaluation.run)
     no_sync: bool = False
-    rl: bool = False  # the offline planner tries GRPO after a short first SFT (rdft run --rl)
+    rl: bool = False  # the offline planner tries GRPO right after the first SFT (rdft run --rl)
     target: str | None = None  # the user's words for the goal; the benchmark scores it
     spent_s: float = 0.0  # wall-clock seconds of work so far, all sessions together
     budget_from_s: float = 0.0  # spent_s when the current --timeout budget began (a resume may set a new one)

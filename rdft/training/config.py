@@ -57,7 +57,11 @@ class DataSection(Section):
         "JSONL (`prompt`: the user turn, `doc`: the benchmark row its reward scores against)"
     )
     format: Literal["auto", "chat", "alpaca", "prompt"] = "auto"
-    max_length: int = Field(2048, ge=16, description="Longer samples are dropped and counted, never truncated")
+    max_length: int = Field(
+        2048,
+        ge=16,
+        description="SFT: longer samples are dropped and counted, never truncated; DPO: TRL cuts a pair's answer at it",
+    )
     packing: bool = True
 
     @field_validator("path", mode="before")
@@ -117,7 +121,7 @@ class RLSection(Section):
     )
     benchmark: str | None = Field(None, description="The benchmark whose scorer rewards (the agent loop sets it)")
     weights: Literal["lora", "full"] = Field(
-        "lora", description="What GRPO trains: a LoRA adapter (method.lora_*) or every weight"
+        "lora", description="What GRPO or DPO trains: a LoRA adapter (method.lora_*) or every weight"
     )
     num_generations: int = Field(
         4, ge=2, description="Answers sampled per prompt (GRPO's group, DPO's pool for pairs): their spread is signal"
@@ -193,6 +197,13 @@ class TrainConfig(Section):
             raise ValueError(f"method.type {method} runs as one process or ddp here; set distributed.strategy: auto")
         if self.model.adapter is not None and not rl:
             raise ValueError("model.adapter (merged before training) is for method.type grpo or dpo")
+        # The trainers build a full-weight run's reference model from model.path, without the
+        # adapter the policy starts from: the KL (DPO's β) would pull towards the wrong model.
+        if rl and self.rl.weights == "full" and self.model.adapter is not None:
+            raise ValueError("rl.weights full with model.adapter: merge the adapter into a model folder first, "
+                             "or train a LoRA (rl.weights lora)")  # fmt: skip
+        if method == "dpo" and self.rl.beta == 0:
+            raise ValueError("rl.beta 0 makes DPO's loss a constant: give β > 0 (default 0.1)")
         return self
 
 
