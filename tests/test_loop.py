@@ -131,6 +131,8 @@ def test_rl_demo_grpo_beats_its_sft_parent(rdft, shared_dirs, data_env, eval_env
     log = log_dir_of(result.stdout)
     assert json.loads((log / "run.json").read_text())["rl"] is True
     sft, grpo = json.loads((log / "summary.json").read_text())["loops"]
+    weights = re.search(r"^weights: (.+)$", result.stdout, re.M)  # what scored: the merge, not the bare adapter
+    assert weights and weights.group(1) == str(log / "Loop_1" / "workspace" / "output" / "merged")
     assert (sft["method"], grpo["method"], grpo["parent"]) == ("full", "grpo", 0)
     assert grpo["validation"] >= sft["validation"] + 0.1 and grpo["test"] >= sft["test"] + 0.1, (sft, grpo)
     assert grpo["decision"] == "confirmed"

@@ -516,7 +516,8 @@ def result_lines(run: Run) -> list[str]:
         base = run.trace.baseline_validation
         return [f"result: no loop was confirmed better than the base model (validation {base})"]
     trained = read_json(run.layout.running(confirmed.loop, "train")) or {}
-    weights = trained.get("adapter_dir") or trained.get("model_dir") or "?"
+    # GRPO's and DPO's adapter is relative to its start's weights: the merge is what scored.
+    weights = trained.get("merged_dir") or trained.get("adapter_dir") or trained.get("model_dir") or "?"
     return [
         f"result: loop {confirmed.loop} is the confirmed best: validation {confirmed.validation:.4g} "
         f"(base {run.trace.baseline_validation}), hidden test "
