@@ -1,11 +1,12 @@
 """Write the docs of benchmark splits as JSONL: from the Hugging Face repo, or a local file.
 
-    python evaluation/prepare.py --benchmark NAME --split validation|test|all [...]
+    python evaluation/prepare.py --benchmark NAME --split validation|test|all|slice [...]
                                  --out DOCS.jsonl [...] [--data PATH] [--limit N] [--seed 0]
 
 Splits: the benchmark's evaluation items are shuffled with a fixed seed; the validation split
 is the first min(100, n // 2) of them, the hidden test split the next as many (disjoint).
-`all` keeps every item in its original order. Several splits are written one after the other
+`all` keeps every item in its original order; `slice` is every item in the seeded shuffle's order,
+so `--limit N` cuts a fixed random slice of N (the forgetting check's). Several splits are written one after the other
 into one file (the leakage guard reads validation and test together), or each into its own.
 Rows are first narrowed to the benchmark's own (its family's `benchmark_docs`). Every item is checked
 against the family's doc schema before anything is written. Runs in the eval env; imports nothing from rdft.
@@ -100,6 +101,8 @@ def split(rows: list[dict], which: str, seed: int) -> list[dict]:
         return rows
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
+    if which == "slice":  # the shuffle's order: --limit N then takes a seeded random N
+        return [rows[i] for i in order]
     size = min(100, len(rows) // 2)
     chosen = order[:size] if which == "validation" else order[size : 2 * size]
     return [rows[i] for i in sorted(chosen)]
@@ -108,7 +111,7 @@ def split(rows: list[dict], which: str, seed: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", required=True)
-    parser.add_argument("--split", choices=["validation", "test", "all"], nargs="+", default=["validation"])
+    parser.add_argument("--split", choices=["validation", "test", "all", "slice"], nargs="+", default=["validation"])
     parser.add_argument("--data", type=Path, help="A local file or folder instead of the Hub repo.")
     parser.add_argument(
         "--out",

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     ft_micro_batch_timeout: int = Field(1800, ge=1)  # the coder's debug training
     ft_coder_max_loop: int = Field(10, ge=1)
     ft_force_think_token: bool = False
+    # The forgetting check: every candidate (and the base model) is also scored on a fixed seeded
+    # slice of each of these benchmarks; a loop that loses more than the tolerance (points) on
+    # one is never the confirmed best.
+    ft_regression_benchmarks: Annotated[list[str], NoDecode] = []
+    ft_regression_items: int = Field(100, ge=2)
+    ft_regression_tolerance: float | None = Field(None, ge=0)
     log_trace_path: Path | None = None  # the run's log folder (default log/<UTC timestamp>)
 
     # --- rdft's agent loop ---
@@ -131,7 +137,7 @@ class Settings(BaseSettings):
     ft_update_llama_factory: bool | None = None
     log_format_console: str | None = None
 
-    @field_validator("ft_strong_models", "ft_weak_models", mode="before")
+    @field_validator("ft_strong_models", "ft_weak_models", "ft_regression_benchmarks", mode="before")
     @classmethod
     def _model_list(cls, value: object) -> object:
         """A JSON list, as in RD-Agent's template, or a plain comma-separated list."""

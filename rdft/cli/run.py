@@ -42,6 +42,12 @@ from rdft.cli.base import cli, settings_of
     help="Answers per validation/test item (default: enough that "
     "items x samples >= 100 on small splits, else 1; 1 = greedy).",
 )
+@click.option(
+    "--regression",
+    metavar="B1,B2",
+    help="Forgetting check: also score the base model and every loop on a fixed slice of these benchmarks "
+    "(default: FT_REGRESSION_BENCHMARKS; slice size FT_REGRESSION_ITEMS, limit FT_REGRESSION_TOLERANCE points).",
+)
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
 def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:

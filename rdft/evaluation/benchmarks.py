@@ -40,6 +40,7 @@ class Benchmark(BaseModel):
     scored_fields: list[str] = []  # what the scorer reads from a doc; evaluation/score.py checks it
     judge: bool = False  # the scorer takes FT_JUDGE_MODEL's LLM judge when it is set
     oracle: bool = False  # the scorer takes the chemistry oracles in RDFT_CHEM_ORACLE_DIR when it is set
+    upstream: str | None = None  # RD-Agent's name for it, where that differs (FinanceIQ_gen)
 
     @property
     def task_template(self) -> Path:

@@ -211,13 +211,21 @@ def evaluate_splits(
     verbose: bool = False,
     timeout: float | None = None,
     sampling: tuple[float, float] | None = None,
+    regression: dict[str, Path] | None = None,
+    regression_items: int = 100,
 ) -> dict[str, dict]:
     """Score several splits with ONE lm-eval run (one model load: the validation and test
     splits of a loop cost one start-up, not two); each split gets its own output folder with
     its docs, predictions, per-item scores and summary. The task YAMLs, lm-eval's own files and
     its log are in the first split's folder. `timeout` bounds the whole scoring (a run's budget).
     A folder scored before loses its earlier results first, so a failed rerun never leaves them
-    looking like its own."""
+    looking like its own.
+
+    `regression` (benchmark → output folder): the forgetting check's slices, scored in the same
+    lm-eval run — a fixed seeded slice of `regression_items` items of each benchmark, one greedy
+    answer per item (a slice is compared with the base model's on the same items, so sampling
+    noise would only widen the interval), under the same generation cap. Their summaries come
+    back under `regression_split(benchmark)`."""
     stop_at = None if timeout is None else time.monotonic() + timeout
 
     def left() -> float | None:
@@ -248,7 +256,10 @@ def evaluate_splits(
         adapter=adapter is not None,
     )
     outputs = {split: path.expanduser().resolve() for split, path in outputs.items()}
-    for output in outputs.values():  # an earlier scoring's results: stale from here on
+    regression = {name: path.expanduser().resolve() for name, path in (regression or {}).items()}
+    for name in regression:
+        get_benchmark(name)
+    for output in [*outputs.values(), *regression.values()]:  # an earlier scoring's results: stale from here on
         for name in ("summary.json", "scores.json", "predictions.jsonl", "items.jsonl"):
             (output / name).unlink(missing_ok=True)
     first = next(iter(outputs.values()))
@@ -277,10 +288,20 @@ def evaluate_splits(
             tasks[split],
             task_yaml(entry, tasks[split], docs[split], samples, max_gen_toks, sampling),
         )
+    # The forgetting check's slices: scored by the same lm-eval run, each with its own task YAML.
+    scored_splits = {split: (benchmark, output, docs[split]) for split, output in outputs.items()}
+    for name, output in regression.items():
+        output.mkdir(parents=True, exist_ok=True)
+        split, slice_docs = regression_split(name), output / "docs.slice.jsonl"
+        write_docs(settings, name, ["slice"], slice_docs, limit=regression_items, timeout=left())
+        tasks[split] = f"rdft_{name}_regression"
+        write_task(first / "tasks", get_benchmark(name), tasks[split],
+                   task_yaml(get_benchmark(name), tasks[split], slice_docs, 1, max_gen_toks, sampling))  # fmt: skip
+        scored_splits[split] = (name, output, slice_docs)
 
     backend, generator = chosen.backend, score_env if chosen.in_score_env else env
-    max_new = max_gen_toks or entry_max_gen_toks(entry)
-    prompt_tokens = generation.longest_prompt_bound(list(docs.values()))
+    max_new = max_gen_toks or max(entry_max_gen_toks(get_benchmark(b)) for b, _, _ in scored_splits.values())
+    prompt_tokens = generation.longest_prompt_bound([path for _, _, path in scored_splits.values()])
     scored_model, merged = model, None
     if chosen.merge_adapter:
         merged = merged_copy(env, model, adapter, first / ".merged", left())
@@ -313,47 +334,51 @@ def evaluate_splits(
     if not result.ok:
         why = "out of GPU memory" if result.oom else f"exit {result.returncode}"
         raise RdftError(f"lm-eval failed ({why}); see {first / 'lm_eval.log'}")
-    judge_args, judge_env = scorer_options(settings, benchmark)
-    scoring = ["python", str(evaluation_dir() / "score.py"), "--benchmark", benchmark, *judge_args]
-    for split, output in outputs.items():  # every split in one scoring process
-        write_predictions(results, tasks[split], output / "predictions.jsonl")
-        scoring += [
-            "--docs",
-            str(docs[split]),
-            "--predictions",
-            str(output / "predictions.jsonl"),
-            "--items",
-            str(output / "items.jsonl"),
-            "--output",
-            str(output / "scores.json"),
-        ]
-    scored = env.run(scoring, extra_env=judge_env, echo=False, timeout=left())
-    if not scored.ok:
-        raise RdftError(f"scoring failed: {scored.tail.strip().splitlines()[-1:]}")
+    for name in dict.fromkeys(b for b, _, _ in scored_splits.values()):  # one scoring process per benchmark
+        judge_args, judge_env = scorer_options(settings, name)
+        scoring = ["python", str(evaluation_dir() / "score.py"), "--benchmark", name, *judge_args]
+        for split, (owner, output, split_docs) in scored_splits.items():
+            if owner != name:
+                continue
+            write_predictions(results, tasks[split], output / "predictions.jsonl")
+            scoring += ["--docs", str(split_docs), "--predictions", str(output / "predictions.jsonl"),
+                        "--items", str(output / "items.jsonl"), "--output", str(output / "scores.json")]  # fmt: skip
+        scored = env.run(scoring, extra_env=judge_env, echo=False, timeout=left())
+        if not scored.ok:
+            raise RdftError(f"scoring {name} failed: {scored.tail.strip().splitlines()[-1:]}")
     summaries = {}
-    for split, output in outputs.items():
+    for split, (name, output, _) in scored_splits.items():
         summary = json.loads((output / "scores.json").read_text())
+        regressed = name != benchmark
         summary.update(
-            split=split,
+            benchmark=name,
+            split="slice" if regressed else split,
             model=model,
             adapter=str(adapter) if adapter else None,
             backend=backend,
-            samples=samples,
-            temperature=sampling[0] if samples > 1 else None,
-            top_p=sampling[1] if samples > 1 else None,
+            samples=1 if regressed else samples,
+            temperature=sampling[0] if samples > 1 and not regressed else None,
+            top_p=sampling[1] if samples > 1 and not regressed else None,
             lm_eval_version=installed_version(generator, "lm_eval"),
             generated_in=generator.name,
             command=command,
             lm_eval_output=str(results),
             predictions=str(output / "predictions.jsonl"),
             items=str(output / "items.jsonl"),
-            max_gen_toks=max_new,
+            max_gen_toks=max_gen_toks or entry_max_gen_toks(get_benchmark(name)),
             # Scores under a smaller generation budget than the benchmark's are not its standard numbers.
-            standard=max_gen_toks is None or max_gen_toks >= entry_max_gen_toks(entry),
+            standard=max_gen_toks is None or max_gen_toks >= entry_max_gen_toks(get_benchmark(name)),
         )
         write_atomic(output / "summary.json", json.dumps(summary, indent=2) + "\n")
         summaries[split] = summary
     return summaries
+
+
+REGRESSION = "regression_"  # the forgetting check's slice of benchmark B is the split regression_B
+
+
+def regression_split(benchmark: str) -> str:
+    return REGRESSION + benchmark
 
 
 def installed_version(env: Env, distribution: str) -> str | None:

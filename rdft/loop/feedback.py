@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import Benchmark, get_benchmark
+from rdft.evaluation.run import regression_split
 from rdft.evaluation.score import compare_runs
 from rdft.files import write_atomic
 from rdft.knowledge import remember_recipe, remembered
@@ -51,12 +52,17 @@ class Feedback(BaseModel):
     next_steps: str = ""
     flags: list[str] = []  # degenerate answers (evaluation/score.py's diagnostics)
     leakage: dict[str, int] = {}  # rows the guard dropped, by reason
+    # The forgetting check: benchmark → {score, base, delta, ci95}, in the metric's units (0-1)
+    regression: dict[str, dict] = {}
+    forgetting: list[str] = []  # the benchmarks it lost more than FT_REGRESSION_TOLERANCE points on
 
     @property
     def verdict(self) -> str:
         if self.status == "failed":
             return "failed"
         word = "confirmed" if self.decision else "not confirmed"
+        if self.forgetting:
+            word += f" (forgetting beyond the tolerance on {', '.join(self.forgetting)})"
         return f"{word} (degenerate: {'; '.join(self.flags)})" if self.flags else word
 
     def markdown(self, loop: int, proposal: Proposal | None) -> str:
@@ -72,10 +78,42 @@ class Feedback(BaseModel):
                 f"Validation {c['metric']}: {c['candidate']} vs the confirmed best {c['base']} "
                 f"(difference {c['difference']}, 95% CI {c['ci95']}, p(not better) {c['p_not_better']})",
             ]
+        if self.regression:
+            lines += ["", f"**Forgetting check** (against the base model): {forgetting_text(self.regression)}"]
         lines += ["", self.explanation]
         if self.next_steps:
             lines += ["", f"**Next:** {self.next_steps}"]
         return "\n".join(lines) + "\n"
+
+
+def points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def forgetting_text(regression: dict[str, dict]) -> str:
+    """'mmlu -4.0 points (95% CI [-7.0, -1.0]; 0.52 vs 0.56)' per benchmark: the paired
+    difference with the base model on the same slice, in points of the metric."""
+    parts = []
+    for name, r in regression.items():
+        if r.get("delta") is None:
+            parts.append(f"{name}: no score")
+            continue
+        ci = f"95% CI [{points(r['ci95'][0])}, {points(r['ci95'][1])}]; " if r.get("ci95") else ""
+        parts.append(f"{name} {points(r['delta'])} points ({ci}{r['score']:.3g} vs {r['base']:.3g})")
+    return "; ".join(parts)
+
+
+def regression_of(settings: Settings, outcome: dict, base: dict[str, Path]) -> dict[str, dict]:
+    """Each forgetting-check slice of the candidate against the base model's on the same items
+    (evaluation/compare.py's paired bootstrap): {score, base, delta, ci95}."""
+    out = {}
+    for name, base_items in base.items():
+        record = outcome.get(regression_split(name))
+        if record is None:
+            continue
+        c = compare_runs(settings, name, base_items, Path(record["items"]))
+        out[name] = {"score": c["candidate"], "base": c["base"], "delta": c["difference"], "ci95": c["ci95"]}
+    return out
 
 
 def wrong_samples(eval_dir: Path, benchmark: Benchmark, limit: int = MAX_WRONG, seed: int = 0) -> list[dict]:
@@ -116,9 +154,13 @@ def assess(
     outcome: dict | None,
     failure: tuple[str, str] | None,
     reference_items: Path,
+    regression_base: dict[str, Path] | None = None,
 ) -> Feedback:
     """The numbers of the feedback (no explanation yet): the failure, or the comparison with
-    the confirmed best's validation items, the wrong samples, the flags and the leakage."""
+    the confirmed best's validation items, the wrong samples, the flags and the leakage; the
+    forgetting check against the base model's slices (`regression_base`: benchmark → its items),
+    whose loss beyond FT_REGRESSION_TOLERANCE points keeps a loop from being confirmed."""
+    regression_base = regression_base or {}
     if failure is not None:
         kind, message = failure
         return Feedback(decision=False, status="failed", error_type=kind, error=message[-4000:], explanation="")
@@ -134,8 +176,21 @@ def assess(
             explanation=f"The comparison failed: {error}",
         )
     confirmed = (comparison["difference"] or 0) > 0 and comparison["p_not_better"] < settings.rdft_significance
+    try:
+        regression = regression_of(settings, outcome, regression_base)
+    except RdftError as error:
+        return Feedback(decision=False, status="failed", error_type="eval", error=str(error),
+                        explanation=f"The forgetting check's comparison failed: {error}")  # fmt: skip
+    tolerance = scenario.regression_tolerance
+    forgetting = [
+        name
+        for name, r in regression.items()
+        if tolerance is not None and r["delta"] is not None and -r["delta"] * 100 > tolerance
+    ]
     return Feedback(
-        decision=confirmed,
+        decision=confirmed and not forgetting,
+        regression=regression,
+        forgetting=forgetting,
         status="done",
         comparison=comparison,
         wrong_samples=wrong_samples(Path(validation["dir"]), get_benchmark(scenario.benchmark)),
@@ -172,9 +227,18 @@ def facts(scenario: Scenario, result: Feedback, outcome: dict | None, reference:
             f"({reasons}; {data.get('evaluation_items_hit', '?')} evaluation item(s) copied): the data must not "
             "contain evaluation items, and the score is on the cleaned data."
         )
+    if result.regression:
+        text += f" Forgetting check against the base model: {forgetting_text(result.regression)}."
+    if result.forgetting:
+        text += (
+            f" It lost more than the tolerance ({scenario.regression_tolerance:g} points) on "
+            f"{', '.join(result.forgetting)}: not confirmed, whatever the target gain."
+        )
     if result.flags:
         text += f" Degenerate answers: {'; '.join(result.flags)} — the score does not show that the task was learned."
     verdict = "significantly better: confirmed" if result.decision else "not significantly better: not confirmed"
+    if result.forgetting:
+        verdict = "not confirmed because of the forgetting check"
     if result.decision and result.flags:
         verdict += ", flagged as degenerate"
     wrong = "\n".join(
@@ -200,10 +264,11 @@ def judge(
     reference_items: Path,
     *,
     llm: ChatLLM | None,
+    regression_base: dict[str, Path] | None = None,
     reference: str,
     best: str,
 ) -> Feedback:
-    result = assess(settings, scenario, outcome, failure, reference_items)
+    result = assess(settings, scenario, outcome, failure, reference_items, regression_base)
     text = facts(scenario, result, outcome, reference, best)
     if llm is None:
         if result.status == "failed" and outcome is None:

@@ -36,6 +36,9 @@ class RunArgs(BaseModel):
     no_sync: bool = False
     rl: bool = False  # the offline planner tries GRPO right after the first SFT (rdft run --rl)
     target: str | None = None  # the user's words for the goal; the benchmark scores it
+    regression: list[str] = []  # the forgetting check's benchmarks (--regression, FT_REGRESSION_BENCHMARKS)
+    regression_items: int = 100  # items in each one's slice (FT_REGRESSION_ITEMS)
+    regression_tolerance: float | None = None  # points; beyond it a loop is not confirmed (FT_REGRESSION_TOLERANCE)
     spent_s: float = 0.0  # wall-clock seconds of work so far, all sessions together
     budget_from_s: float = 0.0  # spent_s when the current --timeout budget began (a resume may set a new one)
 
@@ -77,7 +80,25 @@ class RunArgs(BaseModel):
             datasets = list(options.get("datasets") or ()) or ([settings.ft_dataset] if settings.ft_dataset else [])
             chosen.update(base_model=base_model, benchmark=benchmark, datasets=datasets, target=target)
         chosen["description"] = options.get("benchmark_description") or settings.ft_benchmark_description
+        chosen.update(regression_options(settings, options.get("regression"), chosen["benchmark"]))
         return cls(**chosen)
+
+
+def regression_options(settings: Settings, asked: str | None, benchmark: str) -> dict:
+    """The forgetting check's benchmarks (--regression, else FT_REGRESSION_BENCHMARKS), each
+    known and none the target, with the slice size and the tolerance from the settings."""
+    from rdft.evaluation.benchmarks import get_benchmark
+
+    names = [part.strip() for part in asked.split(",") if part.strip()] if asked else settings.ft_regression_benchmarks
+    names = list(dict.fromkeys(names))
+    for name in names:
+        get_benchmark(name)
+    if benchmark in names:
+        raise RdftError(
+            f"--regression {benchmark}: the target benchmark is what the run raises; name other benchmarks to watch"
+        )
+    return {"regression": names, "regression_items": settings.ft_regression_items,
+            "regression_tolerance": settings.ft_regression_tolerance}  # fmt: skip
 
 
 def resume_changes(options: dict, asked: set[str]) -> dict:

@@ -195,6 +195,9 @@ def build(log_dir: Path) -> str:
         )
         + f". Scored with {_sampling(scoring)}. Loops planned: {run['loop_n']}.</p>"
     )
+    if base.get("regression"):
+        shown = ", ".join(f"{e(name)} {_fmt(value)}" for name, value in base["regression"].items())
+        out.append(f"<p id='regression-base'>Forgetting check: the base model scores {shown} on its slices.</p>")
     out.append(
         "<table id='summary'><tr><th>loop</th><th>hypothesis</th><th>decision</th><th>validation ± 95% CI</th>"
         "<th>test</th><th>leakage dropped</th><th>durations (s)</th></tr>"
@@ -250,12 +253,33 @@ def build(log_dir: Path) -> str:
                 f"<p class='leakage'><b>Leakage guard:</b> dropped {data['dropped_leakage']} of {data['written']} "
                 f"rows ({e(reasons)}) holding {data.get('evaluation_items_hit', '?')} evaluation item(s)</p>"
             )
+        if row.get("regression"):
+            out.append(regression_table(row["regression"], row.get("forgetting") or []))
         feedback = read_json(layout.feedback(row["loop"]))
         if feedback:
             out.append(f"<h3>Feedback</h3><p>{e(feedback.get('explanation', ''))}</p>")
         out.append("</section>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def regression_table(regression: dict[str, dict], forgetting: list[str]) -> str:
+    """The forgetting check of one loop: each slice's score against the base model's, the paired
+    difference and its 95% interval in points."""
+    rows = []
+    for name, r in regression.items():
+        delta, ci = r.get("delta"), r.get("ci95")
+        shown = "–" if delta is None else f"{delta * 100:+.1f}"
+        interval = f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else "–"
+        css = " class='failed'" if name in forgetting else ""
+        rows.append(
+            f"<tr{css}><td>{html.escape(name)}</td><td>{_fmt(r.get('base'))}</td><td>{_fmt(r.get('score'))}</td>"
+            f"<td>{shown}</td><td>{interval}</td></tr>"
+        )
+    return (
+        "<h3>Forgetting check</h3><table class='regression'><tr><th>benchmark</th><th>base model</th>"
+        "<th>this loop</th><th>difference (points)</th><th>95% CI (points)</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def write_report(log_dir: Path, output: Path | None = None) -> Path:
@@ -301,6 +325,8 @@ def summary(trace: Trace, args: RunArgs) -> dict:
                 "error_type": node.error_type,
                 "flags": node.flags,
                 "leakage": node.leakage,
+                "regression": node.regression,
+                "forgetting": node.forgetting,
                 "seconds": node.seconds,
             }
         )
@@ -320,6 +346,7 @@ def summary(trace: Trace, args: RunArgs) -> dict:
             "validation_ci95": trace.baseline_validation_ci95,
             "test": trace.baseline_test,
             "flags": trace.baseline_flags,
+            "regression": trace.baseline_regression,
         },
         "best": _best(trace.best()),  # by validation mean, above the base model: what the search built on
         "confirmed": _best(trace.confirmed_best()),  # the last significant gain over the confirmed best
@@ -356,6 +383,18 @@ def write_markdown(log_dir: Path, trace: Trace, args: RunArgs) -> Path:
             f"| {row['loop']} | {decision} | {row['validation']} | {row['validation_ci95']} | "
             f"{row['test']} | {leaked} | {row['hypothesis'][:120]} |"
         )
+    if any(row["regression"] for row in s["loops"]):
+        names = list(s["baseline"]["regression"])
+        lines += ["", "Forgetting check (points against the base model, 95% CI):", "",
+                  "| loop | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
+        for row in s["loops"]:
+            cells = []
+            for name in names:
+                r = (row["regression"] or {}).get(name) or {}
+                ci = r.get("ci95")
+                interval = f" [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]" if ci else ""
+                cells.append("–" if r.get("delta") is None else f"{r['delta'] * 100:+.1f}{interval}")
+            lines.append(f"| {row['loop']} | " + " | ".join(cells) + " |")
     best, confirmed = s["best"], s["confirmed"]
     lines += [
         "",

@@ -29,6 +29,7 @@ from rdft.datasets.registry import get_dataset
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
+from rdft.evaluation.run import regression_split
 from rdft.files import write_atomic
 from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.budget import Budget, StageClock
@@ -67,6 +68,11 @@ def append_chat(path: Path | None, record: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def baseline_splits(scenario: Scenario) -> list[str]:
+    """What the base model is scored on: validation, test, and the forgetting check's slices."""
+    return ["validation", "test", *map(regression_split, scenario.regression)]
 
 
 def start_weights(layout: RunLayout, proposal: Proposal | None) -> dict | None:
@@ -148,7 +154,7 @@ class Run:
             "items",
             lambda: {"docs": str(evaluation_docs(self.settings, scenario.benchmark, self.layout.evaluation_items))},
         )
-        if not all((directory / f"{split}.json").exists() for split in ("validation", "test")):
+        if not all((directory / f"{split}.json").exists() for split in baseline_splits(scenario)):
             if not self.may_continue():
                 raise _Stop
             self.console.print("rdft: scoring the base model on the validation and test splits")
@@ -165,12 +171,15 @@ class Run:
         self.trace.baseline_validation, self.trace.baseline_validation_ci95 = validation["value"], validation["ci95"]
         self.trace.baseline_flags = (validation.get("diagnostics") or {}).get("flags", [])
         self.trace.baseline_test = records["test"]["value"]
+        self.trace.baseline_regression = {
+            name: records[regression_split(name)]["value"] for name in scenario.regression
+        }
         self.save()
 
     def _baseline_records(self, directory: Path, scenario: Scenario) -> dict[str, dict]:
         return steps(
             directory,
-            ["validation", "test"],
+            baseline_splits(scenario),
             lambda splits: baseline_scores(
                 self.settings,
                 scenario,
@@ -238,6 +247,7 @@ class Run:
         node.confirmed = feedback.decision
         node.flags = feedback.flags
         node.leakage = feedback.leakage
+        node.regression, node.forgetting = feedback.regression, feedback.forgetting
         if outcome:
             node.validation, node.validation_ci95 = outcome["validation"]["value"], outcome["validation"]["ci95"]
             node.test = outcome["test"]["value"]
@@ -358,9 +368,12 @@ class Run:
 
     def feedback(self, scenario, proposal, outcome, failure, node: Node) -> Feedback:
         items, label, by_mean = reference(self.layout, self.trace, node.loop)
+        base = {name: self.layout.baseline / f"{regression_split(name)}.json" for name in scenario.regression}
+        regression_base = {name: Path(json.loads(path.read_text())["items"]) for name, path in base.items()}
         result = judge(
-            self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label, best=by_mean
-        )
+            self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label, best=by_mean,
+            regression_base=regression_base,
+        )  # fmt: skip
         directory = self.layout.stage(node.loop, "feedback")
         write_atomic(directory / "feedback.md", result.markdown(node.loop, proposal))
         write_json(directory / "feedback.json", result.model_dump())

@@ -24,7 +24,7 @@ from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark, table_row
 from rdft.evaluation.items import prepared_items
-from rdft.evaluation.run import evaluate_splits
+from rdft.evaluation.run import REGRESSION, evaluate_splits, regression_split
 from rdft.files import write_atomic
 from rdft.loop.coding import GUARD_TIMEOUT
 from rdft.loop.provenance import NotDescendant, check_descendant
@@ -47,8 +47,12 @@ def scored(
     timeout: float | None = None,
 ) -> dict[str, dict]:
     """The records of scoring `outputs`' splits (split → folder), in one lm-eval run, as the
-    scenario's scoring plan says (limit, generation budget, samples per item)."""
+    scenario's scoring plan says (limit, generation budget, samples per item). A split named
+    regression_<B> is the forgetting check's slice of benchmark B (evaluation.run says how)."""
     plan = scenario.scoring
+    folders = outputs
+    regression = {s.removeprefix(REGRESSION): path for s, path in outputs.items() if s.startswith(REGRESSION)}
+    outputs = {split: path for split, path in outputs.items() if not split.startswith(REGRESSION)}
     try:
         with console.status(f"scoring the {' and '.join(outputs)} split(s) with lm-eval ({scenario.benchmark})"):
             summaries = evaluate_splits(
@@ -62,6 +66,8 @@ def scored(
                 samples=plan.samples,
                 sampling=plan.sampling(),
                 timeout=timeout,
+                regression=regression,
+                regression_items=scenario.regression_items,
             )
     except RdftError as error:
         raise StepFailed("eval", str(error)) from None
@@ -70,7 +76,8 @@ def scored(
             "value": summary["primary"]["value"],
             "ci95": summary["primary"]["ci95"],
             "n": summary["n"],
-            "dir": str(outputs[split]),
+            "dir": str(folders[split]),
+            "benchmark": summary["benchmark"],
             "items": summary["items"],
             "metrics": summary["metrics"],
             "diagnostics": summary.get("diagnostics", {}),
@@ -109,10 +116,13 @@ def scoring_context(settings: Settings, scenario: Scenario) -> dict:
 def baseline_key(settings: Settings, scenario: Scenario, split: str) -> str:
     """Same model files, benchmark items, split, scoring plan (limit, generation budget,
     samples), scorer code and scoring context (the eval env's lock, the backend, the judge, the
-    oracles): the same scores."""
+    oracles): the same scores. A forgetting-check slice: its own benchmark's items and size."""
     model = Path(scenario.base_model.path)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model.iterdir() if p.is_file())
-    items = prepared_items(settings, scenario.benchmark)
+    benchmark = split.removeprefix(REGRESSION) if split.startswith(REGRESSION) else scenario.benchmark
+    if benchmark != scenario.benchmark:
+        split = f"{split}:{scenario.regression_items}"
+    items = prepared_items(settings, benchmark)
     items = hashlib.sha256(items.read_bytes()).hexdigest() if items else "hub"
     scorers = sorted(
         (p.relative_to(evaluation_dir()).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
@@ -304,5 +314,6 @@ def run_experiment(
             timeout=deadline(SCORING_TIMEOUT),
         )
 
-    records = steps(stage_dir, ["validation", "test"], score)  # one lm-eval run for both
+    names = ["validation", "test", *map(regression_split, scenario.regression)]
+    records = steps(stage_dir, names, score)  # one lm-eval run for all
     return {"data": data_record, "train": train_record, **records}

@@ -116,6 +116,9 @@ class Scenario(BaseModel):
     target: str | None = None  # the user's own words for what to improve (--target, FT_USER_TARGET_SCENARIO)
     force_think: bool = False  # FT_FORCE_THINK_TOKEN: answers reason inside <think>…</think>
     scoring: Scoring = Scoring(items=None)
+    regression: list[str] = []  # the forgetting check's benchmarks: a slice of each is scored with validation
+    regression_items: int = 100
+    regression_tolerance: float | None = None  # points lost on one that keep a loop from being confirmed
 
     def text(self) -> str:
         """What the LLM reads."""
@@ -146,6 +149,13 @@ class Scenario(BaseModel):
             + "; the hidden test split is scored the same way for the report only",
             f"\n# Training data: at most {self.upper_data_size_limit} samples per experiment, sampled by code.",
         ]
+        if self.regression:
+            limit = (f"; a loop that loses more than {self.regression_tolerance:g} points on one is never the "
+                     "confirmed best" if self.regression_tolerance is not None else "")  # fmt: skip
+            lines.insert(-1, f"\n# Forgetting check: every experiment is also scored on a fixed slice of "
+                             f"{self.regression_items} items of {', '.join(self.regression)} against the base "
+                             f"model{limit}.")  # fmt: skip
+
         for dataset in self.datasets:
             lines += [f"\n## Dataset {dataset.name} at {dataset.path}", dataset.description, dataset.profile]
         return "\n".join(lines)
@@ -356,7 +366,8 @@ def run_scenario(
         eval_limit=args.eval_limit,
         max_gen_toks=args.max_gen_toks,
         samples=args.samples,
-    )
+    ).model_copy(update={"regression": args.regression, "regression_items": args.regression_items,
+                         "regression_tolerance": args.regression_tolerance})  # fmt: skip
     write_atomic(layout.root / "scenario.md", scenario.text() + "\n")
     write_atomic(layout.scenario_json, json.dumps(scenario.model_dump(), indent=1, default=str))
     return scenario

@@ -35,6 +35,9 @@ class Node(BaseModel):
     confirmed: bool = False  # significantly better than the confirmed best before it
     flags: list[str] = []  # degenerate answers
     leakage: dict[str, int] = {}  # training rows the guard dropped, by reason
+    # The forgetting check: benchmark → {score, base, delta, ci95} on its slice (delta: paired, vs the base model)
+    regression: dict[str, dict] = {}
+    forgetting: list[str] = []  # the slices it lost more than FT_REGRESSION_TOLERANCE points on
     seconds: dict[str, float] = {}
 
 
@@ -43,6 +46,7 @@ class Trace(BaseModel):
     baseline_validation_ci95: list[float] | None = None
     baseline_test: float | None = None
     baseline_flags: list[str] = []
+    baseline_regression: dict[str, float | None] = {}  # the base model's score on each forgetting-check slice
     scoring: dict = {}  # how every split is scored: items, samples (k), temperature, top_p
     nodes: list[Node] = []
 
