@@ -21,15 +21,23 @@ def benchmarks_list(ctx) -> None:
     """Name, dataset repo, split sizes, primary metric and its direction; then yours."""
     settings_of(ctx)  # checks FT_FILE_PATH, where yours are
     from rdft.evaluation.benchmarks import benchmarks as table
+    from rdft.evaluation.benchmarks import groups
 
     def line(entry) -> str:
         size = f"{entry.split_size}/{entry.split_size}" if entry.split_size else "-"
-        return f"{entry.name:<24} {size:>8}  {entry.primary.metric:<20} {entry.primary.direction:<7} {entry.repo}"
+        upstream = f" (RD-Agent: {entry.upstream})" if entry.upstream else ""
+        return (
+            f"{entry.name:<32} {size:>8}  {entry.primary.metric:<20} {entry.primary.direction:<7} {entry.repo}"
+            f"{upstream}"
+        )
 
-    click.echo(f"{'benchmark':<24} {'val/test':>8}  {'primary metric':<20} {'better':<7} dataset")
+    click.echo(f"{'benchmark':<32} {'val/test':>8}  {'primary metric':<20} {'better':<7} dataset")
     for entry in table().values():
         if not entry.custom:
             click.echo(line(entry))
+    click.echo("\ngroups (RD-Agent's aggregate names; run one member, watch the others with --regression)")
+    for group in groups().values():
+        click.echo(f"{group.name:<32} {', '.join(group.members)}")
     mine = [entry for entry in table().values() if entry.custom]
     click.echo(f"\nyour benchmarks ({len(mine)}; `rdft benchmarks add NAME --docs FILE ...`)")
     for entry in mine:

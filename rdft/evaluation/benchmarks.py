@@ -54,6 +54,22 @@ class Benchmark(BaseModel):
         return min(100, self.n // 2) if self.n else None
 
 
+class Group(BaseModel):
+    """An aggregate name of RD-Agent's (evaluation/groups.yaml): several benchmarks under one name."""
+
+    name: str
+    description: str
+    members: list[str]
+
+
+@functools.cache
+def groups() -> dict[str, Group]:
+    import yaml
+
+    raw = yaml.safe_load((evaluation_dir() / "groups.yaml").read_text())
+    return {name: Group(name=name, **entry) for name, entry in raw.items()}
+
+
 USER_SPEC = "benchmark.yaml"  # a user benchmark's registration, beside its items
 CATALOG = Catalog(Benchmark, lambda: evaluation_dir() / "benchmarks.yaml", "benchmarks", USER_SPEC)
 
@@ -73,6 +89,11 @@ def benchmarks() -> dict[str, Benchmark]:
 
 def get_benchmark(name: str) -> Benchmark:
     table = benchmarks()
+    if name in groups() and name not in table:
+        members = ", ".join(groups()[name].members)
+        raise RdftError(
+            f"{name} is a group of benchmarks ({members}); name one of them, and watch the others with --regression"
+        )
     if name not in table:
         raise RdftError(f"unknown benchmark {name!r}; {did_you_mean(name, list(table))}valid: {', '.join(table)}")
     return table[name]
