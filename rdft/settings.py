@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     ft_regression_benchmarks: Annotated[list[str], NoDecode] = []
     ft_regression_items: int = Field(100, ge=2)
     ft_regression_tolerance: float | None = Field(None, ge=0)
+    ft_track: Literal["mlflow", "tensorboard"] | None = None  # loop-level tracking (rdft run --track)
     log_trace_path: Path | None = None  # the run's log folder (default log/<UTC timestamp>)
 
     # --- rdft's agent loop ---

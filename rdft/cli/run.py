@@ -48,6 +48,12 @@ from rdft.cli.base import cli, settings_of
     help="Forgetting check: also score the base model and every loop on a fixed slice of these benchmarks "
     "(default: FT_REGRESSION_BENCHMARKS; slice size FT_REGRESSION_ITEMS, limit FT_REGRESSION_TOLERANCE points).",
 )
+@click.option(
+    "--track",
+    type=click.Choice(["mlflow", "tensorboard"]),
+    help="Mirror the run into a tracker: one parent run, one child per loop (default: FT_TRACK; "
+    "MLFLOW_TRACKING_URI, else RUN/mlruns/mlflow.db; TensorBoard: RUN/tensorboard/).",
+)
 @click.option("--no-sync", is_flag=True, help="Do not sync the log to RDFT_REMOTE after each loop.")
 @click.pass_context
 def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:

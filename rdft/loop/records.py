@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +17,7 @@ from rdft.settings import Settings
 
 DEMO = {"base_model": "tiny:llama", "benchmark": "demo_letter", "datasets": ["demo-letter"], "loop_n": 2}
 # What a resumed run may change: its budget and its length. Anything else would make another run.
-RESUMABLE = ("loop_n", "step_n", "timeout", "no_sync", "rl")  # --rl: GRPO may follow the SFT loops done
+RESUMABLE = ("loop_n", "step_n", "timeout", "no_sync", "rl", "track")  # --rl: GRPO may follow the SFT loops done
 
 
 class RunArgs(BaseModel):
@@ -39,6 +40,7 @@ class RunArgs(BaseModel):
     regression: list[str] = []  # the forgetting check's benchmarks (--regression, FT_REGRESSION_BENCHMARKS)
     regression_items: int = 100  # items in each one's slice (FT_REGRESSION_ITEMS)
     regression_tolerance: float | None = None  # points; beyond it a loop is not confirmed (FT_REGRESSION_TOLERANCE)
+    track: Literal["mlflow", "tensorboard"] | None = None  # loop-level tracking (--track, FT_TRACK)
     spent_s: float = 0.0  # wall-clock seconds of work so far, all sessions together
     budget_from_s: float = 0.0  # spent_s when the current --timeout budget began (a resume may set a new one)
 
@@ -50,7 +52,7 @@ class RunArgs(BaseModel):
         chosen = {"loop_n": options["loop_n"], "step_n": options.get("step_n"),
                   "eval_limit": options.get("eval_limit"), "no_sync": options.get("no_sync", False),
                   "max_gen_toks": options.get("max_gen_toks"), "samples": options.get("samples"),
-                  "rl": options.get("rl", False),
+                  "rl": options.get("rl", False), "track": options.get("track") or settings.ft_track,
                   "timeout_s": parse_duration(options["timeout"]) if options.get("timeout") else None}  # fmt: skip
         if options.get("demo"):
             clash = sorted(asked & {"base_model", "benchmark", "datasets", "target", "benchmark_description"})
@@ -109,11 +111,11 @@ def resume_changes(options: dict, asked: set[str]) -> dict:
         option = "--" + fixed[0].replace("_", "-")
         raise RdftError(
             f"{option} cannot change when resuming (it would make another run); resume with --timeout, --loop-n, "
-            f"--step-n, --no-sync or --rl only, or start a new run"
+            f"--step-n, --no-sync, --rl or --track only, or start a new run"
         )
     changes = {"timeout_s": parse_duration(options["timeout"]) if "timeout" in asked else None,
                "loop_n": options.get("loop_n"), "step_n": options.get("step_n"),
-               "no_sync": options.get("no_sync"), "rl": options.get("rl")}  # fmt: skip
+               "no_sync": options.get("no_sync"), "rl": options.get("rl"), "track": options.get("track")}  # fmt: skip
     return {key: value for key, value in changes.items() if key.removesuffix("_s") in asked}
 
 

@@ -43,6 +43,7 @@ from rdft.loop.report import summary, write_reports
 from rdft.loop.running import SCORING_TIMEOUT, baseline_scores, run_experiment
 from rdft.loop.scenario import Scenario, run_scenario
 from rdft.loop.trace import Node, Trace
+from rdft.loop.tracking import track
 from rdft.loop.workspace import Interrupted, StepFailed
 from rdft.runner import kill_recorded_groups, track_process_groups
 from rdft.settings import Settings
@@ -175,6 +176,7 @@ class Run:
             name: records[regression_split(name)]["value"] for name in scenario.regression
         }
         self.save()
+        self.track()
 
     def _baseline_records(self, directory: Path, scenario: Scenario) -> dict[str, dict]:
         return steps(
@@ -253,6 +255,7 @@ class Run:
             node.test = outcome["test"]["value"]
         self.save()
         remember(self.settings, self.layout, scenario, node, self.trace.baseline_validation)
+        self.track()
         if self.settings.rdft_remote and not self.args.no_sync:  # after each loop; a failed sync only warns
             write_reports(self.log_dir, self.trace, self.args)
             sync_after_loop(self.settings, self.log_dir, self.console)
@@ -379,6 +382,11 @@ class Run:
         write_json(directory / "feedback.json", result.model_dump())
         self.console.print(f"rdft: loop {node.loop}: {result.verdict}")
         return result
+
+    def track(self) -> None:
+        """Mirror the records into the run's tracker (--track), if any."""
+        if self.args.track:
+            track(self.settings, self.log_dir, self.args.track, self.console)
 
     # --- records -------------------------------------------------------------------------------
     def save(self) -> None:

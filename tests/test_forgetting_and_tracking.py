@@ -1,18 +1,25 @@
-"""The forgetting check (`rdft run --regression B`): the base model and every loop's candidate are
-also scored on a fixed seeded slice of B, in the same lm-eval run as validation; the feedback,
-summary.json, report.md and report.html show the paired difference with its 95% interval; and
-FT_REGRESSION_TOLERANCE keeps a loop that forgets too much from being the confirmed best."""
+"""One demo loop, `rdft run --demo --loop-n 1 --regression B --track mlflow`, read two ways.
+
+The forgetting check: the base model and every loop's candidate are also scored on a fixed seeded
+slice of B, in the same lm-eval run as validation; the feedback, summary.json, report.md and
+report.html show the paired difference with its 95% interval; and FT_REGRESSION_TOLERANCE keeps a
+loop that forgets too much from being the confirmed best.
+
+Loop-level tracking: the run is mirrored into MLflow (a parent run, one child per loop with its
+scores), read back by MLflow's own client in the train env."""
 
 import json
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, log_dir_of, one_line_error, small_scenario
+from conftest import REPO, clean_environ, log_dir_of, one_line_error, small_scenario
 
 REGRESSION = "aime24"  # what a user watches; its fixture is in MMLU's own schema
 FIXTURE = REPO / "tests" / "fixtures" / "benchmarks" / f"{REGRESSION}.jsonl"
 ITEMS = 6  # FT_REGRESSION_ITEMS: a demo-sized slice
+PLANTED = "sk-planted-secret-0123456789"  # must reach no tracking store
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -24,12 +31,21 @@ def mean_accuracy(items: Path) -> float:
     return sum(row["accuracy"] for row in rows) / len(rows)
 
 
-def test_a_demo_loop_is_checked_for_forgetting_on_a_slice(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
-    env = {**shared_dirs, "FT_REGRESSION_ITEMS": str(ITEMS)}
-    prepared = rdft("benchmarks", "prepare", REGRESSION, "--source", FIXTURE, "--force", env=env)
-    assert prepared.returncode == 0, prepared.output
-    run = rdft("run", "--demo", "--loop-n", "1", "--regression", REGRESSION, env=env, timeout=900)
-    assert run.returncode == 0, run.output[-3000:]
+@pytest.fixture(scope="module")
+def demo_loop(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> subprocess.CompletedProcess:
+    root = tmp_path_factory.mktemp("demo-loop")
+    env = clean_environ(**shared_dirs, FT_REGRESSION_ITEMS=str(ITEMS), WANDB_API_KEY=PLANTED,
+                        MLFLOW_TRACKING_PASSWORD=PLANTED)  # fmt: skip
+    prepare = ["rdft", "benchmarks", "prepare", REGRESSION, "--source", str(FIXTURE), "--force"]
+    prepared = subprocess.run(prepare, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    command = ["rdft", "run", "--demo", "--loop-n", "1", "--regression", REGRESSION, "--track", "mlflow"]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_a_demo_loop_is_checked_for_forgetting_on_a_slice(demo_loop):
+    run = demo_loop
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     log = log_dir_of(run.stdout)
     base_dir, loop_dir = log / "baseline" / f"regression_{REGRESSION}", log / "Loop_0" / "running"
 
@@ -121,3 +137,57 @@ def test_a_bad_regression_benchmark_is_one_line(rdft, tmp_path):
     target = one_line_error(rdft("run", "--demo", "--regression", "demo_letter"))
     assert "the target benchmark is what the run raises" in target
     assert "FT_REGRESSION_ITEMS" in one_line_error(rdft("run", "--demo", env={"FT_REGRESSION_ITEMS": "1"})).upper()
+
+
+READ_BACK = """
+import json, sys, mlflow
+from mlflow.tracking import MlflowClient
+mlflow.set_tracking_uri(sys.argv[1])
+client = MlflowClient()
+experiment = client.get_experiment_by_name("rdft")
+runs = client.search_runs([experiment.experiment_id])
+out = []
+for run in runs:
+    history = {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+               for key in ("validation", "test")}
+    out.append({"id": run.info.run_id, "name": run.info.run_name, "tags": run.data.tags, "params": run.data.params,
+                "metrics": run.data.metrics, "status": run.info.status, "history": history,
+                "artifacts": [a.path for a in client.list_artifacts(run.info.run_id)]})
+print(json.dumps(out))
+"""
+
+
+def test_the_demo_loop_is_mirrored_into_mlflow(demo_loop, train_env):
+    assert demo_loop.returncode == 0, (demo_loop.stdout + demo_loop.stderr)[-3000:]
+    log = log_dir_of(demo_loop.stdout)
+    store = log / "mlruns" / "mlflow.db"
+    assert store.is_file()
+    read = train_env.run(["python", "-c", READ_BACK, f"sqlite:///{store}"], echo=False)
+    assert read.ok, read.tail
+    runs = json.loads(read.tail.strip().splitlines()[-1])
+    parents = [r for r in runs if r["tags"].get("rdft.role") == "run"]
+    children = [r for r in runs if r["tags"].get("rdft.role") == "loop"]
+    assert len(parents) == 1 and len(children) == 1  # one parent, one child per loop
+    parent, child = parents[0], children[0]
+    assert child["tags"]["mlflow.parentRunId"] == parent["id"]
+    summary = json.loads((log / "summary.json").read_text())
+    row = summary["loops"][0]
+    assert parent["params"]["benchmark"] == "demo_letter" and parent["status"] == "FINISHED"
+    assert parent["metrics"]["base_validation"] == pytest.approx(summary["baseline"]["validation"])
+    assert parent["history"]["validation"] == [[0, pytest.approx(row["validation"])]]
+    assert child["metrics"]["validation"] == pytest.approx(row["validation"])
+    assert child["metrics"]["test"] == pytest.approx(row["test"])
+    assert [child["metrics"]["validation_ci95_low"], child["metrics"]["validation_ci95_high"]] == pytest.approx(
+        row["validation_ci95"]
+    )
+    assert child["metrics"][f"regression_{REGRESSION}_delta"] == pytest.approx(row["regression"][REGRESSION]["delta"])
+    assert child["tags"]["decision"] == row["decision"] and child["params"]["method"] == row["method"]
+    assert child["tags"]["mlflow.note.content"] == row["hypothesis"]
+    assert {key for key in child["metrics"] if key.startswith("seconds_")} == {
+        f"seconds_{stage}" for stage in row["seconds"]
+    }
+    assert "feedback.txt" in child["artifacts"]
+    # No secret of the run's environment reached the store (the SQLite file and the artifacts).
+    for path in (log / "mlruns").rglob("*"):
+        if path.is_file():
+            assert PLANTED.encode() not in path.read_bytes(), path
