@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -69,6 +70,8 @@ def compile_lock(spec: EnvSpec, variant: str) -> Path:
     tmp = out.with_suffix(".txt.tmp")
     requirements = out.with_suffix(".in.tmp")
     requirements.write_text("\n".join(spec.pip_for(variant)) + "\n")
+    if out.is_file():  # uv keeps the pins of an existing output file where they still fit: small diffs
+        shutil.copyfile(out, tmp)
     command = [
         uv.find_uv_bin(),
         "pip",
