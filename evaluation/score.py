@@ -64,7 +64,8 @@ class Family:
     """A benchmark's family module (evaluation/tasks/<family>/utils.py) behind the interface every
     family exposes: `score(entry, doc, responses, judge)`, `summarize(entry, items)`,
     `primary(entry, items)`, `full_marks(entry, item)`, `training_answer(entry, doc, force_think)`,
-    `benchmark_docs(entry, rows)` and lm-eval's `doc_to_text(doc)`. `entry` is the benchmark's row
+    `benchmark_docs(entry, rows)`, `benchmark_doc(entry, row)` (a row as the benchmark's docs hold
+    it: what training prompts are rendered from) and lm-eval's `doc_to_text(doc)`. `entry` is the benchmark's row
     of benchmarks.yaml (with its name), so nothing here knows a family or a benchmark by name."""
 
     def __init__(self, benchmark: str, entry: dict, judge_model: str | None = None, judge_retry: int = 3):

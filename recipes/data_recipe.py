@@ -78,7 +78,7 @@ class Builder:
         if self.entry.get("custom") and isinstance(doc.get("messages"), list):
             return {"messages": doc["messages"]}  # a user benchmark's own chat rows, kept as they are
         try:
-            prompt = self.family.doc_to_text(doc)
+            prompt = self.family.doc_to_text(self.family.benchmark_doc(self.entry, doc))
         except (KeyError, TypeError, ValueError, AttributeError):
             self.drop("not the benchmark's schema")
             return None

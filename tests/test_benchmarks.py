@@ -183,6 +183,8 @@ def test_every_benchmark_runs_a_loop_end_to_end(benchmark, runs, data_env):
             str(REPO / "tests" / "in_env" / "check_prompts.py"),
             "--family",
             entry.family,
+            "--benchmark",
+            benchmark,
             "--tasks-dir",
             str(evaluation_dir() / "tasks"),
             "--dataset",

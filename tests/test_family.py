@@ -50,6 +50,10 @@ def training_answer(entry: dict, doc: dict, force_think: bool):
     return ("", "\\\\boxed{" + doc["vowel"] + "}") if doc.get("vowel") else "no answer"
 
 
+def benchmark_doc(entry: dict, row: dict) -> dict:
+    return row
+
+
 def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
     return rows
 '''

@@ -182,6 +182,30 @@ def test_short_items_are_matched_as_a_whole_field_or_user_turn():
     assert report.dropped == {0: "exact", 1: "exact", 2: "exact"} and kept == rows[3:]
 
 
+def test_math_mmlu_and_chinese_items_inside_longer_prompts():
+    """MATH and MMLU items are their question texts (the aime rule); FinanceIQ, a family the guard
+    has no rule for, keys every text field — and a Chinese question counts one word per character,
+    so a copy inside a longer prompt is caught by its 13-word windows."""
+    problem = "A bag holds 3 red marbles and 5 blue marbles. One marble is drawn at random. What is the probability?"
+    rows = [chat(f"Solve: {problem} Give a fraction."), chat("A bag holds 2 red marbles. What is the probability?")]
+    kept, report = drop_leaks("math", rows, [{"problem": problem, "level": "Level 2", "solution": "\\boxed{3/8}"}])
+    assert report.dropped == {0: "exact"} and kept == rows[1:]
+    question = "Which planet is known as the Red Planet?"  # under 6 words? no: 8; matched exact or by window
+    rows = [chat(question), chat(f"Question: {question}\nA. Venus\nB. Mars\nAnswer:"), chat("Which planet is largest?")]
+    kept, report = drop_leaks("mmlu", rows, [{"question": question, "choices": ["Venus", "Mars"], "answer": 1}])
+    assert sorted(report.dropped) == [0, 1] and kept == rows[2:]
+    question = "对照了有关的财务计算数据后，下述各项关于此客户财务状况的评定，哪项是错误的？"
+    item = {"Question": question, "A": "客户的清偿比率并不合适", "B": "此客户的流动性比率超过正常范围",
+            "Answer": "A", "subject": "理财规划师"}  # fmt: skip
+    header, options = "以下是中国关于理财规划师考试的单项选择题。", "\nA. 甲\nB. 乙\n答案："
+    rows = [
+        chat(f"{header}\n{question}{options}"),  # the item inside a prompt
+        chat(f"{header}\n下述各项关于客户的评定，哪项是正确的？{options}"),  # another question
+    ]
+    kept, report = drop_leaks("financeiq", rows, [item])
+    assert list(report.dropped) == [0] and kept == rows[1:]
+
+
 def test_normalisation():
     assert normalise("  $\\dfrac{1}{2}$\\,and\\!\\left( x \\right) ") == "\\frac{1}{2} and ( x )"
     assert normalise("ＡＢＣ") == "abc"  # NFKC + case

@@ -74,10 +74,16 @@ TASK_TERMS = {
     "ring_count": ("ring", "rings"), "ring_system_scaffold": ("ring", "rings", "scaffold", "system"),
 }  # fmt: skip
 REASONS = ("exact", "identifier", "molecule", "ngram")
-FAMILIES = ("aime", "panorama", "chemcotbench", "demo", "custom")  # with rules of their own; others: ANY_FAMILY
+# The families with rules of their own; others: ANY_FAMILY.
+FAMILIES = ("aime", "math", "mmlu", "panorama", "chemcotbench", "demo", "custom")
+# Families whose item is its question text (problem, question): AIME, MATH, MMLU.
+QUESTION_FAMILIES = ("aime", "math", "mmlu")
 # What the guard compares, per family (`rdft datasets info` shows it).
 RULES = {
     "aime": "the problem text: exact (normalised) or a shared 13-word window that is the problem's own",
+    "math": "the problem text: exact (normalised) or a shared 13-word window that is the problem's own",
+    "mmlu": "the question text: exact (normalised; a question under 6 words as a whole field or user turn) or a "
+    "shared 13-word window that is the question's own",
     "panorama": "the application number, and the application's claims and abstract: exact or a shared 13-word window",
     "chemcotbench": "the input molecule(s) in any SMILES spelling (RDKit) with the same task parameters (group, "
     "property, scaffold or ring), and the query exactly",
@@ -91,8 +97,12 @@ ANY_FAMILY = RULES["custom"]
 
 _LATEX_SPACING = re.compile(r"\\(?:[,;:! ]|quad|qquad|left|right)")
 _FRACS = re.compile(r"\\[dt]frac")
-_WORD = re.compile(r"[^\W_]+")
-_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")  # words and single punctuation marks
+# Chinese and Japanese write no spaces: each ideograph or kana counts as a word, so a question in
+# them has as many words as characters (else a whole Chinese sentence would be one short "word").
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+|[^\w\s]")  # words and single punctuation marks
 _SMILES_TOKEN = re.compile(r"[A-Za-z0-9@+\-\[\]()=#$%/\\.:*]{3,}")
 
 
@@ -258,7 +268,7 @@ def chem_terms(merged: dict) -> list[tuple[str, ...]]:
 
 def item_of(family: str, doc: dict, index: int, molecules: Molecules | None, spec: dict | None = None) -> Item:
     lowered = _lower(doc)
-    if family == "aime":
+    if family in QUESTION_FAMILIES:  # the problem is the item; its answer is any row's answer too
         group = str(lowered.get("id", index))
         problem = str(lowered.get("problem") or lowered.get("question") or "")
         return Item(group=f"item-{group}", texts=[problem], questions=[problem])
@@ -343,8 +353,9 @@ class Guard:
                 for window in _windows(words(text)):
                     groups_of_window.setdefault(window, set()).add(item.group)
 
-        def own(word: str) -> bool:
-            return len(groups_of_word.get(word, ())) == 1 and (len(word) >= 3 or (word.isdigit() and len(word) >= 2))
+        def own(word: str) -> bool:  # (a CJK character is a word: one item's own is as telling as a long word)
+            long = len(word) >= 3 or (word.isdigit() and len(word) >= 2) or bool(_CJK_CHAR.fullmatch(word))
+            return len(groups_of_word.get(word, ())) == 1 and long
 
         # Exact keys: long enough, not shared by two groups, and, when a key is only part of an
         # item (a claim), holding a word of its own (boilerplate claims, templates); indexed by

@@ -13,10 +13,13 @@ interrupted prepare never leaves a half dataset under <name>/.
 
 from __future__ import annotations
 
+import csv
 import datetime
 import errno
 import fnmatch
+import io
 import json
+import math
 import os
 import re
 import shutil
@@ -86,7 +89,32 @@ def normalise_rcr(root: Path) -> list[str]:
     return [str(path.relative_to(root))]
 
 
-POST_DOWNLOAD: dict[str, Callable[[Path], list[str]]] = {"normalise_rcr": normalise_rcr}
+def financeiq_train_split(root: Path) -> list[str]:
+    """RD-Agent's FinanceIQ split (rdagent/scenarios/finetune/datasets/financeiq/split.py): the
+    benchmark scores the last min(ceil(n/2), 100) rows of each test file, so training keeps the
+    rows before them, each with a `subject` column (its file's name), which the benchmark's
+    prompt names."""
+    changed = []
+    for path in sorted(root.rglob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+        if not rows:
+            continue
+        header, body = rows[0], rows[1:]
+        body = body[: len(body) - min(math.ceil(len(body) * 0.5), 100)]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow([*header, "subject"])
+        writer.writerows([*row, path.stem] for row in body)
+        write_atomic(path, text.getvalue())  # a new file: the Hub folder's link stays
+        changed.append(str(path.relative_to(root)))
+    return changed
+
+
+POST_DOWNLOAD: dict[str, Callable[[Path], list[str]]] = {
+    "normalise_rcr": normalise_rcr,
+    "financeiq_train_split": financeiq_train_split,
+}
 
 
 # --- sources ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class DatasetEntry(BaseModel):
     benchmarks: list[str]
     description: str
     remove: list[str] = []
-    post_download: Literal["normalise_rcr"] | None = None  # a step of rdft/datasets/prepare.py
+    post_download: Literal["normalise_rcr", "financeiq_train_split"] | None = None  # a step of rdft/datasets/prepare.py
     bundled: str | None = None  # shipped with rdft (rdft/datasets/data/): prepared from there
     fields: list[str] = []  # what every row holds (alternatives a|b): a --source copy is checked against it
     gold: bool = False  # rows hold the benchmark's gold fields: the data-quality gate checks answers against them

@@ -3,7 +3,7 @@
 rdft runs every command in the data env with PYTHONPATH pointing at a copy of this package
 named `rdft_data` (plus the benchmarks' answer reader, `answers.py`), so a data script writes:
 
-    from rdft_data import strong_pool, math_check, debug_sample, write_chat_jsonl
+    from rdft_data import strong_pool, math_check, debug_sample, prompt, write_chat_jsonl
 
     problems = debug_sample(load_problems())                 # 100 items under --debug
     pool = strong_pool()                                     # STRONG_MODEL_POOL via litellm
@@ -18,7 +18,7 @@ Only the standard library is imported here; each module imports its heavy depend
 (litellm, rdkit, tokenizers, sympy) when first used.
 """
 
-from .benchmark import benchmark_entry, scorer
+from .benchmark import benchmark_entry, prompt, scorer
 from .checks import boxed_answer, json_fields, math_check, math_equal, same_molecule, strip_think
 from .leakage import Guard, drop_leaks  # assembled from rdft/datasets/leakage.py
 from .llm import ModelPool, PoolExhausted, Reply, Usage, pool_from_env, strong_pool, weak_pool
@@ -50,6 +50,7 @@ __all__ = [
     "math_check",
     "math_equal",
     "pool_from_env",
+    "prompt",
     "same_molecule",
     "sample_text",
     "scorer",

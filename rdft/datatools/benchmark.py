@@ -10,8 +10,9 @@ from pathlib import Path
 
 def scorer(family: str | None = None, tasks_dir: str | Path | None = None):
     """The benchmark family's scorer module (evaluation/tasks/<family>/utils.py, no evaluation
-    items): `doc_to_text(doc)` is the exact user prompt lm-eval scores with (build training
-    prompts with it), `process_results(doc, [response])` scores a response against a doc's gold.
+    items): `doc_to_text(benchmark_doc(entry, row))` is the exact user prompt lm-eval scores with
+    (`prompt(row)` builds training prompts with it), `process_results(doc, [response])` scores a
+    response against a doc's gold.
     Defaults: RDFT_BENCHMARK_FAMILY and RDFT_TASKS_DIR, which rdft sets for data scripts."""
     family = family or os.environ["RDFT_BENCHMARK_FAMILY"]
     root = Path(tasks_dir or os.environ["RDFT_TASKS_DIR"])
@@ -21,6 +22,15 @@ def scorer(family: str | None = None, tasks_dir: str | Path | None = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def prompt(row: dict, module=None, entry: dict | None = None) -> str:
+    """The exact user prompt lm-eval scores `row` (a row in the benchmark's schema) with: the
+    family's `doc_to_text` of the row as the benchmark's docs hold it (`benchmark_doc`, which marks
+    a variant's rows, such as a CoT prompt's). Defaults: the run's benchmark and family."""
+    module = module or scorer()
+    entry = entry or benchmark_entry()
+    return module.doc_to_text(module.benchmark_doc(entry, row))
 
 
 def benchmark_entry(benchmark: str | None = None, tasks_dir: str | Path | None = None) -> dict:

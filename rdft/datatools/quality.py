@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from .answers import strip_think
-from .benchmark import scorer
+from .benchmark import benchmark_entry, scorer
 from .profile import data_files, read_rows
 from .records import TokenCounter, sample_text
 
@@ -72,13 +72,14 @@ def statistics(rows: list[dict], *, counter: TokenCounter, family: str, dataset_
         "gold_correct": 0,
     }
     module = scorer(family)
+    entry = benchmark_entry()  # RDFT_BENCHMARK: the gate runs for the run's benchmark
     wanted = {_key(user): index for index, (user, _) in enumerate(pairs)}
     sources: dict[int, tuple[dict, bool]] = {}
     for folder, gold in dataset_dirs:  # stream the training datasets, keep only the rows the script used
         for path in data_files(folder):
             for source in read_rows(path):
                 try:
-                    key = _key(module.doc_to_text(source))
+                    key = _key(module.doc_to_text(module.benchmark_doc(entry, source)))
                 except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                     continue
                 if key in wanted:

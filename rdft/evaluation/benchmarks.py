@@ -23,6 +23,7 @@ class Hub(BaseModel):
     path: str
     split: str
     data_dir: str | None = None
+    name: str | None = None  # the dataset's config name, where it has several
 
 
 class Benchmark(BaseModel):

@@ -158,7 +158,7 @@ process_data.py runs in a Python env with datasets, litellm, rdkit, sympy and th
 environment variable, supports --debug (process only a small sample, e.g. with debug_sample), and writes
 data.jsonl (chat: {{"messages": [...]}} ending with the assistant's answer) in the current folder, at
 most {limit} samples, with the answer in the benchmark's format.{think} For a GRPO or DPO experiment
-(method.type grpo or dpo) data.jsonl holds prompt rows instead, {{"prompt": doc_to_text(row), "doc": row}}
+(method.type grpo or dpo) data.jsonl holds prompt rows instead, {{"prompt": rdft_data.prompt(row), "doc": row}}
 (write_prompt_jsonl): the benchmark's own scorer rewards the model's answers against each doc.
 
 train.yaml follows rdft's schema (every key below); rdft sets model.path, data.path and output.dir.

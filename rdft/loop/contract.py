@@ -26,8 +26,8 @@ from rdft.settings import Settings
 from rdft.training.config import schema_reference
 
 
-def _module_sources(path: Path, root: str) -> str:
-    """The source of `root` in the module at `path` and of the module-level names it uses,
+def _module_sources(path: Path, *roots: str) -> str:
+    """The source of `roots` in the module at `path` and of the module-level names they use,
     transitively (helpers and prompt constants), in file order."""
     source = path.read_text()
     tree = ast.parse(source)
@@ -39,7 +39,7 @@ def _module_sources(path: Path, root: str) -> str:
             for target in node.targets:
                 if isinstance(target, ast.Name):
                     defined[target.id] = node
-    wanted, queue = set(), [root]
+    wanted, queue = set(), list(roots)
     while queue:
         name = queue.pop()
         if name in wanted or name not in defined:
@@ -72,9 +72,10 @@ def scoring_reference(scenario: Scenario) -> str:
         f"Scoring ({scenario.benchmark}): lm-eval renders `doc_to_text(doc)` below as the only user turn, "
         "through the model's chat template (--apply_chat_template; no system prompt, 0-shot), and generates "
         f"with {json.dumps(generation)}: {sampling}. Train on exactly this user prompt and end every assistant "
-        "answer the way the scorer reads it. In a data script, `rdft_data.scorer()` is this module: call its "
-        f"`doc_to_text(row)` on a row in the benchmark's schema.\n"
-        f"evaluation/tasks/{family}/utils.py (the prompt):\n{_module_sources(folder / 'utils.py', 'doc_to_text')}"
+        "answer the way the scorer reads it. In a data script, `rdft_data.prompt(row)` is that prompt for a row in "
+        "the benchmark's schema (`doc_to_text(benchmark_doc(entry, row))`; `rdft_data.scorer()` is this module).\n"
+        f"evaluation/tasks/{family}/utils.py (the prompt):\n"
+        f"{_module_sources(folder / 'utils.py', 'doc_to_text', 'benchmark_doc')}"
         + (
             f"\nThis benchmark is the user's own; its spec (SPEC above): {json.dumps(entry.custom)}"
             if entry.custom

@@ -457,6 +457,12 @@ def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str
     return cot.strip(), json.dumps({key: gold}, ensure_ascii=False)
 
 
+def benchmark_doc(entry: dict, row: dict) -> dict:
+    """`row` (an item or a training row) as the benchmark's docs hold it: as it is (the family has
+    no prompt variants)."""
+    return row
+
+
 def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
     """The benchmark's task family (mol_und, mol_edit, mol_opt, reaction) among ChemCoTBench's
     rows, which the Hub repo holds all together."""

@@ -71,6 +71,12 @@ def training_answer(entry: dict, doc: dict, force_think: bool) -> tuple[str, str
     return "", f"\\boxed{{{doc['answer']}}}"
 
 
+def benchmark_doc(entry: dict, row: dict) -> dict:
+    """`row` (an item or a training row) as the benchmark's docs hold it: as it is (the family has
+    no prompt variants)."""
+    return row
+
+
 def benchmark_docs(entry: dict, rows: list[dict]) -> list[dict]:
     """The benchmark's own items among its source's rows (all of them here)."""
     return rows
