@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from rdft.batch.tasks import beside, load_tasks, progress_of, slug, task_command
+from rdft.batch.tasks import beside, load_tasks, progress_of, report_link, slug, task_command
 from rdft.loop.run import STOPPED_EXIT_CODE
 
 
@@ -31,6 +31,7 @@ def run_batch(path: Path, *, dry_run: bool, no_sync: bool, max_parallel: int | N
                 f"task {number}: CUDA_VISIBLE_DEVICES={task.gpus!r} LOG_TRACE_PATH={log_dir}", highlight=False
             )
             console.print("  " + " ".join(command[1:]).replace("-m rdft", "rdft", 1), highlight=False, markup=False)
+            console.print(f"  report: {log_dir / 'report.html'} (live while it runs)", highlight=False, markup=False)
         console.print(f"dry run: {len(plans)} task(s), nothing started")
         return 0
     limit = max_parallel or len(plans)
@@ -60,11 +61,15 @@ def run_batch(path: Path, *, dry_run: bool, no_sync: bool, max_parallel: int | N
         view = Table(title=f"rdft batch ({root})")
         for column in ("task", "model", "benchmark", "gpus", "loop", "stage", "best", "elapsed", "state"):
             view.add_column(column)
+        view.add_column("report", overflow="fold")  # each task's live report, a link where the terminal has them
         for number, task, log_dir, _ in plans:
             loop, stage, best = progress_of(log_dir)
             elapsed = f"{time.monotonic() - started[number]:.0f}s" if number in started else "-"
             state = "running" if number in running else f"exit {finished[number]}" if number in finished else "waiting"
-            view.add_row(str(number), task.model, task.benchmark, task.gpus or "cpu", loop, stage, best, elapsed, state)
+            view.add_row(
+                str(number), task.model, task.benchmark, task.gpus or "cpu", loop, stage, best, elapsed, state,
+                report_link(log_dir),
+            )  # fmt: skip
         return view
 
     try:
@@ -105,7 +110,7 @@ def run_batch(path: Path, *, dry_run: bool, no_sync: bool, max_parallel: int | N
             state = f"stopped at its timeout (resume with `rdft run --resume {log_dir} --timeout DURATION`)"
         else:
             state = f"FAILED (exit {code}; see {beside(log_dir, '.out')})"
-        console.print(f"task {number}: {state}; log {log_dir}", highlight=False)
+        console.print(f"task {number}: {state}; log {log_dir}; report {log_dir / 'report.html'}", highlight=False)
     if failed:
         return 1
     return STOPPED_EXIT_CODE if STOPPED_EXIT_CODE in finished.values() else 0

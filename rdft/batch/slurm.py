@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rdft import slurm
-from rdft.batch.tasks import Task, beside, load_tasks, progress_of, slug, task_command
+from rdft.batch.tasks import Task, beside, load_tasks, progress_of, report_link, slug, task_command
 from rdft.errors import RdftError
 from rdft.files import write_atomic
 from rdft.loop.budget import parse_duration
@@ -238,6 +238,7 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
         view = Table(title=f"rdft batch on Slurm ({root})")
         for column in ("task", "job", "benchmark", "gpus", "slurm", "loop", "stage", "best", "elapsed"):
             view.add_column(column)
+        view.add_column("report", overflow="fold")  # each task's live report, a link where the terminal has them
         if env_job:
             view.add_row(
                 "envs",
@@ -249,6 +250,7 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
                 f"building {', '.join(missing)}",
                 "-",
                 f"{time.monotonic() - started:.0f}s",
+                "-",
             )
         for number, task, log_dir, _ in plans:
             loop, stage, best = progress_of(log_dir)
@@ -262,6 +264,7 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
                 stage,
                 best,
                 f"{time.monotonic() - started:.0f}s",
+                report_link(log_dir),
             )
         return view
 
@@ -324,7 +327,10 @@ def run_slurm_batch(path: Path, *, dry_run: bool, no_sync: bool, options: SlurmO
         else:
             verdict = f"FAILED ({state.state}, exit {state.exit_code}; see {beside(log_dir, '.out')})"
             failed = True
-        console.print(f"task {number}: job {jobs[number]} {verdict}; log {log_dir}", highlight=False)
+        console.print(
+            f"task {number}: job {jobs[number]} {verdict}; log {log_dir}; report {log_dir / 'report.html'}",
+            highlight=False,
+        )
     return 1 if failed else 0
 
 

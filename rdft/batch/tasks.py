@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from rich.style import Style
+from rich.text import Text
 
 from rdft.datasets.registry import get_dataset
 from rdft.errors import RdftError, did_you_mean
@@ -177,3 +179,12 @@ def progress_of(log_dir: Path) -> tuple[str, str, str]:
     score = best.get("validation", (summary.get("baseline") or {}).get("validation"))
     loop = f"{len(loops)}/{run.get('loop_n', '?')}"
     return loop, stage, "-" if score is None else f"{score:.4g}"
+
+
+def report_link(log_dir: Path) -> Text | str:
+    """A task's live report for the batch table: its path under the batch folder, a link a
+    terminal opens (OSC 8), once the run has written it; "-" before."""
+    page = log_dir / "report.html"
+    if not page.is_file():
+        return "-"
+    return Text(f"{log_dir.name}/{page.name}", style=Style(link=page.resolve().as_uri()))

@@ -140,11 +140,30 @@ def logs_sync(ctx, direction: str, log_dir: Path | None, remote: str | None, inc
 @cli.command("report")
 @click.argument("log_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Default: LOG_DIR/report.html.")
+@click.option(
+    "--serve", is_flag=True, help="Serve the run folder over HTTP, read-only, for a browser elsewhere (Ctrl-C stops)."
+)
+@click.option("--port", type=click.IntRange(0, 65535), help="--serve: the port (default 8000; 0: any free one).")
+@click.option("--bind", help="--serve: the address (default 127.0.0.1; one others can reach needs --allow-remote).")
+@click.option("--allow-remote", is_flag=True, help="--serve: allow a --bind address other hosts reach (no password).")
 @click.pass_context
-def report_command(ctx, log_dir: Path, output: Path | None) -> None:
-    """One static HTML page for a run (finished or still going): table, score plot, diffs, losses."""
+def report_command(
+    ctx, log_dir: Path, output: Path | None, serve: bool, port: int | None, bind: str | None, allow_remote: bool
+) -> None:
+    """One HTML page for a run (finished or still going): table, score plot, timeline, diffs, losses.
+    With --serve, the run folder over HTTP on 127.0.0.1, for a browser that forwards the port."""
+    from rdft.loop.report import serve as serve_folder
     from rdft.loop.report import write_report
 
     settings_of(ctx)
-
-    click.echo(str(write_report(log_dir, output)))
+    if not serve:
+        options = (("--port", port), ("--bind", bind), ("--allow-remote", allow_remote or None))
+        given = [name for name, value in options if value is not None]
+        if given:
+            raise RdftError(f"{given[0]} goes with --serve; add --serve to serve the run folder")
+        click.echo(str(write_report(log_dir, output)))
+        return
+    if output is not None:
+        raise RdftError("--serve serves LOG_DIR/report.html; drop --output")
+    serve_folder(log_dir, port=8000 if port is None else port, bind=bind or "127.0.0.1", allow_remote=allow_remote,
+                 echo=click.echo)  # fmt: skip

@@ -103,6 +103,12 @@ def forgetting_text(regression: dict[str, dict]) -> str:
     return "; ".join(parts)
 
 
+def base_slices(layout: RunLayout, names: list[str]) -> dict[str, Path]:
+    """The base model's per-item scores on each forgetting-check slice (benchmark → items)."""
+    records = {name: layout.baseline / f"{regression_split(name)}.json" for name in names}
+    return {name: Path(json.loads(path.read_text())["items"]) for name, path in records.items()}
+
+
 def regression_of(settings: Settings, outcome: dict, base: dict[str, Path]) -> dict[str, dict]:
     """Each forgetting-check slice of the candidate against the base model's on the same items
     (evaluation/compare.py's paired bootstrap): {score, base, delta, ci95}."""

@@ -6,13 +6,16 @@ through it, so a change of layout is made here once.
         run.json, settings.json (secrets redacted), scenario.json, scenario.md
         baseline/evaluation_items.jsonl      the validation and test items, whole: what the leakage guard reads
         baseline/{validation,test}.json      the base model's scores; baseline/{validation,test}/ what scoring wrote
+        baseline/regression_<B>.json, …/     the forgetting check's slice of benchmark B (--regression)
         Loop_<i>/direct_exp_gen/             proposal.json, proposal.md, chat.jsonl
         Loop_<i>/coding/                     round_<k>/ (the files + evaluation.json), result.json
         Loop_<i>/running/                    data.json, train.json, validation.json, test.json, result.json,
-                                             validation/ and test/ (what scoring wrote)
+                                             validation/ and test/ (what scoring wrote), regression_<B>…
         Loop_<i>/feedback/                   feedback.json, feedback.md
         Loop_<i>/workspace/                  the experiment: files, data, output/
         trace.json, summary.json, report.md, report.html
+        live.json                            the session: its process, the stage under way and since when
+        mlruns/mlflow.db, tensorboard/       the run mirrored into a tracker (--track)
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,12 +35,12 @@ from rdft.files import write_atomic
 from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.budget import Budget, StageClock
 from rdft.loop.coding import CodingResult, code
-from rdft.loop.feedback import Feedback, judge, reference, remember
+from rdft.loop.feedback import Feedback, base_slices, judge, reference, remember
 from rdft.loop.layout import RunLayout, read_json
 from rdft.loop.prompts import proposal_messages
 from rdft.loop.proposal import Params, Proposal, propose_offline, propose_with_llm
 from rdft.loop.records import RunArgs, step, steps, write_json
-from rdft.loop.report import summary, write_reports
+from rdft.loop.report import LiveReport, summary, write_reports
 from rdft.loop.running import SCORING_TIMEOUT, baseline_scores, run_experiment
 from rdft.loop.scenario import Scenario, run_scenario
 from rdft.loop.trace import Node, Trace
@@ -51,7 +52,7 @@ from rdft.sync import sync_after_loop
 
 STAGES = ("direct_exp_gen", "coding", "running", "feedback")
 STOPPED_EXIT_CODE = 3  # `rdft run` stopped by its --timeout budget or --step-n: resumable
-RUN_ENVS = ("train", "data", "eval")  # the envs every run builds (scenario_with_envs)
+RUN_ENVS = ("train", "data", "eval")  # the envs every run builds (with_envs)
 
 
 def llm_configured(settings: Settings) -> bool:
@@ -69,6 +70,23 @@ def append_chat(path: Path | None, record: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def with_envs(settings: Settings, build: Callable[[], Scenario]) -> Scenario:
+    """The scenario `build` makes, with the three envs a first run builds: the train env first (the
+    tiny model and the hardware probe need it), the data and eval envs meanwhile in the background
+    (mostly downloads and unpacking, while the tiny model trains); steps that need one wait for it
+    on its file lock."""
+    manager = EnvManager(settings)
+    first, *rest = RUN_ENVS
+    manager.ensure(first)
+    with ThreadPoolExecutor(1) as pool:
+        others = pool.submit(manager.ensure_all, rest)
+        try:
+            scenario = build()
+        finally:
+            others.result()  # a build failure surfaces here, after the scenario's own error if any
+    return scenario
 
 
 def baseline_splits(scenario: Scenario) -> list[str]:
@@ -110,6 +128,7 @@ class Run:
         self.steps = 0
         self.budget = Budget(self.args, log_dir)
         self.layout = RunLayout(log_dir)
+        self.live = LiveReport(log_dir, console)  # live.json and report.html, rewritten while the run goes on
 
     def may_continue(self) -> bool:
         if self.args.step_n is not None and self.steps >= self.args.step_n:
@@ -127,22 +146,6 @@ class Run:
     def scenario(self) -> Scenario:
         self.chat_file = self.log_dir / "dataset_selection.jsonl"  # the LLM's choice of datasets, if asked
         return run_scenario(self.settings, self.args, self.layout, self.console, self.llm)
-
-    def scenario_with_envs(self) -> Scenario:
-        """The scenario, with the three envs a first run builds: the train env first (the tiny
-        model and the hardware probe need it), the data and eval envs meanwhile in the background
-        (mostly downloads and unpacking, while the tiny model trains); steps that need one wait
-        for it on its file lock."""
-        manager = EnvManager(self.settings)
-        first, *rest = RUN_ENVS
-        manager.ensure(first)
-        with ThreadPoolExecutor(1) as pool:
-            others = pool.submit(manager.ensure_all, rest)
-            try:
-                scenario = self.scenario()
-            finally:
-                others.result()  # a build failure surfaces here, after the scenario's own error if any
-        return scenario
 
     def baseline(self, scenario: Scenario) -> None:
         directory = self.layout.baseline
@@ -172,9 +175,7 @@ class Run:
         self.trace.baseline_validation, self.trace.baseline_validation_ci95 = validation["value"], validation["ci95"]
         self.trace.baseline_flags = (validation.get("diagnostics") or {}).get("flags", [])
         self.trace.baseline_test = records["test"]["value"]
-        self.trace.baseline_regression = {
-            name: records[regression_split(name)]["value"] for name in scenario.regression
-        }
+        self.trace.baseline_regression = {b: records[regression_split(b)]["value"] for b in scenario.regression}
         self.save()
         self.track()
 
@@ -275,6 +276,7 @@ class Run:
         score = f"best {best.validation:.4g} (loop {best.loop})" if best else f"base {self.trace.baseline_validation}"
         self.console.rule(f"Loop {node.loop}/{self.args.loop_n} · {name} · {score} · {elapsed}")
         self.steps += 1
+        self.live.stage(node.loop, name, clock.started, clock.carried)  # the report shows it under way
         try:
             record = work()
         except Interrupted:
@@ -301,6 +303,7 @@ class Run:
         if name == "running":
             write_json(stage_dir / "result.json", record)
         self.save()
+        self.live.stage_done(node.loop, name)
         return None
 
     def _interrupted(self, name: str, clock: StageClock, why: str | None = None):
@@ -316,6 +319,7 @@ class Run:
         write_json(stage_dir / "failure.json", {"stage": name, "type": kind, "error": message})
         self.console.print(f"rdft: {name} failed ({kind}): {message.splitlines()[0] if message else ''}")
         self.save()
+        self.live.stage_done(node.loop, name)
         return kind, message
 
     # --- stage bodies --------------------------------------------------------------------------
@@ -371,11 +375,9 @@ class Run:
 
     def feedback(self, scenario, proposal, outcome, failure, node: Node) -> Feedback:
         items, label, by_mean = reference(self.layout, self.trace, node.loop)
-        base = {name: self.layout.baseline / f"{regression_split(name)}.json" for name in scenario.regression}
-        regression_base = {name: Path(json.loads(path.read_text())["items"]) for name, path in base.items()}
         result = judge(
             self.settings, scenario, proposal, outcome, failure, items, llm=self.llm, reference=label, best=by_mean,
-            regression_base=regression_base,
+            regression_base=base_slices(self.layout, scenario.regression),
         )  # fmt: skip
         directory = self.layout.stage(node.loop, "feedback")
         write_atomic(directory / "feedback.md", result.markdown(node.loop, proposal))
@@ -403,8 +405,9 @@ class Run:
         if leftovers:
             self.console.print(f"rdft: stopped {leftovers} process group(s) left running by the interrupted run")
         track_process_groups(groups)
+        self.live.start()
         try:
-            scenario = self.scenario_with_envs()
+            scenario = with_envs(self.settings, self.scenario)
             self.baseline(scenario)
             for index in range(self.args.loop_n):  # Loop_0, Loop_1, … as in RD-Agent's log tree
                 self.loop(index, scenario)
@@ -416,6 +419,7 @@ class Run:
             raise
         finally:
             track_process_groups(None)
+            self.live.end(self.stopped, sys.exc_info()[1])  # before the last report, which then says why
             # At every stop, even one before loop 0: the summary and the report say where it is.
             self.trace.save(self.layout.trace_json)
             write_json(self.layout.summary_json, summary(self.trace, self.args))
