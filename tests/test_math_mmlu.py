@@ -139,8 +139,11 @@ def score(rdft, shared_dirs, eval_env, tmp_path):
         ]
         path = tmp_path / f"{benchmark}.predictions.jsonl"
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        # The fixture's first docs, one per prediction list (its later items serve the loop tests).
+        scored = tmp_path / f"{benchmark}.docs.jsonl"
+        scored.write_text("".join(docs.read_text().splitlines(keepends=True)[: len(predictions)]))
         result = rdft(
-            "score", "--benchmark", benchmark, "--docs", str(docs), "--predictions", str(path), env=shared_dirs
+            "score", "--benchmark", benchmark, "--docs", str(scored), "--predictions", str(path), env=shared_dirs
         )
         assert result.returncode == 0, result.output
         return json.loads(result.stdout)
@@ -223,7 +226,7 @@ def test_the_data_recipe_builds_rows_the_scorers_accept(rdft, shared_dirs, data_
     for benchmark, items in (("math", MATH_DOCS), ("mmlu", MMLU_DOCS)):
         prepared = rdft("benchmarks", "prepare", benchmark, "--source", str(items), env=env)
         assert prepared.returncode == 0, prepared.output
-        assert f"{benchmark}: 10 items" in prepared.stdout
+        assert f"{benchmark}: 20 items" in prepared.stdout
     for dataset, benchmark, rows in (("deepscaler", "math", 40), ("mmlu-auxiliary-train", "mmlu", 36)):
         prepared = rdft("datasets", "prepare", dataset, "--source", str(FIXTURES / "datasets" / dataset), env=env)
         assert prepared.returncode == 0, prepared.output

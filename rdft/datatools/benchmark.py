@@ -33,6 +33,30 @@ def prompt(row: dict, module=None, entry: dict | None = None) -> str:
     return module.doc_to_text(module.benchmark_doc(entry, row))
 
 
+def prompt_tokens(folder: str | Path, tokenizer: str, benchmark: str, tasks_dir: str | Path, rows: int = 200) -> int:
+    """The 99th percentile, in the model's tokens, of the benchmark prompts the first `rows` rows
+    of a dataset folder render to (0 when none renders): the part of a training row the dataset's
+    own field lengths miss (a benchmark's instructions, few-shot examples, option lists)."""
+    from .profile import data_files, read_rows
+    from .records import TokenCounter
+
+    entry = benchmark_entry(benchmark, tasks_dir)
+    module, counter = scorer(entry["family"], tasks_dir), TokenCounter(tokenizer)
+    lengths = []
+    for path in data_files(Path(folder)):
+        for row in read_rows(path):
+            try:
+                lengths.append(counter.count(prompt(row, module, entry)))
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                continue  # not this benchmark's schema: the recipe drops it too
+            if len(lengths) >= rows:
+                break
+        if len(lengths) >= rows:
+            break
+    lengths.sort()
+    return lengths[int(0.99 * (len(lengths) - 1))] if lengths else 0
+
+
 def benchmark_entry(benchmark: str | None = None, tasks_dir: str | Path | None = None) -> dict:
     """The benchmark's row of evaluation/benchmarks.yaml (the user's own benchmarks included),
     with its name: what every family function takes as `entry`. Defaults: RDFT_BENCHMARK and

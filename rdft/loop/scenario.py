@@ -12,6 +12,7 @@ from rich.console import Console
 from rdft.datasets.prepare import prepare
 from rdft.datasets.profiles import profile
 from rdft.datasets.registry import get_dataset, registry
+from rdft.datasets.toolkit import data_env_variables
 from rdft.envs import EnvManager
 from rdft.errors import RdftError
 from rdft.evaluation.benchmarks import get_benchmark
@@ -22,6 +23,7 @@ from rdft.llm import ChatLLM, InvalidReply, LLMUnavailable
 from rdft.loop.layout import RunLayout
 from rdft.loop.provenance import fingerprint
 from rdft.loop.records import RunArgs
+from rdft.resources import evaluation_dir
 from rdft.settings import Settings
 from rdft.training.models import TINY_ARCHS, build_tiny_model, shape_from_config
 from rdft.training.planner import estimate_gib
@@ -64,6 +66,7 @@ class DatasetView(BaseModel):
     description: str
     profile: str
     p99_tokens: int | None = None  # the longest task folder's row: its fields' p99 lengths, summed
+    prompt_tokens: int | None = None  # p99 of the benchmark prompts its rows render to (instructions, shots)
 
 
 class Scoring(BaseModel):
@@ -276,6 +279,7 @@ def build_scenario(
                 description=dataset.description,
                 profile=shown["text"],
                 p99_tokens=row_p99(shown),
+                prompt_tokens=measured_prompt_tokens(settings, path, model_path, benchmark),
             )
         )
     return Scenario(
@@ -294,6 +298,24 @@ def build_scenario(
         force_think=settings.ft_force_think_token,
         scoring=scoring_plan(benchmark, model_path, limit=eval_limit, max_gen_toks=max_gen_toks, samples=samples),
     )
+
+
+# Runs in the data env: the benchmark prompts a dataset's rows render to, in the model's tokens.
+_PROMPT_TOKENS = "import sys\nfrom rdft_data.benchmark import prompt_tokens\nprint(prompt_tokens(*sys.argv[1:5]))"
+
+
+def measured_prompt_tokens(settings: Settings, dataset: Path, model: Path, benchmark: str) -> int | None:
+    """What a training row's prompt adds to the dataset's own fields (the benchmark's instructions,
+    few-shot examples, option lists), measured on the rows themselves; None when it cannot be
+    (the planner then sizes rows by the dataset's fields alone)."""
+    from rdft.loop.workspace import benchmark_spec_variable
+
+    variables = {**data_env_variables(settings.envs_dir), **benchmark_spec_variable(benchmark)}
+    tasks = evaluation_dir() / "tasks"
+    command = ["python", "-c", _PROMPT_TOKENS, str(dataset), str(model), benchmark, str(tasks)]
+    result = EnvManager(settings).ensure("data").run(command, extra_env=variables, echo=False, timeout=600)
+    lines = result.tail.strip().splitlines() if result.ok else []
+    return int(lines[-1]) if lines and lines[-1].isdigit() and int(lines[-1]) > 0 else None
 
 
 def row_p99(profile: dict) -> int | None:
