@@ -82,6 +82,8 @@ def read_hub(hub: dict) -> list[dict]:
     kwargs = {"data_dir": hub["data_dir"]} if hub.get("data_dir") else {}
     if hub.get("name"):  # a dataset config (BioProBench's PQA, ORD, ...)
         kwargs["name"] = hub["name"]
+    if hub.get("data_files"):  # one file of the repo (TableBench's TableBench_TCoT.jsonl)
+        kwargs["data_files"] = hub["data_files"]
     token = os.environ.get("HF_TOKEN") or None
     dataset = load_dataset(hub["path"], split=hub["split"], token=token, **kwargs)
     return json.loads(dataset.to_pandas().to_json(orient="records"))

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import random
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -169,7 +170,10 @@ def summarize(
 ) -> dict:
     entry = load_table()[benchmark]
     family = Family(benchmark, entry, judge_model, judge_retry)
-    items = [family.score(doc, r) for doc, r in zip(docs, responses, strict=True)]
+    # Items scored side by side where the table row says so (`concurrency`: code that runs model
+    # programs, each item waiting on its own sandboxed processes); else one after the other.
+    with ThreadPoolExecutor(int(entry.get("concurrency") or 1)) as pool:
+        items = list(pool.map(family.score, docs, responses))
     for item in items:  # what "wrong" means is the family's: the feedback shows items without full marks
         item["full_marks"] = bool(family.module.full_marks(family.entry, item))
     if items_path is not None:  # per-item scores: the paired comparison of two runs reads them

@@ -11,12 +11,17 @@ GUIDE_NAMES = {
     "deepscaler", "panorama-par4pc", "panorama-pi4pc", "panorama-noc4pc", "chemcot-mol_und",
     "chemcot-mol_edit", "chemcot-mol_opt", "chemcot-rxn", "panorama", "chemcot",
 }  # fmt: skip
+# The training datasets of the benchmarks RD-Agent's fine-tuning scenario maps beyond its guide's.
+UPSTREAM_NAMES = {
+    "mmlu-auxiliary-train", "mbpp", "tableinstruct", "bioprobench", "bioprobench-pqa", "bioprobench-ord",
+    "bioprobench-err", "bioprobench-gen", "financeiq",
+}  # fmt: skip
 DEMO_NAMES = {"demo-letter"}  # shipped with rdft for `rdft run --demo`
 
 
 def test_registry_is_well_formed():
     table = registry()
-    assert set(table) == GUIDE_NAMES | DEMO_NAMES
+    assert set(table) == GUIDE_NAMES | UPSTREAM_NAMES | DEMO_NAMES
     for entry in table.values():
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", entry.repo), entry.repo
         assert entry.license and entry.description

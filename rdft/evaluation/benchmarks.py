@@ -24,6 +24,7 @@ class Hub(BaseModel):
     split: str
     data_dir: str | None = None
     name: str | None = None  # the dataset's config name, where it has several
+    data_files: str | None = None  # one file of the repo, where the repo's splits do not name the items
 
 
 class Benchmark(BaseModel):
@@ -41,6 +42,7 @@ class Benchmark(BaseModel):
     scored_fields: list[str] = []  # what the scorer reads from a doc; evaluation/score.py checks it
     judge: bool = False  # the scorer takes FT_JUDGE_MODEL's LLM judge when it is set
     oracle: bool = False  # the scorer takes the chemistry oracles in RDFT_CHEM_ORACLE_DIR when it is set
+    concurrency: int = 1  # items evaluation/score.py scores side by side (code benchmarks wait on programs)
     upstream: str | None = None  # RD-Agent's name for it, where that differs (FinanceIQ_gen)
 
     @property

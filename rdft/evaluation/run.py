@@ -99,9 +99,11 @@ def write_task(tasks: Path, entry: Benchmark, task: str, text: str) -> None:
     shipped = evaluation_dir() / "tasks"
     family = tasks / entry.family
     family.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(shipped / "answers.py", tasks / "answers.py")
-    for module in (shipped / entry.family).glob("*.py"):
-        shutil.copy2(module, family / module.name)
+    for shared in ("answers.py", "sandbox.py"):  # what every family may import beside its own folder
+        shutil.copy2(shipped / shared, tasks / shared)
+    for module in (shipped / entry.family).iterdir():  # its code and the data it reads (FinanceIQ's shots)
+        if module.is_file() and module.suffix != ".yaml":
+            shutil.copy2(module, family / module.name)
     if entry.custom:  # the generic scorer reads the benchmark's spec beside it
         write_atomic(family / "spec.json", json.dumps(entry.custom, indent=1))
     (family / f"{task}.yaml").write_text(text)
