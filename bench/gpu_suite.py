@@ -122,8 +122,8 @@ LOOP_WHEELS = ("lm-eval", "datasets", "evaluate", "dill", "multiprocess", "more-
 LOOP_SOURCE_ONLY = ("sqlitedict", "word2number", "rouge-score")
 # Packages of the data and eval env specs the demo loop never imports (LLM calls, chemistry and
 # math scorers, lm-eval's sklearn metrics): an adopted interpreter may lack them.
-LOOP_ALLOW_MISSING = {"data": ("datasets", "litellm", "rdkit", "sympy", "networkx", "tiktoken"),
-                      "eval": ("litellm", "rdkit", "scikit-learn")}  # fmt: skip
+LOOP_ALLOW_MISSING = {"data": ("datasets", "litellm", "rdkit", "sympy", "networkx", "tiktoken", "rouge-score"),
+                      "eval": ("litellm", "rdkit", "scikit-learn", "matplotlib")}  # fmt: skip
 # The loop's model on a GPU: tiny_model.py's Qwen2 at hidden 512, 24 layers (57M parameters, over
 # the offline planner's 50M for a full fine-tune): LoRA, so the merged adapter is what is scored.
 LOOP_GPU_MODEL = ("--arch", "qwen2", "--hidden", "512", "--layers", "24")
@@ -800,10 +800,12 @@ def adopt(env: dict[str, str], name: str, python: str, allow_missing: tuple[str,
 
 def adopt_this_python(env: dict[str, str]) -> list[str]:
     """`rdft env adopt train --python <this interpreter>`: its notes, or exit with its one line.
-    DeepSpeed may be missing (the suite's cases run on one GPU without it), and so may TRL and
-    RDKit (GRPO's; no case of the suite trains GRPO)."""
+    DeepSpeed may be missing (the suite's cases run on one GPU without it), and so may TRL, RDKit
+    and rouge-score (GRPO's and its rewards'; no case of the suite trains GRPO) and the trackers'
+    libraries (train.report_to; no case reports to one)."""
+    optional = ("deepspeed", "trl", "rdkit", "rouge-score", "tensorboard", "mlflow-skinny", "sqlalchemy", "alembic")
     try:
-        return adopt(env, "train", sys.executable, ("deepspeed", "trl", "rdkit"))
+        return adopt(env, "train", sys.executable, optional)
     except RuntimeError as error:
         hint = ""
         if "No module named" in str(error):  # rdft's own dependencies are not on this host

@@ -29,6 +29,10 @@ The data is JSONL of prompt rows: `prompt` (the user turn as text, or chat messa
   result.json and in the workspace's data_stats.json under `dpo_pairs`;
 - checkpoints every `train.save_steps` with resume from the latest one (DPO reuses its pairs),
   and `result.json` last;
+- the trackers of `train.report_to` through the trainer's own integrations (its `report_to`;
+  TensorBoard's writer on output/tensorboard), which log what the trainer logs (loss, learning
+  rate, grad norm, the RL metrics) and rdft's tokens/s and peak memory, added to its logs; the
+  resolved config, and at the end the final scores and (MLflow) the run's files;
 - the adapter (rl.weights lora) or the whole model; merged weights when `model.adapter` (a
   parent's adapter, merged before training) or `output.merge` asks, since the new adapter is
   relative to the merged weights.
@@ -227,24 +231,38 @@ def common_args(config: dict, checkpoints: Path, cuda: bool) -> dict:
         "bf16": cuda and config["model"]["dtype"] == "bfloat16",
         "fp16": cuda and config["model"]["dtype"] == "float16",
         "use_cpu": not cuda,
-        "report_to": "none",
+        # TensorBoard's callback is given its writer instead (tracking_callbacks)
+        "report_to": [name for name in tcfg["report_to"] if name not in ("none", "tensorboard")] or "none",
+        "run_name": run_name(config),
+        "project": os.environ.get("TRACKIO_PROJECT") or "rdft",  # trackio's project
         "disable_tqdm": True,
     }
 
 
-def metrics_callback(path: Path, first: dict, record_of):
+def metrics_callback(path: Path, first: dict, record_of, config: dict, writer):
     """A TrainerCallback that writes rdft's metrics JSONL from the trainer's logs (the main
     process only); `record_of(logs)` gives the method's own fields, or None for a log line
-    that is not a training step's (the end-of-training summary)."""
+    that is not a training step's (the end-of-training summary). It runs before the trackers'
+    callbacks (tracking_callbacks puts it first): the tokens/s and peak memory it adds to a
+    step's logs, and the final scores it adds to the summary, reach every tracker. `writer`:
+    TensorBoard's, for the resolved config (text, then HParams with the final scores)."""
     from transformers import TrainerCallback
 
     class Metrics(TrainerCallback):
         def __init__(self):
-            self.last, self.tokens = time.perf_counter(), None
+            self.last, self.tokens, self.started, self.final = time.perf_counter(), None, False, {}
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not self.started and state.is_world_process_zero:  # every tracker's run has started
+                self.started = True
+                first["mlflow_run_id"] = start_tracking(config, writer)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             fields = record_of(logs) if state.is_world_process_zero and logs else None
             if fields is None:
+                if state.is_world_process_zero and logs and "train_runtime" in logs:  # the summary
+                    logs.update(final_scores(first, logs, self.tokens))
+                    self.final = {k: logs[k] for k in FINAL if isinstance(logs.get(k), (int, float))}
                 return
             now, tokens = time.perf_counter(), logs.get("num_tokens")
             seen = tokens - self.tokens if tokens is not None and self.tokens is not None else tokens
@@ -253,11 +271,13 @@ def metrics_callback(path: Path, first: dict, record_of):
                 "total_steps": state.max_steps,
                 "loss": round(float(logs.get("loss", 0.0)), 6),
                 "lr": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm"),
                 **fields,
                 "tokens_per_s": round((seen or 0) / max(now - self.last, 1e-9), 2),
                 "peak_memory_gib": round(peak_memory_gib(), 3),
             }
             self.last, self.tokens = now, tokens
+            logs["tokens_per_s"], logs["peak_memory_gib"] = record["tokens_per_s"], record["peak_memory_gib"]
             first.setdefault("loss", record["loss"])
             first["final_loss"] = record["loss"]
             if "reward_mean" in record:
@@ -266,7 +286,162 @@ def metrics_callback(path: Path, first: dict, record_of):
             with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and writer is not None:  # before its callback closes it
+                metrics = {f"final/{k}": float(v) for k, v in self.final.items()}
+                # run_name ".": in the run's own folder, not a sub-run of it
+                writer.add_hparams(flat_config(config), metrics, run_name=".", global_step=state.global_step)
+
     return Metrics()
+
+
+# --- experiment tracking (train.report_to) ------------------------------------------------------
+# As in sft.py (each recipe is self-contained). Credentials (WANDB_API_KEY,
+# MLFLOW_TRACKING_PASSWORD, ...) are read from the environment by each library alone.
+# The final scores added to the trainer's end-of-training summary (beside its train_runtime, train_loss).
+FINAL = ("first_loss", "final_loss", "train_loss", "first_reward", "final_reward", "train_runtime",
+         "train_tokens_per_s", "train_peak_memory_gib")  # fmt: skip
+
+
+def run_name(config: dict) -> str:
+    """The trackers' name for the run: train.run_name, else the workspace folder and the method."""
+    workspace = Path(config["output"]["dir"]).resolve().parent
+    return config["train"].get("run_name") or f"{workspace.name}/{config['method']['type']}"
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """The resolved config as `section.key` -> a number, bool or text: what every tracker takes."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+    return out
+
+
+def mlflow_store(config: dict) -> str | None:
+    """MLflow's store for this process, read by MLflow itself: MLFLOW_TRACKING_URI, else a SQLite
+    store at train.mlflow_store (default output.dir/mlruns/mlflow.db). Returns where a new
+    experiment keeps its artifacts: beside a local store (None: the server decides)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    store = Path(config["train"].get("mlflow_store") or Path(config["output"]["dir"]) / "mlruns" / "mlflow.db")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store.resolve()}"
+    return (store.resolve().parent / "artifacts").as_uri()
+
+
+def mlflow_tags(config: dict, resumed_step: int | None) -> dict:
+    """Tags that tell a training's run apart (the loop-level tracking logs the loops beside it); a
+    resumed training is a run of its own, from its checkpoint's step."""
+    tags = json.loads(os.environ.get("MLFLOW_TAGS") or "{}")
+    workspace = Path(config["output"]["dir"]).resolve().parent
+    tags.update({"rdft.role": "training", "rdft.workspace": str(workspace), "rdft.method": config["method"]["type"]})
+    return {**tags, **({"rdft.resumed_from_step": str(resumed_step)} if resumed_step is not None else {})}
+
+
+def prepare_trackers(config: dict, output: Path, resume: Path | None):
+    """What the trainer's integrations read from the environment, set for this process (the main
+    one: the others log nothing), and TensorBoard's writer (None: not asked for). MLflow's
+    experiment (MLFLOW_EXPERIMENT_NAME, else rdft, as the loop-level tracking's) is created here
+    when missing, so that its artifacts stay beside a local store."""
+    from accelerate import PartialState
+
+    names = config["train"]["report_to"]
+    if not PartialState().is_main_process:
+        return None
+    writer, step = None, int(resume.name.split("-")[-1]) if resume else None
+    if "tensorboard" in names:
+        from torch.utils.tensorboard import SummaryWriter
+
+        folder = output / "tensorboard"
+        if step is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        # a resumed run hides what the interrupted attempt logged after the checkpoint
+        writer = SummaryWriter(str(folder), purge_step=step + 1 if step is not None else None)
+    if "mlflow" in names:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        artifacts = mlflow_store(config)
+        experiment = os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", "rdft")
+        os.environ["MLFLOW_TAGS"] = json.dumps(mlflow_tags(config, step))
+        client = MlflowClient()
+        if client.get_experiment_by_name(experiment) is None:
+            try:
+                client.create_experiment(experiment, artifact_location=artifacts)
+            except MlflowException:  # another process created it meanwhile
+                pass
+    if "wandb" in names:
+        os.environ.setdefault("WANDB_PROJECT", "rdft")
+    return writer
+
+
+def tracking_callbacks(trainer, metrics, writer) -> None:
+    """rdft's metrics callback first, before the trackers' (it adds to the logs they read), and
+    TensorBoard's own callback with rdft's writer."""
+    trainer.callback_handler.callbacks.insert(0, metrics)
+    if writer is not None:
+        from transformers.integrations import TensorBoardCallback
+
+        trainer.add_callback(TensorBoardCallback(tb_writer=writer))
+
+
+def start_tracking(config: dict, writer) -> str | None:
+    """The resolved config, once every tracker's run has started: as parameters (MLflow, beside
+    the trainer's arguments it logs itself), the run's config (wandb, trackio), and text
+    (TensorBoard, whose HParams get it with the final scores). Returns MLflow's run id."""
+    names, values, run_id = config["train"]["report_to"], flat_config(config), None
+    if writer is not None:
+        writer.add_text("rdft/config", "```yaml\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
+    run = None
+    if "mlflow" in names:
+        import mlflow
+
+        run = mlflow.active_run()  # the trainer's (none: its integration is switched off)
+    if run is not None:
+        items = list(values.items())
+        for at in range(0, len(items), 100):  # MLflow takes at most 100 parameters a call
+            mlflow.log_params(dict(items[at : at + 100]))
+        run_id = run.info.run_id
+    if "wandb" in names:
+        import wandb
+
+        wandb.config.update(values, allow_val_change=True)
+    if "trackio" in names:
+        import trackio
+
+        trackio.config.update(values, allow_val_change=True)
+    return run_id
+
+
+def final_scores(first: dict, summary: dict, tokens) -> dict:
+    """Training's final scores, for the trainer's end-of-training summary (the loop's evaluation
+    scores are logged by the loop-level tracking)."""
+    runtime = summary.get("train_runtime")
+    scores = {
+        "first_loss": first.get("loss"),
+        "final_loss": first.get("final_loss"),
+        "first_reward": first.get("reward"),
+        "final_reward": first.get("final_reward"),
+        "train_tokens_per_s": round(tokens / runtime, 2) if tokens and runtime else None,
+        "train_peak_memory_gib": round(peak_memory_gib(), 3),
+    }
+    return {k: v for k, v in scores.items() if v is not None}
+
+
+def log_artifacts(config_path: Path, output: Path, config: dict, run_id: str | None) -> None:
+    """The run's files as MLflow artifacts, once result.json is written (the run has ended:
+    logged by its id)."""
+    if run_id is None or "mlflow" not in config["train"]["report_to"]:
+        return
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    for path in (config_path, output / "metrics.jsonl", output / "result.json"):
+        if path.is_file():
+            client.log_artifact(run_id, str(path))
 
 
 def grpo_record(logs: dict) -> dict | None:
@@ -317,8 +492,11 @@ def finish(trainer, config: dict, tokenizer, output: Path, result: dict) -> None
     print(f"{result['method']}: done: {json.dumps(result)}", flush=True)
 
 
-def train_and_save(trainer, config: dict, tokenizer, output: Path, first: dict, resume: Path | None, data: dict):
-    """Train (from `resume` when given), then, on the main process, save and write result.json."""
+def train_and_save(
+    trainer, config: dict, config_path: Path, tokenizer, output: Path, first: dict, resume: Path | None, data: dict
+):
+    """Train (from `resume` when given), then, on the main process, save and write result.json
+    (and give MLflow the run's files)."""
     began = time.perf_counter()
     outcome = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - began
@@ -341,6 +519,10 @@ def train_and_save(trainer, config: dict, tokenizer, output: Path, first: dict, 
         "data": data,
     }
     finish(trainer, config, tokenizer, output, result)
+    try:
+        log_artifacts(config_path, output, config, first.get("mlflow_run_id"))
+    except Exception as error:  # the weights and result.json are saved: the training did not fail
+        print(f"{result['method']}: warning: MLflow did not take the run's files: {type(error).__name__}: {error}")
 
 
 def start(config: dict) -> tuple[Path, Path, Path | None, Path]:
@@ -375,6 +557,7 @@ def train_grpo(config: dict, config_path: Path) -> None:
         per_device_train_batch_size=tcfg["micro_batch_size"] * rl["num_generations"],
     )
     first: dict = {}
+    writer = prepare_trackers(config, output, resume)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward],
@@ -382,9 +565,9 @@ def train_grpo(config: dict, config_path: Path) -> None:
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=lora_config(config),
-        callbacks=[metrics_callback(metrics_path, first, grpo_record)],
     )
-    train_and_save(trainer, config, tokenizer, output, first, resume, {"prompts": len(rows)})
+    tracking_callbacks(trainer, metrics_callback(metrics_path, first, grpo_record, config, writer), writer)
+    train_and_save(trainer, config, config_path, tokenizer, output, first, resume, {"prompts": len(rows)})
 
 
 # --- DPO --------------------------------------------------------------------------------------
@@ -554,15 +737,16 @@ def train_dpo(config: dict, config_path: Path) -> None:
         )
     keep = ("prompt", "chosen", "rejected")
     first: dict = {}
+    writer = prepare_trackers(config, output, resume)
     trainer = DPOTrainer(
         model=model,
         args=args,
         train_dataset=datasets.Dataset.from_list([{k: p[k] for k in keep} for p in pairs]),
         processing_class=tokenizer,
         peft_config=lora_config(config),
-        callbacks=[metrics_callback(metrics_path, first, dpo_record)],
     )
-    train_and_save(trainer, config, tokenizer, output, first, resume, {"pairs": counts})
+    tracking_callbacks(trainer, metrics_callback(metrics_path, first, dpo_record, config, writer), writer)
+    train_and_save(trainer, config, config_path, tokenizer, output, first, resume, {"pairs": counts})
 
 
 def main() -> None:

@@ -17,8 +17,11 @@ The config is the fully resolved YAML that `rdft train` writes (every key presen
   every `logging_steps`, and with `train.compile` each decoder layer compiled (regional
   torch.compile: one compilation serves every layer);
 - samples longer than `data.max_length` are dropped and counted, never truncated;
-- a metrics JSONL (step, loss, lr, tokens/s, MFU, peak memory), checkpoints with resume from
-  the latest one, and a final `result.json`;
+- a metrics JSONL (step, loss, lr, grad norm, tokens/s, MFU, peak memory), checkpoints with resume
+  from the latest one, and a final `result.json`;
+- the same numbers to the trackers of `train.report_to`, each through its own library by
+  accelerate's trackers (TensorBoard: output/tensorboard; MLflow: MLFLOW_TRACKING_URI, else a
+  SQLite store; wandb; trackio), with the resolved config and, at the end, the final scores;
 - the adapter (safetensors), or the full model, and on request merged weights.
 """
 
@@ -352,6 +355,119 @@ def merge(config_path: Path) -> None:
     AutoTokenizer.from_pretrained(output / "adapter").save_pretrained(output / "merged")
 
 
+# --- experiment tracking (train.report_to) ------------------------------------------------------
+# The same as rl.py's (each recipe is self-contained). Credentials (WANDB_API_KEY,
+# MLFLOW_TRACKING_PASSWORD, ...) are read from the environment by each library alone.
+# metrics.jsonl's fields the trackers get, under the HF Trainer's names
+TRACKED = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm", "epoch": "epoch",
+           "tokens_per_s": "tokens_per_s", "mfu": "mfu", "peak_memory_gib": "peak_memory_gib"}  # fmt: skip
+
+
+def run_name(config: dict) -> str:
+    """The trackers' name for the run: train.run_name, else the workspace folder and the method."""
+    workspace = Path(config["output"]["dir"]).resolve().parent
+    return config["train"].get("run_name") or f"{workspace.name}/{config['method']['type']}"
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """The resolved config as `section.key` -> a number, bool or text: what every tracker takes."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+    return out
+
+
+def mlflow_store(config: dict) -> str | None:
+    """MLflow's store for this process, read by MLflow itself: MLFLOW_TRACKING_URI, else a SQLite
+    store at train.mlflow_store (default output.dir/mlruns/mlflow.db). Returns where a new
+    experiment keeps its artifacts: beside a local store (None: the server decides)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    store = Path(config["train"].get("mlflow_store") or Path(config["output"]["dir"]) / "mlruns" / "mlflow.db")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store.resolve()}"
+    return (store.resolve().parent / "artifacts").as_uri()
+
+
+def mlflow_tags(config: dict, resumed_step: int | None) -> dict:
+    """Tags that tell a training's run apart (the loop-level tracking logs the loops beside it); a
+    resumed training is a run of its own, from its checkpoint's step."""
+    tags = json.loads(os.environ.get("MLFLOW_TAGS") or "{}")
+    workspace = Path(config["output"]["dir"]).resolve().parent
+    tags.update({"rdft.role": "training", "rdft.workspace": str(workspace), "rdft.method": config["method"]["type"]})
+    return {**tags, **({"rdft.resumed_from_step": str(resumed_step)} if resumed_step is not None else {})}
+
+
+def tracker_objects(config: dict, output: Path, resumed_step: int | None) -> list:
+    """accelerate's tracker of each tracker train.report_to names: what Accelerator(log_with=) takes."""
+    from accelerate import tracking
+
+    names = [name for name in config["train"]["report_to"] if name != "none"]
+    name, out = run_name(config), []
+    if "tensorboard" in names:  # output/tensorboard (a resumed run's writer hides what the
+        # interrupted attempt logged after the checkpoint)
+        purge = {"purge_step": resumed_step + 1} if resumed_step is not None else {}
+        out.append(tracking.TensorBoardTracker("tensorboard", output, **purge))
+    if "mlflow" in names:
+        artifacts = mlflow_store(config)
+        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "rdft"  # the loop-level tracking's too
+        out.append(tracking.MLflowTracker(experiment, artifacts, tags=mlflow_tags(config, resumed_step), run_name=name))
+    if "wandb" in names:
+        out.append(tracking.WandBTracker(os.environ.get("WANDB_PROJECT") or "rdft", name=name))
+    if "trackio" in names:
+        out.append(tracking.TrackioTracker(os.environ.get("TRACKIO_PROJECT") or "rdft", name=name))
+    return out
+
+
+def log_values(accelerator, values: dict, step: int) -> None:
+    """One logged step to every tracker, named as the HF Trainer names them (and rl.py's runs
+    are): `train/<name>` in TensorBoard, wandb and trackio, `<name>` in MLflow."""
+    values = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for tracker in accelerator.trackers:
+        tracker.log(values if tracker.name == "mlflow" else {f"train/{k}": v for k, v in values.items()}, step=step)
+
+
+def start_tracking(accelerator, config: dict) -> None:
+    """Start the trackers' runs and log the resolved config: as parameters (MLflow), the run's
+    config (wandb, trackio), and text (TensorBoard: its hyperparameters come with the final
+    scores, where its HParams view compares them)."""
+    if not accelerator.log_with:
+        return
+    accelerator.init_trackers(run_name(config))  # the runs start on the main process only
+    if not accelerator.is_main_process:
+        return
+    values = flat_config(config)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            text = yaml.safe_dump(config, sort_keys=False)
+            tracker.writer.add_text("rdft/config", "```yaml\n" + text + "```", 0)  # markdown: kept as written
+        else:
+            tracker.store_init_configuration(values)
+
+
+def finish_tracking(accelerator, config: dict, final: dict, step: int, files: list[Path]) -> None:
+    """The final scores (training's own: the loop's evaluation is logged by the loop), the
+    resolved config with them in TensorBoard's HParams, and the run's files as MLflow artifacts."""
+    if not accelerator.trackers:
+        return
+    final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    log_values(accelerator, final, step)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            metrics = {f"final/{k}": float(v) for k, v in final.items()}
+            # run_name ".": in the run's own folder, not a sub-run of it
+            tracker.writer.add_hparams(flat_config(config), metrics, run_name=".", global_step=step)
+        elif tracker.name == "mlflow":
+            import mlflow
+
+            for path in files:
+                if path.is_file():
+                    mlflow.log_artifact(str(path))
+
+
 # --- training: setup, fit, finish (torchtune's shape) ------------------------------------------
 @dataclass
 class Trainer:
@@ -382,11 +498,17 @@ def setup(config: dict) -> Trainer:
     from transformers import AutoTokenizer, get_scheduler
 
     tcfg = config["train"]
+    output = Path(config["output"]["dir"])
+    resume = latest_checkpoint(output) if tcfg["resume"] else None
+    resumed_step = json.loads((resume / "trainer_state.json").read_text())["step"] if resume else None
     # Under DeepSpeed the accumulation steps come from ds_config.json; accelerate refuses both.
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     accelerator = Accelerator(
-        **({} if deepspeed else {"gradient_accumulation_steps": tcfg["gradient_accumulation_steps"]})
+        log_with=tracker_objects(config, output, resumed_step) or None,
+        **({} if deepspeed else {"gradient_accumulation_steps": tcfg["gradient_accumulation_steps"]}),
     )
+    if resumed_step is None and accelerator.is_main_process:  # a fresh run's events start empty
+        shutil.rmtree(output / "tensorboard", ignore_errors=True)
     set_seed(tcfg["seed"])
     tokenizer = AutoTokenizer.from_pretrained(config["model"]["path"])
     if tokenizer.pad_token_id is None:
@@ -419,7 +541,7 @@ def setup(config: dict) -> Trainer:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     trainer = Trainer(
         config=config,
-        output=Path(config["output"]["dir"]),
+        output=output,
         accelerator=accelerator,
         tokenizer=tokenizer,
         samples=samples,
@@ -432,7 +554,6 @@ def setup(config: dict) -> Trainer:
         per_epoch=per_epoch,
         total_steps=total_steps,
     )
-    resume = latest_checkpoint(trainer.output) if tcfg["resume"] else None
     if resume:
         accelerator.load_state(str(resume))
         trainer.state = json.loads((resume / "trainer_state.json").read_text())
@@ -460,6 +581,7 @@ def fit(trainer: Trainer) -> dict:
             f"steps, {world} process(es)"
         )
     metrics = open(metrics_path, "a", buffering=1) if accelerator.is_main_process else None
+    start_tracking(accelerator, config)
 
     model.train()
     device = accelerator.device
@@ -474,7 +596,9 @@ def fit(trainer: Trainer) -> dict:
     window_loss, window_tokens, window_micro = torch.zeros((), device=device), 0, 0
     total_tokens, run_start, last = 0, time.perf_counter(), time.perf_counter()
     micro_done = state["step"] * accum
-    final_loss = None
+    final_loss, grad_norm = None, None
+    # Without clipping (max_grad_norm 0) the norm is still measured: clipping at infinity scales by 1.
+    max_norm = tcfg["max_grad_norm"] if tcfg["max_grad_norm"] > 0 else math.inf
     pad_id = trainer.tokenizer.pad_token_id
     while state["step"] < trainer.total_steps:
         epoch, offset = divmod(micro_done, trainer.per_epoch)
@@ -486,8 +610,8 @@ def fit(trainer: Trainer) -> dict:
                 with autocast:
                     loss = model(**batch, use_cache=False).loss
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and tcfg["max_grad_norm"] > 0:
-                    accelerator.clip_grad_norm_(trainer.trainable, tcfg["max_grad_norm"])
+                if accelerator.sync_gradients:  # the norm stays on the device until a step is logged
+                    grad_norm = accelerator.clip_grad_norm_(trainer.trainable, max_norm)
                 trainer.optimizer.step()
                 trainer.scheduler.step()
                 trainer.optimizer.zero_grad()
@@ -513,6 +637,8 @@ def fit(trainer: Trainer) -> dict:
                         "epoch": epoch,
                         "loss": round(step_loss, 6),
                         "lr": trainer.scheduler.get_last_lr()[0],
+                        # under DeepSpeed the engine's own (it clips inside its step), when it has one
+                        "grad_norm": round(float(grad_norm), 6) if grad_norm is not None else None,
                         "tokens": step_tokens,
                         "tokens_per_s": round(tokens_per_s, 2),
                         "mfu": round(flops_per_token * tokens_per_s / (peak_flops * world), 4) if peak_flops else None,
@@ -520,6 +646,8 @@ def fit(trainer: Trainer) -> dict:
                         "total_steps": trainer.total_steps,
                     }
                     metrics.write(json.dumps(record) + "\n")
+                    tracked = {name: record[key] for key, name in TRACKED.items() if record[key] is not None}
+                    log_values(accelerator, tracked, state["step"])
                 window_loss, window_tokens, window_micro = torch.zeros((), device=device), 0, 0
             save_every = tcfg["save_steps"]
             if save_every > 0 and state["step"] % save_every == 0 and state["step"] < trainer.total_steps:
@@ -560,8 +688,20 @@ def finish(trainer: Trainer, fitted: dict, config_path: Path) -> None:
         tmp = output / "result.json.tmp"
         tmp.write_text(json.dumps(result, indent=2))
         os.replace(tmp, output / "result.json")
+        final = {
+            "first_loss": result["first_loss"],
+            "final_loss": result["final_loss"],
+            "train_runtime": result["runtime_s"],
+            "train_tokens_per_s": result["tokens_per_s"],
+            "train_peak_memory_gib": result["peak_memory_gib"],
+        }
+        files = [config_path, output / "metrics.jsonl", output / "result.json"]
+        try:
+            finish_tracking(accelerator, config, final, state["step"], files)
+        except Exception as error:  # the weights and result.json are saved: the training did not fail
+            accelerator.print(f"sft: warning: the trackers missed the final scores: {type(error).__name__}: {error}")
         accelerator.print(f"sft: done: {json.dumps(result)}")
-    accelerator.end_training()
+    accelerator.end_training()  # ends the trackers' runs too
 
 
 def train(config: dict, config_path: Path) -> None:

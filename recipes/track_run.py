@@ -73,7 +73,10 @@ def to_mlflow(log_dir: Path, summary: dict, run: dict) -> None:
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "rdft"
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    # Artifacts beside the store (else MLflow puts them under the working directory of whichever
+    # process created the experiment first).
+    artifacts = (log_dir / "mlruns" / "artifacts").as_uri()
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location=artifacts)
     run_dir = str(log_dir)
     parents = client.search_runs([experiment_id], f"tags.`rdft.run_dir` = '{run_dir}' and tags.`rdft.role` = 'run'")
     if parents:

@@ -297,10 +297,12 @@ def prove(
                 "api_cost_usd": usage.get("cost_usd", 0.0), "api_calls": usage.get("calls", 0)}  # fmt: skip
     write_atomic(debug / "measured.json", json.dumps(measured))
     guard_debug_data(settings, scenario, data, guard_docs, debug / "leakage.log", deadline(GUARD_TIMEOUT))
-    config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name, start)
+    config = managed_config((workspace / "train.yaml").read_text(), scenario, data.name, start, workspace=workspace)
     write_config(workspace, config)
     micro = {**config, "data": {**config["data"], "path": f".debug/{data.name}"}}
     micro["train"] = {**config.get("train", {}), "max_steps": 2, "epochs": 1}
+    if micro["train"].get("run_name"):  # the proof run reports to the trackers too: named as such
+        micro["train"]["run_name"] += " (debug)"
     micro["output"] = {**config["output"], "dir": "output", "merge": False}
     path = write_config(workspace, micro, ".debug-train.yaml")
     try:

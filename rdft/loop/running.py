@@ -260,7 +260,9 @@ def run_experiment(
         return record
 
     def training() -> dict:
-        config = managed_config((workspace / "train.yaml").read_text(), scenario, data_record["file"], start)
+        config = managed_config(
+            (workspace / "train.yaml").read_text(), scenario, data_record["file"], start, workspace=workspace
+        )
         path = write_config(workspace, config)
         console.print("rdft: training")
         try:

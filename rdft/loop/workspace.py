@@ -16,7 +16,7 @@ from rdft.errors import RdftError
 from rdft.files import write_atomic
 from rdft.loop.scenario import Scenario
 from rdft.settings import Settings
-from rdft.training.config import RL_METHODS, load_config
+from rdft.training.config import RL_METHODS, MethodSection, load_config
 
 DATA_FILES = ("data.jsonl", "data.json")
 
@@ -34,12 +34,23 @@ class StepFailed(RdftError):
         self.stage = stage
 
 
-def managed_config(text: str, scenario: Scenario, data_file: str, start: dict | None = None) -> dict:
+def managed_config(
+    text: str,
+    scenario: Scenario,
+    data_file: str,
+    start: dict | None = None,
+    *,
+    workspace: Path | None = None,
+    track: str | None = None,
+) -> dict:
     """The coder's train.yaml with the fields rdft manages set by rdft. The run trains its base
     model only: a train.yaml naming another model is refused (a tuned checkpoint would pass
     for this run's work). GRPO starts from `start`, an earlier loop's training record of this
     run (its merged or full weights as model.path, or the base with its adapter as
-    model.adapter), and is rewarded by the run's benchmark."""
+    model.adapter), and is rewarded by the run's benchmark. `workspace` (<run folder>/Loop_<i>/
+    workspace) names the trackers' run after the experiment, <run folder>/Loop_<i>/<method>, and
+    puts MLflow's local store in the run folder, where the loop-level tracking writes; `track`
+    (the run's loop-level tracker) is added to the trackers the training reports to."""
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -72,6 +83,18 @@ def managed_config(text: str, scenario: Scenario, data_file: str, start: dict | 
             model["adapter"] = start["adapter_dir"]
     config.setdefault("data", {})["path"] = data_file
     config.setdefault("output", {})["dir"] = "output"
+    train = config.setdefault("train", {}) if workspace is not None or track else None
+    if workspace is not None and isinstance(train, dict):
+        loop, run = workspace.parent, workspace.parent.parent
+        default = MethodSection.model_fields["type"].default
+        kind = method.get("type", default) if isinstance(method, dict) else default
+        train["run_name"] = f"{run.name}/{loop.name}/{kind}"
+        train["mlflow_store"] = str(run / "mlruns" / "mlflow.db")
+    if track and isinstance(train, dict):
+        asked = train.get("report_to") or []
+        asked = [asked] if isinstance(asked, str) else asked
+        if isinstance(asked, list):  # anything else is the schema's to refuse
+            train["report_to"] = [name for name in asked if name not in ("none", track)] + [track]
     return config
 
 

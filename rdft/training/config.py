@@ -8,6 +8,8 @@ reads without defaults of its own.
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +23,18 @@ TINY_PREFIX = "tiny:"  # model.path "tiny:llama" = the tiny test model, built lo
 
 # Methods that learn from the model's own scored answers: prompt rows, a reward, keys under rl.
 RL_METHODS = ("grpo", "dpo")
+
+# train.report_to: each tracker through its own library, and the module that must import in the
+# train env. tensorboard and mlflow are in the train lock; wandb and trackio are the user's to add.
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "trackio": "trackio"}
+# The credentials each tracker's library reads from its own environment. Secret-named ones are
+# kept from every child by the runner; a training that reports to the tracker gets them (and the
+# runner masks their values in its logs). rdft never writes them anywhere.
+TRACKER_CREDENTIALS = {
+    "mlflow": ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+    "wandb": ("WANDB_API_KEY",),
+    "trackio": ("HF_TOKEN",),  # a Space as the dashboard (TRACKIO_SPACE_ID)
+}
 
 
 class Section(BaseModel):
@@ -106,6 +120,38 @@ class TrainSection(Section):
     save_steps: int = Field(0, ge=0, description="Checkpoint every N optimizer steps; 0 = only the final weights")
     save_total_limit: int = Field(2, ge=1)
     resume: bool = Field(True, description="Resume from the latest checkpoint in output.dir")
+    report_to: list[Literal["none", "tensorboard", "mlflow", "wandb", "trackio"]] = Field(
+        ["none"],
+        description="Experiment trackers, each through its own library: loss, learning rate, grad norm, tokens/s, "
+        "peak memory and the RL metrics per logged step; the resolved config; the final scores. tensorboard: event "
+        "files in output.dir/tensorboard; mlflow: MLFLOW_TRACKING_URI, else train.mlflow_store; wandb, trackio: "
+        "installed by you in the train env (WANDB_API_KEY, HF_TOKEN read by the library itself)",
+    )
+    run_name: str | None = Field(
+        None,
+        description="The run's name in the trackers; default: the workspace folder and the method "
+        "(the agent loop sets <run folder>/Loop_<i>/<method>)",
+    )
+    mlflow_store: Path | None = Field(
+        None,
+        description="mlflow without MLFLOW_TRACKING_URI: the SQLite file of the store, artifacts beside it; "
+        "default output.dir/mlruns/mlflow.db (the agent loop sets its run folder's <run folder>/mlruns/mlflow.db)",
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        if value is None or value == []:
+            return ["none"]
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, value: list[str]) -> list[str]:
+        trackers = list(dict.fromkeys(value))  # each once, in the order given
+        if "none" in trackers and len(trackers) > 1:
+            raise ValueError("none reports to no tracker; give it alone, or only tracker names")
+        return trackers
 
 
 class RLSection(Section):
@@ -270,7 +316,60 @@ def load_config(path: Path) -> TrainConfig:
         config.model.adapter = (base / config.model.adapter).resolve()
     if config.rl.reward != "benchmark":
         config.rl.reward = str((base / config.rl.reward).resolve())
+    if config.train.mlflow_store is not None:
+        config.train.mlflow_store = (base / config.train.mlflow_store).expanduser().resolve()
     return config
+
+
+# --- train.report_to: the trackers' libraries and credentials ----------------------------------
+def trackers(config: TrainConfig) -> list[str]:
+    """The trackers train.report_to names (none: [])."""
+    return [name for name in config.train.report_to if name != "none"]
+
+
+def check_trackers(config: TrainConfig, env, specs_dir: Path) -> None:
+    """Every tracker train.report_to names imports in the train env `env` (its own library: each
+    imported in a fresh interpreter, as the recipe will); a missing one is one line that says how
+    to install it. `specs_dir`: the env specs in use (RDFT_ENV_SPECS_DIR or the shipped ones)."""
+    names = trackers(config)
+    if not names:
+        return
+    code = (
+        "import importlib, json, sys\n"
+        "missing = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        missing.append(name)\n"
+        "print(json.dumps(missing))"
+    )
+    result = env.run(["python", "-c", code, *(TRACKERS[name] for name in names)], echo=False)
+    try:
+        missing = json.loads(result.tail.strip().splitlines()[-1]) if result.ok else None
+    except (IndexError, ValueError):
+        missing = None
+    if missing is None:
+        raise RdftError(f"train.report_to: cannot check the trackers' libraries in the train env: {result.tail[-300:]}")
+    for module in missing:
+        name = next(n for n in names if TRACKERS[n] == module)
+        raise RdftError(
+            f"train.report_to: {name} is not installed in the train env; install it with your own env specs "
+            f"(copy {specs_dir} to a folder, add `{module}` to the pip list of its train.yml, set RDFT_ENV_SPECS_DIR "
+            f"to that folder and run `rdft env lock train`), or drop {name} from train.report_to"
+        )
+
+
+def tracker_environment(config: TrainConfig, secrets: dict[str, str] | None = None) -> dict[str, str]:
+    """The credentials the requested trackers read from their environment (os.environ's, else
+    `secrets`: rdft's settings, which may come from .env), for the training process only."""
+    out = {}
+    for name in trackers(config):
+        for variable in TRACKER_CREDENTIALS.get(name, ()):
+            value = os.environ.get(variable) or (secrets or {}).get(variable)
+            if value:
+                out[variable] = value
+    return out
 
 
 # --- the schema as text: what `rdft train --schema` prints and the coder is told ------------------

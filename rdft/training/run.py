@@ -20,7 +20,7 @@ from rdft.files import write_atomic
 from rdft.hardware import host_hardware, probe_in_env, ram_gib
 from rdft.resources import evaluation_dir, recipes_dir
 from rdft.settings import Settings
-from rdft.training.config import RL_METHODS, TrainConfig, load_config
+from rdft.training.config import RL_METHODS, TrainConfig, check_trackers, load_config, tracker_environment
 from rdft.training.launch import Layout, choose_layout, write_launch_files
 from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model, shape_from_config
 from rdft.training.planner import Plan, plan
@@ -356,6 +356,8 @@ def train(
     manager = EnvManager(settings, log=lambda message: console.print(f"rdft: {message}", highlight=False))
     # Under Slurm the job builds the env itself, on a node, with the nodes' torch variant.
     env = None if dry_run or slurm_nodes else manager.ensure("train")
+    if env is not None:  # train.report_to's libraries import there, or one line says how to install them
+        check_trackers(config, env, manager.specs_dir)
     hardware = assumed or (host_hardware() if env is None else probe_in_env(env, workspace))
     layout = choose_layout(config, hardware, gpus)
 
@@ -404,6 +406,7 @@ def train(
     log_path = workspace / "train.log"
     metrics = config.output.dir / "metrics.jsonl"
     extra = {"HF_TOKEN": settings.hf_token.get_secret_value()} if settings.hf_token and model_dir is None else {}
+    extra.update(tracker_environment(config, settings.secrets()))  # read by the trackers' libraries alone
     console.print(f"rdft: training in {workspace} ({layout.strategy}, {layout.processes} process(es)); log: {log_path}")
     stop = threading.Event()
     columns = [
