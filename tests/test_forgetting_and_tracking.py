@@ -189,8 +189,10 @@ def test_the_demo_loop_is_mirrored_into_mlflow(demo_loop, train_env):
         f"seconds_{stage}" for stage in row["seconds"]
     }
     assert "feedback.txt" in child["artifacts"]
-    # No secret of the run's environment reached the store (the SQLite file and the artifacts).
-    for path in (log / "mlruns").rglob("*"):
+    # No secret of the run's environment reached the store (the SQLite file and the artifacts), the
+    # report, the live record or any other file of the run.
+    assert (log / "report.html").is_file() and (log / "live.json").is_file()
+    for path in log.rglob("*"):
         if path.is_file():
             assert PLANTED.encode() not in path.read_bytes(), path
 

@@ -57,14 +57,17 @@ def test_default_recipe_first_then_never_a_repeat():
         finished.append((node(loop, parent, validation=(loop * 7919 % 13) / 13), proposal.params))
 
 
-def test_rows_are_sized_with_the_prompt_they_render_to():
+def test_rows_are_sized_with_the_rows_the_benchmark_prompt_makes():
     """A benchmark whose prompt adds instructions or few-shot examples (FinanceIQ's five shots) has
-    rows as long as that prompt plus the dataset's fields: measured prompt 2,900 + fields 300 +
-    template 64 = 3,264 tokens, within the 4,096 a small model takes on a CPU; a real model on a
-    CPU stays within 1,024 (long rows cost hours there), on a GPU within its context."""
+    rows longer than the dataset's fields: the measured rows (3,150) + template (64) = 3,214,
+    rounded up to 3,264, within the 4,096 a small model takes on a CPU; a real model on a CPU stays
+    within 1,024 (long rows cost hours there), on a GPU within its context. Rows measured shorter
+    than the fields' sum (a prompt that is the fields) leave the fields' sum (300 + 64 → 384)."""
     s = scenario()
     s.base_model.context_length = 8192
-    s.datasets[0].prompt_tokens = 2900
+    s.datasets[0].row_tokens = 250
+    assert default_params(s).max_length == 384
+    s.datasets[0].row_tokens = 3150
     assert default_params(s).max_length == 3264
     s.base_model.parameters = 7_000_000_000
     assert default_params(s).max_length == 1024

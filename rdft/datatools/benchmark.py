@@ -33,10 +33,12 @@ def prompt(row: dict, module=None, entry: dict | None = None) -> str:
     return module.doc_to_text(module.benchmark_doc(entry, row))
 
 
-def prompt_tokens(folder: str | Path, tokenizer: str, benchmark: str, tasks_dir: str | Path, rows: int = 200) -> int:
-    """The 99th percentile, in the model's tokens, of the benchmark prompts the first `rows` rows
-    of a dataset folder render to (0 when none renders): the part of a training row the dataset's
-    own field lengths miss (a benchmark's instructions, few-shot examples, option lists)."""
+def row_tokens(folder: str | Path, tokenizer: str, benchmark: str, tasks_dir: str | Path, rows: int = 200) -> int:
+    """The 99th percentile, in the model's tokens, of the training rows the first `rows` rows of a
+    dataset folder make with the benchmark's own prompt and answer (`prompt(row)` and the family's
+    `training_answer`, as the offline recipe builds them; the prompt alone where the row has no
+    answer), 0 when none renders: what the dataset's field lengths miss (a benchmark's
+    instructions, few-shot examples, option lists)."""
     from .profile import data_files, read_rows
     from .records import TokenCounter
 
@@ -46,7 +48,9 @@ def prompt_tokens(folder: str | Path, tokenizer: str, benchmark: str, tasks_dir:
     for path in data_files(Path(folder)):
         for row in read_rows(path):
             try:
-                lengths.append(counter.count(prompt(row, module, entry)))
+                answer = module.training_answer(entry, row, False)
+                text = prompt(row, module, entry) + ("" if isinstance(answer, str) else "\n\n".join(answer))
+                lengths.append(counter.count(text))
             except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 continue  # not this benchmark's schema: the recipe drops it too
             if len(lengths) >= rows:

@@ -130,11 +130,11 @@ def default_params(scenario: Scenario) -> Params:
 
 
 def default_max_length(scenario: Scenario) -> int:
-    """The longest row the data holds (the profiles' p99 per field, summed, plus the benchmark
-    prompt its rows render to, plus the chat template), rounded up to 64, within the model's
-    context (and 1024 for a real model on a CPU, where long rows cost hours; a small test model
-    takes up to 4096, as on a GPU)."""
-    longest = max(((d.p99_tokens or 0) + (d.prompt_tokens or 0) for d in scenario.datasets), default=0)
+    """The longest row the data holds (the profiles' p99 per field, summed, or, longer, the rows the
+    benchmark's prompt and answer make of them, measured), plus the chat template, rounded up to
+    64, within the model's context (and 1024 for a real model on a CPU, where long rows cost
+    hours; a small test model takes up to 4096, as on a GPU)."""
+    longest = max((max(d.p99_tokens or 0, d.row_tokens or 0) for d in scenario.datasets), default=0)
     wanted = -(-(longest + 64) // 64) * 64 if longest else 2048
     small = (scenario.base_model.parameters or 0) < SMALL_MODEL
     cap = min(scenario.base_model.context_length or 4096, 4096 if scenario.hardware.get("gpus") or small else 1024)

@@ -66,7 +66,7 @@ class DatasetView(BaseModel):
     description: str
     profile: str
     p99_tokens: int | None = None  # the longest task folder's row: its fields' p99 lengths, summed
-    prompt_tokens: int | None = None  # p99 of the benchmark prompts its rows render to (instructions, shots)
+    row_tokens: int | None = None  # p99 of the training rows it makes with the benchmark's prompt and answer
 
 
 class Scoring(BaseModel):
@@ -279,7 +279,7 @@ def build_scenario(
                 description=dataset.description,
                 profile=shown["text"],
                 p99_tokens=row_p99(shown),
-                prompt_tokens=measured_prompt_tokens(settings, path, model_path, benchmark),
+                row_tokens=measured_row_tokens(settings, path, model_path, benchmark),
             )
         )
     return Scenario(
@@ -300,19 +300,19 @@ def build_scenario(
     )
 
 
-# Runs in the data env: the benchmark prompts a dataset's rows render to, in the model's tokens.
-_PROMPT_TOKENS = "import sys\nfrom rdft_data.benchmark import prompt_tokens\nprint(prompt_tokens(*sys.argv[1:5]))"
+# Runs in the data env: the training rows a dataset makes with the benchmark's prompt, in tokens.
+_ROW_TOKENS = "import sys\nfrom rdft_data.benchmark import row_tokens\nprint(row_tokens(*sys.argv[1:5]))"
 
 
-def measured_prompt_tokens(settings: Settings, dataset: Path, model: Path, benchmark: str) -> int | None:
-    """What a training row's prompt adds to the dataset's own fields (the benchmark's instructions,
-    few-shot examples, option lists), measured on the rows themselves; None when it cannot be
-    (the planner then sizes rows by the dataset's fields alone)."""
+def measured_row_tokens(settings: Settings, dataset: Path, model: Path, benchmark: str) -> int | None:
+    """How long the training rows the dataset makes are, the benchmark's prompt (instructions,
+    few-shot examples, option lists) and answer included, measured on the rows themselves; None
+    when it cannot be (the planner then sizes rows by the dataset's fields alone)."""
     from rdft.loop.workspace import benchmark_spec_variable
 
     variables = {**data_env_variables(settings.envs_dir), **benchmark_spec_variable(benchmark)}
     tasks = evaluation_dir() / "tasks"
-    command = ["python", "-c", _PROMPT_TOKENS, str(dataset), str(model), benchmark, str(tasks)]
+    command = ["python", "-c", _ROW_TOKENS, str(dataset), str(model), benchmark, str(tasks)]
     result = EnvManager(settings).ensure("data").run(command, extra_env=variables, echo=False, timeout=600)
     lines = result.tail.strip().splitlines() if result.ok else []
     return int(lines[-1]) if lines and lines[-1].isdigit() and int(lines[-1]) > 0 else None
