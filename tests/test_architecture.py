@@ -130,3 +130,15 @@ def test_only_a_familys_folder_names_its_benchmarks():
                 if hits:
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno} compares with {hits[0]!r}")
     assert offenders == []
+
+
+def test_the_installed_package_ships_every_evaluation_and_recipe_file():
+    """What git tracks under evaluation/ and recipes/ is in the installed rdft (tox installs the
+    wheel: a family's data file left out of package_data, like FinanceIQ's five-shot examples,
+    breaks only there)."""
+    from rdft.resources import evaluation_dir, recipes_dir
+
+    for folder, installed in (("evaluation", evaluation_dir()), ("recipes", recipes_dir())):
+        tracked = subprocess.run(["git", "ls-files", folder], cwd=REPO, capture_output=True, text=True, check=True)
+        missing = [path for path in tracked.stdout.split() if not (installed / Path(path).relative_to(folder)).is_file()]
+        assert missing == [], f"not in the installed package (setup.cfg package_data): {missing}"
