@@ -140,5 +140,6 @@ def test_the_installed_package_ships_every_evaluation_and_recipe_file():
 
     for folder, installed in (("evaluation", evaluation_dir()), ("recipes", recipes_dir())):
         tracked = subprocess.run(["git", "ls-files", folder], cwd=REPO, capture_output=True, text=True, check=True)
-        missing = [path for path in tracked.stdout.split() if not (installed / Path(path).relative_to(folder)).is_file()]
+        files = [Path(path) for path in tracked.stdout.split()]
+        missing = [str(path) for path in files if not (installed / path.relative_to(folder)).is_file()]
         assert missing == [], f"not in the installed package (setup.cfg package_data): {missing}"
