@@ -26,6 +26,7 @@ class Loops:
     prepared: dict[str, str]  # dataset → what `rdft datasets prepare` printed
     benchmarks: dict[str, tuple[str, str]]  # benchmark → (the registry dataset its recipe reads, its items' fixture)
     full_loop: tuple  # the benchmarks whose run goes through training and scoring; the rest stop after coding
+    samples: int = 2  # answers per scored item (--samples)
 
 
 def answers(folder: Path) -> list[str]:
@@ -37,7 +38,9 @@ def cli(env: dict, *args: str, cwd: Path, timeout: int = 900) -> subprocess.Comp
     return subprocess.run(["rdft", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def run_loops(shared_dirs: dict, root: Path, benchmarks: dict[str, tuple[str, str]], full_loop: tuple) -> Loops:
+def run_loops(
+    shared_dirs: dict, root: Path, benchmarks: dict[str, tuple[str, str]], full_loop: tuple, samples: int = 2
+) -> Loops:
     """`rdft run` of each benchmark, two at a time, after its items and its dataset were prepared
     from the fixtures; the full loops first (the longest), the others stop after coding."""
     env = clean_environ(**shared_dirs)
@@ -79,7 +82,7 @@ def run_loops(shared_dirs: dict, root: Path, benchmarks: dict[str, tuple[str, st
             "--eval-limit",
             "8",
             "--samples",
-            "2",
+            str(samples),
             *([] if benchmark in full_loop else ["--step-n", "4"]),  # items, base, proposal, coding
             cwd=root,
         )
@@ -91,7 +94,7 @@ def run_loops(shared_dirs: dict, root: Path, benchmarks: dict[str, tuple[str, st
     done = {first: run(first)}
     with ThreadPoolExecutor(PARALLEL) as pool:
         done.update(zip(rest, pool.map(run, rest), strict=True))
-    return Loops(done, prepared_out, benchmarks, full_loop)
+    return Loops(done, prepared_out, benchmarks, full_loop, samples)
 
 
 def check_loop(loops: Loops, benchmark: str, data_env) -> None:
@@ -112,13 +115,15 @@ def check_loop(loops: Loops, benchmark: str, data_env) -> None:
     if gate["stats"]["gold_checked"]:
         assert gate["stats"]["gold_correct"] == gate["stats"]["gold_checked"]
     run_summary = json.loads((log / "summary.json").read_text())
-    # Two sampled answers per item (--samples 2), with the tiny model's sampling settings (its
-    # generation config names none: 0.6/0.95); the split is the --eval-limit's 8 items.
+    # k sampled answers per item (--samples k), with the tiny model's sampling settings (its
+    # generation config names none: 0.6/0.95), or one greedy answer; the split is the
+    # --eval-limit's 8 items.
+    sampled = loops.samples > 1
     assert run_summary["scoring"] == {
         "items": 8,
-        "samples": 2,
-        "temperature": 0.6,
-        "top_p": 0.95,
+        "samples": loops.samples,
+        "temperature": 0.6 if sampled else None,
+        "top_p": 0.95 if sampled else None,
         "max_gen_toks": GEN_TOKS,
         "standard": False,
         "eval_limit": 8,
@@ -141,13 +146,16 @@ def check_loop(loops: Loops, benchmark: str, data_env) -> None:
         for split in ("validation", "test"):
             record = json.loads((loop / "running" / f"{split}.json").read_text())
             summary = json.loads((loop / "running" / split / "summary.json").read_text())
-            assert record["n"] == 8 and record["samples"] == 2 and record["value"] == summary["primary"]["value"]
+            assert record["n"] == 8 and record["samples"] == loops.samples
+            assert record["value"] == summary["primary"]["value"]
             assert (summary["max_gen_toks"], summary["standard"]) == (GEN_TOKS, False)
 
             # The trained weights are what was scored: with lm-eval's fixed seeds the base model
             # would give the same answers, and most differ.
             tuned, before = answers(loop / "running" / split), answers(base / split)
-            assert len(tuned) == len(before) == 16 and sum(a != b for a, b in zip(tuned, before, strict=True)) >= 8
+            answers_n = 8 * loops.samples
+            assert len(tuned) == len(before) == answers_n
+            assert sum(a != b for a, b in zip(tuned, before, strict=True)) >= answers_n // 2
         train_file, scored_dir, rows = (
             loop / "workspace" / "data.jsonl",
             loop / "running" / "validation",

@@ -397,11 +397,11 @@ def test_training_answers_earn_full_marks(eval_env):
     # A step that repeats makes a gold list that is no reordering; an option holding '&' cannot be
     # read back (their parser splits on it): neither is taught.
     assert counts["edge"] == ["a step repeats", "the gold answer cannot be read back (holds '&' or surrounding spaces)"]
-    # FinanceIQ: 9 kept of each of the two 18-row files, and the 4 fixture items just before
-    # their file's cut (RD-Agent's training part) earn full marks; the 20 past it are refused.
+    # FinanceIQ: 9 kept of the 18-row file, and the 4 fixture items just before their file's cut
+    # (RD-Agent's training part) earn full marks; the 20 past it are refused.
     assert counts["financeiq"] == {
-        "full marks": 18 + 4,
-        "no subject or row index (prepare the dataset with its post-download step)": 2,
+        "full marks": 9 + 4,
+        "no subject or row index (prepare the dataset with its post-download step)": 1,
         "a FinanceIQ benchmark item (the last rows of its test file)": 20,
     }
 

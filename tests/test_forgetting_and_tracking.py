@@ -40,8 +40,9 @@ def demo_loop(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> s
     prepared = subprocess.run(prepare, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     # --max-gen-toks: MMLU's own budget is a reasoning model's; the tiny model's answers are short.
+    # --eval-limit, --samples 1: the demo's own scores are not what this checks (CI's time).
     command = ["rdft", "run", "--demo", "--loop-n", "1", "--regression", REGRESSION, "--track", "mlflow",
-               "--max-gen-toks", "24"]  # fmt: skip
+               "--max-gen-toks", "24", "--eval-limit", "10", "--samples", "1"]  # fmt: skip
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
 
 
