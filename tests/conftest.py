@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -43,22 +45,25 @@ def pytest_configure(config: pytest.Config) -> None:
         (Path(folder) / "timeline.jsonl").unlink(missing_ok=True)
 
 
-def pytest_runtest_logstart(nodeid: str, location) -> None:
-    _timeline("start", nodeid)
-
-
-def pytest_runtest_logfinish(nodeid: str, location) -> None:
-    _timeline("end", nodeid)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):  # where the test runs: a worker, or the only process
+    _timeline("start", item.nodeid)
+    yield
+    _timeline("end", item.nodeid)
 
 
 def _timeline(event: str, nodeid: str) -> None:
-    """When each test started and ended, on which worker: what CI's wall time is made of, beside
-    junit.xml's durations (RDFT_TEST_ARTIFACTS/timeline.jsonl)."""
+    """When each test started and ended, on which worker, and the CPU seconds its worker and the
+    processes it waited for had used by then: what CI's time is made of, beside junit.xml's
+    durations (RDFT_TEST_ARTIFACTS/timeline.jsonl)."""
     folder = os.environ.get("RDFT_TEST_ARTIFACTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        line = json.dumps({"worker": worker, "event": event, "test": nodeid, "time": round(time.time(), 2)})
+        used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        cpu = sum(usage.ru_utime + usage.ru_stime for usage in used)  # children: those waited for, and theirs
+        line = json.dumps({"worker": worker, "event": event, "test": nodeid, "time": round(time.time(), 2),
+                           "cpu_s": round(cpu, 2)})  # fmt: skip
         with open(Path(folder) / "timeline.jsonl", "a", encoding="utf-8") as handle:
             handle.write(line + "\n")  # one short append per line: the two workers' lines never mix
 
@@ -109,7 +114,9 @@ def rdft(tmp_path):
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """The CLI started in the background, stdout and stderr piped as text."""
+        """The CLI started in the background, stdout and stderr piped as text, as a shell's
+        background job starts it: with SIGINT ignored (a command that stops on Ctrl-C must say so
+        itself; CI's own runner may start the tests that way)."""
         rdft_bin = shutil.which("rdft", path=str(Path(sys.executable).parent)) or "rdft"
         return subprocess.Popen(
             [rdft_bin, *args],
@@ -118,6 +125,7 @@ def rdft(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
 
     call.workdir = workdir

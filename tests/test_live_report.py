@@ -158,8 +158,10 @@ def served(rdft, *args: str, env: dict) -> tuple[subprocess.Popen, str]:
     return proc, found.group(1)
 
 
-def stop_serving(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
+def stop_serving(proc: subprocess.Popen, how: signal.Signals = signal.SIGINT) -> None:
+    """Ctrl-C (SIGINT, which rdft.popen's background start ignores unless the command handles
+    it) or a service manager's SIGTERM: either ends the server cleanly."""
+    proc.send_signal(how)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped serving" in out and "Traceback" not in err, (out, err)
 
@@ -291,7 +293,7 @@ def test_serve_binds_loopback_unless_asked(rdft, tmp_path):
             with urllib.request.urlopen(f"http://{address}:{port}/report.html", timeout=30) as answer:
                 assert answer.status == 200
     finally:
-        stop_serving(proc)
+        stop_serving(proc, signal.SIGTERM)
 
 
 def test_the_batch_table_links_each_tasks_report(rdft, shared_dirs, data_env, eval_env, train_env, tmp_path):
