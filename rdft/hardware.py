@@ -4,6 +4,7 @@ RAM, and the probe that asks torch inside the train env."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -73,11 +74,25 @@ def host_hardware() -> dict:
     }
 
 
+# torch's view of the train env, per process: (its interpreter, its folder, CUDA_VISIBLE_DEVICES) →
+# the probe's answer. A loop asks three times (the scenario, the debug run, the full run) and each
+# ask starts torch in a new process: ~2 s of a CPU, more with CUDA's start-up. What torch sees
+# does not change while this process lives; the free disk does, and is read again each time.
+_TORCH_VIEW: dict[tuple[str, str, str | None], dict] = {}
+
+
 def probe_in_env(env, workspace: Path) -> dict:
-    """What torch in the train env sees (devices, memory, bf16, CPU count, free disk)."""
+    """What torch in the train env sees (devices, memory, bf16, CPU count), and the free disk of
+    `workspace` now; written to workspace/hardware.json too."""
+    from rdft.files import write_atomic
     from rdft.resources import recipes_dir
 
     out = workspace / "hardware.json"
+    key = (str(env.python), str(env.prefix), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if key in _TORCH_VIEW:
+        found = {**_TORCH_VIEW[key], "disk_free_gib": round(shutil.disk_usage(workspace).free / 2**30, 2)}
+        write_atomic(out, json.dumps(found))
+        return found
     result = env.run(
         ["python", str(recipes_dir() / "probe_hardware.py"), "--disk", str(workspace), "--out", str(out)],
         echo=False,
@@ -85,4 +100,6 @@ def probe_in_env(env, workspace: Path) -> dict:
     )
     if not result.ok or not out.is_file():
         raise RdftError(f"the hardware probe failed in the train env: {result.tail.strip().splitlines()[-1:]}")
-    return json.loads(out.read_text())
+    found = json.loads(out.read_text())
+    _TORCH_VIEW[key] = found
+    return found
