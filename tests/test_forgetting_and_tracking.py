@@ -34,8 +34,9 @@ def mean_accuracy(items: Path) -> float:
 @pytest.fixture(scope="module")
 def demo_loop(shared_dirs, data_env, eval_env, train_env, tmp_path_factory) -> subprocess.CompletedProcess:
     root = tmp_path_factory.mktemp("demo-loop")
+    # FT_UPPER_DATA_SIZE_LIMIT: the slice and its deltas are checked, not how well the demo learns.
     env = clean_environ(**shared_dirs, FT_REGRESSION_ITEMS=str(ITEMS), WANDB_API_KEY=PLANTED,
-                        MLFLOW_TRACKING_PASSWORD=PLANTED)  # fmt: skip
+                        MLFLOW_TRACKING_PASSWORD=PLANTED, FT_UPPER_DATA_SIZE_LIMIT="256")  # fmt: skip
     prepare = ["rdft", "benchmarks", "prepare", REGRESSION, "--source", str(FIXTURE), "--force"]
     prepared = subprocess.run(prepare, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr

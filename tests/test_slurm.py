@@ -238,7 +238,8 @@ def test_slurm_batch_runs_resumes_and_cancels(cluster, shared_dirs, data_env, ev
     envs.mkdir()
     for name in ("train", "eval"):
         (envs / name).symlink_to((Path(shared_dirs["RDFT_ENVS_DIR"]) / name).resolve())
-    env = clean_environ(**{**shared_dirs, "RDFT_ENVS_DIR": str(envs)}, **cluster.env)
+    # 256 rows: Slurm's handling of the runs is tested, not how well they learn.
+    env = clean_environ(**{**shared_dirs, "RDFT_ENVS_DIR": str(envs)}, **cluster.env, FT_UPPER_DATA_SIZE_LIMIT="256")
     tiny = {"model": "tiny:llama", "benchmark": "demo_letter", "loop_n": 1}
     tasks = tmp_path / "tasks.json"
     tasks.write_text(json.dumps({"tasks": [tiny, {**tiny, "time": "20m"}]}))
