@@ -856,6 +856,8 @@ def case_loop(env: dict[str, str], smoke: bool, timeout: float, logs: Path, pyth
     if smoke:  # the smoke checks the plumbing: 8 items, one greedy answer each, 256 rows (a CPU is slow)
         command += ["--eval-limit", "8", "--samples", "1", "--max-gen-toks", "16"]
         env = {**env, "FT_UPPER_DATA_SIZE_LIMIT": "256"}
+    # The run's folder sits with the suite's logs, not in whatever folder the suite was started from.
+    env = {**env, "LOG_TRACE_PATH": tempfile.mkdtemp(prefix="loop-run-", dir=logs)}
     left = max(1.0, timeout - (time.perf_counter() - started))
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.Popen(

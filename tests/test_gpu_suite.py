@@ -151,8 +151,13 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, data_env, eval_env, tmp_p
 
     # The loop case's data and eval envs: rdft's own, adopted (this bare host has no lm-eval).
     loop_envs = ["--data-python", str(data_env.python), "--eval-python", str(eval_env.python)]
-    ran = subprocess.run([*smoke, "--wheels", str(carried), *loop_envs], capture_output=True, text=True, timeout=1200)
+    started_in = tmp_path / "cwd"
+    started_in.mkdir()
+    ran = subprocess.run(
+        [*smoke, "--wheels", str(carried), *loop_envs], capture_output=True, text=True, timeout=1200, cwd=started_in
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
+    assert list(started_in.iterdir()) == []  # nothing written where the suite was started (the loop's run: its logs)
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["matmul_ceiling_tflops"] > 0
     assert report["wheels"] == sorted(p.name for p in carried.glob("*.whl"))
@@ -191,6 +196,7 @@ def test_gpu_suite_cpu_smoke_on_a_bare_host(bare_host, data_env, eval_env, tmp_p
     assert loop["training"]["attention"]["chosen"] == "sdpa" and loop["training"]["liger"] is False
     assert loop["training"]["steps"] > 0 and loop["training"]["final_loss"] < loop["training"]["first_loss"]
     assert Path(loop["log"]) == tmp_path / "smoke-logs" / "loop-rdft.log"
+    assert [p.name for p in (tmp_path / "smoke-logs").glob("loop-run-*/Loop_0")] == ["Loop_0"]
     row = r"^\| loop \| rdft \| [\d,]+ \| — \| [\d.—]+ \| — \| base 0.0 / 0.0 \(scored in [\d.]+ s\) → loop 0 done: "
     row += r"validation [\d.]+, test [\d.]+, confirmed (True|False); direct_exp_gen [\d.]+ s, coding "
     assert re.search(row, results.read_text(), re.M), results.read_text()
