@@ -24,7 +24,7 @@ SHARED = REPO.parent / "shared"
 # passes --no-loadscope-reorder; its default order is by test count), so the longest modules go
 # first and the short ones fill the end: longest-processing-time-first. Replayed on CI's junit.xml
 # (xdist's own hand-out rule), it cut the slower worker's span from 1,239 s to 1,192 s. Seconds
-# are CI's (junit.xml, rounded): a module not named here is short, a wrong figure only costs balance.
+# are CI's (junit.xml of 2026-12-06, rounded): a module not named here is short, a wrong figure only costs balance.
 # test_rl.py is not second: its first test waits for the demo run test_loop.py's first one makes.
 MODULE_SECONDS = {
     "test_loop.py": 320, "test_training.py": 240, "test_benchmarks_upstream.py": 235, "test_rl.py": 230,

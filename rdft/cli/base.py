@@ -22,6 +22,19 @@ def settings_of(ctx: click.Context) -> Settings:
     return root.obj
 
 
+def stop_on_ctrl_c_and_sigterm() -> None:
+    """Ctrl-C and SIGTERM (`rdft batch`, service managers, `kill`) both raise KeyboardInterrupt,
+    so the command stops cleanly. Ctrl-C works even when it was started from a shell's background
+    job, which starts its children with SIGINT ignored (Python then keeps ignoring it)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def manager_of(ctx: click.Context):
     from rdft.envs import EnvManager
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rdft.cli.base import cli, settings_of
+from rdft.cli.base import cli, settings_of, stop_on_ctrl_c_and_sigterm
 from rdft.errors import RdftError
 
 
@@ -165,14 +165,6 @@ def report_command(
         return
     if output is not None:
         raise RdftError("--serve serves LOG_DIR/report.html; drop --output")
-    import signal
-
-    def stop(signum, frame):  # a service manager or `kill` stops the server as Ctrl-C does
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    # Ctrl-C stops it even when it was started from a shell's background job, which starts its
-    # children with SIGINT ignored (Python then keeps ignoring it).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_ctrl_c_and_sigterm()
     serve_folder(log_dir, port=8000 if port is None else port, bind=bind or "127.0.0.1", allow_remote=allow_remote,
                  echo=click.echo)  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rdft.cli.base import cli, settings_of
+from rdft.cli.base import cli, settings_of, stop_on_ctrl_c_and_sigterm
 
 
 @cli.command("run")
@@ -58,8 +58,6 @@ from rdft.cli.base import cli, settings_of
 @click.pass_context
 def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
     """Raise a model's benchmark score, loop after loop: proposal, coding, running, feedback."""
-    import signal
-
     from rich.console import Console
 
     from rdft.evaluation.benchmarks import get_benchmark
@@ -67,13 +65,7 @@ def run_command(ctx: click.Context, resume_dir: Path | None, **options) -> None:
     from rdft.loop.records import RunArgs, resume_changes
     from rdft.loop.run import STOPPED_EXIT_CODE, result_lines, resume, start
 
-    def stop(signum, frame):  # `rdft batch` and service managers stop runs with SIGTERM
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    # Ctrl-C stops the run even when it was started from a shell's background job, which starts
-    # its children with SIGINT ignored (Python then keeps ignoring it).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_ctrl_c_and_sigterm()
     settings = settings_of(ctx)
     console = Console(stderr=True, soft_wrap=True)
     asked = {name for name in options if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
