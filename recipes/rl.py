@@ -1,7 +1,9 @@
 """Learning from the model's own answers, scored by the benchmark's scorer (or your function):
 
 - GRPO (group relative policy optimisation, TRL's GRPOTrainer): answers sampled for each prompt
-  as it trains, rewarded, and each answer's advantage taken against its own group;
+  as it trains, rewarded, and each answer's advantage taken against its own group; sampled by
+  the trainer's generate, or (rl.generation vllm) by a vLLM server that loads the adapter after
+  each optimizer step;
 - DPO (direct preference optimisation, TRL's DPOTrainer): answers sampled once from the starting
   model (transformers' generate), scored, and for each prompt whose answers scored differently a
   pair: a best-scored answer as chosen, a worst-scored one as rejected (for a right/wrong scorer,
@@ -537,6 +539,238 @@ def start(config: dict) -> tuple[Path, Path, Path | None, Path]:
     return output, checkpoints, resume, metrics_path
 
 
+# --- vLLM generation (rl.generation vllm) ----------------------------------------------------------
+# GRPO's answers sampled by vLLM's OpenAI-compatible server, over HTTP. The LoRA being trained
+# reaches it as a file after each optimizer step (vLLM's runtime LoRA loading), so this env needs
+# no vLLM: TRL's own server mode imports vLLM in the trainer for its NCCL weight transfer, and
+# vLLM pins a torch of its own, not the train env's. Only the main process saves and loads the
+# adapter; every process samples its own prompts.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 600.0) -> dict:
+    """GET (no body) or POST JSON; the answer's JSON. An HTTP error stops the run in one line."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            text = answer.read().decode() or "{}"
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")[:300]
+        raise SystemExit(f"rl: vLLM's server answered {error.code} to {url}: {detail}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"text": text}  # vLLM answers some endpoints with plain text
+
+
+class VLLMServer:
+    """The vLLM server GRPO samples from: started here (rl.vllm_command, at rl.vllm_server_url's
+    port) or already running (rl.vllm_server_url alone), stopped at the end if started here."""
+
+    def __init__(self, config: dict, output: Path):
+        rl = config["rl"]
+        self.url = rl["vllm_server_url"].rstrip("/")
+        self.config, self.output, self.process, self.log = config, output, None, output / "vllm.log"
+        self.served = self.name = None  # the start weights' name on the server; the adapter being sampled
+        self.step, self.adapters = None, output / "vllm-adapters"
+
+    # the server -------------------------------------------------------------------------------
+    def start(self, model_dir: str, max_model_len: int) -> None:
+        """Start the server on the main process (its output in vllm.log), and on every process wait
+        until it answers: a server that exits first stops the run in one line with its last line."""
+        import subprocess
+        from urllib.parse import urlparse
+
+        from accelerate import PartialState
+
+        rl, address = self.config["rl"], urlparse(self.url)
+        if rl["vllm_command"] and PartialState().is_main_process:
+            rank = next((r for r in LORA_RANKS if r >= self.config["method"]["lora_r"]), LORA_RANKS[-1])
+            argv = [*rl["vllm_command"], model_dir, "--host", address.hostname, "--port", str(address.port),
+                    "--served-model-name", "start", "--enable-lora", "--max-lora-rank", str(rank),
+                    "--max-loras", "2", "--gpu-memory-utilization", str(rl["vllm_memory"]),
+                    "--max-model-len", str(max_model_len), "--dtype", self.config["model"]["dtype"],
+                    "--seed", str(self.config["train"]["seed"])]  # fmt: skip
+            env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+            if rl["vllm_gpu"] is not None:
+                env["CUDA_VISIBLE_DEVICES"] = str(rl["vllm_gpu"])
+            print(f"rl: starting vLLM's server: {' '.join(argv)} (log: {self.log})", flush=True)
+            with open(self.log, "ab") as log:
+                self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                start_new_session=True)  # fmt: skip  # stopped as a group
+        self.wait(float(os.environ.get("RDFT_VLLM_START_TIMEOUT", "900")))
+        models = http_json(f"{self.url}/v1/models")["data"]
+        self.served = self.name = models[0]["id"]
+
+    def wait(self, timeout: float) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                lines = self.log.read_text(errors="replace").strip().splitlines() if self.log.is_file() else []
+                last = lines[-1] if lines else "(no output)"
+                raise SystemExit(
+                    f"rl: vLLM's server exited ({self.process.returncode}) before it answered: {last}; "
+                    f"see {self.log}, or set rl.generation: transformers"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"rl: vLLM's server at {self.url} did not answer within {timeout:g} s; see {self.log}")
+            time.sleep(1.0)
+
+    def stop(self) -> None:
+        """The main process stops the server it started, or has a running one drop the adapter
+        left loaded; the adapters' files go (the trained one is saved as output/adapter)."""
+        import signal
+
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return
+        if self.process is None and self.name not in (None, self.served):
+            try:
+                http_json(f"{self.url}/v1/unload_lora_adapter", {"lora_name": self.name}, timeout=30)
+            except (SystemExit, OSError):  # the training's outcome stands; the server keeps a stale adapter
+                print(f"rl: warning: vLLM's server at {self.url} kept adapter {self.name}", flush=True)
+        shutil.rmtree(self.adapters, ignore_errors=True)
+        shutil.rmtree(self.output / "start-weights", ignore_errors=True)
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except Exception:  # a server that does not stop on SIGTERM
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    # the weights ------------------------------------------------------------------------------
+    def sync(self, trainer) -> None:
+        """After each optimizer step, the main process saves the adapter as it is now and has the
+        server load it under a new name (then drops the one before); every process samples from it."""
+        step = trainer.state.global_step
+        if step == self.step:
+            return
+        name = f"step-{step}"
+        if trainer.accelerator.is_main_process:
+            folder = self.adapters / name
+            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder, safe_serialization=True)
+            http_json(f"{self.url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+            if self.name != self.served:
+                http_json(f"{self.url}/v1/unload_lora_adapter", {"lora_name": self.name})
+                shutil.rmtree(self.adapters / self.name, ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
+        self.step, self.name = step, name
+
+    # sampling ---------------------------------------------------------------------------------
+    def complete(self, prompt_ids: list[int], n: int, eos: int | None) -> list[tuple[list[int], list[float]]]:
+        """n answers to one prompt: each as its token ids and their sampling log-probabilities,
+        ending with the EOS token when the model stopped there (what teaches it to stop)."""
+        rl = self.config["rl"]
+        answer = http_json(
+            f"{self.url}/v1/completions",
+            {
+                "model": self.name,
+                "prompt": prompt_ids,
+                "n": n,
+                "max_tokens": rl["max_completion_length"],
+                "temperature": rl["temperature"],
+                # every sampling knob given: the model's generation_config.json (vLLM's defaults
+                # for what a request leaves out) only adds its EOS ids
+                "top_p": 1.0,
+                "top_k": 0,
+                "min_p": 0.0,
+                "repetition_penalty": 1.0,
+                "logprobs": 0,  # the sampled token's own
+                "return_tokens_as_token_ids": True,
+                "skip_special_tokens": False,
+            },
+        )
+        out = []
+        for choice in sorted(answer["choices"], key=lambda c: c["index"]):
+            logprobs = choice["logprobs"]
+            ids = [int(token.removeprefix("token_id:")) for token in logprobs["tokens"]]
+            values = [0.0 if v is None else float(v) for v in logprobs["token_logprobs"]]
+            if choice.get("finish_reason") == "stop" and choice.get("stop_reason") is None and eos is not None:
+                if not ids or ids[-1] != eos:
+                    ids, values = [*ids, eos], [*values, 0.0]
+            out.append((ids, values))
+        if len(out) != n:
+            raise SystemExit(f"rl: vLLM's server gave {len(out)} answers where {n} were asked")
+        return out
+
+    def rollout(self, prompts: list, trainer) -> dict:
+        """TRL's rollout_func: the answers to this process's prompts, in order. TRL hands each
+        prompt once per answer wanted, a group's copies side by side: one request per group."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sync(trainer)
+        tokenizer = trainer.processing_class
+        groups: list[list] = []  # [prompt, copies]
+        for prompt in prompts:
+            if groups and groups[-1][0] == prompt:
+                groups[-1][1] += 1
+            else:
+                groups.append([prompt, 1])
+        ids = [
+            tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            for p, _ in groups
+        ]
+        eos = tokenizer.eos_token_id
+        with ThreadPoolExecutor(max_workers=16) as pool:  # vLLM batches concurrent requests itself
+            answers = list(pool.map(lambda at: self.complete(ids[at], groups[at][1], eos), range(len(groups))))
+        prompt_ids, completion_ids, logprobs = [], [], []
+        for group_ids, group in zip(ids, answers, strict=True):
+            for answer_ids, answer_logprobs in group:
+                prompt_ids.append(list(group_ids))
+                completion_ids.append(answer_ids)
+                logprobs.append(answer_logprobs)
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
+
+
+def serve_weights(config: dict, model, tokenizer, output: Path) -> str:
+    """What the server loads: model.path, or the starting weights saved once (main process) when
+    model.adapter was merged into them, since the adapter trained here is relative to those."""
+    from accelerate import PartialState
+
+    if not config["model"].get("adapter"):
+        return config["model"]["path"]
+    folder = output / "start-weights"
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:  # saved afresh: a crashed attempt's may hold another start
+            partial = output / "start-weights.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            model.save_pretrained(partial, safe_serialization=True)
+            tokenizer.save_pretrained(partial)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(partial, folder)
+    return str(folder)
+
+
+def longest_sequence(rows: list[dict], tokenizer, config: dict) -> int:
+    """vLLM's --max-model-len: the longest prompt as rendered, plus an answer's most tokens (the
+    model's own limit would reserve a KV cache for lengths never sampled)."""
+    longest = max(
+        len(
+            tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
+        for r in rows
+    )
+    return longest + config["rl"]["max_completion_length"]
+
+
 # --- GRPO -------------------------------------------------------------------------------------
 def train_grpo(config: dict, config_path: Path) -> None:
     import datasets
@@ -557,17 +791,27 @@ def train_grpo(config: dict, config_path: Path) -> None:
         per_device_train_batch_size=tcfg["micro_batch_size"] * rl["num_generations"],
     )
     first: dict = {}
-    writer = prepare_trackers(config, output, resume)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=[reward],
-        args=args,
-        train_dataset=datasets.Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=lora_config(config),
-    )
-    tracking_callbacks(trainer, metrics_callback(metrics_path, first, grpo_record, config, writer), writer)
-    train_and_save(trainer, config, config_path, tokenizer, output, first, resume, {"prompts": len(rows)})
+    server = VLLMServer(config, output) if rl["generation"] == "vllm" else None
+    try:
+        if server is not None:  # before the trackers' runs start: a server that fails leaves no empty run
+            os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: TRL's documented hook
+            server.start(serve_weights(config, model, tokenizer, output), longest_sequence(rows, tokenizer, config))
+        writer = prepare_trackers(config, output, resume)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=lora_config(config),
+            rollout_func=server.rollout if server else None,
+        )
+        tracking_callbacks(trainer, metrics_callback(metrics_path, first, grpo_record, config, writer), writer)
+        data = {"prompts": len(rows), "generation": rl["generation"]}
+        train_and_save(trainer, config, config_path, tokenizer, output, first, resume, data)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 # --- DPO --------------------------------------------------------------------------------------

@@ -12,11 +12,17 @@ the tiny model on CPU.
   hand), counts them in data_stats.json, resumes on the same pairs, and its adapter changes the
   model's answers; with no pair to train on it says so in one line.
 - A GRPO or DPO config that cannot run is one line before any env starts.
+- GRPO sampled by vLLM (rl.generation vllm), against tests/vllm_standin.py (vLLM's protocol on
+  transformers and peft: vLLM's wheels are CUDA builds): every answer comes from the server, which
+  loads the adapter after each step (checked against the checkpoints), gets the merged start
+  weights from a parent's adapter, takes the last of several GPUs, and a server that does not
+  start is one line.
 """
 
 import json
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -101,6 +107,11 @@ def demo_model(demo_run) -> Path:
     return model
 
 
+def standin_command(train_env) -> list[str]:
+    """`vllm serve` for this CPU host: tests/vllm_standin.py, vLLM's protocol on transformers and peft."""
+    return [str(train_env.python), str(REPO / "tests" / "vllm_standin.py"), "serve"]
+
+
 def test_grpo_learns_from_the_scorers_reward_and_resumes(shared_dirs, demo_run, train_env, tmp_path):
     """Stopped after its checkpoint at step 4 (a kill leaves no result.json), then resumed to step
     8: the second session starts from the checkpoint, and the run as a whole learned."""
@@ -158,16 +169,102 @@ def test_grpo_from_a_parents_adapter_saves_the_merged_result(shared_dirs, train_
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
     assert run_train(shared_dirs, tmp_path / "sft.yaml", tmp_path / "sft").returncode == 0
     adapter = tmp_path / "sft" / "output" / "adapter"
-    config = rl_config(tmp_path / "grpo", model={"adapter": str(adapter)}, train={"max_steps": 2})
+    # Sampled by vLLM's protocol (the CPU stand-in): the server is given the merge to start from.
+    vllm = {"generation": "vllm", "vllm_command": standin_command(train_env)}
+    config = rl_config(tmp_path / "grpo", model={"adapter": str(adapter)}, train={"max_steps": 2}, rl=vllm)
     trained = run_train(shared_dirs, config, tmp_path / "grpo")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = json.loads((tmp_path / "grpo" / "output" / "result.json").read_text())
+    output = tmp_path / "grpo" / "output"
+    started = next(line for line in (output / "vllm.log").read_text().splitlines() if line.startswith("{"))
+    served = json.loads(started)["argv"][1]
+    assert served == str(output / "start-weights") and not Path(served).exists()  # saved for the server, then gone
+    result = json.loads((output / "result.json").read_text())
     merged = Path(result["merged_dir"])
     loads = (
         "import sys; from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained(sys.argv[1])"
     )
     assert train_env.run(["python", "-c", loads, str(merged)], echo=False).ok
     assert "rdft: merged model in" in trained.stderr
+
+
+def test_grpo_samples_from_a_vllm_server_that_gets_each_steps_adapter(shared_dirs, demo_run, train_env, tmp_path):
+    """rl.generation vllm: the recipe starts the server (rl.vllm_command; on a GPU host the score
+    env's vllm serve), samples every answer from it, and after each optimizer step has it load the
+    adapter as trained so far, under a new name, dropping the one before. The adapter the server
+    sampled from at step k is the trainer's weights after k steps (its checkpoint), and the server
+    is stopped and its adapter files gone at the end."""
+    run = tmp_path / "run"
+    config = rl_config(
+        run,
+        model={"path": str(demo_model(demo_run))},
+        # 4 prompts a step: some group of 4 answers disagrees (the demo's model is right most of the time)
+        train={"max_steps": 4, "micro_batch_size": 4, "save_steps": 1, "save_total_limit": 4},
+        rl={"generation": "vllm", "vllm_command": standin_command(train_env)},
+    )
+    trained = run_train(shared_dirs, config, run)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    output = run / "output"
+    result = json.loads((output / "result.json").read_text())
+    assert (result["steps"], result["data"]["generation"]) == (4, "vllm")
+    log = [json.loads(line) for line in (output / "vllm.log").read_text().splitlines() if line.startswith("{")]
+    start, requests = log[0], log[1:]
+    argv = start["argv"]
+    assert start["runtime_lora"] and "--enable-lora" in argv
+    assert argv[argv.index("--max-lora-rank") + 1] == "16" and argv[argv.index("--served-model-name") + 1] == "start"
+    assert int(argv[argv.index("--max-model-len") + 1]) > 12  # the longest prompt plus an answer's 12 tokens
+    assert all(r["status"] == 200 for r in requests), requests
+    sampled = [(r["event"].rsplit("/", 1)[-1], r.get("name") or r.get("model"), r.get("n")) for r in requests]
+    expected = [("load_lora_adapter", "step-0", None)] + [("completions", "step-0", 4)] * 4
+    for k in (1, 2, 3):  # one request a prompt, for its group of 4 answers
+        expected += [("load_lora_adapter", f"step-{k}", None), ("unload_lora_adapter", f"step-{k - 1}", None)]
+        expected += [("completions", f"step-{k}", 4)] * 4
+    assert sampled == expected
+    loaded = {r["name"]: r["sha256"] for r in requests if r["event"].endswith("/load_lora_adapter")}
+    digest = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from vllm_standin import tensors_sha256\n"
+        "for path in sys.argv[2:]: print(tensors_sha256(path))"
+    )
+    checkpoints = [output / "checkpoints" / f"checkpoint-{k}" / "adapter_model.safetensors" for k in (1, 2, 3)]
+    hashed = train_env.run(["python", "-c", digest, str(REPO / "tests"), *map(str, checkpoints)], echo=False)
+    assert hashed.ok, hashed.tail
+    assert hashed.tail.split()[-3:] == [loaded["step-1"], loaded["step-2"], loaded["step-3"]]
+    assert len(set(loaded.values())) > 1  # the adapter moved off its zero start: later answers came from new weights
+    metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4] and all(m["completion_length"] > 0 for m in metrics)
+    assert not (output / "vllm-adapters").exists()
+    url = yaml.safe_load((run / "train.resolved.yaml").read_text())["rl"]["vllm_server_url"]
+    with pytest.raises(OSError):  # stopped with the training
+        urllib.request.urlopen(f"{url}/health", timeout=5)
+
+
+def test_the_started_vllm_server_takes_the_last_of_several_gpus_or_shares_the_only_one(rdft, tmp_path):
+    """Planned with --assume-gpus (a dry run): with two GPUs the server gets GPU 1 alone and
+    training GPU 0; with one, both use it (the server its rl.vllm_memory share). Left to auto
+    without a built score env, GRPO samples with transformers and says why."""
+    config = rl_config(tmp_path, rl={"vllm_command": ["vllm", "serve"]})
+    for gpus, server, training in (("2x80GiB", 1, "0"), ("1x80GiB", 0, "0")):
+        planned = rdft("train", str(config), "--dry-run", "--assume-gpus", gpus, "--workspace", str(tmp_path / gpus))
+        assert planned.returncode == 0, planned.stderr[-2000:]
+        rl = yaml.safe_load((tmp_path / gpus / "train.resolved.yaml").read_text())["rl"]
+        assert (rl["generation"], rl["vllm_gpu"], rl["vllm_command"]) == ("vllm", server, ["vllm", "serve"])
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", rl["vllm_server_url"])
+        assert f"export CUDA_VISIBLE_DEVICES={training}\n" in (tmp_path / gpus / "launch.sh").read_text()
+        assert f"GRPO samples its answers with vLLM on GPU {server}" in planned.stderr
+    auto = rl_config(tmp_path / "auto")
+    planned = rdft("train", str(auto), "--dry-run", "--assume-gpus", "1x80GiB", "--workspace", str(tmp_path / "w"))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert yaml.safe_load((tmp_path / "w" / "train.resolved.yaml").read_text())["rl"]["generation"] == "transformers"
+    assert "GRPO samples its answers with transformers: the score env, which holds vLLM, is not built" in planned.stderr
+
+
+def test_a_vllm_server_that_does_not_start_is_one_line(shared_dirs, train_env, tmp_path):
+    run = tmp_path / "run"
+    failing = [str(train_env.python), "-c", "import sys; print('No CUDA GPUs are available'); sys.exit(3)"]
+    config = rl_config(run, train={"max_steps": 1}, rl={"generation": "vllm", "vllm_command": failing})
+    trained = run_train(shared_dirs, config, run)
+    assert trained.returncode != 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
+    assert "rl: vLLM's server exited (3) before it answered: No CUDA GPUs are available; see " in trained.stderr
+    assert not (run / "output" / "result.json").exists()
 
 
 def last_box(text: str) -> str | None:
@@ -285,6 +382,11 @@ def test_dpo_without_a_pair_says_so_in_one_line(shared_dirs, train_env, tmp_path
         ({"method": {"type": "dpo"}, "data": {"format": "chat"}}, "method.type dpo trains on prompt rows"),
         ({"method": {"type": "dpo"}, "rl": {"beta": 0}}, "rl.beta 0 makes DPO's loss a constant"),
         ({"rl": {"weights": "full"}, "model": {"adapter": "adapter"}}, "rl.weights full with model.adapter: merge"),
+        ({"rl": {"generation": "vllm"}}, "rl.generation vllm: this host has no GPU (or give rl.vllm_command"),
+        ({"rl": {"generation": "vllm", "weights": "full"}}, "with rl.weights full use rl.generation transformers"),
+        ({"method": {"type": "dpo"}, "rl": {"generation": "vllm"}}, "DPO samples once, from the starting model"),
+        ({"rl": {"generation": "transformers", "vllm_server_url": "http://h:8000"}}, "are for rl.generation vllm"),
+        ({"rl": {"vllm_server_url": "http://h:8000"}, "model": {"adapter": "adapter"}}, "merge the adapter into"),
     ],
 )
 def test_a_grpo_or_dpo_config_that_cannot_run_is_one_line(change, says, rdft, tmp_path):

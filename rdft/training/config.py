@@ -181,6 +181,33 @@ class RLSection(Section):
         "DPO's β (default 0.1; higher stays closer)",
     )
     learning_rate: float = Field(1e-5, gt=0, description="Replaces train.learning_rate for GRPO and DPO")
+    generation: Literal["auto", "transformers", "vllm"] = Field(
+        "auto",
+        description="Who samples GRPO's answers. vllm: a vLLM server (the score env's, started for the run, or "
+        "rl.vllm_server_url), which loads the LoRA being trained after every optimizer step; transformers: the "
+        "trainer's own generate. auto: vllm on a GPU host whose score env is built, for rl.weights lora; else "
+        "transformers. DPO samples once, from the starting model, with transformers",
+    )
+    vllm_server_url: str | None = Field(
+        None,
+        description="A running vLLM server to sample from instead of starting one (its first model: model.path, "
+        "served with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True); with rl.vllm_command, the address "
+        "the started server listens at (default: a free port on 127.0.0.1)",
+    )
+    vllm_command: list[str] | None = Field(
+        None,
+        description="The command that starts vLLM's server (`vllm serve`'s argv before the model); default: the "
+        "score env's vllm serve. Given, it runs on any host (a CPU build of vLLM too)",
+    )
+    vllm_gpu: int | None = Field(
+        None,
+        ge=0,
+        description="The GPU the started server takes; default: the last selected GPU when several are selected "
+        "(training gets the others), else the one training uses, shared (rl.vllm_memory)",
+    )
+    vllm_memory: float = Field(
+        0.3, gt=0, lt=1, description="Share of its GPU's memory the started vLLM server takes when training shares it"
+    )
 
 
 class OutputSection(Section):
@@ -248,6 +275,18 @@ class TrainConfig(Section):
         if rl and self.rl.weights == "full" and self.model.adapter is not None:
             raise ValueError("rl.weights full with model.adapter: merge the adapter into a model folder first, "
                              "or train a LoRA (rl.weights lora)")  # fmt: skip
+        if method == "grpo" and self.rl.generation == "vllm" and self.rl.weights == "full":
+            # Only the adapter travels to the server each step (a file of megabytes, not the model)
+            raise ValueError("rl.generation vllm loads the trained LoRA into the server each step; with "
+                             "rl.weights full use rl.generation transformers (or auto)")  # fmt: skip
+        if self.rl.vllm_server_url and not self.rl.vllm_command and self.model.adapter is not None:
+            raise ValueError("rl.vllm_server_url serves model.path, not model.path with model.adapter merged in: "
+                             "merge the adapter into a model folder, serve that and give it as model.path")  # fmt: skip
+        if method == "dpo" and self.rl.generation == "vllm":
+            raise ValueError("rl.generation vllm is GRPO's sampler; DPO samples once, from the starting model, "
+                             "with transformers: set rl.generation: auto")  # fmt: skip
+        if self.rl.generation == "transformers" and (self.rl.vllm_server_url or self.rl.vllm_command):
+            raise ValueError("rl.vllm_server_url and rl.vllm_command are for rl.generation vllm (or auto)")
         if method == "dpo" and self.rl.beta == 0:
             raise ValueError("rl.beta 0 makes DPO's loss a constant: give β > 0 (default 0.1)")
         return self

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,68 @@ def choose_layout(config: TrainConfig, hardware: dict, gpus: list[int] | None) -
     if config.model.dtype != "float32" and not gpus:
         raise RdftError(f"model.dtype {config.model.dtype} on CPU is slow and unsupported here; use float32")
     return Layout(strategy=strategy, processes=processes, gpus=gpus)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, on this host's loopback (the started vLLM server's)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def choose_rl_generation(
+    config: TrainConfig,
+    layout: Layout,
+    hardware: dict,
+    score_vllm: Callable[[bool], Path | None],
+    *,
+    slurm: bool,
+    log: Callable[[str], None],
+) -> Layout:
+    """Resolve rl.generation to vllm or transformers (GRPO; DPO samples once with transformers).
+    For a server the recipe starts: its command (the score env's `vllm serve` unless
+    rl.vllm_command), its address and its GPU. `score_vllm(build)`: the score env's vllm
+    executable, built first when `build`, or None. Returns the layout training keeps: without the
+    server's GPU when several are selected."""
+    rl = config.rl
+    if config.method.type != "grpo" or rl.generation == "transformers":
+        rl.generation = "transformers"
+        return layout
+    if rl.vllm_server_url and not rl.vllm_command:  # the user's own server, wherever it runs
+        rl.generation = "vllm"
+        return layout
+    explicit, why, command = rl.generation == "vllm", None, rl.vllm_command
+    if rl.weights == "full":
+        why = "rl.weights full (only a LoRA is loaded into the server each step)"
+    elif command is None and slurm:
+        why = "under --slurm-nodes rdft starts no server (give rl.vllm_server_url)"
+    elif command is None and not layout.gpus:
+        why = "this host has no GPU (or give rl.vllm_command, e.g. a CPU build of vLLM)"
+    elif command is None:
+        vllm = score_vllm(explicit)
+        if vllm is None:
+            why = "the score env, which holds vLLM, is not built (`rdft env create score`)"
+        else:
+            command = [str(vllm), "serve"]
+    if why is not None:
+        if explicit:
+            raise RdftError(f"rl.generation vllm: {why}; or set rl.generation: transformers")
+        if layout.gpus:  # on a CPU host transformers is the only choice: nothing to say
+            log(f"GRPO samples its answers with transformers: {why}")
+        rl.generation = "transformers"
+        return layout
+    rl.generation, rl.vllm_command = "vllm", command
+    rl.vllm_server_url = rl.vllm_server_url or f"http://127.0.0.1:{free_port()}"
+    available = [g["index"] for g in hardware.get("gpus", [])]
+    if rl.vllm_gpu is None and layout.gpus:
+        rl.vllm_gpu = layout.gpus[-1]  # alone when several are selected, else shared (rl.vllm_memory)
+    if rl.vllm_gpu is not None and rl.vllm_gpu not in available:
+        raise RdftError(f"rl.vllm_gpu {rl.vllm_gpu} not found (this host has {available or 'no GPU'}); fix it")
+    if rl.vllm_gpu in layout.gpus and len(layout.gpus) > 1:
+        layout = choose_layout(config, hardware, [g for g in layout.gpus if g != rl.vllm_gpu])
+    log(f"GRPO samples its answers with vLLM on GPU {rl.vllm_gpu}" if rl.vllm_gpu is not None else
+        "GRPO samples its answers with vLLM (rl.vllm_command)")  # fmt: skip
+    return layout
 
 
 def accelerate_config(config: TrainConfig, layout: Layout, ds_path: Path | None) -> dict:

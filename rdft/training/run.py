@@ -21,7 +21,7 @@ from rdft.hardware import host_hardware, probe_in_env, ram_gib
 from rdft.resources import evaluation_dir, recipes_dir
 from rdft.settings import Settings
 from rdft.training.config import RL_METHODS, TrainConfig, check_trackers, load_config, tracker_environment
-from rdft.training.launch import Layout, choose_layout, write_launch_files
+from rdft.training.launch import Layout, choose_layout, choose_rl_generation, write_launch_files
 from rdft.training.models import HUB_ID, build_tiny_model, model_config_json, resolve_model, shape_from_config
 from rdft.training.planner import Plan, plan
 from rdft.training.rows import RowEstimate, estimate_rows
@@ -199,6 +199,14 @@ def check_rows(data: Path, data_format: str) -> int:
     return count
 
 
+def score_vllm(manager: EnvManager, build: bool) -> Path | None:
+    """The score env's vllm executable (GRPO's sampler on a GPU host): built first when `build`
+    (rl.generation vllm asked for it), else only when the env is already there."""
+    env = manager.ensure("score") if build else (manager.current("score") if manager.ready("score") else None)
+    vllm = env.python.parent / "vllm" if env is not None else None
+    return vllm if vllm is not None and vllm.is_file() else None
+
+
 def parse_gpus(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -360,6 +368,15 @@ def train(
         check_trackers(config, env, manager.specs_dir)
     hardware = assumed or (host_hardware() if env is None else probe_in_env(env, workspace))
     layout = choose_layout(config, hardware, gpus)
+    if config.method.type in RL_METHODS:
+        layout = choose_rl_generation(
+            config,
+            layout,
+            hardware,
+            lambda build: score_vllm(manager, build and not dry_run),
+            slurm=bool(slurm_nodes),
+            log=lambda message: console.print(f"rdft: {message}", highlight=False),
+        )
 
     if config.model.tiny_arch and env is not None:
         build_tiny_model(env, config.model.tiny_arch, model_dir, console, verbose)
@@ -383,6 +400,8 @@ def train(
     if rows is not None:
         attention.update(asdict(rows))
     summary = {"workspace": str(workspace), "layout": asdict(layout), "plan": plan_shown, "attention": attention}
+    if config.method.type in RL_METHODS:
+        summary["generation"] = config.rl.generation
     write_atomic(workspace / "plan.json", json.dumps({**summary, "hardware": hardware}, indent=2) + "\n")
     sbatch = None
     if slurm_nodes:
