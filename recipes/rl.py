@@ -549,7 +549,8 @@ LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank value
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 600.0) -> dict:
-    """GET (no body) or POST JSON; the answer's JSON. An HTTP error stops the run in one line."""
+    """GET (no body) or POST JSON; the answer's JSON. An HTTP error, or a server that does not
+    answer, stops the run in one line."""
     import urllib.error
     import urllib.request
 
@@ -559,12 +560,25 @@ def http_json(url: str, body: dict | None = None, timeout: float = 600.0) -> dic
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             text = answer.read().decode() or "{}"
     except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")[:300]
-        raise SystemExit(f"rl: vLLM's server answered {error.code} to {url}: {detail}") from None
+        detail = " ".join(error.read().decode(errors="replace").split())[:300]
+        raise ServerError(error.code, f"rl: vLLM's server answered {error.code} to {url}: {detail}") from None
+    except OSError as error:  # refused, reset, timed out: the server died or is not there
+        raise SystemExit(
+            f"rl: vLLM's server did not answer {url} ({error}); see output/vllm.log if rdft started it, "
+            "or check that it runs"
+        ) from None
     try:
         return json.loads(text)
     except ValueError:
         return {"text": text}  # vLLM answers some endpoints with plain text
+
+
+class ServerError(SystemExit):
+    """An HTTP error status from the server: the run stops in one line unless it is expected."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class VLLMServer:
@@ -577,22 +591,30 @@ class VLLMServer:
         self.config, self.output, self.process, self.log = config, output, None, output / "vllm.log"
         self.served = self.name = None  # the start weights' name on the server; the adapter being sampled
         self.step, self.adapters = None, output / "vllm-adapters"
+        # Adapter names of this output folder's own (a shared server may serve other runs too),
+        # the same in every process.
+        self.prefix = "rdft-" + hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:8]
 
     # the server -------------------------------------------------------------------------------
     def start(self, model_dir: str, max_model_len: int) -> None:
         """Start the server on the main process (its output in vllm.log), and on every process wait
-        until it answers: a server that exits first stops the run in one line with its last line."""
+        until it answers: a server that exits first stops the run in one line with its last line.
+        It stays in the training's process group: whatever stops the training stops it too."""
         import subprocess
         from urllib.parse import urlparse
 
         from accelerate import PartialState
 
         rl, address = self.config["rl"], urlparse(self.url)
-        if rl["vllm_command"] and PartialState().is_main_process:
+        started = bool(rl["vllm_command"])
+        if started and PartialState().is_main_process:
             rank = next((r for r in LORA_RANKS if r >= self.config["method"]["lora_r"]), LORA_RANKS[-1])
-            argv = [*rl["vllm_command"], model_dir, "--host", address.hostname, "--port", str(address.port),
-                    "--served-model-name", "start", "--enable-lora", "--max-lora-rank", str(rank),
-                    "--max-loras", "2", "--gpu-memory-utilization", str(rl["vllm_memory"]),
+            training = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+            shared = rl["vllm_gpu"] is None or str(rl["vllm_gpu"]) in training
+            memory = rl["vllm_memory"] if shared else 0.9  # a GPU of its own: most of it
+            argv = [*rl["vllm_command"], model_dir, "--host", address.hostname or "127.0.0.1",
+                    "--port", str(address.port or 8000), "--served-model-name", "start", "--enable-lora",
+                    "--max-lora-rank", str(rank), "--max-loras", "2", "--gpu-memory-utilization", str(memory),
                     "--max-model-len", str(max_model_len), "--dtype", self.config["model"]["dtype"],
                     "--seed", str(self.config["train"]["seed"])]  # fmt: skip
             env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
@@ -600,11 +622,11 @@ class VLLMServer:
                 env["CUDA_VISIBLE_DEVICES"] = str(rl["vllm_gpu"])
             print(f"rl: starting vLLM's server: {' '.join(argv)} (log: {self.log})", flush=True)
             with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                start_new_session=True)  # fmt: skip  # stopped as a group
+                self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.wait(float(os.environ.get("RDFT_VLLM_START_TIMEOUT", "900")))
-        models = http_json(f"{self.url}/v1/models")["data"]
-        self.served = self.name = models[0]["id"]
+        self.served = self.name = http_json(f"{self.url}/v1/models")["data"][0]["id"]
+        if started and self.served != "start":  # another server took the port first
+            raise SystemExit(f"rl: {self.url} is another server's (it serves {self.served}); run again")
 
     def wait(self, timeout: float) -> None:
         import urllib.request
@@ -625,46 +647,56 @@ class VLLMServer:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit(f"rl: vLLM's server at {self.url} did not answer within {timeout:g} s; see {self.log}")
+                where = self.log if self.process is not None else "whether it runs"
+                raise SystemExit(f"rl: vLLM's server at {self.url} did not answer within {timeout:g} s; see {where}")
             time.sleep(1.0)
 
     def stop(self) -> None:
         """The main process stops the server it started, or has a running one drop the adapter
-        left loaded; the adapters' files go (the trained one is saved as output/adapter)."""
-        import signal
-
+        left loaded; then the adapters' files go (the trained one is saved as output/adapter)."""
         from accelerate import PartialState
 
         if not PartialState().is_main_process:
             return
-        if self.process is None and self.name not in (None, self.served):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except Exception:  # a server that does not stop on SIGTERM
+                self.process.kill()
+                self.process.wait()
+        elif self.process is None and self.name not in (None, self.served):
             try:
                 http_json(f"{self.url}/v1/unload_lora_adapter", {"lora_name": self.name}, timeout=30)
-            except (SystemExit, OSError):  # the training's outcome stands; the server keeps a stale adapter
+            except SystemExit:  # the training's outcome stands; the server keeps a stale adapter
                 print(f"rl: warning: vLLM's server at {self.url} kept adapter {self.name}", flush=True)
         shutil.rmtree(self.adapters, ignore_errors=True)
         shutil.rmtree(self.output / "start-weights", ignore_errors=True)
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except Exception:  # a server that does not stop on SIGTERM
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
     # the weights ------------------------------------------------------------------------------
+    def load(self, name: str, folder: Path) -> None:
+        """Load an adapter under `name`; one of that name left by a crashed attempt of this run (on a
+        server that outlived it) is replaced."""
+        body = {"lora_name": name, "lora_path": str(folder)}
+        try:
+            http_json(f"{self.url}/v1/load_lora_adapter", body)
+        except ServerError as error:
+            if error.status != 400 or "already been loaded" not in str(error):
+                raise
+            http_json(f"{self.url}/v1/unload_lora_adapter", {"lora_name": name})
+            http_json(f"{self.url}/v1/load_lora_adapter", body)
+
     def sync(self, trainer) -> None:
         """After each optimizer step, the main process saves the adapter as it is now and has the
         server load it under a new name (then drops the one before); every process samples from it."""
         step = trainer.state.global_step
         if step == self.step:
             return
-        name = f"step-{step}"
+        name = f"{self.prefix}-step-{step}"
         if trainer.accelerator.is_main_process:
             folder = self.adapters / name
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder, safe_serialization=True)
-            http_json(f"{self.url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+            self.load(name, folder)
             if self.name != self.served:
                 http_json(f"{self.url}/v1/unload_lora_adapter", {"lora_name": self.name})
                 shutil.rmtree(self.adapters / self.name, ignore_errors=True)
@@ -672,9 +704,9 @@ class VLLMServer:
         self.step, self.name = step, name
 
     # sampling ---------------------------------------------------------------------------------
-    def complete(self, prompt_ids: list[int], n: int, eos: int | None) -> list[tuple[list[int], list[float]]]:
-        """n answers to one prompt: each as its token ids and their sampling log-probabilities,
-        ending with the EOS token when the model stopped there (what teaches it to stop)."""
+    def complete(self, prompt_ids: list[int], n: int) -> list[tuple[list[int], list[float]]]:
+        """n answers to one prompt: each as its token ids and their sampling log-probabilities
+        (vLLM keeps the EOS token the model stopped at, which is what teaches it to stop)."""
         rl = self.config["rl"]
         answer = http_json(
             f"{self.url}/v1/completions",
@@ -695,15 +727,17 @@ class VLLMServer:
                 "skip_special_tokens": False,
             },
         )
-        out = []
-        for choice in sorted(answer["choices"], key=lambda c: c["index"]):
-            logprobs = choice["logprobs"]
-            ids = [int(token.removeprefix("token_id:")) for token in logprobs["tokens"]]
-            values = [0.0 if v is None else float(v) for v in logprobs["token_logprobs"]]
-            if choice.get("finish_reason") == "stop" and choice.get("stop_reason") is None and eos is not None:
-                if not ids or ids[-1] != eos:
-                    ids, values = [*ids, eos], [*values, 0.0]
-            out.append((ids, values))
+        try:
+            out = []
+            for choice in sorted(answer["choices"], key=lambda c: c["index"]):
+                logprobs = choice["logprobs"]
+                ids = [int(token.removeprefix("token_id:")) for token in logprobs["tokens"]]
+                out.append((ids, [float("nan") if v is None else float(v) for v in logprobs["token_logprobs"]]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise SystemExit(
+                f"rl: {self.url} answered /v1/completions without token ids and log-probabilities "
+                f"({type(error).__name__}: {error}); is it vLLM's OpenAI-compatible server?"
+            ) from None
         if len(out) != n:
             raise SystemExit(f"rl: vLLM's server gave {len(out)} answers where {n} were asked")
         return out
@@ -725,9 +759,8 @@ class VLLMServer:
             tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
             for p, _ in groups
         ]
-        eos = tokenizer.eos_token_id
         with ThreadPoolExecutor(max_workers=16) as pool:  # vLLM batches concurrent requests itself
-            answers = list(pool.map(lambda at: self.complete(ids[at], groups[at][1], eos), range(len(groups))))
+            answers = list(pool.map(lambda at: self.complete(ids[at], groups[at][1]), range(len(groups))))
         prompt_ids, completion_ids, logprobs = [], [], []
         for group_ids, group in zip(ids, answers, strict=True):
             for answer_ids, answer_logprobs in group:

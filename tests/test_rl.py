@@ -211,23 +211,43 @@ def test_grpo_samples_from_a_vllm_server_that_gets_each_steps_adapter(shared_dir
     argv = start["argv"]
     assert start["runtime_lora"] and "--enable-lora" in argv
     assert argv[argv.index("--max-lora-rank") + 1] == "16" and argv[argv.index("--served-model-name") + 1] == "start"
-    assert int(argv[argv.index("--max-model-len") + 1]) > 12  # the longest prompt plus an answer's 12 tokens
     assert all(r["status"] == 200 for r in requests), requests
-    sampled = [(r["event"].rsplit("/", 1)[-1], r.get("name") or r.get("model"), r.get("n")) for r in requests]
+    # Adapter names of this run's own: a prefix of its output folder, then the step.
+    prefix = requests[0]["name"].rsplit("-step-", 1)[0]
+    assert re.fullmatch(r"rdft-[0-9a-f]{8}", prefix)
+    sampled = [(r["event"].rsplit("/", 1)[-1], (r.get("name") or r["model"]).removeprefix(prefix + "-"), r.get("n"))
+               for r in requests]  # fmt: skip
     expected = [("load_lora_adapter", "step-0", None)] + [("completions", "step-0", 4)] * 4
     for k in (1, 2, 3):  # one request a prompt, for its group of 4 answers
         expected += [("load_lora_adapter", f"step-{k}", None), ("unload_lora_adapter", f"step-{k - 1}", None)]
         expected += [("completions", f"step-{k}", 4)] * 4
     assert sampled == expected
-    loaded = {r["name"]: r["sha256"] for r in requests if r["event"].endswith("/load_lora_adapter")}
-    digest = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from vllm_standin import tensors_sha256\n"
-        "for path in sys.argv[2:]: print(tensors_sha256(path))"
+    asked = {(r["max_tokens"], r["temperature"], r["logprobs"], r["return_tokens_as_token_ids"])
+             for r in requests if r["event"] == "/v1/completions"}  # fmt: skip
+    assert asked == {(12, 1.0, 0, True)}
+    loaded = {
+        r["name"].removeprefix(prefix + "-"): r["sha256"] for r in requests if r["event"].endswith("/load_lora_adapter")
+    }
+    facts = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from vllm_standin import tensors_sha256\n"
+        "from transformers import AutoTokenizer\n"
+        "tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])\n"
+        "rows = [json.loads(line) for line in open(sys.argv[3])]\n"
+        "print(max(len(tokenizer.apply_chat_template([{'role': 'user', 'content': r['prompt']}],"
+        " add_generation_prompt=True, return_dict=True)['input_ids']) for r in rows))\n"
+        "for path in sys.argv[4:]: print(tensors_sha256(path))"
     )
     checkpoints = [output / "checkpoints" / f"checkpoint-{k}" / "adapter_model.safetensors" for k in (1, 2, 3)]
-    hashed = train_env.run(["python", "-c", digest, str(REPO / "tests"), *map(str, checkpoints)], echo=False)
-    assert hashed.ok, hashed.tail
-    assert hashed.tail.split()[-3:] == [loaded["step-1"], loaded["step-2"], loaded["step-3"]]
+    model = demo_model(demo_run)
+    found = train_env.run(
+        ["python", "-c", facts, str(REPO / "tests"), str(model), str(PROMPTS), *map(str, checkpoints)], echo=False
+    )
+    assert found.ok, found.tail
+    longest, *hashes = found.tail.split()[-4:]
+    # the longest prompt as rendered plus an answer's 12 tokens: no KV cache for lengths never sampled
+    assert argv[argv.index("--max-model-len") + 1] == str(int(longest) + 12)
+    # What the server loaded before sampling step k's answers is the trainer's weights after k steps.
+    assert hashes == [loaded["step-1"], loaded["step-2"], loaded["step-3"]]
     assert len(set(loaded.values())) > 1  # the adapter moved off its zero start: later answers came from new weights
     metrics = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4] and all(m["completion_length"] > 0 for m in metrics)
@@ -257,13 +277,31 @@ def test_the_started_vllm_server_takes_the_last_of_several_gpus_or_shares_the_on
     assert "GRPO samples its answers with transformers: the score env, which holds vLLM, is not built" in planned.stderr
 
 
-def test_a_vllm_server_that_does_not_start_is_one_line(shared_dirs, train_env, tmp_path):
+@pytest.mark.parametrize("dies", ["at start", "mid-run"])
+def test_a_vllm_server_that_does_not_start_or_stops_answering_is_one_line(dies, shared_dirs, train_env, tmp_path):
     run = tmp_path / "run"
-    failing = [str(train_env.python), "-c", "import sys; print('No CUDA GPUs are available'); sys.exit(3)"]
-    config = rl_config(run, train={"max_steps": 1}, rl={"generation": "vllm", "vllm_command": failing})
-    trained = run_train(shared_dirs, config, run)
+    if dies == "at start":
+        command, extra = (
+            [str(train_env.python), "-c", "import sys; print('No CUDA GPUs are available'); sys.exit(3)"],
+            {},
+        )
+        says = "rl: vLLM's server exited (3) before it answered: No CUDA GPUs are available; see "
+    else:  # answers the first adapter load, then exits at the first request for answers
+        command, extra = standin_command(train_env), {"STANDIN_DIE_AFTER_REQUESTS": "1"}
+        says = "/v1/completions ("
+    config = rl_config(run, train={"max_steps": 1}, rl={"generation": "vllm", "vllm_command": command})
+    trained = subprocess.run(
+        ["rdft", "train", str(config), "--workspace", str(run)],
+        env=clean_environ(**shared_dirs, **extra),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert trained.returncode != 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
-    assert "rl: vLLM's server exited (3) before it answered: No CUDA GPUs are available; see " in trained.stderr
+    assert says in trained.stderr, trained.stderr[-3000:]
+    if dies == "mid-run":
+        assert "rl: vLLM's server did not answer http://127.0.0.1:" in trained.stderr
+        assert "see output/vllm.log if rdft started it" in trained.stderr
     assert not (run / "output" / "result.json").exists()
 
 

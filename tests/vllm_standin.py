@@ -8,13 +8,15 @@ are loaded and sampled from.
 - `vllm serve MODEL` flags: the ones rl.py passes; any other one is refused, as argparse does;
 - `GET /health`, `GET /v1/models` (`data[0].id`: the served name, `root`: the model);
 - `POST /v1/completions` with `prompt` as token ids, `n`, `max_tokens`, `temperature`, `top_p`,
-  `logprobs`, `return_tokens_as_token_ids`: choices indexed in order, `logprobs.tokens` as
-  "token_id:N" with each sampled token's log-probability, the EOS token kept when the model
-  stopped there (finish_reason "stop"), as vLLM's output token ids keep it;
+  `logprobs`, `return_tokens_as_token_ids`: choices indexed prompt by prompt, `logprobs.tokens`
+  as "token_id:N" with each sampled token's log-probability; the token the answer stopped at is
+  kept (finish_reason "stop"; stop_reason None for the tokenizer's EOS, the id for another EOS id
+  of the generation config), as vLLM 0.33's output token ids keep it;
 - `POST /v1/load_lora_adapter` and `/v1/unload_lora_adapter` (`lora_name`, `lora_path`), there
   only when VLLM_ALLOW_RUNTIME_LORA_UPDATING is true; an adapter of rank above
-  --max-lora-rank, or more loaded than --max-loras, is refused with 400.
+  --max-lora-rank, or a name already loaded, is refused with 400, an unknown name with 404.
 
+STANDIN_DIE_AFTER_REQUESTS=N makes it exit at the POST after the Nth, unanswered.
 Each request is printed as one JSON line (what the tests read back from rl.py's vllm.log); an
 adapter load carries the SHA-256 of its tensors, for comparison with the trainer's checkpoints.
 
@@ -68,7 +70,7 @@ class Model:
 
     def __init__(self, args: argparse.Namespace):
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.manual_seed(args.seed)
         self.args, self.lock = args, threading.Lock()
@@ -76,8 +78,11 @@ class Model:
         self.base = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
         self.model = self.base  # a PeftModel once an adapter is loaded
         self.adapters: dict[str, str] = {}
-        self.eos = self.base.generation_config.eos_token_id
-        self.eos = self.eos[0] if isinstance(self.eos, list) else self.eos
+        # As vLLM: the tokenizer's EOS ends an answer (stop_reason None); the generation config's
+        # other EOS ids too, as stop tokens (stop_reason: the id). Either is kept in the answer.
+        self.eos = AutoTokenizer.from_pretrained(args.model).eos_token_id
+        extra = self.base.generation_config.eos_token_id
+        self.stops = {self.eos, *(extra if isinstance(extra, list) else [extra] if extra is not None else [])}
 
     def load(self, name: str, path: str) -> tuple[int, str]:
         from peft import PeftConfig, PeftModel
@@ -87,8 +92,6 @@ class Model:
             return 400, f"LoRA rank {config.r} is greater than max_lora_rank {self.args.max_lora_rank}."
         if name in self.adapters:
             return 400, f"The lora adapter '{name}' has already been loaded."
-        if len(self.adapters) >= self.args.max_loras:
-            return 400, f"at most {self.args.max_loras} LoRA adapters (--max-loras)"
         with self.lock:
             if self.model is self.base:
                 self.model = PeftModel.from_pretrained(self.base, path, adapter_name=name).eval()
@@ -114,6 +117,10 @@ class Model:
         prompts = body["prompt"]
         if prompts and isinstance(prompts[0], int):
             prompts = [prompts]
+        plain = {"top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+        if any(key in body and body[key] != value for key, value in plain.items()):
+            message = f"this stand-in samples plainly ({plain}), asked {body}"  # what rl.py asks; else untested
+            return 400, {"error": {"message": message, "code": 400}}
         n, limit = int(body.get("n", 1)), int(body.get("max_tokens", 16))
         temperature = float(body.get("temperature", 1.0))
         choices = []
@@ -122,26 +129,20 @@ class Model:
                 if self.args.max_model_len and len(ids) + limit > self.args.max_model_len:
                     message = f"This model's maximum context length is {self.args.max_model_len} tokens."
                     return 400, {"error": {"message": message, "code": 400}}
-                if self.model is not self.base:
-                    self.model.set_adapter(name) if name != self.name else None
-                inputs = torch.tensor([ids])
-                kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-                if name == self.name and self.model is not self.base:
+                kwargs = {"input_ids": torch.tensor([ids]), "num_return_sequences": n, "max_new_tokens": limit,
+                          "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
+                          "eos_token_id": sorted(self.stops), "pad_token_id": self.eos,
+                          "return_dict_in_generate": True, "output_logits": True}  # fmt: skip
+                if name == self.name and self.model is not self.base:  # the start weights, adapters aside
                     with self.model.disable_adapter():
-                        out = self.generate(inputs, n, limit, kwargs)
+                        out = self.model.generate(**kwargs)
+                elif name != self.name:
+                    self.model.set_adapter(name)
+                    out = self.model.generate(**kwargs)
                 else:
-                    out = (self.model if name != self.name else self.base).generate(
-                        inputs, num_return_sequences=n, max_new_tokens=limit, pad_token_id=self.eos,
-                        return_dict_in_generate=True, output_logits=True, **kwargs
-                    )  # fmt: skip
+                    out = self.base.generate(**kwargs)
                 choices += self.choices(out, len(ids), at * n, temperature)
         return 200, {"id": "cmpl-standin", "object": "text_completion", "model": name, "choices": choices}
-
-    def generate(self, inputs, n: int, limit: int, kwargs: dict):
-        return self.model.generate(
-            inputs, num_return_sequences=n, max_new_tokens=limit, pad_token_id=self.eos,
-            return_dict_in_generate=True, output_logits=True, **kwargs
-        )  # fmt: skip
 
     def choices(self, out, prompt_length: int, first_index: int, temperature: float) -> list[dict]:
         import torch
@@ -150,16 +151,16 @@ class Model:
         choices = []
         for row, sequence in enumerate(out.sequences):
             ids = sequence[prompt_length:].tolist()
-            stopped = self.eos in ids
-            ids = ids[: ids.index(self.eos) + 1] if stopped else ids  # the EOS kept, the padding after it not
+            end = next((at for at, token in enumerate(ids) if token in self.stops), None)
+            ids = ids if end is None else ids[: end + 1]  # the stop token kept, the padding after it not
             values = [logprobs[row, step, token].item() for step, token in enumerate(ids)]
             choices.append(
                 {
                     "index": first_index + row,
                     "text": "",
                     "logprobs": {"tokens": [f"token_id:{t}" for t in ids], "token_logprobs": values},
-                    "finish_reason": "stop" if stopped else "length",
-                    "stop_reason": None,
+                    "finish_reason": "length" if end is None else "stop",
+                    "stop_reason": None if end is None or ids[-1] == self.eos else ids[-1],
                 }
             )
         return choices
@@ -171,6 +172,8 @@ def serve(args: argparse.Namespace) -> None:
     print(json.dumps({"event": "start", "argv": sys.argv[1:],
                       "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                       "runtime_lora": runtime_lora}), flush=True)  # fmt: skip
+
+    posts: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_):  # one JSON line per request instead
@@ -193,12 +196,17 @@ def serve(args: argparse.Namespace) -> None:
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            posts.append(self.path)
+            if len(posts) > int(os.environ.get("STANDIN_DIE_AFTER_REQUESTS", "1000000")):
+                print(json.dumps({"event": "died", "at": self.path}), flush=True)
+                os._exit(1)  # a server that dies mid-run (the tests' case): the connection drops unanswered
             record = {"event": self.path}
             if self.path == "/v1/completions":
                 code, payload = model.complete(body)
-                record.update(model=body.get("model"), prompts=1 if isinstance(body["prompt"][0], int) else
-                              len(body["prompt"]), n=body.get("n"), max_tokens=body.get("max_tokens"),
-                              temperature=body.get("temperature"))  # fmt: skip
+                asked = ("n", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "logprobs",
+                         "return_tokens_as_token_ids", "skip_special_tokens")  # fmt: skip
+                record.update(model=body.get("model"), prompt_tokens=len(body["prompt"]),
+                              **{key: body.get(key) for key in asked})  # fmt: skip
             elif self.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter") and runtime_lora:
                 name = body.get("lora_name")
                 if self.path == "/v1/load_lora_adapter":

@@ -88,12 +88,14 @@ def choose_rl_generation(
     if config.method.type != "grpo" or rl.generation == "transformers":
         rl.generation = "transformers"
         return layout
-    if rl.vllm_server_url and not rl.vllm_command:  # the user's own server, wherever it runs
-        rl.generation = "vllm"
-        return layout
     explicit, why, command = rl.generation == "vllm", None, rl.vllm_command
     if rl.weights == "full":
         why = "rl.weights full (only a LoRA is loaded into the server each step)"
+    elif rl.vllm_server_url and not command:  # the user's own server, wherever it runs
+        rl.generation = "vllm"
+        return layout
+    elif config.distributed.num_machines > 1:  # the other machines would ask their own 127.0.0.1
+        why = "a server rdft starts serves one machine (give rl.vllm_server_url, reading output/ from shared storage)"
     elif command is None and slurm:
         why = "under --slurm-nodes rdft starts no server (give rl.vllm_server_url)"
     elif command is None and not layout.gpus:
