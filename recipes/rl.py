@@ -163,9 +163,20 @@ def finite_numbers(values, n: int, name: str) -> list[float]:
 
 
 # --- model ------------------------------------------------------------------------------------
+def load_tokenizer(config: dict):
+    """The tokenizer of the starting weights (the parent adapter's, which may add a template)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config["model"]["adapter"] or config["model"]["path"])
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation continues the prompt's end
+    return tokenizer
+
+
 def load_model(config: dict):
     """The starting weights: model.path, with model.adapter (a parent's LoRA) merged in."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model_cfg = config["model"]
     dtype = getattr(torch, model_cfg["dtype"])
@@ -176,11 +187,7 @@ def load_model(config: dict):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, model_cfg["adapter"]).merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(model_cfg["adapter"] or model_cfg["path"])
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"  # generation continues the prompt's end
-    return model, tokenizer
+    return model, load_tokenizer(config)
 
 
 def peak_memory_gib() -> float:
@@ -596,18 +603,17 @@ class VLLMServer:
         self.prefix = "rdft-" + hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:8]
 
     # the server -------------------------------------------------------------------------------
-    def start(self, model_dir: str, max_model_len: int) -> None:
-        """Start the server on the main process (its output in vllm.log), and on every process wait
-        until it answers: a server that exits first stops the run in one line with its last line.
-        It stays in the training's process group: whatever stops the training stops it too."""
+    def launch(self, model_dir: str, max_model_len: int) -> None:
+        """Start the server on the main process (its output in vllm.log), when rl.vllm_command
+        asks for one; `ready` waits for it. It stays in the training's process group: whatever
+        stops the training stops it too."""
         import subprocess
         from urllib.parse import urlparse
 
         from accelerate import PartialState
 
         rl, address = self.config["rl"], urlparse(self.url)
-        started = bool(rl["vllm_command"])
-        if started and PartialState().is_main_process:
+        if rl["vllm_command"] and PartialState().is_main_process:
             rank = next((r for r in LORA_RANKS if r >= self.config["method"]["lora_r"]), LORA_RANKS[-1])
             training = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
             shared = rl["vllm_gpu"] is None or str(rl["vllm_gpu"]) in training
@@ -623,9 +629,13 @@ class VLLMServer:
             print(f"rl: starting vLLM's server: {' '.join(argv)} (log: {self.log})", flush=True)
             with open(self.log, "ab") as log:
                 self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def ready(self) -> None:
+        """On every process, wait until the server answers: one that exits first stops the run in
+        one line with its last line of output."""
         self.wait(float(os.environ.get("RDFT_VLLM_START_TIMEOUT", "900")))
         self.served = self.name = http_json(f"{self.url}/v1/models")["data"][0]["id"]
-        if started and self.served != "start":  # another server took the port first
+        if self.config["rl"]["vllm_command"] and self.served != "start":  # another server took the port first
             raise SystemExit(f"rl: {self.url} is another server's (it serves {self.served}); run again")
 
     def wait(self, timeout: float) -> None:
@@ -813,23 +823,20 @@ def train_grpo(config: dict, config_path: Path) -> None:
     output, checkpoints, resume, metrics_path = start(config)
     rows = read_prompts(Path(config["data"]["path"]))
     reward = load_reward(config_path, rows)
-    model, tokenizer = load_model(config)
-    args = GRPOConfig(
-        **common_args(config, checkpoints, torch.cuda.is_available()),
-        num_generations=rl["num_generations"],
-        max_completion_length=rl["max_completion_length"],
-        temperature=rl["temperature"],
-        beta=rl["beta"],
-        # train.micro_batch_size prompts a step, each with its group of answers
-        per_device_train_batch_size=tcfg["micro_batch_size"] * rl["num_generations"],
-    )
-    first: dict = {}
     server = VLLMServer(config, output) if rl["generation"] == "vllm" else None
     try:
-        if server is not None:  # before the trackers' runs start: a server that fails leaves no empty run
-            os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: TRL's documented hook
-            server.start(serve_weights(config, model, tokenizer, output), longest_sequence(rows, tokenizer, config))
-        writer = prepare_trackers(config, output, resume)
+        model, tokenizer = start_sampler(server, config, rows, output)
+        args = GRPOConfig(
+            **common_args(config, checkpoints, torch.cuda.is_available()),
+            num_generations=rl["num_generations"],
+            max_completion_length=rl["max_completion_length"],
+            temperature=rl["temperature"],
+            beta=rl["beta"],
+            # train.micro_batch_size prompts a step, each with its group of answers
+            per_device_train_batch_size=tcfg["micro_batch_size"] * rl["num_generations"],
+        )
+        first: dict = {}
+        writer = prepare_trackers(config, output, resume)  # after the server answers: one that fails leaves no run
         trainer = GRPOTrainer(
             model=model,
             reward_funcs=[reward],
@@ -845,6 +852,23 @@ def train_grpo(config: dict, config_path: Path) -> None:
     finally:
         if server is not None:
             server.stop()
+
+
+def start_sampler(server, config: dict, rows: list[dict], output: Path):
+    """The starting model and tokenizer, and the vLLM server (rl.generation vllm) ready: started
+    on model.path before the model loads here (vLLM's minutes of start-up overlap the load), or
+    on the merge once it exists (model.adapter)."""
+    if server is None:
+        return load_model(config)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: TRL's documented hook
+    adapter = config["model"].get("adapter")
+    if not adapter:
+        server.launch(config["model"]["path"], longest_sequence(rows, load_tokenizer(config), config))
+    model, tokenizer = load_model(config)
+    if adapter:
+        server.launch(serve_weights(config, model, tokenizer, output), longest_sequence(rows, tokenizer, config))
+    server.ready()
+    return model, tokenizer
 
 
 # --- DPO --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ the tiny model on CPU.
   transformers and peft: vLLM's wheels are CUDA builds): every answer comes from the server, which
   loads the adapter after each step (checked against the checkpoints), gets the merged start
   weights from a parent's adapter, takes the last of several GPUs, and a server that does not
-  start is one line.
+  start, or stops answering, is one line.
 """
 
 import json

@@ -206,7 +206,11 @@ class RLSection(Section):
         "(training gets the others), else the one training uses, shared (rl.vllm_memory)",
     )
     vllm_memory: float = Field(
-        0.3, gt=0, lt=1, description="Share of its GPU's memory the started vLLM server takes when training shares it"
+        0.3,
+        gt=0,
+        lt=1,
+        description="Share of its GPU's memory the started vLLM server takes when training shares the GPU "
+        "(a GPU of its own: 0.9)",
     )
 
 
