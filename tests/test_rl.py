@@ -16,7 +16,8 @@ the tiny model on CPU.
   transformers and peft: vLLM's wheels are CUDA builds): every answer comes from the server, which
   loads the adapter after each step (checked against the checkpoints), gets the merged start
   weights from a parent's adapter, takes the last of several GPUs, and a server that does not
-  start, or stops answering, is one line.
+  start, or stops answering, is one line; a server the user runs serves two ddp processes, the
+  main one alone loading each step's adapter.
 """
 
 import json
@@ -90,7 +91,7 @@ def rl_config(folder: Path, method: str = "grpo", **sections) -> Path:
     config["data"]["path"] = str(PROMPTS)
     config["rl"].update(max_completion_length=12)
     for name, values in sections.items():
-        config[name].update(values)
+        config.setdefault(name, {}).update(values)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{method}.yaml").write_text(yaml.safe_dump(config))
     return folder / f"{method}.yaml"
@@ -255,6 +256,50 @@ def test_grpo_samples_from_a_vllm_server_that_gets_each_steps_adapter(shared_dir
     url = yaml.safe_load((run / "train.resolved.yaml").read_text())["rl"]["vllm_server_url"]
     with pytest.raises(OSError):  # stopped with the training
         urllib.request.urlopen(f"{url}/health", timeout=5)
+
+
+def test_two_ddp_processes_sample_from_a_running_vllm_server(shared_dirs, demo_run, train_env, tmp_path):
+    """rl.vllm_server_url alone: a server the user runs (here started by the test, as on another
+    node). Under ddp the main process alone saves and loads each step's adapter, both processes
+    wait for it and sample their own prompts from it; at the end the adapter left loaded is
+    unloaded and the server keeps running."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model = demo_model(demo_run)
+    log = tmp_path / "server.log"
+    argv = [*standin_command(train_env), str(model), "--port", str(port), "--enable-lora", "--max-loras", "4"]
+    with open(log, "w") as out:
+        server = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                  env={**clean_environ(), "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"})  # fmt: skip
+    try:
+        run = tmp_path / "run"
+        config = rl_config(
+            run,
+            model={"path": str(model)},
+            train={"max_steps": 2, "micro_batch_size": 2},
+            distributed={"strategy": "ddp", "num_processes": 2},
+            rl={"generation": "vllm", "vllm_server_url": f"http://127.0.0.1:{port}"},
+        )
+        trained = run_train(shared_dirs, config, run)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert server.poll() is None  # the user's server: still running
+        result = json.loads((run / "output" / "result.json").read_text())
+        assert (result["processes"], result["steps"], result["data"]["generation"]) == (2, 2, "vllm")
+        requests = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")][1:]
+        prefix = requests[0]["name"].rsplit("-step-", 1)[0]
+        sampled = [(r["event"].rsplit("/", 1)[-1], (r.get("name") or r["model"]).removeprefix(prefix + "-"))
+                   for r in requests]  # fmt: skip
+        # 2 prompts a process, a request each: 4 a step, once the step's adapter is loaded
+        assert sampled == [("load_lora_adapter", "step-0")] + [("completions", "step-0")] * 4 + [
+            ("load_lora_adapter", "step-1"), ("unload_lora_adapter", "step-0")] + [("completions", "step-1")] * 4 + [
+            ("unload_lora_adapter", "step-1")]  # fmt: skip
+        assert all(r["status"] == 200 for r in requests) and not (run / "output" / "vllm-adapters").exists()
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_the_started_vllm_server_takes_the_last_of_several_gpus_or_shares_the_only_one(rdft, tmp_path):
