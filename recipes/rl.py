@@ -555,6 +555,14 @@ def start(config: dict) -> tuple[Path, Path, Path | None, Path]:
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
 
 
+class ServerError(SystemExit):
+    """An HTTP error status from the server: the run stops in one line unless it is expected."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def http_json(url: str, body: dict | None = None, timeout: float = 600.0) -> dict:
     """GET (no body) or POST JSON; the answer's JSON. An HTTP error, or a server that does not
     answer, stops the run in one line."""
@@ -578,14 +586,6 @@ def http_json(url: str, body: dict | None = None, timeout: float = 600.0) -> dic
         return json.loads(text)
     except ValueError:
         return {"text": text}  # vLLM answers some endpoints with plain text
-
-
-class ServerError(SystemExit):
-    """An HTTP error status from the server: the run stops in one line unless it is expected."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 class VLLMServer:
@@ -664,6 +664,8 @@ class VLLMServer:
     def stop(self) -> None:
         """The main process stops the server it started, or has a running one drop the adapter
         left loaded; then the adapters' files go (the trained one is saved as output/adapter)."""
+        import subprocess
+
         from accelerate import PartialState
 
         if not PartialState().is_main_process:
@@ -672,7 +674,7 @@ class VLLMServer:
             self.process.terminate()
             try:
                 self.process.wait(timeout=60)
-            except Exception:  # a server that does not stop on SIGTERM
+            except subprocess.TimeoutExpired:  # a server that does not stop on SIGTERM
                 self.process.kill()
                 self.process.wait()
         elif self.process is None and self.name not in (None, self.served):
@@ -765,10 +767,7 @@ class VLLMServer:
                 groups[-1][1] += 1
             else:
                 groups.append([prompt, 1])
-        ids = [
-            tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-            for p, _ in groups
-        ]
+        ids = [rendered_ids(tokenizer, prompt) for prompt, _ in groups]
         with ThreadPoolExecutor(max_workers=16) as pool:  # vLLM batches concurrent requests itself
             answers = list(pool.map(lambda at: self.complete(ids[at], groups[at][1]), range(len(groups))))
         prompt_ids, completion_ids, logprobs = [], [], []
@@ -780,13 +779,18 @@ class VLLMServer:
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
 
-def serve_weights(config: dict, model, tokenizer, output: Path) -> str:
-    """What the server loads: model.path, or the starting weights saved once (main process) when
-    model.adapter was merged into them, since the adapter trained here is relative to those."""
+def rendered_ids(tokenizer, prompt) -> list[int]:
+    """A prompt's token ids as TRL renders it for the trainer: the chat template, ready to answer."""
+    return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
+
+
+def save_start_weights(model, tokenizer, output: Path) -> str:
+    """The starting weights with model.adapter merged in, saved (main process) for the server to
+    load: the adapter trained here is relative to them."""
     from accelerate import PartialState
 
-    if not config["model"].get("adapter"):
-        return config["model"]["path"]
     folder = output / "start-weights"
     state = PartialState()
     with state.main_process_first():
@@ -803,14 +807,7 @@ def serve_weights(config: dict, model, tokenizer, output: Path) -> str:
 def longest_sequence(rows: list[dict], tokenizer, config: dict) -> int:
     """vLLM's --max-model-len: the longest prompt as rendered, plus an answer's most tokens (the
     model's own limit would reserve a KV cache for lengths never sampled)."""
-    longest = max(
-        len(
-            tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
-                "input_ids"
-            ]
-        )
-        for r in rows
-    )
+    longest = max(len(rendered_ids(tokenizer, row["prompt"])) for row in rows)
     return longest + config["rl"]["max_completion_length"]
 
 
@@ -866,7 +863,7 @@ def start_sampler(server, config: dict, rows: list[dict], output: Path):
         server.launch(config["model"]["path"], longest_sequence(rows, load_tokenizer(config), config))
     model, tokenizer = load_model(config)
     if adapter:
-        server.launch(serve_weights(config, model, tokenizer, output), longest_sequence(rows, tokenizer, config))
+        server.launch(save_start_weights(model, tokenizer, output), longest_sequence(rows, tokenizer, config))
     server.ready()
     return model, tokenizer
 

@@ -202,9 +202,14 @@ def check_rows(data: Path, data_format: str) -> int:
 def score_vllm(manager: EnvManager, build: bool) -> Path | None:
     """The score env's vllm executable (GRPO's sampler on a GPU host): built first when `build`
     (rl.generation vllm asked for it), else only when the env is already there."""
-    env = manager.ensure("score") if build else (manager.current("score") if manager.ready("score") else None)
-    vllm = env.python.parent / "vllm" if env is not None else None
-    return vllm if vllm is not None and vllm.is_file() else None
+    if build:
+        env = manager.ensure("score")
+    elif manager.ready("score"):
+        env = manager.current("score")
+    else:
+        return None
+    vllm = env.python.parent / "vllm"
+    return vllm if vllm.is_file() else None
 
 
 def parse_gpus(text: str | None) -> list[int] | None:
